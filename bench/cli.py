@@ -1,0 +1,259 @@
+"""The ``bench`` command: parse options, call one function, print the outcome.
+
+Errors a user can fix (bad options, missing data, a malformed study, an unreachable
+store) are printed as one line on stderr with a non-zero exit, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from bench.errors import BenchError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _OptionalInt(click.ParamType):
+    """A positive integer; an empty string means "not given" (MLproject parameters need that)."""
+
+    name = "integer"
+
+    def __init__(self, minimum: int = 1) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param, ctx):
+        if value is None or value == "":
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if number < self.minimum:
+            self.fail(f"{number} is not >= {self.minimum}", param, ctx)
+        return number
+
+
+class _OptionalFloat(click.ParamType):
+    name = "float"
+
+    def convert(self, value: Any, param, ctx):
+        if value is None or value == "":
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not number > 0:
+            self.fail(f"{number} is not > 0", param, ctx)
+        return number
+
+
+def _empty_is_none(ctx, param, value):
+    return None if value == "" else value
+
+
+POSITIVE = _OptionalInt(1)
+NON_NEGATIVE = _OptionalInt(0)
+POSITIVE_FLOAT = _OptionalFloat()
+
+
+class BenchGroup(click.Group):
+    """Turns every expected error into one line on stderr and an exit code."""
+
+    def main(self, *args, **kwargs):  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; open runs were closed as KILLED", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _setup_logging(verbose: int) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    logging.getLogger("bench").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("mlflow", "alembic", "absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM closes runs the same way Ctrl-C does (as KILLED, not left RUNNING)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: also libraries).")
+@click.version_option(package_name="bench")
+def cli(verbose: int) -> None:
+    """Benchmark regularisation and depth on Fashion-MNIST and MNIST, tracked in MLflow."""
+    _setup_logging(verbose)
+    _sigterm_as_interrupt()
+
+
+def _common_options(f):
+    options = [
+        click.option("--study", "study", default=None, callback=_empty_is_none,
+                     help="Study file or name in studies/ (default: studies/default.yaml)."),
+        click.option("--task", default=None, callback=_empty_is_none,
+                     help="Override the study's task: fashion_mnist or mnist."),
+        click.option("--epochs", type=POSITIVE, default=None, help="Override the study's epochs."),
+        click.option("--batch-size", type=POSITIVE, default=None, help="Override the study's batch size."),
+        click.option("--learning-rate", type=POSITIVE_FLOAT, default=None,
+                     help="Override the study's learning rate."),
+        click.option("--validation-size", type=POSITIVE, default=None,
+                     help="Images held out from the end of the training set (default 10000)."),
+        click.option("--limit", type=POSITIVE, default=None,
+                     help="Use only the first N training and test images (smoke runs)."),
+        click.option("--data-dir", default=None, callback=_empty_is_none, envvar="BENCH_DATA_DIR",
+                     help="Folder with fashion-mnist/ and mnist/ IDX files [env BENCH_DATA_DIR]."),
+        click.option("--tracking-uri", default=None, callback=_empty_is_none,
+                     help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+        click.option("--experiment", default=None, callback=_empty_is_none,
+                     help="MLflow experiment name [default: the study's name]."),
+        click.option("--no-model", is_flag=True, help="Do not log the trained models (saves disk)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _settings(study, variants, task, epochs, batch_size, seeds, learning_rate, validation_size, limit):
+    from bench.compare import Settings
+    from bench.studies import load_study
+
+    return Settings.from_study(
+        load_study(study),
+        task=task,
+        variants=variants,
+        epochs=epochs,
+        batch_size=batch_size,
+        seeds=seeds,
+        learning_rate=learning_rate,
+        validation_size=validation_size,
+        limit=limit,
+    )
+
+
+def _finish(outcome) -> None:
+    from bench.compare import format_table
+    from bench.tracking import redact, ui_command
+
+    click.echo("")
+    click.echo(format_table(outcome.table))
+    click.echo("")
+    click.echo(f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})")
+    click.echo(f"parent run: {outcome.parent_run_id}")
+    click.echo(f"store:      {redact(outcome.tracking_uri)}")
+    if outcome.tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"open:       {outcome.tracking_uri.rstrip('/')}/#/experiments/{outcome.experiment_id}")
+    else:
+        click.echo(f"browse:     {ui_command(outcome.tracking_uri)}")
+    for r in outcome.failed:
+        click.echo(f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}", err=True)
+
+
+@cli.command()
+@_common_options
+@click.option("--variants", default=None, callback=_empty_is_none,
+              help="Comma-separated names or globs, e.g. '*-deep,vanilla-*' (default: the study's).")
+@click.option("--seeds", type=POSITIVE, default=None, help="Seeds per variant (0..N-1).")
+def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
+            tracking_uri, experiment, no_model, variants, seeds):
+    """Train the study's variants side by side; one parent run, one child run each."""
+    from bench.compare import run_comparison
+
+    settings = _settings(study, variants, task, epochs, batch_size, seeds, learning_rate,
+                         validation_size, limit)
+    outcome = run_comparison(
+        settings, data_dir=data_dir, tracking_uri=tracking_uri, experiment=experiment,
+        log_models=not no_model,
+    )
+    _finish(outcome)
+
+
+@cli.command()
+@click.argument("variant")
+@_common_options
+@click.option("--seed", type=NON_NEGATIVE, default=None, help="Random seed (default 0).")
+def train(variant, study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
+          tracking_uri, experiment, no_model, seed):
+    """Train one VARIANT with the study's protocol and log it as a single run."""
+    from bench.compare import run_comparison
+
+    settings = _settings(study, variant, task, epochs, batch_size, 1, learning_rate,
+                         validation_size, limit)
+    if seed is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, seeds=(seed,))
+    outcome = run_comparison(
+        settings, data_dir=data_dir, tracking_uri=tracking_uri, experiment=experiment,
+        log_models=not no_model,
+    )
+    _finish(outcome)
+
+
+@cli.command(name="list")
+@click.argument("pattern", default="*")
+@click.option("--studies", "show_studies", is_flag=True, help="List the study files instead.")
+def list_cmd(pattern, show_studies):
+    """List registered variants matching PATTERN (globs, comma-separated), or the studies."""
+    if show_studies:
+        from bench.studies import list_studies, load_study
+
+        for path in list_studies():
+            try:
+                s = load_study(path)
+                click.echo(f"{path.stem:<14} {s.task:<14} {len(s.variant_names)} variants  {s.description.strip()[:70]}")
+            except BenchError as exc:
+                click.echo(f"{path.stem:<14} INVALID: {exc}")
+        return
+    from bench.models import build_model
+    from bench.variants import get_variant, list_variants
+
+    rows = []
+    for name in list_variants(pattern):
+        v = get_variant(name)
+        rows.append((name, v.family, v.group, f"{build_model(v).count_params():,}", v.summary()))
+    width = max(len(r[0]) for r in rows)
+    click.echo(f"{'variant':<{width}}  {'family':<10} {'group':<8} {'params':>10}  layers")
+    for name, family, group, params, summary in rows:
+        click.echo(f"{name:<{width}}  {family:<10} {group:<8} {params:>10}  {summary}")
+
+
+def main() -> None:
+    cli(prog_name="bench")
+
+
+if __name__ == "__main__":
+    main()

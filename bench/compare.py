@@ -1,0 +1,331 @@
+"""Train several variants side by side under one study and record them as one comparison."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bench import data, training
+from bench.studies import Study
+from bench.tracking import Tracker
+from bench.training import TrainResult
+from bench.variants import HParams, Variant, get_variant, list_variants
+
+log = logging.getLogger(__name__)
+progress = logging.getLogger("bench.progress")
+
+TABLE_COLUMNS = [
+    "run",
+    "variant",
+    "seed",
+    "params",
+    "status",
+    "epochs",
+    "best_epoch",
+    "best_val_accuracy",
+    "final_val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "train_seconds",
+    "ref_test_accuracy",
+    "ref_test_loss",
+    "delta_test_accuracy",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A study after command-line overrides: exactly what will be run."""
+
+    study: Study
+    task: str
+    variants: tuple[str, ...]
+    hparams: HParams
+    seeds: tuple[int, ...]
+    validation_size: int
+    limit: int | None = None
+
+    @classmethod
+    def from_study(
+        cls,
+        study: Study,
+        *,
+        task: str | None = None,
+        variants: str | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        seeds: int | None = None,
+        learning_rate: float | None = None,
+        validation_size: int | None = None,
+        limit: int | None = None,
+    ) -> Settings:
+        names = list_variants(variants) if variants else study.variant_names
+        hp = study.hparams().replace(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+        n_seeds = seeds if seeds is not None else study.protocol.seeds
+        if n_seeds <= 0:
+            raise ValueError("seeds must be > 0")
+        return cls(
+            study=study,
+            task=data.get_task(task).name if task else study.task,
+            variants=tuple(names),
+            hparams=hp,
+            seeds=tuple(range(n_seeds)),
+            validation_size=validation_size or study.protocol.validation_size,
+            limit=limit,
+        )
+
+    def run_name(self, variant: str, seed: int) -> str:
+        return variant if len(self.seeds) == 1 else f"{variant}/s{seed}"
+
+    def params(self, splits: data.Splits) -> dict[str, object]:
+        hp = self.hparams
+        return {
+            "study": self.study.name,
+            "task": self.task,
+            "variants": ",".join(self.variants),
+            "epochs": hp.epochs,
+            "batch_size": hp.batch_size,
+            "optimizer": hp.optimizer,
+            "learning_rate": "default" if hp.learning_rate is None else hp.learning_rate,
+            "dropout": "variant" if hp.dropout is None else hp.dropout,
+            "seeds": len(self.seeds),
+            "validation_size": self.validation_size,
+            "data_source": splits.source,
+            **{f"split.{k}": v for k, v in splits.sizes.items()},
+            **({"limit": self.limit} if self.limit else {}),
+        }
+
+
+@dataclass
+class ComparisonResult:
+    table: pd.DataFrame
+    parent_run_id: str
+    experiment_id: str
+    experiment_name: str
+    tracking_uri: str
+    results: list[TrainResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TrainResult]:
+        return [r for r in self.results if not r.healthy]
+
+
+def comparison_table(
+    results: Sequence[TrainResult], run_names: Sequence[str], study: Study
+) -> pd.DataFrame:
+    """One row per training run, with the study's reference numbers beside ours."""
+    rows = []
+    for name, r in zip(run_names, results, strict=True):
+        ref = study.references.get(r.variant)
+        ref_acc = ref.test_accuracy if ref else None
+        rows.append(
+            {
+                "run": name,
+                "variant": r.variant,
+                "seed": r.hparams.seed,
+                "params": r.params,
+                "status": r.status,
+                "epochs": r.epochs_run,
+                "best_epoch": None if r.best_epoch is None else r.best_epoch + 1,
+                "best_val_accuracy": r.best_val_accuracy,
+                "final_val_accuracy": r.final_val_accuracy,
+                "test_accuracy": r.test_accuracy,
+                "test_loss": r.test_loss,
+                "train_seconds": round(r.train_seconds, 1),
+                "ref_test_accuracy": ref_acc,
+                "ref_test_loss": ref.test_loss if ref else None,
+                "delta_test_accuracy": (
+                    r.test_accuracy - ref_acc
+                    if ref_acc is not None and r.test_accuracy is not None
+                    else None
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _progress_hook(label: str, epochs: int) -> training.EpochHook:
+    def hook(epoch: int, m: dict[str, float]) -> None:
+        progress.info(
+            "%s epoch %*d/%d  loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | %.1fs",
+            label,
+            len(str(epochs)),
+            epoch + 1,
+            epochs,
+            m["loss"],
+            m["accuracy"],
+            m["val_loss"],
+            m["val_accuracy"],
+            m["epoch_seconds"],
+        )
+
+    return hook
+
+
+def train_and_log(
+    tracker: Tracker,
+    variant: Variant,
+    hparams: HParams,
+    splits: data.Splits,
+    *,
+    run_name: str,
+    kind: str,
+    label: str,
+    extra_params: dict[str, object] | None = None,
+    nested: bool = True,
+    log_model: bool = True,
+) -> TrainResult:
+    """One training run as one MLflow run: params first, curves per epoch, artifacts last."""
+    from bench.models import build_model
+
+    params = {
+        **variant.structure_params(),
+        **hparams.as_params(),
+        "task": splits.task,
+        "params": build_model(variant, hparams, input_shape=splits.input_shape).count_params(),
+        **{f"split.{k}": v for k, v in splits.sizes.items()},
+        **(extra_params or {}),
+    }
+    tags = {"bench.variant": variant.name, "bench.seed": str(hparams.seed)}
+    with tracker.run(
+        run_name, kind=kind, params=params, tags=tags, nested=nested, description=variant.description
+    ) as run_id:
+        result = training.train(
+            variant,
+            hparams,
+            splits,
+            on_epoch=[tracker.epoch_hook(run_id), _progress_hook(label, hparams.epochs)],
+        )
+        tracker.log_training(run_id, result, class_names=splits.class_names, log_model=log_model)
+        result.run_id = run_id
+    summary = (
+        f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
+        if result.test_accuracy is not None
+        else "no test score"
+    )
+    progress.info("%s done in %.1fs: %s, %s", label, result.train_seconds, result.status, summary)
+    _release(result)
+    return result
+
+
+def _release(result: TrainResult) -> None:
+    """Drop the Keras model and graph state between runs (memory stays flat over a study)."""
+    import keras
+
+    result.model = None
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def run_comparison(
+    settings: Settings,
+    *,
+    data_dir: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    log_models: bool = True,
+) -> ComparisonResult:
+    """Train every (variant, seed) of ``settings`` under one parent run and log the table."""
+    variants = [get_variant(n) for n in settings.variants]
+    # Everything that can fail on bad input fails here, before any run exists.
+    splits = data.load(
+        settings.task, data_dir=data_dir, validation_size=settings.validation_size, limit=settings.limit
+    )
+    study = settings.study
+    tracker = Tracker(tracking_uri, experiment or study.name, description=study.description)
+    jobs = [(v, s) for v in variants for s in settings.seeds]
+    results: list[TrainResult] = []
+    names: list[str] = []
+    with tracker.run(
+        f"compare-{study.name}",
+        kind="comparison",
+        params=settings.params(splits),
+        tags={"bench.study": study.name, "bench.task": settings.task, **_env_tags()},
+        description=study.description,
+    ) as parent_id:
+        progress.info(
+            "comparison %s: %d runs (%d variants x %d seeds) on %s [%s]",
+            study.name,
+            len(jobs),
+            len(variants),
+            len(settings.seeds),
+            settings.task,
+            ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
+        )
+        for i, (variant, seed) in enumerate(jobs, start=1):
+            name = settings.run_name(variant.name, seed)
+            result = train_and_log(
+                tracker,
+                variant,
+                settings.hparams.replace(seed=seed),
+                splits,
+                run_name=name,
+                kind="train",
+                label=f"[{i}/{len(jobs)}] {name}",
+                extra_params={"study": study.name},
+                log_model=log_models,
+            )
+            results.append(result)
+            names.append(name)
+        table = comparison_table(results, names, study)
+        tracker.log_comparison(
+            parent_id,
+            table,
+            {n: r.history for n, r in zip(names, results, strict=True)},
+            {n: get_variant(r.variant).group for n, r in zip(names, results, strict=True)},
+            title=study.name,
+            class_balance=data.class_balance(splits),
+            class_names=splits.class_names,
+        )
+        healthy = [r.test_accuracy for r in results if r.healthy and r.test_accuracy is not None]
+        tracker.set_tags(parent_id, {"bench.unhealthy_runs": str(sum(not r.healthy for r in results))})
+        if healthy:
+            tracker.log_metrics(parent_id, {"best_test_accuracy": float(np.max(healthy))})
+    return ComparisonResult(
+        table=table,
+        parent_run_id=parent_id,
+        experiment_id=tracker.experiment_id,
+        experiment_name=tracker.experiment_name,
+        tracking_uri=tracker.uri,
+        results=results,
+    )
+
+
+def _env_tags() -> dict[str, str]:
+    from bench.tracking import environment_tags
+
+    return environment_tags(training.device_description())
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The table as the terminal shows it (fewer columns than the CSV)."""
+    cols = [
+        "run",
+        "params",
+        "status",
+        "epochs",
+        "best_val_accuracy",
+        "test_accuracy",
+        "test_loss",
+        "ref_test_accuracy",
+        "delta_test_accuracy",
+        "train_seconds",
+    ]
+    shown = table[cols].rename(
+        columns={
+            "best_val_accuracy": "best val acc",
+            "test_accuracy": "test acc",
+            "test_loss": "test loss",
+            "ref_test_accuracy": "ref acc",
+            "delta_test_accuracy": "Δ vs ref",
+            "train_seconds": "seconds",
+        }
+    )
+    if shown["ref acc"].isna().all():
+        shown = shown.drop(columns=["ref acc", "Δ vs ref"])
+    return shown.to_markdown(index=False, floatfmt=".4f", intfmt=",", missingval="")

@@ -1,0 +1,135 @@
+"""Matplotlib figures (headless). Each function returns a Figure; the caller saves or logs it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _epochs(values: Sequence[float]) -> np.ndarray:
+    return np.arange(1, len(values) + 1)
+
+
+def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> Figure:
+    """Accuracy and loss against epoch, train and validation (seed 000's per-model plot)."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for ax, key, label in ((ax_acc, "accuracy", "accuracy"), (ax_loss, "loss", "loss")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key, [])
+            if len(values):
+                ax.plot(_epochs(values), values, style, marker="o", ms=3,
+                        label=("validation " if prefix else "train ") + label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    best = int(np.nanargmax(history["val_accuracy"])) if len(history.get("val_accuracy", [])) else None
+    if best is not None:
+        ax_acc.axvline(best + 1, color="grey", lw=0.8, ls=":")
+        ax_acc.annotate(f"best val {history['val_accuracy'][best]:.4f}", (best + 1, history["val_accuracy"][best]),
+                        textcoords="offset points", xytext=(4, -12), fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str) -> Figure:
+    """Counts with row-normalised shading; the diagonal is recall per class."""
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    k = len(class_names)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, label="fraction of true class")
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    ax.set_title(f"{title} (accuracy {acc:.4f})")
+    return fig
+
+
+def weight_violins(weights: Mapping[str, np.ndarray], title: str) -> Figure:
+    """Distribution of each layer's trained kernel weights (seed 001's violin plots)."""
+    names = list(weights)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 4), layout="constrained")
+    data = [np.asarray(weights[n]).ravel() for n in names]
+    # Subsample big layers: the shape of the distribution is what matters, not every point.
+    rng = np.random.default_rng(0)
+    data = [d if d.size <= 50_000 else rng.choice(d, 50_000, replace=False) for d in data]
+    ax.violinplot(data, showmedians=True)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+    ax.set_ylabel("weight")
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title)
+    return fig
+
+
+def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str) -> Figure:
+    """Train and validation accuracy of several runs on one plot (seed 000's overlays)."""
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, hist) in enumerate(histories.items()):
+        c = colors[i % len(colors)]
+        ax.plot(_epochs(hist["accuracy"]), hist["accuracy"], "-", color=c, label=f"{name} train")
+        ax.plot(_epochs(hist["val_accuracy"]), hist["val_accuracy"], "--", color=c, label=f"{name} val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(title)
+    return fig
+
+
+def test_accuracy_chart(table: pd.DataFrame, title: str) -> Figure:
+    """Horizontal bars of test accuracy per run, with the reference number where known."""
+    table = table.sort_values("test_accuracy")
+    labels = table["run"].tolist()
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(labels) + 1.5), layout="constrained")
+    y = np.arange(len(labels))
+    ax.barh(y, table["test_accuracy"].astype(float), color="tab:blue", label="bench")
+    if "ref_test_accuracy" in table and table["ref_test_accuracy"].notna().any():
+        ax.scatter(table["ref_test_accuracy"].astype(float), y, marker="D", color="tab:orange",
+                   zorder=3, label="reference (notebook)")
+    for yi, v in zip(y, table["test_accuracy"].astype(float), strict=True):
+        if np.isfinite(v):
+            ax.text(v, yi, f" {v:.4f}", va="center", fontsize=8)
+    ax.set_yticks(y, labels)
+    finite = table["test_accuracy"].astype(float)
+    finite = finite[np.isfinite(finite)]
+    lo = max(0.0, (finite.min() if len(finite) else 0.0) - 0.05)
+    ax.set_xlim(lo, 1.0)
+    ax.set_xlabel("test accuracy")
+    ax.legend(loc="lower right")
+    ax.set_title(title)
+    return fig
+
+
+def class_balance(counts: Mapping[str, Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
+    """Per-class counts of each split, side by side."""
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
+    k = len(class_names)
+    width = 0.8 / max(len(counts), 1)
+    for i, (split, values) in enumerate(counts.items()):
+        ax.bar(np.arange(k) + i * width, values, width, label=split)
+    ax.set_xticks(np.arange(k) + width * (len(counts) - 1) / 2, class_names, rotation=30, ha="right")
+    ax.set_ylabel("images")
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def close(fig: Figure) -> None:
+    plt.close(fig)

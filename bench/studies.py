@@ -1,0 +1,141 @@
+"""Study files (``studies/*.yaml``): task, variants, protocol, reference numbers.
+
+A study is data. It is parsed with a safe YAML loader and validated strictly (unknown
+keys and wrong types are errors), so a typo never silently changes an experiment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.data import DEFAULT_VALIDATION_SIZE, get_task
+from bench.errors import BenchError, StudyError
+from bench.variants import HParams, list_variants
+
+STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+DEFAULT_STUDY = "default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Protocol(_Strict):
+    epochs: int = Field(20, gt=0)
+    batch_size: int = Field(128, gt=0)
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    learning_rate: float | None = Field(None, gt=0)
+    dropout: float | None = Field(None, ge=0, lt=1)
+    seeds: int = Field(1, gt=0)
+    validation_size: int = Field(DEFAULT_VALIDATION_SIZE, gt=0)
+
+
+class Reference(_Strict):
+    test_accuracy: float | None = Field(None, ge=0, le=1)
+    test_loss: float | None = Field(None, ge=0)
+    params: int | None = Field(None, gt=0)
+
+
+class Study(_Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    task: str
+    variants: list[str] = Field(min_length=1)
+    protocol: Protocol = Protocol()
+    reference_source: str = ""
+    references: dict[str, Reference] = {}
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        return get_task(value).name
+
+    @model_validator(mode="after")
+    def _known_variants(self) -> Study:
+        names = list_variants(self.variants)
+        unknown = sorted(set(self.references) - set(names))
+        if unknown:
+            raise ValueError(f"references for variants not in the study: {', '.join(unknown)}")
+        return self
+
+    @property
+    def variant_names(self) -> list[str]:
+        return list_variants(self.variants)
+
+    def hparams(self, seed: int = 0) -> HParams:
+        p = self.protocol
+        return HParams(
+            optimizer=p.optimizer,
+            learning_rate=p.learning_rate,
+            dropout=p.dropout,
+            batch_size=p.batch_size,
+            epochs=p.epochs,
+            seed=seed,
+        )
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "study"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def resolve_path(study: str | Path | None) -> Path:
+    """A path, or a name looked up in ``./studies`` and the project's ``studies/``."""
+    if study is None:
+        study = DEFAULT_STUDY
+    path = Path(study).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise StudyError(f"study file {path} does not exist")
+        return path
+    for folder in (Path.cwd() / "studies", STUDIES_DIR):
+        for suffix in (".yaml", ".yml"):
+            candidate = folder / f"{study}{suffix}"
+            if candidate.is_file():
+                return candidate
+    known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")) if STUDIES_DIR.is_dir() else []
+    raise StudyError(f"no study named {str(study)!r}; known: {', '.join(known) or 'none'}")
+
+
+def load_study(study: str | Path | None = None) -> Study:
+    path = resolve_path(study)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(f"cannot read study file {path}: {exc}") from None
+    return parse_study(text, source=str(path))
+
+
+def parse_study(text: str, *, source: str = "<study>") -> Study:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise StudyError(f"{source}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise StudyError(f"{source}: a study file must be a mapping of keys (name, task, variants, ...)")
+    try:
+        return Study.model_validate(raw)
+    except ValidationError as exc:
+        raise StudyError(f"{source}: {_format_validation_error(exc)}") from None
+    except BenchError as exc:
+        raise StudyError(f"{source}: {exc}") from None
+
+
+def list_studies() -> list[Path]:
+    folders = [Path.cwd() / "studies", STUDIES_DIR]
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.yaml")):
+                seen.setdefault(path.stem, path)
+    return list(seen.values())

@@ -1,0 +1,440 @@
+"""Everything that touches MLflow lives here (the only module that imports ``mlflow``).
+
+Training hands over a :class:`~bench.training.TrainResult`; this module decides how it
+lands in the store: params, tags, per-epoch metrics (``step`` = epoch), test scores,
+figures, CSV tables and an MLflow model that takes raw uint8 images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from bench import figures
+from bench.errors import TrackingError
+from bench.training import HISTORY_KEYS, EpochHook, TrainResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+# --------------------------------------------------------------------------- URIs
+
+
+def redact(uri: str) -> str:
+    """Hide the password (or token) in a URI: ``postgresql://u:***@host/db``."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
+    return (uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI).strip()
+
+
+def _sqlite_path(uri: str) -> Path:
+    if not uri.startswith("sqlite:///"):
+        raise TrackingError(f"malformed SQLite tracking URI {redact(uri)!r}: use sqlite:///path/to/mlflow.db")
+    path = uri[len("sqlite:///") :]
+    if not path or path.endswith("/"):
+        raise TrackingError(f"malformed SQLite tracking URI {redact(uri)!r}: no database file named")
+    return Path(path if path.startswith("/") or path == ":memory:" else path).expanduser()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast, before any run exists, on a malformed, unwritable or unreachable store."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    if scheme not in _SCHEMES:
+        raise TrackingError(
+            f"malformed tracking URI {redact(uri)!r}: expected sqlite:///path.db, "
+            "http(s)://host:port, postgresql://..., or file:///dir"
+        )
+    if scheme == "sqlite":
+        path = _sqlite_path(uri)
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise TrackingError(f"tracking store folder {folder} does not exist")
+        target = path if path.exists() else folder
+        if not os.access(target, os.W_OK):
+            raise TrackingError(f"tracking store {path} is not writable")
+        if path.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+                    con.execute("select count(*) from sqlite_master").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise TrackingError(f"tracking store {path} is not an SQLite database: {exc}") from None
+    elif scheme == "file":
+        folder = Path(urllib.parse.urlsplit(uri).path)
+        probe = folder if folder.exists() else folder.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK):
+            raise TrackingError(f"tracking folder {folder} is not a writable directory")
+    elif scheme in ("http", "https"):
+        parts = urllib.parse.urlsplit(uri)
+        if not parts.hostname:
+            raise TrackingError(f"malformed tracking URI {redact(uri)!r}: no host")
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:  # noqa: S310
+                resp.read(64)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(f"tracking server {redact(uri)} is unreachable: {reason}") from None
+
+
+def sanitize_name(name: str) -> str:
+    """A safe file/folder name for an experiment or study (no separators, no traversal)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    return cleaned or "unnamed"
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out + ("-dirty" if dirty else "") if out else None
+
+
+def environment_tags(device: str = "") -> dict[str, str]:
+    import keras
+    import optuna
+    import tensorflow as tf
+
+    tags = {
+        "bench.version.python": platform.python_version(),
+        "bench.version.tensorflow": tf.__version__,
+        "bench.version.keras": keras.__version__,
+        "bench.version.mlflow": mlflow.__version__,
+        "bench.version.optuna": optuna.__version__,
+        "bench.version.numpy": np.__version__,
+        "bench.host.platform": platform.platform(),
+        "bench.host.cpus": str(os.cpu_count()),
+    }
+    if device:
+        tags["bench.device"] = device
+    commit = _git_commit()
+    if commit:
+        tags["bench.git_commit"] = commit
+    return tags
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+class Tracker:
+    """One experiment in one store; opens runs and logs results into them."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "") -> None:
+        self.uri = resolve_tracking_uri(tracking_uri)
+        check_tracking_uri(self.uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        adopted = os.environ.get("MLFLOW_RUN_ID")  # set by `mlflow run`
+        try:
+            if adopted:
+                self.experiment_id = self.client.get_run(adopted).info.experiment_id
+                self._tag_experiment(self.experiment_id, description)
+            else:
+                self.experiment_id = self._ensure_experiment(experiment, description)
+        except MlflowException as exc:
+            raise TrackingError(f"tracking store {redact(self.uri)}: {_first_line(exc)}") from None
+        self.experiment_name = self.client.get_experiment(self.experiment_id).name
+
+    # -- experiments
+
+    def _artifact_location(self, name: str) -> str | None:
+        if self.uri.startswith("sqlite:///"):
+            db = _sqlite_path(self.uri).resolve()
+            return (db.parent / "mlartifacts" / sanitize_name(name)).as_uri()
+        return None
+
+    def _ensure_experiment(self, name: str, description: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"experiment {name!r} is deleted in {redact(self.uri)}; restore it "
+                "(mlflow experiments restore) or pick another with --experiment"
+            )
+        if exp is None:
+            exp_id = self.client.create_experiment(name, artifact_location=self._artifact_location(name))
+        else:
+            exp_id = exp.experiment_id
+        self._tag_experiment(exp_id, description)
+        return exp_id
+
+    def _tag_experiment(self, exp_id: str, description: str) -> None:
+        exp = self.client.get_experiment(exp_id)
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        if description and not exp.tags.get("mlflow.note.content"):
+            self.client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+
+    # -- runs
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        name: str,
+        *,
+        kind: str,
+        params: Mapping[str, object] | None = None,
+        tags: Mapping[str, str] | None = None,
+        nested: bool = False,
+        description: str = "",
+    ) -> Iterator[str]:
+        """Open a run; it ends FINISHED, FAILED on an error, KILLED on Ctrl-C (never RUNNING)."""
+        all_tags = {"bench.kind": kind, **(tags or {})}
+        if description:
+            all_tags["mlflow.note.content"] = description
+        adopted = os.environ.get("MLFLOW_RUN_ID") if not nested and not mlflow.active_run() else None
+        try:
+            if adopted:
+                active = mlflow.start_run(run_id=adopted)
+                self.client.set_tag(adopted, "mlflow.runName", name)
+                mlflow.set_tags(all_tags)
+            else:
+                active = mlflow.start_run(
+                    experiment_id=self.experiment_id, run_name=name, nested=nested, tags=all_tags
+                )
+            run_id = active.info.run_id
+            if params:
+                self.log_params(run_id, params)
+        except MlflowException as exc:
+            if mlflow.active_run() and (not nested or mlflow.active_run().info.run_name == name):
+                mlflow.end_run("FAILED")
+            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {_first_line(exc)}") from None
+        try:
+            yield run_id
+        except KeyboardInterrupt:
+            self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:
+            self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            self._end(run_id, "FINISHED")
+
+    def _end(self, run_id: str, status: str, reason: str = "") -> None:
+        with contextlib.suppress(Exception):
+            if reason:
+                self.client.set_tag(run_id, "bench.error", redact(reason)[:5000])
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run(status)
+        else:  # pragma: no cover - defensive: the run is no longer the active one
+            self.client.set_terminated(run_id, status)
+
+    def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:5000]) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def epoch_hook(self, run_id: str) -> EpochHook:
+        """Per-epoch metrics straight into the store, so a crash loses nothing logged so far."""
+
+        def hook(epoch: int, metrics: Mapping[str, float]) -> None:
+            self.log_metrics(run_id, metrics, step=epoch)
+
+        return hook
+
+    # -- artifacts
+
+    def log_figure(self, run_id: str, fig, path: str) -> None:
+        try:
+            self.client.log_figure(run_id, fig, path)
+        finally:
+            figures.close(fig)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_training(self, run_id: str, result: TrainResult, *, class_names, log_model: bool = True) -> str | None:
+        """Test scores, status, figures, tables and the model of one finished training run."""
+        self.set_tags(
+            run_id,
+            {
+                "bench.status": result.status,
+                "bench.device": result.device,
+                **({"bench.status_message": result.message} if result.message else {}),
+            },
+        )
+        summary = {
+            "test_loss": result.test_loss,
+            "test_accuracy": result.test_accuracy,
+            "best_val_accuracy": result.best_val_accuracy,
+            "best_epoch": result.best_epoch,
+            "final_val_accuracy": result.final_val_accuracy,
+            "train_seconds": result.train_seconds,
+            "epochs_run": result.epochs_run,
+        }
+        self.log_metrics(run_id, {k: v for k, v in summary.items() if v is not None})
+        history = pd.DataFrame({k: result.history[k] for k in HISTORY_KEYS})
+        history.index.name = "epoch"
+        self.log_text(run_id, history.to_csv(), "history.csv")
+        title = f"{result.variant} (seed {result.hparams.seed})"
+        if result.epochs_run:
+            self.log_figure(run_id, figures.learning_curves(result.history, title), "figures/learning_curves.png")
+        if result.confusion is not None:
+            cm = pd.DataFrame(result.confusion, index=list(class_names), columns=list(class_names))
+            cm.index.name = "true \\ predicted"
+            self.log_text(run_id, cm.to_csv(), "confusion_matrix.csv")
+            self.log_figure(
+                run_id, figures.confusion_matrix(result.confusion, class_names, title), "figures/confusion_matrix.png"
+            )
+        model_uri = None
+        if result.model is not None and result.status != "diverged":
+            from bench.models import weight_tensors
+
+            self.log_figure(
+                run_id, figures.weight_violins(weight_tensors(result.model), title), "figures/weights_violin.png"
+            )
+            if log_model:
+                model_uri = self.log_model(run_id, result.model)
+        return model_uri
+
+    def log_model(self, run_id: str, model) -> str:
+        """Log the model as an MLflow Keras model that takes raw uint8 images."""
+        import keras
+        import tensorflow as tf
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        from bench.models import serving_model
+
+        serving = serving_model(model)
+        shape = (-1, *model.input_shape[1:])
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.uint8), shape, "raw_image")]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]),
+        )
+        with _active(run_id):
+            info = mlflow.keras.log_model(
+                serving,
+                name="model",
+                signature=signature,
+                pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+            )
+        self.set_tags(run_id, {"bench.model_uri": info.model_uri})
+        return info.model_uri
+
+    def log_comparison(
+        self,
+        run_id: str,
+        table: pd.DataFrame,
+        histories: Mapping[str, Mapping[str, list[float]]],
+        groups: Mapping[str, str],
+        *,
+        title: str,
+        class_balance: Mapping[str, list[int]] | None = None,
+        class_names=(),
+    ) -> None:
+        """The comparison table (CSV, Markdown), overlays per group and the accuracy chart."""
+        self.log_text(run_id, table.to_csv(index=False), "comparison.csv")
+        self.log_text(run_id, to_markdown(table), "comparison.md")
+        for group in sorted(set(groups.values())):
+            members = {run: h for run, h in histories.items() if groups[run] == group and h["accuracy"]}
+            if members:
+                fig = figures.overlay(members, f"{title}: {group} variants, train (solid) vs validation (dashed)")
+                self.log_figure(run_id, fig, f"figures/overlay_{sanitize_name(group)}.png")
+        if table["test_accuracy"].notna().any():
+            self.log_figure(run_id, figures.test_accuracy_chart(table, f"{title}: test accuracy"), "figures/test_accuracy.png")
+        if class_balance:
+            frame = pd.DataFrame(class_balance, index=list(class_names))
+            frame.index.name = "class"
+            self.log_text(run_id, frame.to_csv(), "dataset/class_balance.csv")
+            self.log_figure(
+                run_id, figures.class_balance(class_balance, class_names, f"{title}: class balance"),
+                "dataset/class_balance.png",
+            )
+        for row in table.itertuples():
+            self.log_metrics(
+                run_id,
+                {f"{row.run}.test_accuracy": row.test_accuracy, f"{row.run}.test_loss": row.test_loss},
+            )
+
+    def run_url(self, run_id: str) -> str:
+        return f"#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+@contextlib.contextmanager
+def _active(run_id: str) -> Iterator[None]:
+    """Make ``run_id`` the active fluent run (MLflow's model flavours log to the active run)."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    with mlflow.start_run(run_id=run_id, nested=active is not None):
+        yield
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    table.to_markdown(buf, index=False, floatfmt=".4f")
+    return buf.getvalue() + "\n"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0]) if text else type(exc).__name__
+
+
+def ui_command(uri: str) -> str:
+    return f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"

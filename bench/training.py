@@ -1,0 +1,263 @@
+"""Fit and evaluate one variant: fast, seeded, and honest about dead or diverged runs.
+
+No MLflow here: training returns a :class:`TrainResult` and calls the ``on_epoch``
+hooks it is given (tracking and tuning plug in through those).
+
+Speed comes from cutting per-step overhead, not from changing what is computed: the
+whole split lives in memory as tensors, each epoch is one shuffled permutation gathered
+batch by batch (the same sampling as ``fit(x, y, shuffle=True)``), Keras runs many steps
+per call (``steps_per_execution``) and the input pipeline prefetches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.data import Splits
+from bench.variants import HParams, Variant
+
+log = logging.getLogger(__name__)
+
+EpochHook = Callable[[int, dict[str, float]], None]
+"""Called after every epoch with the 0-based epoch index and that epoch's metrics."""
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+STATUS_DEAD = "dead"
+
+#: Training accuracy within this margin of chance (1 / classes) counts as "not learning".
+DEAD_MARGIN = 0.05
+#: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20).
+DEAD_PATIENCE = 3
+#: Steps Keras runs per call into the compiled train function (cuts Python overhead).
+DEFAULT_STEPS_PER_EXECUTION = 100
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced (the contract tracking and tuning rely on)."""
+
+    variant: str
+    hparams: HParams
+    params: int
+    history: dict[str, list[float]]
+    train_seconds: float
+    status: str = STATUS_OK
+    message: str = ""
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    test_predictions: np.ndarray | None = None
+    confusion: np.ndarray | None = None
+    device: str = ""
+    run_id: str | None = None  # the MLflow run, once tracking has logged it
+    model: object | None = field(default=None, repr=False)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+    @property
+    def best_epoch(self) -> int | None:
+        """0-based epoch of the best validation accuracy (model selection uses validation only)."""
+        val = self.history.get("val_accuracy", [])
+        finite = [v if math.isfinite(v) else -1.0 for v in val]
+        return int(np.argmax(finite)) if finite else None
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        i = self.best_epoch
+        return None if i is None else self.history["val_accuracy"][i]
+
+    @property
+    def final_val_accuracy(self) -> float | None:
+        val = self.history.get("val_accuracy", [])
+        return val[-1] if val else None
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == STATUS_OK
+
+
+def device_description() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            details = tf.config.experimental.get_device_details(gpu)
+            names.append(details.get("device_name", gpu.name))
+        return "GPU: " + ", ".join(names)
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and TensorFlow seeds; on CPU this makes a run repeatable."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def make_train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """Shuffled batches of (x, y): a fresh permutation every epoch, gathered per batch."""
+    import tensorflow as tf
+
+    n = len(x)
+    xs, ys = tf.constant(x), tf.constant(y)
+    return (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH_SIZE):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(2)
+
+
+def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, list[float]]):
+    import keras
+
+    chance = 1.0 / num_classes
+
+    class Monitor(keras.callbacks.Callback):
+        """Records the history, times epochs, spots NaN and dead training, calls the hooks."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.status = STATUS_OK
+            self.message = ""
+            self._at_chance = 0
+            self._t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.status = STATUS_DIVERGED
+                self.message = f"loss became {float(loss)} in epoch {len(history['loss']) + 1}"
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            metrics = {k: float(logs.get(k, float("nan"))) for k in HISTORY_KEYS[:4]}
+            metrics["epoch_seconds"] = time.perf_counter() - self._t0
+            for k in HISTORY_KEYS:
+                history[k].append(metrics[k])
+            if not math.isfinite(metrics["loss"]):
+                self.status = STATUS_DIVERGED
+                self.message = self.message or f"loss became {metrics['loss']} in epoch {epoch + 1}"
+                self.model.stop_training = True
+            elif max(metrics["accuracy"], metrics["val_accuracy"]) <= chance + DEAD_MARGIN:
+                self._at_chance += 1
+                if self._at_chance >= DEAD_PATIENCE:
+                    self.status = STATUS_DEAD
+                    self.message = (
+                        f"accuracy stuck at chance ({metrics['accuracy']:.3f} train, "
+                        f"{metrics['val_accuracy']:.3f} validation; chance is {chance:.3f}) "
+                        f"for {self._at_chance} epochs"
+                    )
+                    self.model.stop_training = True
+            else:
+                self._at_chance = 0
+            for hook in hooks:
+                hook(epoch, metrics)
+
+    return Monitor()
+
+
+def train(
+    variant: Variant,
+    hparams: HParams,
+    splits: Splits,
+    *,
+    on_epoch: Sequence[EpochHook] = (),
+    evaluate_test: bool = True,
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
+) -> TrainResult:
+    """Train ``variant`` with ``hparams`` on the train split, validating every epoch.
+
+    The test split is touched only after training, and only when ``evaluate_test``.
+    """
+    from bench.models import build_model, make_optimizer
+
+    seed_everything(hparams.seed)
+    model = build_model(
+        variant, hparams, input_shape=splits.input_shape, num_classes=splits.num_classes
+    )
+    steps = math.ceil(len(splits.x_train) / hparams.batch_size)
+    model.compile(
+        optimizer=make_optimizer(hparams),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=max(1, min(steps_per_execution, steps)),
+    )
+    train_ds = make_train_dataset(splits.x_train, splits.y_train, hparams.batch_size, hparams.seed)
+    val_ds = make_eval_dataset(splits.x_val, splits.y_val)
+    history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+    monitor = _callbacks(splits.num_classes, on_epoch, history)
+    t0 = time.perf_counter()
+    model.fit(
+        train_ds,
+        epochs=hparams.epochs,
+        validation_data=val_ds,
+        callbacks=[monitor],
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - t0
+
+    status, message = monitor.status, monitor.message
+    if status == STATUS_OK and history["val_accuracy"]:
+        final = history["val_accuracy"][-1]
+        chance = 1.0 / splits.num_classes
+        if final <= chance + DEAD_MARGIN:
+            status = STATUS_DEAD
+            message = f"final validation accuracy {final:.3f} is at chance ({chance:.3f})"
+    if status != STATUS_OK:
+        log.warning("%s: training %s: %s", variant.name, status, message)
+
+    result = TrainResult(
+        variant=variant.name,
+        hparams=hparams,
+        params=int(model.count_params()),
+        history=history,
+        train_seconds=train_seconds,
+        status=status,
+        message=message,
+        device=device_description(),
+        model=model,
+    )
+    if evaluate_test and status != STATUS_DIVERGED:
+        evaluate(result, splits)
+    return result
+
+
+def evaluate(result: TrainResult, splits: Splits) -> None:
+    """Test loss, accuracy, predictions and confusion matrix, from one pass over the test set."""
+    import keras
+
+    probs = result.model.predict(splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    loss = keras.losses.sparse_categorical_crossentropy(splits.y_test, probs)
+    pred = np.argmax(probs, axis=1).astype(np.int32)
+    result.test_loss = float(np.mean(keras.ops.convert_to_numpy(loss)))
+    result.test_accuracy = float(np.mean(pred == splits.y_test))
+    result.test_predictions = pred
+    k = splits.num_classes
+    result.confusion = np.bincount(splits.y_test * k + pred, minlength=k * k).reshape(k, k)
