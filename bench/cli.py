@@ -91,7 +91,9 @@ class BenchGroup(click.Group):
 
 
 def _setup_logging(verbose: int) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) hides progress.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose > 1 else "3")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose > 1 else "WARNING")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
@@ -100,6 +102,31 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("bench").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("mlflow", "alembic", "absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+
+
+def _import_tensorflow(verbose: int) -> None:
+    """Import TensorFlow with its C++ start-up logging (CUDA probing, oneDNN notices) muted.
+
+    Those lines go straight to file descriptor 2, bypassing Python's logging; they are
+    noise on a CPU-only machine and bury the progress lines. ``-vv`` shows them.
+    """
+    if verbose > 1:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -118,6 +145,7 @@ def cli(verbose: int) -> None:
     """Benchmark regularisation and depth on Fashion-MNIST and MNIST, tracked in MLflow."""
     _setup_logging(verbose)
     _sigterm_as_interrupt()
+    click.get_current_context().obj = {"verbose": verbose}
 
 
 def _common_options(f):
@@ -151,7 +179,7 @@ def _settings(study, variants, task, epochs, batch_size, seeds, learning_rate, v
     from bench.compare import Settings
     from bench.studies import load_study
 
-    return Settings.from_study(
+    settings = Settings.from_study(
         load_study(study),
         task=task,
         variants=variants,
@@ -162,6 +190,9 @@ def _settings(study, variants, task, epochs, batch_size, seeds, learning_rate, v
         validation_size=validation_size,
         limit=limit,
     )
+    ctx = click.get_current_context()
+    _import_tensorflow((ctx.obj or {}).get("verbose", 0))
+    return settings
 
 
 def _finish(outcome) -> None:
@@ -221,6 +252,82 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
         log_models=not no_model,
     )
     _finish(outcome)
+
+
+@cli.command()
+@click.option("--study", default=None, callback=_empty_is_none,
+              help="Study file or name (its search_space and tuning sections are used).")
+@click.option("--task", default=None, callback=_empty_is_none, help="Override the study's task.")
+@click.option("--variants", default=None, callback=_empty_is_none,
+              help="Comma-separated names or globs; one Optuna study each (default: the study's).")
+@click.option("--trials", type=POSITIVE, default=None,
+              help="Finished (complete or pruned) trials the study should hold IN TOTAL. Re-running "
+                   "resumes: a study with 30 finished trials and --trials 50 runs 20 more. "
+                   "Default: the study file's tuning.trials (50).")
+@click.option("--epochs", type=POSITIVE, default=None, help="Epochs per trial.")
+@click.option("--workers", type=POSITIVE, default=1, show_default=True,
+              help="Worker processes on this machine sharing the study.")
+@click.option("--storage", default=None, callback=_empty_is_none,
+              help="Optuna storage URL: journal:///path/f.journal, sqlite:///f.db, postgresql://... "
+                   "[default: optuna.journal beside the MLflow store].")
+@click.option("--study-name", default=None, callback=_empty_is_none,
+              help="Optuna study name [default: <study>-<task>-<variant>].")
+@click.option("--seed", type=NON_NEGATIVE, default=0, show_default=True, help="TPE sampler seed.")
+@click.option("--pruner", type=click.Choice(["median", "successive-halving", "hyperband", "none"]),
+              default=None, help="Optuna pruner [default: the study's tuning.pruner].")
+@click.option("--timeout", type=POSITIVE_FLOAT, default=None,
+              help="Stop starting new trials after this many seconds.")
+@click.option("--validation-size", type=POSITIVE, default=None, help="Held-out training images.")
+@click.option("--limit", type=POSITIVE, default=None, help="Use only the first N images (smoke runs).")
+@click.option("--data-dir", default=None, callback=_empty_is_none, envvar="BENCH_DATA_DIR",
+              help="Folder with fashion-mnist/ and mnist/ IDX files [env BENCH_DATA_DIR].")
+@click.option("--tracking-uri", default=None, callback=_empty_is_none,
+              help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
+@click.option("--experiment", default=None, callback=_empty_is_none,
+              help="MLflow experiment [default: <study>-tuning].")
+def tune(study, task, variants, trials, epochs, workers, storage, study_name, seed, pruner, timeout,
+         validation_size, limit, data_dir, tracking_uri, experiment):
+    """Tune learning rate (and dropout) with Optuna on the validation split; every trial in MLflow.
+
+    The best configuration is then retrained and tested once (a run tagged bench.kind=tuned).
+    """
+    from bench.studies import load_study
+    from bench.tracking import check_tracking_uri, redact, resolve_tracking_uri, ui_command
+    from bench.tuning import open_storage, plan
+    from bench.tuning import tune as run_tune
+    from bench.variants import list_variants
+
+    loaded = load_study(study)
+    names = list_variants(variants) if variants else loaded.variant_names
+    settings = plan(
+        loaded, variants=names, task=task, trials=trials, epochs=epochs, storage=storage,
+        study_name=study_name, seed=seed, pruner=pruner, timeout=timeout, data_dir=data_dir,
+        tracking_uri=tracking_uri, experiment=experiment, validation_size=validation_size, limit=limit,
+    )
+    # Fail on bad input before anything is written.
+    from bench import data
+
+    data.load(settings[0].task, data_dir=data_dir, validation_size=settings[0].validation_size, limit=limit)
+    check_tracking_uri(resolve_tracking_uri(tracking_uri))
+    open_storage(settings[0].storage)
+    ctx = click.get_current_context()
+    _import_tensorflow((ctx.obj or {}).get("verbose", 0))
+    results = [run_tune(s, workers=workers) for s in settings]
+    click.echo("")
+    click.echo("| variant | study | complete | pruned | failed | best val acc | best params | tuned test acc |")
+    click.echo("|:--|:--|--:|--:|--:|--:|:--|--:|")
+    for r in results:
+        c = r.counts
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
+        best = "" if r.best_value is None else f"{r.best_value:.4f}"
+        tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
+        click.echo(f"| {r.settings.variant} | {r.settings.study_name} | {c['complete']} | {c['pruned']} | "
+                   f"{c['failed']} | {best} | {params} | {tuned} |")
+    click.echo("")
+    click.echo(f"optuna storage: {redact(settings[0].storage)}")
+    dash = redact(settings[0].storage).removeprefix("journal://")
+    click.echo(f"browse trials:  optuna-dashboard {dash}")
+    click.echo(f"browse runs:    {ui_command(settings[0].tracking_uri)}")
 
 
 @cli.command(name="list")

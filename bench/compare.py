@@ -83,8 +83,10 @@ class Settings:
         return variant if len(self.seeds) == 1 else f"{variant}/s{seed}"
 
     def params(self, splits: data.Splits) -> dict[str, object]:
+        """The parent run's params, namespaced ``protocol.*`` so they never collide with the
+        raw entry-point params that ``mlflow run`` logs on the same run."""
         hp = self.hparams
-        return {
+        values: dict[str, object] = {
             "study": self.study.name,
             "task": self.task,
             "variants": ",".join(self.variants),
@@ -99,6 +101,7 @@ class Settings:
             **{f"split.{k}": v for k, v in splits.sizes.items()},
             **({"limit": self.limit} if self.limit else {}),
         }
+        return {f"protocol.{k}": v for k, v in values.items()}
 
 
 @dataclass
@@ -177,7 +180,7 @@ def train_and_log(
     kind: str,
     label: str,
     extra_params: dict[str, object] | None = None,
-    nested: bool = True,
+    parent_run_id: str | None = None,
     log_model: bool = True,
 ) -> TrainResult:
     """One training run as one MLflow run: params first, curves per epoch, artifacts last."""
@@ -193,7 +196,12 @@ def train_and_log(
     }
     tags = {"bench.variant": variant.name, "bench.seed": str(hparams.seed)}
     with tracker.run(
-        run_name, kind=kind, params=params, tags=tags, nested=nested, description=variant.description
+        run_name,
+        kind=kind,
+        params=params,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        description=variant.description,
     ) as run_id:
         result = training.train(
             variant,
@@ -268,6 +276,7 @@ def run_comparison(
                 kind="train",
                 label=f"[{i}/{len(jobs)}] {name}",
                 extra_params={"study": study.name},
+                parent_run_id=parent_id,
                 log_model=log_models,
             )
             results.append(result)
@@ -328,4 +337,10 @@ def format_table(table: pd.DataFrame) -> str:
     )
     if shown["ref acc"].isna().all():
         shown = shown.drop(columns=["ref acc", "Δ vs ref"])
-    return shown.to_markdown(index=False, floatfmt=".4f", intfmt=",", missingval="")
+    formats = {"params": "{:,.0f}", "seconds": "{:.1f}", "epochs": "{:.0f}", "Δ vs ref": "{:+.4f}"}
+    for col in shown.columns:
+        if col in ("run", "status"):
+            continue
+        fmt = formats.get(col, "{:.4f}")
+        shown[col] = [fmt.format(v) if v is not None and v == v else "" for v in shown[col]]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=("left",) + ("right",) * (len(shown.columns) - 1))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.data import DEFAULT_VALIDATION_SIZE, get_task
 from bench.errors import BenchError, StudyError
-from bench.variants import HParams, list_variants
+from bench.variants import OPTIMIZERS, HParams, list_variants
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 DEFAULT_STUDY = "default"
@@ -40,6 +40,61 @@ class Reference(_Strict):
     params: int | None = Field(None, gt=0)
 
 
+class FloatRange(_Strict):
+    """A float hyperparameter's range; ``log`` samples it log-uniformly."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if not self.low < self.high:
+            raise ValueError(f"empty or inverted range: low {self.low} must be < high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class Choices(_Strict):
+    choices: list[int | str] = Field(min_length=1)
+
+
+class SearchSpace(_Strict):
+    """What tuning may change. Learning rate always; dropout only for variants that have it.
+
+    The default learning-rate range is deliberately wide: its top diverges (NaN) and its
+    bottom is too small to learn in a few epochs, so the search sees both failure modes.
+    """
+
+    learning_rate: FloatRange = FloatRange(low=1e-6, high=3.0, log=True)
+    dropout: FloatRange | None = FloatRange(low=0.0, high=0.8)
+    batch_size: Choices | None = None
+    optimizer: Choices | None = None
+
+    @model_validator(mode="after")
+    def _valid_values(self) -> SearchSpace:
+        if self.learning_rate.low <= 0:
+            raise ValueError(f"learning_rate: low must be > 0, got {self.learning_rate.low}")
+        if self.dropout is not None and not (self.dropout.low >= 0 and self.dropout.high < 1):
+            raise ValueError("dropout: the range must lie in [0, 1)")
+        if self.batch_size is not None and not all(
+            isinstance(b, int) and b > 0 for b in self.batch_size.choices
+        ):
+            raise ValueError("batch_size: choices must be positive integers")
+        if self.optimizer is not None:
+            bad = [o for o in self.optimizer.choices if o not in OPTIMIZERS]
+            if bad:
+                raise ValueError(f"optimizer: unknown {bad}; known: {', '.join(OPTIMIZERS)}")
+        return self
+
+
+class Tuning(_Strict):
+    trials: int = Field(50, gt=0)
+    epochs: int | None = Field(None, gt=0)  # None: the protocol's epochs
+    pruner: Literal["median", "successive-halving", "hyperband", "none"] = "median"
+
+
 class Study(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -48,6 +103,8 @@ class Study(_Strict):
     protocol: Protocol = Protocol()
     reference_source: str = ""
     references: dict[str, Reference] = {}
+    search_space: SearchSpace = SearchSpace()
+    tuning: Tuning = Tuning()
 
     @field_validator("task")
     @classmethod

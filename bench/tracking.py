@@ -170,7 +170,10 @@ class Tracker:
         check_tracking_uri(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
-        adopted = os.environ.get("MLFLOW_RUN_ID")  # set by `mlflow run`
+        # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
+        # it. Taken out of the environment, or MLflow would resume it for every child run too.
+        self._adopted = os.environ.pop("MLFLOW_RUN_ID", None)
+        adopted = self._adopted
         try:
             if adopted:
                 self.experiment_id = self.client.get_run(adopted).info.experiment_id
@@ -220,32 +223,45 @@ class Tracker:
         kind: str,
         params: Mapping[str, object] | None = None,
         tags: Mapping[str, str] | None = None,
-        nested: bool = False,
+        parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
         description: str = "",
+        finished_on: tuple[type[BaseException], ...] = (),
     ) -> Iterator[str]:
-        """Open a run; it ends FINISHED, FAILED on an error, KILLED on Ctrl-C (never RUNNING)."""
+        """Open a run and always close it: FINISHED; FAILED on an error; KILLED on Ctrl-C.
+
+        ``finished_on`` lists exceptions that still end the run FINISHED (a pruned trial).
+        Runs are created through the client, not MLflow's process-global "active run", so
+        workers and nested runs never depend on fluent state.
+        """
+        from mlflow.tracking.context import registry
+
         all_tags = {"bench.kind": kind, **(tags or {})}
         if description:
             all_tags["mlflow.note.content"] = description
-        adopted = os.environ.get("MLFLOW_RUN_ID") if not nested and not mlflow.active_run() else None
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        adopted, self._adopted = (self._adopted, None) if not parent_run_id else (None, self._adopted)
+        existing = resume_run_id or adopted
         try:
-            if adopted:
-                active = mlflow.start_run(run_id=adopted)
-                self.client.set_tag(adopted, "mlflow.runName", name)
-                mlflow.set_tags(all_tags)
+            if existing:
+                self.client.update_run(existing, status="RUNNING", name=name)
+                run_id = existing
+                self.set_tags(run_id, all_tags)
             else:
-                active = mlflow.start_run(
-                    experiment_id=self.experiment_id, run_name=name, nested=nested, tags=all_tags
+                run = self.client.create_run(
+                    self.experiment_id, run_name=name, tags=registry.resolve_tags(all_tags)
                 )
-            run_id = active.info.run_id
+                run_id = run.info.run_id
             if params:
                 self.log_params(run_id, params)
         except MlflowException as exc:
-            if mlflow.active_run() and (not nested or mlflow.active_run().info.run_name == name):
-                mlflow.end_run("FAILED")
             raise TrackingError(f"cannot start a run in {redact(self.uri)}: {_first_line(exc)}") from None
         try:
             yield run_id
+        except finished_on:
+            self._end(run_id, "FINISHED")
+            raise
         except KeyboardInterrupt:
             self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
             raise
@@ -259,11 +275,34 @@ class Tracker:
         with contextlib.suppress(Exception):
             if reason:
                 self.client.set_tag(run_id, "bench.error", redact(reason)[:5000])
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            mlflow.end_run(status)
-        else:  # pragma: no cover - defensive: the run is no longer the active one
-            self.client.set_terminated(run_id, status)
+        self.client.set_terminated(run_id, status)
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
+
+    def close_orphan(self, run_id: str, reason: str, *, state: str = "FAIL") -> None:
+        """End a run whose process died (it would otherwise stay RUNNING forever)."""
+        with contextlib.suppress(MlflowException):
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.set_tags(run_id, {"bench.error": reason, "optuna.state": state})
+                self.client.set_terminated(run_id, "FAILED")
+
+    def close_stale_children(self, parent_run_id: str, keep: set[str | None]) -> list[str]:
+        """Fail child runs still RUNNING under ``parent_run_id`` (left by killed processes)."""
+        closed = []
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in runs:
+            if run.info.run_id not in keep:
+                self.close_orphan(run.info.run_id, "its process died before the run ended")
+                closed.append(run.info.run_id)
+        return closed
 
     def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         from mlflow.entities import Param
@@ -416,12 +455,10 @@ class Tracker:
 
 @contextlib.contextmanager
 def _active(run_id: str) -> Iterator[None]:
-    """Make ``run_id`` the active fluent run (MLflow's model flavours log to the active run)."""
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield
-        return
-    with mlflow.start_run(run_id=run_id, nested=active is not None):
+    """Make ``run_id`` the fluent active run for a flavour's ``log_model`` (which logs to the
+    active run). Leaving it marks the run FINISHED; :meth:`Tracker.run` sets the final status
+    right after, so a later failure still ends it FAILED."""
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         yield
 
 

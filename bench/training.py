@@ -38,6 +38,10 @@ STATUS_DEAD = "dead"
 DEAD_MARGIN = 0.05
 #: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20).
 DEAD_PATIENCE = 3
+#: A loss above this many times the chance-level loss ln(classes) counts as diverged even while
+#: it is finite: Keras computes the cross-entropy from the softmax's logits, so an exploding
+#: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
+DIVERGED_LOSS_FACTOR = 1e4
 #: Steps Keras runs per call into the compiled train function (cuts Python overhead).
 DEFAULT_STEPS_PER_EXECUTION = 100
 EVAL_BATCH_SIZE = 1024
@@ -133,6 +137,14 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
     import keras
 
     chance = 1.0 / num_classes
+    loss_limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
+
+    def exploded(loss: float) -> bool:
+        return not math.isfinite(loss) or loss > loss_limit
+
+    def diverged_message(loss: float, epoch: int) -> str:
+        limit = f" (over {loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
+        return f"loss became {loss:.4g} in epoch {epoch}{limit}"
 
     class Monitor(keras.callbacks.Callback):
         """Records the history, times epochs, spots NaN and dead training, calls the hooks."""
@@ -149,9 +161,9 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
+            if loss is not None and exploded(float(loss)):
                 self.status = STATUS_DIVERGED
-                self.message = f"loss became {float(loss)} in epoch {len(history['loss']) + 1}"
+                self.message = diverged_message(float(loss), len(history["loss"]) + 1)
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
@@ -160,9 +172,9 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
             metrics["epoch_seconds"] = time.perf_counter() - self._t0
             for k in HISTORY_KEYS:
                 history[k].append(metrics[k])
-            if not math.isfinite(metrics["loss"]):
+            if self.status == STATUS_DIVERGED or exploded(metrics["loss"]):
                 self.status = STATUS_DIVERGED
-                self.message = self.message or f"loss became {metrics['loss']} in epoch {epoch + 1}"
+                self.message = self.message or diverged_message(metrics["loss"], epoch + 1)
                 self.model.stop_training = True
             elif max(metrics["accuracy"], metrics["val_accuracy"]) <= chance + DEAD_MARGIN:
                 self._at_chance += 1

@@ -1,0 +1,252 @@
+"""Shared fixtures: tiny generated IDX datasets, an isolated environment per test, toy studies.
+
+Every test runs in its own ``tmp_path`` with its own SQLite MLflow store, data cache and
+Keras home, so no test reads a user's data or writes a user's ``mlflow.db`` / ``./mlruns``.
+Tests marked ``slow`` use the real datasets and run only when ``BENCH_REAL_DATA_DIR``
+names a folder holding ``fashion-mnist/`` and ``mnist/`` IDX files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bench import data
+from bench.data import FILES, write_idx
+
+TINY_TRAIN = 1_200
+TINY_TEST = 300
+TINY_VALIDATION = 200
+LABEL_NOISE = 0.08
+TASK_FOLDERS = {"fashion_mnist": "fashion-mnist", "mnist": "mnist"}
+REAL_DATA_ENV = "BENCH_REAL_DATA_DIR"
+
+# Top-left corners of the 7x7 bright block that marks each class (10 of the 16 cells of a
+# 4x4 grid). MNIST uses the reverse order, so the two tiny tasks differ.
+_CELLS = [(r, c) for r in range(4) for c in range(4)]
+_CLASS_CELLS = {
+    "fashion_mnist": [_CELLS[i] for i in (0, 2, 5, 7, 8, 10, 13, 15, 3, 12)],
+    "mnist": [_CELLS[i] for i in (12, 3, 15, 13, 10, 8, 7, 5, 2, 0)],
+}
+
+
+def balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Labels 0-9 where every run of 10 consecutive images holds each class once.
+
+    So any split cut at a multiple of 10 (train, the last-200 validation, test) is balanced.
+    """
+    return np.concatenate([rng.permutation(10) for _ in range(n // 10)]).astype(np.uint8)
+
+
+def tiny_images(labels: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
+    """Noise plus one bright 7x7 block per image, placed by class (jittered by a pixel).
+
+    About 8% of the images show another class's block (label noise), so no model is
+    perfect and accuracies differ between models, seeds and epochs.
+    """
+    n = len(labels)
+    images = rng.integers(0, 80, size=(n, 28, 28), dtype=np.uint8)
+    cells = _CLASS_CELLS[task]
+    shown = labels.copy()
+    flip = rng.random(n) < LABEL_NOISE
+    shown[flip] = (labels[flip] + rng.integers(1, 10, size=int(flip.sum()))) % 10
+    shifts = rng.integers(-1, 2, size=(n, 2))
+    for i, label in enumerate(shown):
+        r, c = cells[int(label)]
+        r0 = int(np.clip(r * 7 + shifts[i, 0], 0, 21))
+        c0 = int(np.clip(c * 7 + shifts[i, 1], 0, 21))
+        images[i, r0 : r0 + 7, c0 : c0 + 7] = rng.integers(190, 256, size=(7, 7), dtype=np.uint8)
+    return images
+
+
+@dataclass(frozen=True)
+class TinyData:
+    """The generated data folder and the exact arrays written into its IDX files."""
+
+    root: Path
+    raw: dict[str, dict[str, np.ndarray]]  # task -> x_train / y_train / x_test / y_test
+
+    def folder(self, task: str) -> Path:
+        return self.root / TASK_FOLDERS[task]
+
+
+def write_task(folder: Path, arrays: dict[str, np.ndarray], *, gz: bool = True) -> None:
+    """Write the four IDX files of one task (the standard names) into ``folder``."""
+    for key, stem in FILES.items():
+        write_idx(folder / (f"{stem}.gz" if gz else stem), arrays[key])
+
+
+def make_task_arrays(task: str, seed: int, n_train: int = TINY_TRAIN, n_test: int = TINY_TEST):
+    rng = np.random.default_rng(seed)
+    y_train = balanced_labels(n_train, rng)
+    y_test = balanced_labels(n_test, rng)
+    return {
+        "x_train": tiny_images(y_train, task, rng),
+        "y_train": y_train,
+        "x_test": tiny_images(y_test, task, rng),
+        "y_test": y_test,
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
+    """1,200 train / 300 test images per task, as real IDX .gz files, learnable in one epoch."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    raw = {}
+    for seed, task in enumerate(TASK_FOLDERS):
+        raw[task] = make_task_arrays(task, seed=1000 + seed)
+        write_task(root / TASK_FOLDERS[task], raw[task])
+    return TinyData(root=root, raw=raw)
+
+
+def _reset_mlflow_state() -> None:
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@contextlib.contextmanager
+def isolated_environment(mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path) -> Iterator[str]:
+    """Point every store, cache and data source at ``workdir`` / ``data_dir``; yield the URI."""
+    import mlflow
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        mp.delenv(var, raising=False)
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    mp.setenv("BENCH_DATA_DIR", str(data_dir))
+    mp.setenv("BENCH_CACHE_DIR", str(workdir / "bench-cache"))
+    mp.setenv("BENCH_OFFLINE", "1")
+    mp.setenv("KERAS_HOME", str(workdir / "keras-home"))
+    mp.chdir(workdir)
+    _reset_mlflow_state()
+    mlflow.set_tracking_uri(uri)  # the fluent API keeps a global; make it this test's store
+    data._load_raw.cache_clear()
+    try:
+        yield uri
+    finally:
+        _reset_mlflow_state()
+        data._load_raw.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data: TinyData) -> Iterator[str]:
+    """Every test: its own MLflow store, data cache and Keras home; the tiny data; cwd = tmp."""
+    with isolated_environment(monkeypatch, tmp_path, tiny_data.root) as uri:
+        yield uri
+
+
+@pytest.fixture
+def tracking_uri(isolated: str) -> str:
+    return isolated
+
+
+@pytest.fixture
+def client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+def study_yaml(
+    name: str = "toy",
+    *,
+    variants: list[str] | tuple[str, ...] = ("vanilla-shallow", "batchnorm-shallow"),
+    task: str = "fashion_mnist",
+    references: dict[str, dict[str, float]] | None = None,
+    **protocol: object,
+) -> str:
+    """The text of a toy study: 1 epoch, batch 32, validation 200 unless overridden."""
+    proto = {"epochs": 1, "batch_size": 32, "validation_size": TINY_VALIDATION, **protocol}
+    doc: dict[str, object] = {
+        "name": name,
+        "description": f"toy study {name} for the tests",
+        "task": task,
+        "variants": list(variants),
+        "protocol": proto,
+    }
+    if references:
+        doc["references"] = references
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.fixture
+def write_study(tmp_path: Path) -> Callable[..., Path]:
+    """``write_study(name="toy", variants=[...], **protocol) -> Path`` of a toy study YAML."""
+
+    def write(name: str = "toy", **kwargs: object) -> Path:
+        path = tmp_path / "studies-under-test" / f"{name}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(study_yaml(name, **kwargs), encoding="utf-8")  # type: ignore[arg-type]
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def tiny_splits_factory(tiny_data: TinyData) -> Callable[..., data.Splits]:
+    """Load the tiny data through ``bench.data.load`` (explicit data dir, 200 validation)."""
+
+    def load(task: str = "fashion_mnist", **kwargs: object) -> data.Splits:
+        kwargs.setdefault("validation_size", TINY_VALIDATION)
+        return data.load(task, data_dir=tiny_data.root, **kwargs)  # type: ignore[arg-type]
+
+    return load
+
+
+@pytest.fixture
+def tiny_splits(tiny_splits_factory: Callable[..., data.Splits]) -> data.Splits:
+    return tiny_splits_factory("fashion_mnist")
+
+
+# --------------------------------------------------------------------------- slow tests
+
+
+def real_data_dir() -> Path | None:
+    """``$BENCH_REAL_DATA_DIR`` when it holds both tasks' IDX files, else None."""
+    value = os.environ.get(REAL_DATA_ENV)
+    if not value:
+        return None
+    root = Path(value).expanduser()
+    for folder in TASK_FOLDERS.values():
+        if not all(
+            (root / folder / f"{stem}.gz").is_file() or (root / folder / stem).is_file()
+            for stem in FILES.values()
+        ):
+            return None
+    return root.resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"slow: uses the real datasets (needs {REAL_DATA_ENV}); deselect with -m 'not slow'"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if real_data_dir() is not None:
+        return
+    reason = (
+        f"needs the real datasets: set {REAL_DATA_ENV} to a folder holding fashion-mnist/ and "
+        "mnist/ with the four IDX files each"
+    )
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    root = real_data_dir()
+    if root is None:  # pragma: no cover - collection already skips these tests
+        pytest.skip(f"{REAL_DATA_ENV} does not point at the real datasets")
+    return root
