@@ -60,6 +60,17 @@ def _empty_is_none(ctx, param, value):
     return None if value == "" else value
 
 
+PRUNER_CHOICES = ("median", "successive-halving", "hyperband", "none")
+
+
+def _pruner_choice(ctx, param, value):
+    if value in (None, ""):
+        return None
+    if value not in PRUNER_CHOICES:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(PRUNER_CHOICES)}")
+    return value
+
+
 POSITIVE = _OptionalInt(1)
 NON_NEGATIVE = _OptionalInt(0)
 POSITIVE_FLOAT = _OptionalFloat()
@@ -273,8 +284,8 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="Optuna study name [default: <study>-<task>-<variant>].")
 @click.option("--seed", type=NON_NEGATIVE, default=0, show_default=True, help="TPE sampler seed.")
-@click.option("--pruner", type=click.Choice(["median", "successive-halving", "hyperband", "none"]),
-              default=None, help="Optuna pruner [default: the study's tuning.pruner].")
+@click.option("--pruner", default=None, callback=_pruner_choice,
+              help="median, successive-halving, hyperband or none [default: the study's tuning.pruner].")
 @click.option("--timeout", type=POSITIVE_FLOAT, default=None,
               help="Stop starting new trials after this many seconds.")
 @click.option("--validation-size", type=POSITIVE, default=None, help="Held-out training images.")

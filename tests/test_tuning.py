@@ -1,0 +1,247 @@
+"""`bench tune`: trials in Optuna and MLflow, pruning, divergence, resume, kill, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from bench.cli import cli
+from bench.studies import load_study
+from bench.tuning import load_optuna_study, open_storage, plan, tune
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropout-shallow",),
+                     search_space: dict | None = None, epochs: int = 1, trials: int = 3,
+                     pruner: str = "none") -> Path:
+    doc = {
+        "name": name,
+        "task": "fashion_mnist",
+        "variants": list(variants),
+        "protocol": {"epochs": epochs, "batch_size": 64, "validation_size": 200},
+        "tuning": {"trials": trials, "pruner": pruner},
+    }
+    if search_space is not None:
+        doc["search_space"] = search_space
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def settings_for(path: Path, tracking_uri: str, **kw):
+    defaults = dict(variants=None, task=None, trials=None, epochs=None, storage=None, study_name=None,
+                    seed=0, pruner=None, timeout=None, data_dir=None, tracking_uri=tracking_uri,
+                    experiment=None)
+    defaults.update(kw)
+    study = load_study(path)
+    defaults["variants"] = defaults["variants"] or study.variant_names
+    return plan(study, **defaults)
+
+
+def runs_of(client, kind: str):
+    exps = client.search_experiments()
+    return client.search_runs([e.experiment_id for e in exps], filter_string=f"tags.`bench.kind` = '{kind}'")
+
+
+def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, trials=3, epochs=2)
+    [s] = settings_for(path, tracking_uri)
+    result = tune(s)
+
+    study = load_optuna_study(s, create=False)
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert {"learning_rate", "dropout"} == set(trials[0].params)
+
+    [parent] = runs_of(client, "study")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials.complete"] == 3
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(study.best_value)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert {"figures/optimization_history.png", "figures/intermediate_values.png",
+            "figures/parallel_coordinate.png", "figures/param_importances.png"} <= artifacts
+    assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    trial_runs = runs_of(client, "trial")
+    assert len(trial_runs) == 3
+    by_number = {int(r.data.params["trial_number"]): r for r in trial_runs}
+    for t in trials:
+        run = by_number[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.state"] == "COMPLETE"
+        assert run.info.status == "FINISHED"
+        assert float(run.data.params["learning_rate"]) == pytest.approx(t.params["learning_rate"])
+        assert float(run.data.params["dropout"]) == pytest.approx(t.params["dropout"])
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == [0, 1]
+        assert history[-1].value == pytest.approx(t.value)
+        assert "test_accuracy" not in run.data.metrics  # trials never see the test set
+
+    [tuned] = runs_of(client, "tuned")
+    assert tuned.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert int(tuned.data.params["best_trial"]) == study.best_trial.number
+    assert float(tuned.data.params["learning_rate"]) == pytest.approx(study.best_params["learning_rate"])
+    assert tuned.data.metrics["test_accuracy"] == pytest.approx(result.tuned_test_accuracy)
+    assert "bench.model_uri" in tuned.data.tags
+
+
+def test_aggressive_pruner_prunes_and_marks_runs(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=8, epochs=4,
+                            pruner="successive-halving")
+    [s] = settings_for(path, tracking_uri)
+    tune(s)
+    study = load_optuna_study(s, create=False)
+    pruned = [t for t in study.get_trials() if t.state == TrialState.PRUNED]
+    assert pruned, "successive halving over 8 trials x 4 epochs should prune something"
+    runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
+    for t in pruned:
+        assert runs[t.number].data.tags["optuna.state"] == "PRUNED"
+        assert runs[t.number].info.status == "FINISHED"
+
+
+def test_diverging_learning_rate_does_not_crash(tmp_path, tracking_uri, client):
+    space = {"learning_rate": {"low": 1e5, "high": 1e7, "log": True}}
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), search_space=space, trials=2, epochs=2)
+    [s] = settings_for(path, tracking_uri)
+    result = tune(s)
+    study = load_optuna_study(s, create=False)
+    states = [t.state for t in study.get_trials()]
+    assert len(states) == 2
+    for t in study.get_trials():
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["reason"].startswith("diverged")
+    assert result.counts["complete"] + result.counts["pruned"] == 2
+    runs = runs_of(client, "trial")
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_rerun_resumes_to_the_requested_total(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2)
+    [s] = settings_for(path, tracking_uri)
+    tune(s)
+    [s3] = settings_for(path, tracking_uri, trials=3)
+    tune(s3)
+    study = load_optuna_study(s3, create=False)
+    assert len([t for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
+    assert len(runs_of(client, "trial")) == 3
+    assert len(runs_of(client, "study")) == 1  # the parent run is reused, not duplicated
+
+
+def test_same_sampler_seed_proposes_the_same_trials(tmp_path, tracking_uri):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2)
+    [a] = settings_for(path, tracking_uri, study_name="a")
+    [b] = settings_for(path, tracking_uri, study_name="b")
+    tune(a)
+    tune(b)
+    pa = [t.params for t in load_optuna_study(a, create=False).get_trials()]
+    pb = [t.params for t in load_optuna_study(b, create=False).get_trials()]
+    assert pa == pb
+
+
+def _tune_cmd(path: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bench", "tune", "--study", str(path), "--storage",
+            f"journal://{tmp_path}/optuna.journal", *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=4)
+    proc = subprocess.run(_tune_cmd(path, tmp_path, "--workers", "2", "--study-name", "par"),
+                          capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="par", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    assert len(trials) == 4  # no surplus trial was started
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers)
+    workers = {t.system_attrs["bench:worker"] for t in trials}
+    assert len(workers) == 2, "both worker processes should have run trials"
+    runs = runs_of(client, "trial")
+    assert sorted(int(r.data.params["trial_number"]) for r in runs) == sorted(numbers)
+
+
+def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2, epochs=400)
+    storage = f"journal://{tmp_path}/optuna.journal"
+    proc = subprocess.Popen(_tune_cmd(path, tmp_path, "--study-name", "killme"), env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        running = None
+        while time.monotonic() < deadline and running is None:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            try:
+                study = optuna.load_study(study_name="killme", storage=open_storage(storage))
+                running = next((t for t in study.get_trials() if t.state == TrialState.RUNNING
+                                and "mlflow_run_id" in t.user_attrs), None)
+            except KeyError:
+                pass
+            if running is None:
+                time.sleep(0.5)
+        assert running is not None, "the trial never started"
+        # let it train an epoch so the MLflow run has something in it
+        time.sleep(3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    run_id = running.user_attrs["mlflow_run_id"]
+    assert client.get_run(run_id).info.status == "RUNNING"  # what a kill -9 leaves behind
+
+    # rerun with short trials: the dead trial is failed, the total is still reached
+    rerun = subprocess.run(_tune_cmd(path, tmp_path, "--study-name", "killme", "--epochs", "1"),
+                           capture_output=True, text=True, env=_env(), timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    study = optuna.load_study(study_name="killme", storage=open_storage(storage))
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[running.number] == TrialState.FAIL
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states.values()) == 2
+    killed = client.get_run(run_id)
+    assert killed.info.status == "FAILED"
+    assert killed.data.tags["optuna.state"] == "FAIL"
+    assert not [r for r in runs_of(client, "trial") if r.info.status == "RUNNING"]
+
+
+@pytest.mark.parametrize(
+    ("args", "space", "message"),
+    [
+        (["--trials", "0"], None, "--trials"),
+        (["--variants", "no-such-variant"], None, "unknown variant"),
+        ([], {"learning_rate": {"low": 0.1, "high": 0.01}}, "inverted"),
+        ([], {"learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "low > 0"),
+        ([], {"momentum": {"low": 0.1, "high": 0.9}}, "momentum"),
+        (["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"], None, "cannot open Optuna storage"),
+        (["--storage", "ftp://example/x"], None, "unsupported Optuna storage"),
+        (["--workers", "2", "--storage", "sqlite:///optuna.db"], None, "concurrent"),
+        (["--pruner", "sometimes"], None, "sometimes"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tracking_uri, client, args, space, message):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), search_space=space)
+    result = CliRunner().invoke(cli, ["tune", "--study", str(path), *args])
+    assert result.exit_code != 0
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert message in errors[0]
+    assert "Traceback" not in result.output
+    assert "secret" not in result.output
+    assert not runs_of(client, "trial") and not runs_of(client, "study")
+    journal = tmp_path / "optuna.journal"
+    if journal.exists():
+        storage = open_storage(f"journal://{journal}")
+        assert all(not storage.get_all_trials(s._study_id) for s in storage.get_all_studies())
