@@ -213,6 +213,13 @@ def _finish(outcome) -> None:
     click.echo("")
     click.echo(format_table(outcome.table))
     click.echo("")
+    if outcome.side_by_side is not None:
+        shown = outcome.side_by_side.copy()
+        for col in ("default test acc", "tuned test acc"):
+            shown[col] = shown[col].map("{:.4f}".format)
+        shown["Δ tuned - default"] = shown["Δ tuned - default"].map("{:+.4f}".format)
+        click.echo(shown.to_markdown(index=False, disable_numparse=True))
+        click.echo("")
     click.echo(f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})")
     click.echo(f"parent run: {outcome.parent_run_id}")
     click.echo(f"store:      {redact(outcome.tracking_uri)}")
@@ -229,13 +236,30 @@ def _finish(outcome) -> None:
 @click.option("--variants", default=None, callback=_empty_is_none,
               help="Comma-separated names or globs, e.g. '*-deep,vanilla-*' (default: the study's).")
 @click.option("--seeds", type=POSITIVE, default=None, help="Seeds per variant (0..N-1).")
+@click.option("--tuned", is_flag=True,
+              help="Also train each variant with its tuned hyperparameters (from `bench tune`) "
+                   "and show default vs tuned side by side.")
+@click.option("--storage", default=None, callback=_empty_is_none,
+              help="With --tuned: the Optuna storage `bench tune` used [default: beside the MLflow store].")
+@click.option("--study-name", default=None, callback=_empty_is_none,
+              help="With --tuned: the Optuna study name `bench tune` used.")
 def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
-            tracking_uri, experiment, no_model, variants, seeds):
+            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name):
     """Train the study's variants side by side; one parent run, one child run each."""
+    from dataclasses import replace
+
     from bench.compare import run_comparison
 
     settings = _settings(study, variants, task, epochs, batch_size, seeds, learning_rate,
                          validation_size, limit)
+    if tuned:
+        from bench.tuning import best_params
+
+        found = best_params(settings.study, list(settings.variants), task=task, storage=storage,
+                            study_name=study_name, tracking_uri=tracking_uri)
+        settings = replace(settings, tuned=tuple(found.items()))
+    elif storage or study_name:
+        raise click.UsageError("--storage and --study-name only apply with --tuned")
     outcome = run_comparison(
         settings, data_dir=data_dir, tracking_uri=tracking_uri, experiment=experiment,
         log_models=not no_model,

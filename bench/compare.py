@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import pandas as pd
 
 from bench import data, training
 from bench.studies import Study
-from bench.tracking import Tracker
+from bench.tracking import Tracker, to_markdown
 from bench.training import TrainResult
 from bench.variants import HParams, Variant, get_variant, list_variants
 
@@ -22,6 +23,7 @@ progress = logging.getLogger("bench.progress")
 TABLE_COLUMNS = [
     "run",
     "variant",
+    "setting",
     "seed",
     "params",
     "status",
@@ -49,6 +51,7 @@ class Settings:
     seeds: tuple[int, ...]
     validation_size: int
     limit: int | None = None
+    tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
 
     @classmethod
     def from_study(
@@ -79,8 +82,20 @@ class Settings:
             limit=limit,
         )
 
-    def run_name(self, variant: str, seed: int) -> str:
-        return variant if len(self.seeds) == 1 else f"{variant}/s{seed}"
+    def run_name(self, variant: str, seed: int, setting: str = "default") -> str:
+        name = variant if setting == "default" else f"{variant}/{setting}"
+        return name if len(self.seeds) == 1 else f"{name}/s{seed}"
+
+    def jobs(self) -> list[tuple[str, str, HParams]]:
+        """(variant, setting, hyperparameters) for every run, default and tuned side by side."""
+        tuned = dict(self.tuned)
+        out = []
+        for name in self.variants:
+            for seed in self.seeds:
+                out.append((name, "default", self.hparams.replace(seed=seed)))
+                if name in tuned:
+                    out.append((name, "tuned", dataclasses.replace(self.hparams, seed=seed, **tuned[name])))
+        return out
 
     def params(self, splits: data.Splits) -> dict[str, object]:
         """The parent run's params, namespaced ``protocol.*`` so they never collide with the
@@ -112,6 +127,7 @@ class ComparisonResult:
     experiment_name: str
     tracking_uri: str
     results: list[TrainResult] = field(default_factory=list)
+    side_by_side: pd.DataFrame | None = None
 
     @property
     def failed(self) -> list[TrainResult]:
@@ -119,17 +135,22 @@ class ComparisonResult:
 
 
 def comparison_table(
-    results: Sequence[TrainResult], run_names: Sequence[str], study: Study
+    results: Sequence[TrainResult],
+    run_names: Sequence[str],
+    study: Study,
+    settings: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per training run, with the study's reference numbers beside ours."""
     rows = []
-    for name, r in zip(run_names, results, strict=True):
+    settings = settings or ["default"] * len(results)
+    for name, r, setting in zip(run_names, results, settings, strict=True):
         ref = study.references.get(r.variant)
         ref_acc = ref.test_accuracy if ref else None
         rows.append(
             {
                 "run": name,
                 "variant": r.variant,
+                "setting": setting,
                 "seed": r.hparams.seed,
                 "params": r.params,
                 "status": r.status,
@@ -150,6 +171,32 @@ def comparison_table(
             }
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def tuned_vs_default(
+    table: pd.DataFrame, tuned: dict[str, dict[str, object]] | None = None
+) -> pd.DataFrame | None:
+    """Per variant: mean test accuracy with default and with tuned hyperparameters."""
+    if "tuned" not in set(table["setting"]):
+        return None
+    means = table.pivot_table(index="variant", columns="setting", values="test_accuracy", aggfunc="mean")
+    frame = pd.DataFrame(
+        {
+            "variant": means.index,
+            "default test acc": means.get("default"),
+            "tuned test acc": means.get("tuned"),
+        }
+    ).reset_index(drop=True)
+    frame["Δ tuned - default"] = frame["tuned test acc"] - frame["default test acc"]
+    frame["tuned hyperparameters"] = [
+        ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in (tuned or {}).get(name, {}).items()
+        )
+        for name in frame["variant"]
+    ]
+    order = list(dict.fromkeys(table["variant"]))
+    return frame.set_index("variant").loc[order].reset_index()
 
 
 def _progress_hook(label: str, epochs: int) -> training.EpochHook:
@@ -246,9 +293,10 @@ def run_comparison(
     )
     study = settings.study
     tracker = Tracker(tracking_uri, experiment or study.name, description=study.description)
-    jobs = [(v, s) for v in variants for s in settings.seeds]
+    jobs = settings.jobs()
     results: list[TrainResult] = []
     names: list[str] = []
+    kinds: list[str] = []
     with tracker.run(
         f"compare-{study.name}",
         kind="comparison",
@@ -257,31 +305,37 @@ def run_comparison(
         description=study.description,
     ) as parent_id:
         progress.info(
-            "comparison %s: %d runs (%d variants x %d seeds) on %s [%s]",
+            "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]",
             study.name,
             len(jobs),
             len(variants),
             len(settings.seeds),
+            ", default and tuned" if settings.tuned else "",
             settings.task,
             ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
         )
-        for i, (variant, seed) in enumerate(jobs, start=1):
-            name = settings.run_name(variant.name, seed)
+        for i, (vname, setting, hparams) in enumerate(jobs, start=1):
+            name = settings.run_name(vname, hparams.seed, setting)
             result = train_and_log(
                 tracker,
-                variant,
-                settings.hparams.replace(seed=seed),
+                get_variant(vname),
+                hparams,
                 splits,
                 run_name=name,
-                kind="train",
+                kind="train" if setting == "default" else "tuned",
                 label=f"[{i}/{len(jobs)}] {name}",
-                extra_params={"study": study.name},
+                extra_params={"study": study.name, "setting": setting},
                 parent_run_id=parent_id,
                 log_model=log_models,
             )
             results.append(result)
             names.append(name)
-        table = comparison_table(results, names, study)
+            kinds.append(setting)
+        table = comparison_table(results, names, study, kinds)
+        side_by_side = tuned_vs_default(table, dict(settings.tuned))
+        if side_by_side is not None:
+            tracker.log_text(parent_id, side_by_side.to_csv(index=False), "tuned_vs_default.csv")
+            tracker.log_text(parent_id, to_markdown(side_by_side), "tuned_vs_default.md")
         tracker.log_comparison(
             parent_id,
             table,
@@ -297,6 +351,7 @@ def run_comparison(
             tracker.log_metrics(parent_id, {"best_test_accuracy": float(np.max(healthy))})
     return ComparisonResult(
         table=table,
+        side_by_side=side_by_side,
         parent_run_id=parent_id,
         experiment_id=tracker.experiment_id,
         experiment_name=tracker.experiment_name,

@@ -547,6 +547,34 @@ def tuned_hparams(s: TuneSettings, study: optuna.Study | None = None) -> HParams
     return dataclasses.replace(s.base, **{k: v for k, v in best.params.items()})
 
 
+def best_params(
+    study: Study, variants: list[str], *, task: str | None, storage: str | None,
+    study_name: str | None, tracking_uri: str | None,
+) -> dict[str, dict[str, object]]:
+    """Each variant's best hyperparameters from its Optuna study (for ``compare --tuned``)."""
+    planned = plan(
+        study, variants=variants, task=task, trials=None, epochs=None, storage=storage,
+        study_name=study_name, seed=0, pruner=None, timeout=None, data_dir=None,
+        tracking_uri=tracking_uri, experiment=None,
+    )
+    found, missing = {}, []
+    for s in planned:
+        try:
+            best = _best(load_optuna_study(s, create=False))
+        except StorageError:
+            best = None
+        if best is None:
+            missing.append(f"{s.variant} (study {s.study_name!r})")
+        else:
+            found[s.variant] = dict(best.params)
+    if missing:
+        raise BenchError(
+            f"no tuned hyperparameters in {redact(planned[0].storage)} for: {', '.join(missing)}; "
+            "run `bench tune` first with the same --study/--task/--storage"
+        )
+    return found
+
+
 def _retrain_best(
     s: TuneSettings, best: optuna.trial.FrozenTrial, splits: data.Splits, tracker: Tracker,
     parent_id: str, study: optuna.Study,
