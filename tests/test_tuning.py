@@ -245,3 +245,36 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tracking_uri, client
     if journal.exists():
         storage = open_storage(f"journal://{journal}")
         assert all(not storage.get_all_trials(s._study_id) for s in storage.get_all_studies())
+
+
+def test_compare_tuned_shows_default_and_tuned_side_by_side(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2)
+    [s] = settings_for(path, tracking_uri)
+    tune(s)
+    best = load_optuna_study(s, create=False).best_params
+    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned", "--no-model"])
+    assert result.exit_code == 0, result.output
+    assert "tuned test acc" in result.output
+    [parent] = runs_of(client, "comparison")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    settings = {r.data.params["setting"]: r for r in children}
+    assert set(settings) == {"default", "tuned"}
+    assert float(settings["tuned"].data.params["learning_rate"]) == pytest.approx(best["learning_rate"])
+    assert settings["default"].data.params["learning_rate"] != settings["tuned"].data.params["learning_rate"]
+    text = client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))
+    rows = Path(text).read_text().splitlines()
+    assert rows[0].startswith("variant,default test acc,tuned test acc")
+    acc = {r.data.params["setting"]: r.data.metrics["test_accuracy"] for r in children}
+    cells = rows[1].split(",")
+    assert float(cells[1]) == pytest.approx(acc["default"])
+    assert float(cells[2]) == pytest.approx(acc["tuned"])
+
+
+def test_compare_tuned_without_a_study_is_a_clear_error(tmp_path, tracking_uri, client):
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",))
+    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned"])
+    assert result.exit_code != 0
+    assert "no tuned hyperparameters" in result.output and "bench tune" in result.output
+    assert not runs_of(client, "comparison")
