@@ -36,8 +36,10 @@ STATUS_DEAD = "dead"
 
 #: Training accuracy within this margin of chance (1 / classes) counts as "not learning".
 DEAD_MARGIN = 0.05
-#: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20).
+#: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20)...
 DEAD_PATIENCE = 3
+#: ...during which the loss fell by less than this fraction (seed 004's stayed at 14.68).
+DEAD_LOSS_PROGRESS = 0.01
 #: A loss above this many times the chance-level loss ln(classes) counts as diverged even while
 #: it is finite: Keras computes the cross-entropy from the softmax's logits, so an exploding
 #: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
@@ -153,7 +155,7 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
             super().__init__()
             self.status = STATUS_OK
             self.message = ""
-            self._at_chance = 0
+            self._at_chance: list[float] = []  # losses of the current run of at-chance epochs
             self._t0 = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -177,17 +179,20 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
                 self.message = self.message or diverged_message(metrics["loss"], epoch + 1)
                 self.model.stop_training = True
             elif max(metrics["accuracy"], metrics["val_accuracy"]) <= chance + DEAD_MARGIN:
-                self._at_chance += 1
-                if self._at_chance >= DEAD_PATIENCE:
+                self._at_chance.append(metrics["loss"])
+                streak = self._at_chance[-DEAD_PATIENCE:]
+                # Dead = at chance AND the loss is not going down (a slow start is not dead).
+                if len(streak) == DEAD_PATIENCE and min(streak[1:]) >= streak[0] * (1 - DEAD_LOSS_PROGRESS):
                     self.status = STATUS_DEAD
                     self.message = (
                         f"accuracy stuck at chance ({metrics['accuracy']:.3f} train, "
                         f"{metrics['val_accuracy']:.3f} validation; chance is {chance:.3f}) "
-                        f"for {self._at_chance} epochs"
+                        f"with a flat loss ({streak[0]:.4g} -> {streak[-1]:.4g}) for "
+                        f"{len(self._at_chance)} epochs"
                     )
                     self.model.stop_training = True
             else:
-                self._at_chance = 0
+                self._at_chance = []
             for hook in hooks:
                 hook(epoch, metrics)
 
