@@ -42,6 +42,9 @@ def _apply_block(x, block: Conv | Dense, variant: Variant, hparams: HParams | No
             kernel_regularizer=_regularizer(block.l2),
             name=f"{name}_dense",
         )(x)
+    rate = _dropout_rate(block.dropout, hparams)
+    if rate and block.dropout_place == "pre":
+        x = layers.Dropout(rate, name=f"{name}_dropout")(x)
     if block.batch_norm == "pre":
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     x = layers.Activation(block.activation, name=f"{name}_{block.activation}")(x)
@@ -50,8 +53,7 @@ def _apply_block(x, block: Conv | Dense, variant: Variant, hparams: HParams | No
     if isinstance(block, Conv) and block.pool:
         pool = layers.MaxPooling2D if block.pool == "max" else layers.AveragePooling2D
         x = pool(block.pool_size, strides=block.pool_strides, name=f"{name}_{block.pool}pool")(x)
-    rate = _dropout_rate(block.dropout, hparams)
-    if rate:
+    if rate and block.dropout_place == "post":
         x = layers.Dropout(rate, name=f"{name}_dropout")(x)
     return x
 

@@ -19,16 +19,19 @@ from typing import Literal
 from bench.errors import VariantError
 
 BatchNormPlace = Literal["pre", "post"]  # "pre": linear -> BN -> activation; "post": after it
+DropoutPlace = Literal["pre", "post"]  # "pre": right after the linear layer (seed 002); "post": last
 
 
 @dataclass(frozen=True)
 class Dense:
-    """A fully connected block: Dense -> [BN] -> activation -> [BN] -> [Dropout] -> [+ skip]."""
+    """A fully connected block: Dense -> [Dropout "pre"] -> [BN "pre"] -> activation -> [BN "post"]
+    -> [Dropout "post"] -> [+ skip]."""
 
     units: int
     activation: str = "relu"
     batch_norm: BatchNormPlace | None = None
     dropout: float = 0.0  # rate at this site; HParams.dropout overrides it when set
+    dropout_place: DropoutPlace = "post"
     l2: float = 0.0  # L2 penalty on the kernel
     use_bias: bool = True
     residual_from: int | None = None  # add the output of block #i (0-based, earlier) to ours
@@ -36,7 +39,8 @@ class Dense:
 
 @dataclass(frozen=True)
 class Conv:
-    """A 2-D convolution block: Conv -> [BN] -> activation -> [BN] -> [pool] -> [Dropout]."""
+    """A 2-D convolution block: Conv -> [Dropout "pre"] -> [BN "pre"] -> activation -> [BN "post"]
+    -> [pool] -> [Dropout "post"]."""
 
     filters: int
     kernel_size: int = 5
@@ -49,6 +53,7 @@ class Conv:
     pool_size: int = 2
     pool_strides: int | None = None  # None: same as pool_size
     dropout: float = 0.0
+    dropout_place: DropoutPlace = "post"
     l2: float = 0.0
 
 
