@@ -9,7 +9,9 @@ names a folder holding ``fashion-mnist/`` and ``mnist/`` IDX files.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,13 @@ import yaml
 from bench import data
 from bench.data import FILES, write_idx
 
-TINY_TRAIN = 1_200
+TINY_TRAIN = 2_400
 TINY_TEST = 300
 TINY_VALIDATION = 200
 LABEL_NOISE = 0.08
 TASK_FOLDERS = {"fashion_mnist": "fashion-mnist", "mnist": "mnist"}
 REAL_DATA_ENV = "BENCH_REAL_DATA_DIR"
+_LOGGERS = ("bench", "mlflow", "alembic", "absl", "tensorflow", "h5py", "matplotlib")
 
 # Top-left corners of the 7x7 bright block that marks each class (10 of the 16 cells of a
 # 4x4 grid). MNIST uses the reverse order, so the two tiny tasks differ.
@@ -97,7 +100,7 @@ def make_task_arrays(task: str, seed: int, n_train: int = TINY_TRAIN, n_test: in
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
-    """1,200 train / 300 test images per task, as real IDX .gz files, learnable in one epoch."""
+    """2,400 train / 300 test images per task, as real IDX .gz files, learnable in one epoch."""
     root = tmp_path_factory.mktemp("tiny-data")
     raw = {}
     for seed, task in enumerate(TASK_FOLDERS):
@@ -126,6 +129,9 @@ def isolated_environment(mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path) 
     mp.setenv("BENCH_CACHE_DIR", str(workdir / "bench-cache"))
     mp.setenv("BENCH_OFFLINE", "1")
     mp.setenv("KERAS_HOME", str(workdir / "keras-home"))
+    # The CLI sets these with os.environ.setdefault; pin them so nothing leaks between tests.
+    mp.setenv("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+    mp.setenv("MLFLOW_LOGGING_LEVEL", os.environ.get("MLFLOW_LOGGING_LEVEL", "WARNING"))
     mp.chdir(workdir)
     _reset_mlflow_state()
     mlflow.set_tracking_uri(uri)  # the fluent API keeps a global; make it this test's store
@@ -138,10 +144,53 @@ def isolated_environment(mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path) 
 
 
 @pytest.fixture(autouse=True)
+def _restore_process_state() -> Iterator[None]:
+    """The CLI reconfigures logging and installs a SIGTERM handler: undo both after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in _LOGGERS}
+    sigterm = signal.getsignal(signal.SIGTERM)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lvl in levels.items():
+        logging.getLogger(name).setLevel(lvl)
+    signal.signal(signal.SIGTERM, sigterm)
+
+
+@pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data: TinyData) -> Iterator[str]:
     """Every test: its own MLflow store, data cache and Keras home; the tiny data; cwd = tmp."""
     with isolated_environment(monkeypatch, tmp_path, tiny_data.root) as uri:
         yield uri
+
+
+@dataclass(frozen=True)
+class Store:
+    """A working folder and the SQLite MLflow store in it."""
+
+    workdir: Path
+    uri: str
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.uri)
+
+
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory: pytest.TempPathFactory, tiny_data: TinyData) -> Iterator[Store]:
+    """An isolated environment shared by one module's tests (for expensive shared runs).
+
+    Each test's own ``isolated`` environment is layered on top and undone after it, so
+    module fixtures must pass ``module_store.uri`` explicitly when they query the store.
+    """
+    workdir = tmp_path_factory.mktemp("module-store")
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        isolated_environment(mp, workdir, tiny_data.root) as uri,
+    ):
+        yield Store(workdir, uri)
 
 
 @pytest.fixture
@@ -210,29 +259,35 @@ def tiny_splits(tiny_splits_factory: Callable[..., data.Splits]) -> data.Splits:
 # --------------------------------------------------------------------------- slow tests
 
 
-def real_data_dir() -> Path | None:
-    """``$BENCH_REAL_DATA_DIR`` when it holds both tasks' IDX files, else None."""
+def _find_real_data() -> Path | None:
+    """``$BENCH_REAL_DATA_DIR`` (absolute) when it holds both tasks' IDX files, else None."""
     value = os.environ.get(REAL_DATA_ENV)
     if not value:
         return None
-    root = Path(value).expanduser()
+    root = Path(value).expanduser().resolve()  # relative to where pytest was started
     for folder in TASK_FOLDERS.values():
         if not all(
             (root / folder / f"{stem}.gz").is_file() or (root / folder / stem).is_file()
             for stem in FILES.values()
         ):
             return None
-    return root.resolve()
+    return root
+
+
+_real_data: Path | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _real_data
+    # Resolved once, before any test changes the working folder (CI passes a relative path).
+    _real_data = _find_real_data()
     config.addinivalue_line(
         "markers", f"slow: uses the real datasets (needs {REAL_DATA_ENV}); deselect with -m 'not slow'"
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if real_data_dir() is not None:
+    if _real_data is not None:
         return
     reason = (
         f"needs the real datasets: set {REAL_DATA_ENV} to a folder holding fashion-mnist/ and "
@@ -246,7 +301,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def real_data() -> Path:
-    root = real_data_dir()
-    if root is None:  # pragma: no cover - collection already skips these tests
+    """The real datasets' folder (tests using it are marked slow and skipped without it)."""
+    if _real_data is None:  # pragma: no cover - collection already skips these tests
         pytest.skip(f"{REAL_DATA_ENV} does not point at the real datasets")
-    return root
+    return _real_data

@@ -1,0 +1,259 @@
+"""The ``bench`` command: what a user sees, and what it leaves in the MLflow store."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import study_yaml
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from bench.cli import cli
+from bench.variants import CORE_VARIANTS, get_variant
+
+SEED_000_PARAMS = {
+    "vanilla-shallow": "101,770",
+    "vanilla-deep": "1,720,330",
+    "dropout-shallow": "101,770",
+    "dropout-deep": "1,720,330",
+    "batchnorm-shallow": "102,282",
+    "batchnorm-residual-deep": "1,732,618",
+}
+
+
+def invoke(*args: str) -> Result:
+    # click 8.2+ has no mix_stderr: result.output is stdout and stderr interleaved, as a
+    # user sees them; result.stdout / result.stderr hold each stream alone.
+    return CliRunner().invoke(cli, list(args))
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+def all_runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    if not experiments:
+        return []
+    return client.search_runs(
+        [e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=1000
+    )
+
+
+def store_is_empty(uri: str) -> bool:
+    """No runs in the store (a store that was never created is empty too)."""
+    path = Path(uri.removeprefix("sqlite:///"))
+    return not path.exists() or all_runs(uri) == []
+
+
+@pytest.fixture
+def toy(write_study) -> Path:
+    return write_study("toy-cli", variants=["vanilla-shallow", "batchnorm-shallow"])
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def test_list_shows_the_core_variants_with_parameter_counts():
+    result = invoke("list")
+    assert result.exit_code == 0, result.output
+    for name in CORE_VARIANTS:
+        v = get_variant(name)
+        pattern = rf"^{re.escape(name)}\s+{v.family}\s+{v.group}\s+{SEED_000_PARAMS[name]}\s+\S"
+        assert re.search(pattern, result.stdout, re.MULTILINE), f"{name} row missing:\n{result.stdout}"
+    assert result.stdout.splitlines()[0].split()[:4] == ["variant", "family", "group", "params"]
+
+
+def test_list_with_a_glob():
+    result = invoke("list", "*-deep")
+    assert result.exit_code == 0, result.output
+    assert "vanilla-deep" in result.stdout and "batchnorm-residual-deep" in result.stdout
+    assert "shallow" not in result.stdout
+
+
+def test_list_studies():
+    result = invoke("list", "--studies")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert {"default", "seed-000"} <= set(rows)
+    for name in ("default", "seed-000"):
+        assert "fashion_mnist" in rows[name]
+        assert "6 variants" in rows[name]
+        assert "INVALID" not in rows[name]
+
+
+def test_list_studies_flags_an_invalid_study_in_the_working_folder(tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "broken.yaml").write_text("name: broken\ntask: fashion_mnist\nvariants: [nope]\n")
+    result = invoke("list", "--studies")
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("broken")]
+    assert "INVALID" in row and "nope" in row
+
+
+def test_version_and_help():
+    version = invoke("--version")
+    assert version.exit_code == 0
+    assert "0.1.0" in version.output
+    bare = invoke()
+    assert bare.exit_code == 0
+    for command in ("compare", "train", "list"):
+        assert command in bare.output
+    assert invoke("compare", "--help").exit_code == 0
+
+
+# --------------------------------------------------------------------------- compare and train
+
+
+def test_compare_prints_the_table_and_records_the_runs(toy, tracking_uri, client):
+    result = invoke(
+        "compare", "--study", str(toy), "--variants", "vanilla-shallow,batchnorm-shallow",
+        "--epochs", "1", "--no-model",
+    )
+    assert result.exit_code == 0, result.output
+    assert not error_lines(result) and "Traceback" not in result.output
+    out = result.stdout
+    match = re.search(r"^parent run: ([0-9a-f]{32})$", out, re.MULTILINE)
+    assert match, out
+    parent = client.get_run(match.group(1))
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["bench.kind"] == "comparison"
+    assert f"mlflow ui --backend-store-uri {tracking_uri}" in out
+    assert "experiment: toy-cli" in out
+    assert "epoch 1/1" in result.stderr  # progress goes to stderr, results to stdout
+
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert sorted(r.info.run_name for r in children) == ["batchnorm-shallow", "vanilla-shallow"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["epochs"] == "1"
+        # The table row shows what the store holds.
+        acc = f"{child.data.metrics['test_accuracy']:.4f}"
+        [row] = [line for line in out.splitlines() if line.startswith(f"| {child.info.run_name} ")]
+        assert acc in row
+        assert "bench.model_uri" not in child.data.tags  # --no-model
+
+
+def test_train_one_variant_with_a_seed(toy, client):
+    result = invoke("train", "vanilla-shallow", "--study", str(toy), "--epochs", "1", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert not error_lines(result)
+    parent_id = re.search(r"^parent run: ([0-9a-f]{32})$", result.stdout, re.MULTILINE).group(1)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    [child] = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    assert child.info.run_name == "vanilla-shallow"
+    assert child.info.status == "FINISHED"
+    assert child.data.params["seed"] == "3"
+    assert child.data.params["variant"] == "vanilla-shallow"
+    assert child.data.tags["bench.seed"] == "3"
+    assert child.data.tags["bench.model_uri"].startswith(("models:/", "runs:/"))  # logged by default
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _study_file(tmp: Path, text: str, name: str = "bad-study.yaml") -> str:
+    path = tmp / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _regular_file(tmp: Path) -> Path:
+    path = tmp / "afile.txt"
+    path.write_text("x")
+    return path
+
+
+def _not_sqlite(tmp: Path) -> Path:
+    path = tmp / "notes.db"
+    path.write_text("not a database\n" * 10)
+    return path
+
+
+GOOD = study_yaml("toy-bad-input", variants=["vanilla-shallow"])
+
+# id -> (arguments, built from tmp_path and the toy study path; text the error line must contain)
+BAD_INPUT = {
+    "unknown-variant": (lambda tmp, s: ["compare", "--study", s, "--variants", "vanila-deep"],
+                        "unknown variant 'vanila-deep' (did you mean vanilla-deep"),
+    "unknown-variant-glob": (lambda tmp, s: ["compare", "--study", s, "--variants", "resnet-*"],
+                             "matches no variant"),
+    "train-unknown-variant": (lambda tmp, s: ["train", "vanila-shallow", "--study", s],
+                              "did you mean vanilla-shallow"),
+    "unknown-task": (lambda tmp, s: ["compare", "--study", s, "--task", "cifar10"],
+                     "unknown task 'cifar10'"),
+    "epochs-0": (lambda tmp, s: ["compare", "--study", s, "--epochs", "0"], "--epochs"),
+    "epochs-negative": (lambda tmp, s: ["compare", "--study", s, "--epochs", "-1"], "-1 is not >= 1"),
+    "epochs-not-a-number": (lambda tmp, s: ["compare", "--study", s, "--epochs", "ten"],
+                            "'ten' is not an integer"),
+    "batch-size-0": (lambda tmp, s: ["compare", "--study", s, "--batch-size", "0"], "--batch-size"),
+    "seeds-0": (lambda tmp, s: ["compare", "--study", s, "--seeds", "0"], "--seeds"),
+    "learning-rate-0": (lambda tmp, s: ["compare", "--study", s, "--learning-rate", "0"],
+                        "--learning-rate"),
+    "train-negative-seed": (lambda tmp, s: ["train", "vanilla-shallow", "--study", s, "--seed", "-2"],
+                            "--seed"),
+    "unknown-option": (lambda tmp, s: ["compare", "--study", s, "--epoch", "1"], "--epoch"),
+    "missing-data-dir": (lambda tmp, s: ["compare", "--study", s, "--data-dir", str(tmp / "nope")],
+                         "does not exist"),
+    "data-dir-without-the-task": (lambda tmp, s: ["compare", "--study", s, "--data-dir", str(tmp)],
+                                  "no data for task 'fashion_mnist'"),
+    "validation-too-large": (lambda tmp, s: ["compare", "--study", s, "--validation-size", "999999"],
+                             "validation size 999999"),
+    "malformed-study-yaml": (lambda tmp, s: ["compare", "--study", _study_file(tmp, "name: [oops\n")],
+                             "bad-study.yaml"),
+    "study-unknown-key": (
+        lambda tmp, s: ["compare", "--study", _study_file(tmp, GOOD + "epochz: 3\n")],
+        "epochz"),
+    "study-wrong-type": (
+        lambda tmp, s: ["compare", "--study", _study_file(tmp, GOOD.replace("epochs: 1", 'epochs: "ten"'))],
+        "protocol.epochs"),
+    "study-file-missing": (lambda tmp, s: ["compare", "--study", str(tmp / "missing.yaml")],
+                           "missing.yaml does not exist"),
+    "study-name-unknown": (lambda tmp, s: ["compare", "--study", "no-such-study"],
+                           "no study named 'no-such-study'"),
+    "malformed-tracking-uri": (lambda tmp, s: ["compare", "--study", s, "--tracking-uri", "foo://bar"],
+                               "malformed tracking URI 'foo://bar'"),
+    "unwritable-tracking-uri": (
+        lambda tmp, s: ["compare", "--study", s, "--tracking-uri", f"sqlite:///{_regular_file(tmp)}/mlflow.db"],
+        "does not exist"),
+    "not-an-sqlite-store": (
+        lambda tmp, s: ["compare", "--study", s, "--tracking-uri", f"sqlite:///{_not_sqlite(tmp)}"],
+        "is not an SQLite database"),
+    "unreachable-tracking-server": (
+        lambda tmp, s: ["compare", "--study", s, "--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
+        "is unreachable"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_error_line_and_no_runs(case, tmp_path, write_study, tracking_uri):
+    make_args, expected = BAD_INPUT[case]
+    study = write_study("toy-bad-input", variants=["vanilla-shallow"])
+    result = invoke(*make_args(tmp_path, str(study)))
+
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # handled, not a crash
+    assert "Traceback" not in result.output
+    lines = error_lines(result)
+    assert len(lines) == 1, result.output
+    assert expected in lines[0], lines[0]
+    assert lines[0] in result.stderr  # errors go to stderr
+    assert store_is_empty(tracking_uri)
+    assert not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "mlartifacts").exists()

@@ -1,0 +1,171 @@
+"""Study files: every one parses and runs at toy size; malformed ones fail with the file name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TINY_VALIDATION, study_yaml
+from mlflow.entities import ViewType
+
+from bench.compare import Settings, run_comparison
+from bench.errors import StudyError
+from bench.models import build_model
+from bench.studies import STUDIES_DIR, list_studies, load_study, parse_study, resolve_path
+from bench.variants import get_variant
+
+STUDY_FILES = sorted(STUDIES_DIR.glob("*.yaml"))
+
+# Seed notebook 000's table: test accuracy, test loss, parameters.
+SEED_000 = {
+    "vanilla-shallow": (0.8806, 0.5406, 101_770),
+    "vanilla-deep": (0.8858, 0.4906, 1_720_330),
+    "dropout-shallow": (0.8830, 0.3620, 101_770),
+    "dropout-deep": (0.8166, 0.6150, 1_720_330),
+    "batchnorm-shallow": (0.8806, 0.3998, 102_282),
+    "batchnorm-residual-deep": (0.8855, 0.4341, 1_732_618),
+}
+
+
+def test_the_project_has_studies():
+    assert {p.stem for p in STUDY_FILES} >= {"default", "seed-000"}
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
+def test_every_study_file_parses(path):
+    study = load_study(path)
+    assert study.variant_names
+    for name in study.variant_names:
+        get_variant(name)  # registered
+    for name, ref in study.references.items():
+        assert name in study.variant_names
+        if ref.params is not None:  # the reference architecture is the one we build
+            assert build_model(get_variant(name)).count_params() == ref.params, name
+    assert study.hparams(seed=3).seed == 3
+    assert study.hparams().epochs == study.protocol.epochs
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
+def test_every_study_runs_at_toy_size(path, tracking_uri, client):
+    """All of the study's variants, one epoch each, on the tiny data; everything finishes."""
+    study = load_study(path)
+    settings = Settings.from_study(study, epochs=1, validation_size=TINY_VALIDATION, seeds=1)
+    assert settings.variants == tuple(study.variant_names)
+    result = run_comparison(settings, log_models=False)
+
+    runs = client.search_runs([result.experiment_id], run_view_type=ViewType.ALL)
+    parents = [r for r in runs if r.data.tags.get("bench.kind") == "comparison"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
+    assert len(parents) == 1 and parents[0].info.run_id == result.parent_run_id
+    assert parents[0].info.status == "FINISHED"
+    assert result.experiment_name == study.name
+    assert sorted(r.data.params["variant"] for r in children) == sorted(study.variant_names)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["epochs"] == "1"
+        assert child.data.params["task"] == study.task
+        assert child.data.tags["bench.status"] in ("ok", "dead")  # one epoch may not be enough
+        assert child.data.metrics["epochs_run"] == 1
+    assert len(result.table) == len(study.variant_names)
+
+
+@pytest.mark.parametrize("name", ["seed-000", "default"])
+def test_seed_000_references(name):
+    study = load_study(name)
+    assert set(study.references) == set(SEED_000)
+    for variant, (acc, loss, params) in SEED_000.items():
+        ref = study.references[variant]
+        assert (ref.test_accuracy, ref.test_loss, ref.params) == (acc, loss, params), variant
+
+
+def test_seed_000_protocol():
+    study = load_study("seed-000")
+    assert study.task == "fashion_mnist"
+    assert study.variant_names == list(SEED_000)
+    p = study.protocol
+    assert (p.epochs, p.batch_size, p.optimizer, p.learning_rate, p.seeds, p.validation_size) == (
+        50, 32, "adam", 0.001, 1, 10_000,
+    )
+
+
+def test_default_study_is_found_without_a_name():
+    assert resolve_path(None) == STUDIES_DIR / "default.yaml"
+    assert load_study(None).name == load_study("default").name == "core-fashion-mnist"
+
+
+def test_a_study_in_the_working_folder_is_found_by_name(tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "mine.yaml").write_text(study_yaml("mine"), encoding="utf-8")
+    assert load_study("mine").name == "mine"
+    assert "mine" in {p.stem for p in list_studies()}
+
+
+def test_an_unknown_study_name_lists_the_known_ones():
+    with pytest.raises(StudyError, match=r"no study named 'nope'; known: .*default.*seed-000"):
+        load_study("nope")
+
+
+def test_a_missing_study_file(tmp_path):
+    with pytest.raises(StudyError, match="does not exist"):
+        load_study(tmp_path / "absent.yaml")
+
+
+BROKEN = {
+    "malformed-yaml": ("name: toy\nvariants: [vanilla-shallow\n", "malformed YAML"),
+    "tab-indented": ("name: toy\nprotocol:\n\tepochs: 1\n", "malformed YAML"),
+    "not-a-mapping": ("- vanilla-shallow\n- vanilla-deep\n", "must be a mapping"),
+    "empty-file": ("", "must be a mapping"),
+    "unknown-key": (study_yaml("toy") + "epochz: 3\n", "epochz: Extra inputs are not permitted"),
+    "unknown-protocol-key": (
+        study_yaml("toy").replace("protocol:\n", "protocol:\n  epoch: 3\n"), "protocol.epoch"
+    ),
+    "wrong-type": (study_yaml("toy").replace("epochs: 1", 'epochs: "ten"'), "protocol.epochs"),
+    "zero-epochs": (study_yaml("toy").replace("epochs: 1", "epochs: 0"), "protocol.epochs"),
+    "dropout-1": (study_yaml("toy", dropout=1.0), "protocol.dropout"),
+    "unknown-optimizer": (study_yaml("toy", optimizer="adagrad"), "protocol.optimizer"),
+    "unknown-variant": (study_yaml("toy", variants=["vanila-deep"]), "did you mean vanilla-deep"),
+    "no-variants": (study_yaml("toy", variants=[]), "variants"),
+    "unknown-task": (study_yaml("toy", task="cifar10"), "unknown task 'cifar10'"),
+    "missing-task": ("name: toy\nvariants: [vanilla-shallow]\n", "task: Field required"),
+    "bad-name": (study_yaml("toy").replace("name: toy", "name: ../escape"), "name"),
+    "reference-for-another-variant": (
+        study_yaml("toy", variants=["vanilla-shallow"], references={"vanilla-deep": {"test_accuracy": 0.9}}),
+        "references for variants not in the study: vanilla-deep",
+    ),
+    "reference-accuracy-above-1": (
+        study_yaml("toy", variants=["vanilla-shallow"], references={"vanilla-shallow": {"test_accuracy": 88.06}}),
+        "references.vanilla-shallow.test_accuracy",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_malformed_studies_name_the_file(case, tmp_path):
+    text, expected = BROKEN[case]
+    path = tmp_path / f"broken-{case}.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert expected in message
+    assert "\n" not in message  # one line for the CLI
+
+
+def test_parse_study_names_its_source():
+    with pytest.raises(StudyError, match=r"^inline\.yaml: "):
+        parse_study("[1, 2]", source="inline.yaml")
+
+
+def test_settings_override_only_what_is_given(tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text(study_yaml("toy", learning_rate=0.01, seeds=3), encoding="utf-8")
+    study = load_study(path)
+    plain = Settings.from_study(study)
+    assert plain.hparams.learning_rate == 0.01 and plain.hparams.epochs == 1
+    assert plain.seeds == (0, 1, 2)
+    assert plain.validation_size == TINY_VALIDATION
+    changed = Settings.from_study(study, epochs=4, batch_size=64, learning_rate=0.5, seeds=1, task="mnist")
+    assert (changed.hparams.epochs, changed.hparams.batch_size, changed.hparams.learning_rate) == (4, 64, 0.5)
+    assert changed.seeds == (0,) and changed.task == "mnist"
+    assert Path(path).is_file()
