@@ -85,6 +85,8 @@ def check_tracking_uri(uri: str) -> None:
     if scheme == "sqlite":
         path = _sqlite_path(uri)
         folder = path.parent if str(path.parent) else Path(".")
+        if folder.exists() and not folder.is_dir():
+            raise TrackingError(f"tracking store folder {folder} is a file, not a folder")
         if not folder.is_dir():
             raise TrackingError(f"tracking store folder {folder} does not exist")
         target = path if path.exists() else folder

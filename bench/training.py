@@ -207,6 +207,7 @@ def train(
     on_epoch: Sequence[EpochHook] = (),
     evaluate_test: bool = True,
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
+    jit_compile: bool = True,
 ) -> TrainResult:
     """Train ``variant`` with ``hparams`` on the train split, validating every epoch.
 
@@ -224,6 +225,7 @@ def train(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=max(1, min(steps_per_execution, steps)),
+        jit_compile=jit_compile,
     )
     train_ds = make_train_dataset(splits.x_train, splits.y_train, hparams.batch_size, hparams.seed)
     val_ds = make_eval_dataset(splits.x_val, splits.y_val)

@@ -231,7 +231,7 @@ BAD_INPUT = {
                                "malformed tracking URI 'foo://bar'"),
     "unwritable-tracking-uri": (
         lambda tmp, s: ["compare", "--study", s, "--tracking-uri", f"sqlite:///{_regular_file(tmp)}/mlflow.db"],
-        "does not exist"),
+        "is a file, not a folder"),
     "not-an-sqlite-store": (
         lambda tmp, s: ["compare", "--study", s, "--tracking-uri", f"sqlite:///{_not_sqlite(tmp)}"],
         "is not an SQLite database"),

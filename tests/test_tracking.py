@@ -475,7 +475,7 @@ def _under_a_file(tmp_path: Path) -> str:
         (lambda tmp: "sqlite:///", "no database file named"),
         (lambda tmp: "sqlite://relative.db", "malformed SQLite tracking URI"),
         (lambda tmp: f"sqlite:///{tmp}/no-such-folder/mlflow.db", "does not exist"),
-        (_under_a_file, "does not exist"),
+        (_under_a_file, "is a file, not a folder"),
         (_not_sqlite, "is not an SQLite database"),
         (lambda tmp: f"file://{tmp}/no/such/folder", "not a writable directory"),
         (lambda tmp: f"http://127.0.0.1:{free_port()}", "is unreachable"),
