@@ -13,7 +13,8 @@ It prints, per variant and batch size:
     forward pass) divided by the machine's measured float32 matmul FLOP/s, and how far
     ``bench`` is from it;
 and, for one full tracked run per variant, the share of wall time MLflow logging takes.
-The first epoch (graph tracing and XLA compilation) is excluded from the per-epoch times.
+The first epoch (graph tracing and XLA compilation) is excluded; the median of the others
+is reported (this 2-core VM's epoch times wander by 20-30% from one epoch to the next).
 Results are also written as JSON to ``--out`` (default benchmarks/results/train_speed.json).
 """
 
@@ -78,6 +79,47 @@ def epoch_flops(model, n_train: int, n_val: int) -> float:
             first_macs, first = m, False
     train = n_train * (2 * macs + 2 * macs + 2 * (macs - first_macs))
     return float(train + n_val * 2 * macs)
+
+
+def shape_bound_seconds(model, batch: int, n_train: int, n_val: int, eval_batch: int = 1024) -> float:
+    """Seconds one epoch spends in its matrix multiplies alone, timed at the model's own shapes.
+
+    For every Dense layer: the forward product (B x in)(in x out), and in the backward pass the
+    kernel gradient (in x B)(B x out) and, except for the first layer, the input gradient
+    (B x out)(out x in); plus the validation forward pass. Each product is timed on this machine
+    (best of 3), so the bound reflects what these GEMM shapes can reach, not a square peak.
+    """
+    import keras
+    import tensorflow as tf
+
+    def best_time(a_shape, b_shape, transpose_a=False, transpose_b=False, reps=20) -> float:
+        a = tf.random.normal(a_shape)
+        b = tf.random.normal(b_shape)
+        f = tf.function(lambda: tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b))
+        f().numpy()
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(reps):
+                r = f()
+            r.numpy()
+            times.append((time.perf_counter() - t) / reps)
+        return min(times)
+
+    steps = -(-n_train // batch)
+    val_steps = -(-n_val // eval_batch)
+    total, first = 0.0, True
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Dense):
+            continue
+        i, o = (int(d) for d in layer.kernel.shape)
+        per_step = best_time((batch, i), (i, o))  # forward
+        per_step += best_time((batch, i), (batch, o), transpose_a=True)  # kernel gradient
+        if not first:
+            per_step += best_time((batch, o), (i, o), transpose_b=True)  # input gradient
+        first = False
+        total += steps * per_step + val_steps * best_time((eval_batch, i), (i, o))
+    return total
 
 
 def seed_style_epochs(variant, splits, batch_size: int, epochs: int) -> list[float]:
@@ -157,10 +199,12 @@ def main() -> int:
                         "vanilla-deep,dropout-deep,batchnorm-residual-deep")
     parser.add_argument("--shallow-batch", type=int, default=32)
     parser.add_argument("--deep-batch", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (first one dropped)")
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs per measurement; the first is dropped, the median of the rest kept")
     parser.add_argument("--tracking-epochs", type=int, default=20)
     parser.add_argument("--tracking-batch", type=int, default=128)
     parser.add_argument("--skip-tracking", action="store_true")
+    parser.add_argument("--skip-seed-style", action="store_true", help="measure bench only")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = parser.parse_args()
 
@@ -180,7 +224,8 @@ def main() -> int:
     print("float32 matmul: " + ", ".join(f"{n}^2 {v / 1e9:.0f} GFLOP/s" for n, v in flops.items())
           + f" -> peak {peak / 1e9:.0f} GFLOP/s")
     rows = []
-    header = f"{'variant':<24} {'batch':>5} {'seed-style s/ep':>15} {'bench s/ep':>10} {'speed-up':>8} {'bound s/ep':>10} {'bench/bound':>11}"
+    header = (f"{'variant':<24} {'batch':>5} {'seed-style s/ep':>15} {'bench s/ep':>10} {'speed-up':>8} "
+              f"{'peak bound':>10} {'bench/peak':>10} {'GEMM bound':>10} {'bench/GEMM':>10}")
     print(header)
     print("-" * len(header))
     for name in list_variants(args.variants):
@@ -188,14 +233,17 @@ def main() -> int:
         batch = args.deep_batch if v.group == "deep" else args.shallow_batch
         model = build_model(v)
         bound = epoch_flops(model, len(splits.x_train), len(splits.x_val)) / peak
-        seed_t = seed_style_epochs(v, splits, batch, args.epochs)
+        gemm = shape_bound_seconds(model, batch, len(splits.x_train), len(splits.x_val))
+        seed_t = [float("nan")] * args.epochs if args.skip_seed_style else seed_style_epochs(v, splits, batch, args.epochs)
         bench_t = bench_epochs(v, splits, batch, args.epochs)
-        s, b = float(np.mean(seed_t[1:])), float(np.mean(bench_t[1:]))
+        s, b = float(np.median(seed_t[1:])), float(np.median(bench_t[1:]))
         row = {"variant": name, "batch_size": batch, "seed_style_s_per_epoch": s, "bench_s_per_epoch": b,
                "speedup": s / b, "matmul_bound_s_per_epoch": bound, "bench_over_bound": b / bound,
+               "gemm_bound_s_per_epoch": gemm, "bench_over_gemm_bound": b / gemm,
                "seed_style_epochs": seed_t, "bench_epochs": bench_t}
         rows.append(row)
-        print(f"{name:<24} {batch:>5} {s:>15.2f} {b:>10.2f} {s / b:>7.2f}x {bound:>10.2f} {b / bound:>10.2f}x", flush=True)
+        print(f"{name:<24} {batch:>5} {s:>15.2f} {b:>10.2f} {s / b:>7.2f}x {bound:>10.2f} {b / bound:>9.2f}x "
+              f"{gemm:>10.2f} {b / gemm:>9.2f}x", flush=True)
 
     tracking = {}
     if not args.skip_tracking:
