@@ -92,7 +92,8 @@ class SearchSpace(_Strict):
 class Tuning(_Strict):
     trials: int = Field(50, gt=0)
     epochs: int | None = Field(None, gt=0)  # None: the protocol's epochs
-    pruner: Literal["median", "successive-halving", "hyperband", "none"] = "median"
+    # successive halving: the best accuracy per epoch trained in benchmarks/pruners.py
+    pruner: Literal["median", "successive-halving", "hyperband", "none"] = "successive-halving"
 
 
 class Study(_Strict):
