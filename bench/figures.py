@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _epochs(values: Sequence[float]) -> np.ndarray:
@@ -28,6 +29,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> Figur
                 ax.plot(_epochs(values), values, style, marker="o", ms=3,
                         label=("validation " if prefix else "train ") + label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -86,6 +88,7 @@ def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str) 
         ax.plot(_epochs(hist["accuracy"]), hist["accuracy"], "-", color=c, label=f"{name} train")
         ax.plot(_epochs(hist["val_accuracy"]), hist["val_accuracy"], "--", color=c, label=f"{name} val")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
