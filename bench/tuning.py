@@ -394,9 +394,10 @@ def _run_trial(
     c = _counts(study)
     best = _best(study)
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    detail = f" val_acc {value:.4f}" if value is not None else (f": {reason}" if reason else "")
     progress.info(
         "[%s] trial #%d %s%s (%s) | finished %d/%d, best %s",
-        s.variant, trial.number, state.name, "" if value is None else f" val_acc {value:.4f}", shown,
+        s.variant, trial.number, state.name, detail, shown,
         c["complete"] + c["pruned"], s.trials,
         "-" if best is None else f"{best.value:.4f} (#{best.number})",
     )
@@ -626,8 +627,8 @@ def _log_study(
             except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
                 log.info("figure %s skipped: %s", name, exc)
                 continue
-        first = ax.flat[0] if hasattr(ax, "flat") else ax
-        fig = first.figure
-        fig.set_size_inches(9, 5.5)
-        fig.tight_layout()
+            first = ax.flat[0] if hasattr(ax, "flat") else ax
+            fig = first.figure
+            fig.set_size_inches(9, 5.5)
+            fig.tight_layout()
         tracker.log_figure(run_id, fig, f"figures/{name}.png")
