@@ -493,6 +493,8 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
         **{f"base.{k}": v for k, v in s.base.as_params().items()},
         **{f"split.{k}": v for k, v in splits.sizes.items()},
     }
+    # Namespaced, so they never collide with the raw entry-point params `mlflow run` logs.
+    params = {f"tuning.{k}": v for k, v in params.items()}
     with tracker.run(
         f"study-{s.study_name}", kind="study", resume_run_id=parent_id,
         params=None if parent_id else params,

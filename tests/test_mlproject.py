@@ -56,3 +56,33 @@ def test_mlflow_run_compare_entry_point(tmp_path, write_study, tracking_uri, cli
     assert children[0].info.status == "FINISHED"
     assert "test_accuracy" in children[0].data.metrics
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_mlflow_run_tune_entry_point(tmp_path, write_study, tracking_uri, client, tiny_data):
+    study = write_study("toy-mlproject-tune", variants=["dropout-shallow"])
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "BENCH_DATA_DIR": str(tiny_data.root),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "-e", "tune", "--env-manager", "local",
+            "-P", f"study={study}", "-P", "trials=2", "-P", "epochs=1", "-P", "study_name=via-mlflow-run",
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    runs = client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL)
+    [parent] = [r for r in runs if r.data.tags.get("bench.kind") == "study"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["trials"] == "2"  # the entry point's own parameter...
+    assert parent.data.params["tuning.optuna.study"] == "via-mlflow-run"  # ...and ours beside it
+    assert parent.data.metrics["trials.complete"] + parent.data.metrics["trials.pruned"] == 2
+    trials = [r for r in runs if r.data.tags.get("bench.kind") == "trial"]
+    assert len(trials) == 2
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
