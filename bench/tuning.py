@@ -345,7 +345,9 @@ def _run_trial(
     def report(epoch: int, metrics: dict[str, float]) -> None:
         value = metrics["val_accuracy"]
         if math.isfinite(value):
-            trial.report(value, epoch)
+            # Optuna's step is the resource spent: epochs trained (1-based), so successive
+            # halving's first rung (min_resource=1) judges after one epoch, not two.
+            trial.report(value, epoch + 1)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_accuracy {value:.4f})")
 

@@ -53,7 +53,7 @@ def search(pruner_name: str, seed: int, args, splits) -> dict:
             epochs_trained += 1
             value = metrics["val_accuracy"]
             if math.isfinite(value):
-                trial.report(value, epoch)
+                trial.report(value, epoch + 1)  # step = epochs trained (the pruners' resource)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
