@@ -410,11 +410,23 @@ def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return max(done, key=lambda t: t.value) if done else None
 
 
-def worker_loop(s: TuneSettings, parent_run_id: str) -> None:
-    """Take trials until the study holds ``s.trials`` finished ones (or the timeout passes)."""
-    splits = data.load(s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit)
-    tracker = Tracker(s.tracking_uri, s.experiment)
-    study = load_optuna_study(s, create=False)
+def worker_loop(
+    s: TuneSettings,
+    parent_run_id: str,
+    *,
+    splits: data.Splits | None = None,
+    tracker: Tracker | None = None,
+    study: optuna.Study | None = None,
+) -> None:
+    """Take trials until the study holds ``s.trials`` finished ones (or the timeout passes).
+
+    A worker in its own process opens data, store and study itself; the in-process worker
+    is handed the ones :func:`tune` already has.
+    """
+    if splits is None:
+        splits = data.load(s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit)
+    tracker = tracker or Tracker(s.tracking_uri, s.experiment)
+    study = study or load_optuna_study(s, create=False)
     deadline = None if s.timeout is None else time.monotonic() + s.timeout
     while deadline is None or time.monotonic() < deadline:
         with _claim_lock(s):
@@ -505,7 +517,7 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     ) as parent_id:
         study.set_user_attr("mlflow_parent_run_id", parent_id)
         if workers == 1:
-            worker_loop(s, parent_id)
+            worker_loop(s, parent_id, splits=splits, tracker=tracker, study=study)
         else:
             ctx = multiprocessing.get_context("spawn")
             procs = [ctx.Process(target=_worker_main, args=(s, parent_id, i + 1)) for i in range(workers)]

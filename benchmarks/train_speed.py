@@ -33,25 +33,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 
-def matmul_flops(sizes=(512, 1024, 2048), repeats: int = 10) -> dict[str, float]:
-    """Best float32 matmul throughput (FLOP/s) over a few square sizes."""
+def time_matmul(a_shape, b_shape, *, transpose_a=False, transpose_b=False, reps: int = 20) -> float:
+    """Best-of-3 seconds for one float32 ``tf.matmul`` of the given shapes."""
     import tensorflow as tf
 
-    best = {}
-    for n in sizes:
-        a = tf.random.normal((n, n), dtype=tf.float32)
-        b = tf.random.normal((n, n), dtype=tf.float32)
-        f = tf.function(lambda a=a, b=b: tf.matmul(a, b))
-        f().numpy()
-        runs = []
-        for _ in range(3):
-            t = time.perf_counter()
-            for _ in range(repeats):
-                r = f()
-            r.numpy()
-            runs.append(2 * n**3 * repeats / (time.perf_counter() - t))
-        best[str(n)] = max(runs)
-    return best
+    a = tf.random.normal(a_shape, dtype=tf.float32)
+    b = tf.random.normal(b_shape, dtype=tf.float32)
+    f = tf.function(lambda: tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b))
+    f().numpy()
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            r = f()
+        r.numpy()
+        times.append((time.perf_counter() - t) / reps)
+    return min(times)
+
+
+def matmul_flops(sizes=(512, 1024, 2048), repeats: int = 10) -> dict[str, float]:
+    """Best float32 matmul throughput (FLOP/s) over a few square sizes."""
+    return {str(n): 2 * n**3 / time_matmul((n, n), (n, n), reps=repeats) for n in sizes}
 
 
 def epoch_flops(model, n_train: int, n_val: int) -> float:
@@ -90,21 +92,6 @@ def shape_bound_seconds(model, batch: int, n_train: int, n_val: int, eval_batch:
     (best of 3), so the bound reflects what these GEMM shapes can reach, not a square peak.
     """
     import keras
-    import tensorflow as tf
-
-    def best_time(a_shape, b_shape, transpose_a=False, transpose_b=False, reps=20) -> float:
-        a = tf.random.normal(a_shape)
-        b = tf.random.normal(b_shape)
-        f = tf.function(lambda: tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b))
-        f().numpy()
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            for _ in range(reps):
-                r = f()
-            r.numpy()
-            times.append((time.perf_counter() - t) / reps)
-        return min(times)
 
     steps = -(-n_train // batch)
     val_steps = -(-n_val // eval_batch)
@@ -113,12 +100,12 @@ def shape_bound_seconds(model, batch: int, n_train: int, n_val: int, eval_batch:
         if not isinstance(layer, keras.layers.Dense):
             continue
         i, o = (int(d) for d in layer.kernel.shape)
-        per_step = best_time((batch, i), (i, o))  # forward
-        per_step += best_time((batch, i), (batch, o), transpose_a=True)  # kernel gradient
+        per_step = time_matmul((batch, i), (i, o))  # forward
+        per_step += time_matmul((batch, i), (batch, o), transpose_a=True)  # kernel gradient
         if not first:
-            per_step += best_time((batch, o), (i, o), transpose_b=True)  # input gradient
+            per_step += time_matmul((batch, o), (i, o), transpose_b=True)  # input gradient
         first = False
-        total += steps * per_step + val_steps * best_time((eval_batch, i), (i, o))
+        total += steps * per_step + val_steps * time_matmul((eval_batch, i), (i, o))
     return total
 
 
