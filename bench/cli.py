@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 from typing import Any
 
 import click
@@ -219,6 +220,11 @@ def _finish(outcome) -> None:
             shown[col] = shown[col].map("{:.4f}".format)
         shown["Δ tuned - default"] = shown["Δ tuned - default"].map("{:+.4f}".format)
         click.echo(shown.to_markdown(index=False, disable_numparse=True))
+        click.echo("")
+    if outcome.notes:
+        click.echo("notes on the protocol (also in the parent run's notes.md):")
+        for note in outcome.notes:
+            click.echo(textwrap.fill(note, width=100, initial_indent="  - ", subsequent_indent="    "))
         click.echo("")
     click.echo(f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})")
     click.echo(f"parent run: {outcome.parent_run_id}")

@@ -37,6 +37,9 @@ TABLE_COLUMNS = [
     "ref_test_accuracy",
     "ref_test_loss",
     "delta_test_accuracy",
+    "delta_test_loss",
+    "ref_params",
+    "params_match",
 ]
 
 
@@ -52,6 +55,7 @@ class Settings:
     validation_size: int
     limit: int | None = None
     tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
+    per_variant: tuple[tuple[str, HParams], ...] = ()  # the study's overrides, after the CLI's
 
     @classmethod
     def from_study(
@@ -68,7 +72,12 @@ class Settings:
         limit: int | None = None,
     ) -> Settings:
         names = list_variants(variants) if variants else study.variant_names
-        hp = study.hparams().replace(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+        cli = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+        hp = study.hparams().replace(**cli)
+        # A command-line value beats the study's per-variant override as well as its protocol.
+        per_variant = tuple(
+            (n, study.hparams(variant=n).replace(**cli)) for n in names if n in study.overrides
+        )
         n_seeds = seeds if seeds is not None else study.protocol.seeds
         if n_seeds <= 0:
             raise ValueError("seeds must be > 0")
@@ -80,7 +89,11 @@ class Settings:
             seeds=tuple(range(n_seeds)),
             validation_size=validation_size or study.protocol.validation_size,
             limit=limit,
+            per_variant=per_variant,
         )
+
+    def hparams_for(self, variant: str) -> HParams:
+        return dict(self.per_variant).get(variant, self.hparams)
 
     def run_name(self, variant: str, seed: int, setting: str = "default") -> str:
         name = variant if setting == "default" else f"{variant}/{setting}"
@@ -91,10 +104,11 @@ class Settings:
         tuned = dict(self.tuned)
         out = []
         for name in self.variants:
+            base = self.hparams_for(name)
             for seed in self.seeds:
-                out.append((name, "default", self.hparams.replace(seed=seed)))
+                out.append((name, "default", base.replace(seed=seed)))
                 if name in tuned:
-                    out.append((name, "tuned", dataclasses.replace(self.hparams, seed=seed, **tuned[name])))
+                    out.append((name, "tuned", dataclasses.replace(base, seed=seed, **tuned[name])))
         return out
 
     def params(self, splits: data.Splits) -> dict[str, object]:
@@ -112,9 +126,17 @@ class Settings:
             "dropout": "variant" if hp.dropout is None else hp.dropout,
             "seeds": len(self.seeds),
             "validation_size": self.validation_size,
+            "preprocessing": splits.preprocessing,
             "data_source": splits.source,
             **{f"split.{k}": v for k, v in splits.sizes.items()},
             **({"limit": self.limit} if self.limit else {}),
+            **{
+                f"override.{name}": ", ".join(
+                    f"{k}={v}" for k, v in hp.as_params().items()
+                    if k != "seed" and v != self.hparams.as_params()[k]
+                )
+                for name, hp in self.per_variant
+            },
         }
         return {f"protocol.{k}": v for k, v in values.items()}
 
@@ -128,6 +150,7 @@ class ComparisonResult:
     tracking_uri: str
     results: list[TrainResult] = field(default_factory=list)
     side_by_side: pd.DataFrame | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[TrainResult]:
@@ -146,6 +169,8 @@ def comparison_table(
     for name, r, setting in zip(run_names, results, settings, strict=True):
         ref = study.references.get(r.variant)
         ref_acc = ref.test_accuracy if ref else None
+        ref_loss = ref.test_loss if ref else None
+        ref_params = ref.params if ref else None
         rows.append(
             {
                 "run": name,
@@ -162,15 +187,18 @@ def comparison_table(
                 "test_loss": r.test_loss,
                 "train_seconds": round(r.train_seconds, 1),
                 "ref_test_accuracy": ref_acc,
-                "ref_test_loss": ref.test_loss if ref else None,
-                "delta_test_accuracy": (
-                    r.test_accuracy - ref_acc
-                    if ref_acc is not None and r.test_accuracy is not None
-                    else None
-                ),
+                "ref_test_loss": ref_loss,
+                "delta_test_accuracy": _delta(r.test_accuracy, ref_acc),
+                "delta_test_loss": _delta(r.test_loss, ref_loss),
+                "ref_params": ref_params,
+                "params_match": None if ref_params is None else r.params == ref_params,
             }
         )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _delta(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or theirs is None else ours - theirs
 
 
 def tuned_vs_default(
@@ -256,7 +284,7 @@ def train_and_log(
             splits,
             on_epoch=[tracker.epoch_hook(run_id), _progress_hook(label, hparams.epochs)],
         )
-        tracker.log_training(run_id, result, class_names=splits.class_names, log_model=log_model)
+        tracker.log_training(run_id, result, splits=splits, log_model=log_model)
         result.run_id = run_id
     summary = (
         f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
@@ -288,12 +316,19 @@ def run_comparison(
     """Train every (variant, seed) of ``settings`` under one parent run and log the table."""
     variants = [get_variant(n) for n in settings.variants]
     # Everything that can fail on bad input fails here, before any run exists.
-    splits = data.load(
-        settings.task, data_dir=data_dir, validation_size=settings.validation_size, limit=settings.limit
-    )
     study = settings.study
+    splits = data.load(
+        settings.task,
+        data_dir=data_dir,
+        validation_size=settings.validation_size,
+        limit=settings.limit,
+        standardize=study.protocol.standardize,
+    )
     tracker = Tracker(tracking_uri, experiment or study.name, description=study.description)
     jobs = settings.jobs()
+    description = study.description + (
+        "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
+    )
     results: list[TrainResult] = []
     names: list[str] = []
     kinds: list[str] = []
@@ -302,7 +337,7 @@ def run_comparison(
         kind="comparison",
         params=settings.params(splits),
         tags={"bench.study": study.name, "bench.task": settings.task, **_env_tags()},
-        description=study.description,
+        description=description,
     ) as parent_id:
         progress.info(
             "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]",
@@ -342,8 +377,9 @@ def run_comparison(
             {n: r.history for n, r in zip(names, results, strict=True)},
             {n: get_variant(r.variant).group for n, r in zip(names, results, strict=True)},
             title=study.name,
-            class_balance=data.class_balance(splits),
-            class_names=splits.class_names,
+            splits=splits,
+            notes=study.notes,
+            reference_source=study.reference_source,
         )
         healthy = [r.test_accuracy for r in results if r.healthy and r.test_accuracy is not None]
         tracker.set_tags(parent_id, {"bench.unhealthy_runs": str(sum(not r.healthy for r in results))})
@@ -357,6 +393,7 @@ def run_comparison(
         experiment_name=tracker.experiment_name,
         tracking_uri=tracker.uri,
         results=results,
+        notes=tuple(study.notes),
     )
 
 
@@ -378,6 +415,8 @@ def format_table(table: pd.DataFrame) -> str:
         "test_loss",
         "ref_test_accuracy",
         "delta_test_accuracy",
+        "ref_test_loss",
+        "params_match",
         "train_seconds",
     ]
     shown = table[cols].rename(
@@ -387,14 +426,24 @@ def format_table(table: pd.DataFrame) -> str:
             "test_loss": "test loss",
             "ref_test_accuracy": "ref acc",
             "delta_test_accuracy": "Δ vs ref",
+            "ref_test_loss": "ref loss",
+            "params_match": "params = ref",
             "train_seconds": "seconds",
         }
     )
     if shown["ref acc"].isna().all():
         shown = shown.drop(columns=["ref acc", "Δ vs ref"])
+    if shown["ref loss"].isna().all():
+        shown = shown.drop(columns=["ref loss"])
+    if shown["params = ref"].isna().all():
+        shown = shown.drop(columns=["params = ref"])
+    else:
+        shown["params = ref"] = [
+            "" if v is None or v != v else ("yes" if v else "NO") for v in shown["params = ref"]
+        ]
     formats = {"params": "{:,.0f}", "seconds": "{:.1f}", "epochs": "{:.0f}", "Δ vs ref": "{:+.4f}"}
     for col in shown.columns:
-        if col in ("run", "status"):
+        if col in ("run", "status", "params = ref"):
             continue
         fmt = formats.get(col, "{:.4f}")
         shown[col] = [fmt.format(v) if v is not None and v == v else "" for v in shown[col]]

@@ -96,7 +96,12 @@ def get_task(name: str) -> Task:
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test arrays of one task, images as float32 in [0, 1]."""
+    """Train / validation / test arrays of one task, images as float32.
+
+    Every image is ``raw * scale + offset``: by default ``raw / 255`` (in [0, 1]); with
+    ``standardize`` the training split's mean and standard deviation map it to mean 0,
+    std 1 (the same constants then apply to validation and test, and to served models).
+    """
 
     task: str
     class_names: tuple[str, ...]
@@ -108,6 +113,20 @@ class Splits:
     y_test: np.ndarray
     source: str = ""
     sizes: dict[str, int] = field(default_factory=dict)
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+
+    @property
+    def standardized(self) -> bool:
+        return self.offset != 0.0
+
+    @property
+    def preprocessing(self) -> str:
+        if not self.standardized:
+            return "x / 255"
+        mean = -self.offset / self.scale / 255.0
+        std = 1.0 / self.scale / 255.0
+        return f"(x / 255 - {mean:.4f}) / {std:.4f}  (training split's mean and std)"
 
     @property
     def num_classes(self) -> int:
@@ -117,9 +136,13 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed images back as the original uint8 pixels."""
+        return np.clip(np.rint((x - self.offset) / self.scale), 0, 255).astype(np.uint8)
+
     def raw_test_images(self) -> np.ndarray:
         """The test images as the original uint8 pixels (what a served model receives)."""
-        return np.rint(self.x_test * 255.0).astype(np.uint8)
+        return self.raw(self.x_test)
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -362,11 +385,15 @@ def load(
     data_dir: str | Path | None = None,
     validation_size: int = DEFAULT_VALIDATION_SIZE,
     limit: int | None = None,
+    standardize: bool = False,
 ) -> Splits:
     """Load a task's train / validation / test splits (decoded arrays are cached).
 
     ``limit`` keeps only the first ``limit`` development and test images (for smoke runs);
     the validation split is still the last ``validation_size`` of what is kept.
+    ``standardize`` maps pixels to mean 0, std 1 using the *training split's* statistics
+    only (one mean and one std over all pixels), so validation and test leak nothing into
+    the preprocessing and a served model applies the same two constants.
     """
     t = get_task(task)
     raw, source = _load_raw(t.name, None if data_dir is None else str(data_dir))
@@ -380,8 +407,14 @@ def load(
             f"(the task has {len(x_dev)} training images)"
         )
     cut = len(x_dev) - validation_size
-    scale = np.float32(1.0 / 255.0)
-    x_dev_f = x_dev.astype(np.float32) * scale
+    scale, offset = 1.0 / 255.0, 0.0
+    if standardize:
+        train01 = x_dev[:cut].astype(np.float64) / 255.0
+        mean, std = float(train01.mean()), float(train01.std())
+        if not std > 0:
+            raise DataError(f"cannot standardize {t.name}: the training images are all one value")
+        scale, offset = 1.0 / (255.0 * std), -mean / std
+    x_dev_f = _affine(x_dev, scale, offset)
     splits = Splits(
         task=t.name,
         class_names=t.class_names,
@@ -389,12 +422,38 @@ def load(
         y_train=y_dev[:cut].astype(np.int32),
         x_val=x_dev_f[cut:],
         y_val=y_dev[cut:].astype(np.int32),
-        x_test=x_test.astype(np.float32) * scale,
+        x_test=_affine(x_test, scale, offset),
         y_test=y_test.astype(np.int32),
         source=source,
         sizes={"train": cut, "validation": validation_size, "test": len(x_test)},
+        scale=scale,
+        offset=offset,
     )
     return splits
+
+
+def _affine(raw: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    x = raw.astype(np.float32) * np.float32(scale)
+    if offset:
+        x += np.float32(offset)
+    return x
+
+
+def summary(splits: Splits) -> dict[str, object]:
+    """What a comparison records about its data: source, sizes, preprocessing, balance."""
+    balance = class_balance(splits)
+    return {
+        "task": splits.task,
+        "source": splits.source,
+        "sizes": dict(splits.sizes),
+        "preprocessing": splits.preprocessing,
+        "train pixel mean / std (after preprocessing)": (
+            round(float(splits.x_train.mean()), 4), round(float(splits.x_train.std()), 4)
+        ),
+        "class balance (min / max images per class)": {
+            name: (min(counts), max(counts)) for name, counts in balance.items()
+        },
+    }
 
 
 def class_balance(splits: Splits) -> dict[str, list[int]]:

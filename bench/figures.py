@@ -70,7 +70,7 @@ def weight_violins(weights: Mapping[str, np.ndarray], title: str) -> Figure:
     data = [np.asarray(weights[n]).ravel() for n in names]
     # Subsample big layers: the shape of the distribution is what matters, not every point.
     rng = np.random.default_rng(0)
-    data = [d if d.size <= 50_000 else rng.choice(d, 50_000, replace=False) for d in data]
+    data = [d if d.size <= 20_000 else rng.choice(d, 20_000, replace=False) for d in data]
     ax.violinplot(data, showmedians=True)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
     ax.set_ylabel("weight")
@@ -131,6 +131,88 @@ def class_balance(counts: Mapping[str, Sequence[int]], class_names: Sequence[str
     ax.set_ylabel("images")
     ax.legend()
     ax.set_title(title)
+    return fig
+
+
+def image_grid(
+    images: np.ndarray,
+    labels: Sequence[str],
+    title: str,
+    *,
+    wrong: Sequence[bool] | None = None,
+    rows: int = 5,
+    cols: int = 5,
+) -> Figure:
+    """The first ``rows x cols`` images, each captioned, no axes (seed 003's 5x5 grids).
+
+    ``wrong`` marks captions in red (a misclassified image in a "GT: ..., P: ..." grid).
+    The images are tiled into one mosaic on one axes: 25 separate axes take ten times as
+    long to lay out and save.
+    """
+    images = np.asarray(images)[: rows * cols]
+    n = len(images)
+    h, w = images.shape[1:3]
+    pad_y, pad_x = h // 3, w // 9  # room for a two-line caption above each image
+    mosaic = np.zeros((rows * (h + pad_y), cols * (w + pad_x)), dtype=np.uint8)
+    width = 1.6 * cols  # inches; the height follows the mosaic's aspect, plus the title
+    fig, ax = plt.subplots(figsize=(width, width * mosaic.shape[0] / mosaic.shape[1] + 0.5))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / fig.get_figheight())
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y0, x0 = r * (h + pad_y) + pad_y, c * (w + pad_x)
+        mosaic[y0 : y0 + h, x0 : x0 + w] = images[i].reshape(h, w)
+        red = wrong is not None and wrong[i]
+        ax.text(x0 + w / 2, y0 - 1, labels[i], ha="center", va="bottom", fontsize=7.5,
+                color="tab:red" if red else "black")
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def accuracy_vs_depth(table: pd.DataFrame, title: str) -> Figure:
+    """Test accuracy against the number of hidden layers, one line per family (seed 001).
+
+    ``table`` needs columns family, hidden_layers and test_accuracy; several seeds of a
+    point are drawn as their mean with the individual runs as dots.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for family, rows in table.groupby("family", sort=False):
+        means = rows.groupby("hidden_layers")["test_accuracy"].mean().sort_index()
+        (line,) = ax.plot(means.index, means.values, marker="o", label=family)
+        ax.scatter(rows["hidden_layers"], rows["test_accuracy"], color=line.get_color(), s=10, alpha=0.5)
+        if "ref_test_accuracy" in rows and rows["ref_test_accuracy"].notna().any():
+            refs = rows.dropna(subset=["ref_test_accuracy"]).groupby("hidden_layers")["ref_test_accuracy"].first()
+            ax.plot(refs.index, refs.values, ls=":", marker="D", ms=4, color=line.get_color(),
+                    label=f"{family} (notebook)")
+    ax.set_xlabel("hidden layers")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+def batch_norm_parameters(frame: pd.DataFrame, title: str) -> Figure:
+    """Per batch-norm layer, the distribution over channels of gamma, beta, moving mean and
+    moving variance (seed 002 prints these; a figure shows them at a glance)."""
+    quantities = ["gamma", "beta", "moving_mean", "moving_variance"]
+    layers_ = list(dict.fromkeys(frame["layer"]))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.8), layout="constrained")
+    for ax, q in zip(axes, quantities, strict=True):
+        data = [frame.loc[frame["layer"] == layer, q].dropna().to_numpy() for layer in layers_]
+        positions = [i + 1 for i, d in enumerate(data) if len(d)]
+        data = [d for d in data if len(d)]
+        if data:
+            ax.boxplot(data, positions=positions, widths=0.6)
+            for pos, d in zip(positions, data, strict=True):
+                jitter = np.random.default_rng(pos).uniform(-0.15, 0.15, len(d))
+                ax.scatter(pos + jitter, d, s=6, alpha=0.5)
+        ax.set_xticks(range(1, len(layers_) + 1), layers_, rotation=35, ha="right", fontsize=8)
+        ax.set_title(q.replace("_", " "))
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title)
     return fig
 
 

@@ -30,7 +30,7 @@ def _apply_block(x, block: Conv | Dense, variant: Variant, hparams: HParams | No
             strides=block.strides,
             padding=block.padding,
             use_bias=block.use_bias,
-            kernel_initializer=variant.kernel_initializer,
+            kernel_initializer=block.kernel_initializer or variant.kernel_initializer,
             kernel_regularizer=_regularizer(block.l2),
             name=f"{name}_conv",
         )(x)
@@ -38,7 +38,7 @@ def _apply_block(x, block: Conv | Dense, variant: Variant, hparams: HParams | No
         x = layers.Dense(
             block.units,
             use_bias=block.use_bias,
-            kernel_initializer=variant.kernel_initializer,
+            kernel_initializer=block.kernel_initializer or variant.kernel_initializer,
             kernel_regularizer=_regularizer(block.l2),
             name=f"{name}_dense",
         )(x)
@@ -70,10 +70,10 @@ def build_model(
     x = inputs
     if variant.is_convolutional and len(input_shape) == 2:
         x = layers.Reshape((*input_shape, 1), name="add_channel")(x)
-    if variant.input_batch_norm:
-        x = layers.BatchNormalization(name="input_bn")(x)
     if variant.input_dropout:
         x = layers.Dropout(variant.input_dropout, name="input_dropout")(x)
+    if variant.input_batch_norm:
+        x = layers.BatchNormalization(name="input_bn")(x)
     flattened = False
     taps = []  # each block's output after its residual addition
     for i, block in enumerate(variant.blocks):
@@ -89,7 +89,7 @@ def build_model(
     outputs = layers.Dense(
         num_classes,
         activation=variant.output_activation,
-        kernel_initializer=variant.kernel_initializer,
+        kernel_initializer=variant.output_initializer or variant.kernel_initializer,
         name="output",
     )(x)
     return keras.Model(inputs, outputs, name=variant.name.replace("-", "_"))
@@ -104,10 +104,11 @@ def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
     return cls() if hparams.learning_rate is None else cls(learning_rate=hparams.learning_rate)
 
 
-def serving_model(model: keras.Model) -> keras.Model:
-    """Wrap a trained model so it takes raw uint8 images (the [0, 1] scaling is built in)."""
+def serving_model(model: keras.Model, scale: float = 1.0 / 255.0, offset: float = 0.0) -> keras.Model:
+    """Wrap a trained model so it takes raw uint8 images: ``x = raw * scale + offset`` (the
+    data's preprocessing, :attr:`bench.data.Splits.scale` / ``offset``) is built in."""
     raw = keras.Input(shape=model.input_shape[1:], dtype="uint8", name="raw_image")
-    x = layers.Rescaling(1.0 / 255.0, name="scale")(raw)
+    x = layers.Rescaling(scale, offset=offset, name="scale")(raw)
     return keras.Model(raw, model(x), name=f"{model.name}_serving")
 
 
@@ -118,3 +119,18 @@ def weight_tensors(model: keras.Model) -> dict[str, np.ndarray]:
         for layer in model.layers
         if isinstance(layer, layers.Dense | layers.Conv2D)
     }
+
+
+def batch_norm_parameters(model: keras.Model) -> dict[str, dict[str, np.ndarray]]:
+    """Every BatchNormalization layer's learned gamma and beta and its moving mean and
+    variance, per channel, in layer order (seed 002 prints these)."""
+    out = {}
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            out[layer.name] = {
+                "gamma": layer.gamma.numpy() if layer.gamma is not None else None,
+                "beta": layer.beta.numpy() if layer.beta is not None else None,
+                "moving_mean": layer.moving_mean.numpy(),
+                "moving_variance": layer.moving_variance.numpy(),
+            }
+    return out

@@ -32,6 +32,17 @@ class Protocol(_Strict):
     dropout: float | None = Field(None, ge=0, lt=1)
     seeds: int = Field(1, gt=0)
     validation_size: int = Field(DEFAULT_VALIDATION_SIZE, gt=0)
+    # Standardise pixels with the training split's mean and std (seed 003) instead of /255.
+    standardize: bool = False
+
+
+class Override(_Strict):
+    """Per-variant changes to the protocol (a notebook that trained its models differently)."""
+
+    epochs: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    optimizer: Literal["adam", "sgd", "rmsprop"] | None = None
+    learning_rate: float | None = Field(None, gt=0)
 
 
 class Reference(_Strict):
@@ -104,6 +115,9 @@ class Study(_Strict):
     protocol: Protocol = Protocol()
     reference_source: str = ""
     references: dict[str, Reference] = {}
+    # Where our protocol departs from the notebook's, and why: shown in every report.
+    notes: list[str] = []
+    overrides: dict[str, Override] = {}
     search_space: SearchSpace = SearchSpace()
     tuning: Tuning = Tuning()
 
@@ -115,18 +129,20 @@ class Study(_Strict):
     @model_validator(mode="after")
     def _known_variants(self) -> Study:
         names = list_variants(self.variants)
-        unknown = sorted(set(self.references) - set(names))
-        if unknown:
-            raise ValueError(f"references for variants not in the study: {', '.join(unknown)}")
+        for what, keys in (("references", self.references), ("overrides", self.overrides)):
+            unknown = sorted(set(keys) - set(names))
+            if unknown:
+                raise ValueError(f"{what} for variants not in the study: {', '.join(unknown)}")
         return self
 
     @property
     def variant_names(self) -> list[str]:
         return list_variants(self.variants)
 
-    def hparams(self, seed: int = 0) -> HParams:
+    def hparams(self, seed: int = 0, variant: str | None = None) -> HParams:
+        """The protocol's hyperparameters, with ``variant``'s overrides applied."""
         p = self.protocol
-        return HParams(
+        hp = HParams(
             optimizer=p.optimizer,
             learning_rate=p.learning_rate,
             dropout=p.dropout,
@@ -134,6 +150,9 @@ class Study(_Strict):
             epochs=p.epochs,
             seed=seed,
         )
+        if variant is not None and variant in self.overrides:
+            hp = hp.replace(**self.overrides[variant].model_dump())
+        return hp
 
 
 def _format_validation_error(exc: ValidationError) -> str:

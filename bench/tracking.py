@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import mlflow
@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench import figures
+from bench.data import Splits, class_balance, summary
 from bench.errors import TrackingError
 from bench.training import HISTORY_KEYS, EpochHook, TrainResult
 
@@ -347,8 +348,9 @@ class Tracker:
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
 
-    def log_training(self, run_id: str, result: TrainResult, *, class_names, log_model: bool = True) -> str | None:
+    def log_training(self, run_id: str, result: TrainResult, *, splits: Splits, log_model: bool = True) -> str | None:
         """Test scores, status, figures, tables and the model of one finished training run."""
+        class_names = list(splits.class_names)
         self.set_tags(
             run_id,
             {
@@ -380,6 +382,8 @@ class Tracker:
             self.log_figure(
                 run_id, figures.confusion_matrix(result.confusion, class_names, title), "figures/confusion_matrix.png"
             )
+        if result.test_predictions is not None:
+            self._log_predictions(run_id, result.test_predictions, splits, title)
         model_uri = None
         if result.model is not None and result.status != "diverged":
             from bench.models import weight_tensors
@@ -387,11 +391,47 @@ class Tracker:
             self.log_figure(
                 run_id, figures.weight_violins(weight_tensors(result.model), title), "figures/weights_violin.png"
             )
+            self._log_batch_norm(run_id, result.model, title)
             if log_model:
-                model_uri = self.log_model(run_id, result.model)
+                model_uri = self.log_model(run_id, result.model, scale=splits.scale, offset=splits.offset)
         return model_uri
 
-    def log_model(self, run_id: str, model) -> str:
+    def _log_predictions(self, run_id: str, predicted: np.ndarray, splits: Splits, title: str, n: int = 25) -> None:
+        """The first 25 test images captioned "GT: true, P: predicted" (seed 003), mistakes in red."""
+        names = splits.class_names
+        truth = splits.y_test[:n]
+        guess = predicted[:n]
+        labels = [f"GT: {names[t]}\nP: {names[p]}" for t, p in zip(truth, guess, strict=True)]
+        fig = figures.image_grid(
+            splits.raw(splits.x_test[:n]), labels, f"{title}: first {len(truth)} test images",
+            wrong=list(truth != guess),
+        )
+        self.log_figure(run_id, fig, "figures/test_predictions.png")
+
+    def _log_batch_norm(self, run_id: str, model, title: str) -> None:
+        """Each batch-norm layer's gamma, beta, moving mean and variance per channel (seed 002)."""
+        from bench.models import batch_norm_parameters
+
+        found = batch_norm_parameters(model)
+        if not found:
+            return
+        frame = pd.concat(
+            [
+                pd.DataFrame({"layer": name, "channel": np.arange(len(v["moving_mean"])), **v})
+                for name, v in found.items()
+            ],
+            ignore_index=True,
+        )
+        self.log_text(run_id, frame.to_csv(index=False), "batch_norm/parameters.csv")
+        means = frame.groupby("layer", sort=False)[["gamma", "beta", "moving_mean", "moving_variance"]].mean()
+        means.insert(0, "channels", frame.groupby("layer", sort=False).size())
+        self.log_text(run_id, to_markdown(means.reset_index()), "batch_norm/summary.md")
+        self.log_figure(
+            run_id, figures.batch_norm_parameters(frame, f"{title}: batch-norm parameters per channel"),
+            "batch_norm/parameters.png",
+        )
+
+    def log_model(self, run_id: str, model, *, scale: float = 1.0 / 255.0, offset: float = 0.0) -> str:
         """Log the model as an MLflow Keras model that takes raw uint8 images."""
         import keras
         import tensorflow as tf
@@ -400,7 +440,7 @@ class Tracker:
 
         from bench.models import serving_model
 
-        serving = serving_model(model)
+        serving = serving_model(model, scale=scale, offset=offset)
         shape = (-1, *model.input_shape[1:])
         signature = ModelSignature(
             inputs=Schema([TensorSpec(np.dtype(np.uint8), shape, "raw_image")]),
@@ -424,12 +464,16 @@ class Tracker:
         groups: Mapping[str, str],
         *,
         title: str,
-        class_balance: Mapping[str, list[int]] | None = None,
-        class_names=(),
+        splits: Splits | None = None,
+        notes: Sequence[str] = (),
+        reference_source: str = "",
     ) -> None:
-        """The comparison table (CSV, Markdown), overlays per group and the accuracy chart."""
+        """The comparison table (CSV, Markdown with the study's notes), overlays per group,
+        the accuracy chart, accuracy against depth, and the dataset summary."""
         self.log_text(run_id, table.to_csv(index=False), "comparison.csv")
-        self.log_text(run_id, to_markdown(table), "comparison.md")
+        self.log_text(run_id, comparison_markdown(table, title, notes, reference_source), "comparison.md")
+        if notes:
+            self.log_text(run_id, "\n".join(f"- {n}" for n in notes) + "\n", "notes.md")
         for group in sorted(set(groups.values())):
             members = {run: h for run, h in histories.items() if groups[run] == group and h["accuracy"]}
             if members:
@@ -437,19 +481,42 @@ class Tracker:
                 self.log_figure(run_id, fig, f"figures/overlay_{sanitize_name(group)}.png")
         if table["test_accuracy"].notna().any():
             self.log_figure(run_id, figures.test_accuracy_chart(table, f"{title}: test accuracy"), "figures/test_accuracy.png")
-        if class_balance:
-            frame = pd.DataFrame(class_balance, index=list(class_names))
-            frame.index.name = "class"
-            self.log_text(run_id, frame.to_csv(), "dataset/class_balance.csv")
+        depth = _depth_table(table)
+        if depth is not None:
             self.log_figure(
-                run_id, figures.class_balance(class_balance, class_names, f"{title}: class balance"),
-                "dataset/class_balance.png",
+                run_id, figures.accuracy_vs_depth(depth, f"{title}: test accuracy vs hidden layers"),
+                "figures/accuracy_vs_depth.png",
             )
+        if splits is not None:
+            self.log_dataset(run_id, splits, title)
         for row in table.itertuples():
             self.log_metrics(
                 run_id,
                 {f"{row.run}.test_accuracy": row.test_accuracy, f"{row.run}.test_loss": row.test_loss},
             )
+
+    def log_dataset(self, run_id: str, splits: Splits, title: str) -> None:
+        """The data a comparison ran on: summary, class balance per split (seed 000 checked
+        it) and the first 25 development and test images with their class names (seed 003)."""
+        names = list(splits.class_names)
+        balance = class_balance(splits)
+        frame = pd.DataFrame(balance, index=names)
+        frame.index.name = "class"
+        self.log_text(run_id, frame.to_csv(), "dataset/class_balance.csv")
+        self.log_figure(run_id, figures.class_balance(balance, names, f"{title}: class balance"),
+                        "dataset/class_balance.png")
+        lines = [f"# Dataset: {splits.task}", ""]
+        for key, value in summary(splits).items():
+            lines.append(f"- **{key}**: {value}")
+        lines += ["", "## Images per class", "", to_markdown(frame.reset_index())]
+        self.log_text(run_id, "\n".join(lines) + "\n", "dataset/summary.md")
+        dev_x = splits.x_train[:25]  # the development set starts with the training split
+        dev = figures.image_grid(splits.raw(dev_x), [names[y] for y in splits.y_train[:25]],
+                                 f"{splits.task}: first 25 development images")
+        self.log_figure(run_id, dev, "dataset/samples_development.png")
+        test = figures.image_grid(splits.raw_test_images()[:25], [names[y] for y in splits.y_test[:25]],
+                                  f"{splits.task}: first 25 test images")
+        self.log_figure(run_id, test, "dataset/samples_test.png")
 
     def run_url(self, run_id: str) -> str:
         return f"#/experiments/{self.experiment_id}/runs/{run_id}"
@@ -462,6 +529,33 @@ def _active(run_id: str) -> Iterator[None]:
     right after, so a later failure still ends it FAILED."""
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         yield
+
+
+def _depth_table(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Rows for the accuracy-vs-depth figure, when some family was run at two depths or more."""
+    from bench.variants import get_variant
+
+    rows = table.dropna(subset=["test_accuracy"])
+    if rows.empty:
+        return None
+    rows = rows.assign(
+        family=[get_variant(v).family for v in rows["variant"]],
+        hidden_layers=[get_variant(v).hidden_layers for v in rows["variant"]],
+    )
+    if rows.groupby("family")["hidden_layers"].nunique().max() < 2:
+        return None
+    return rows
+
+
+def comparison_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = (), source: str = "") -> str:
+    """The comparison table as Markdown, under the study's notes on its protocol."""
+    parts = [f"# {title}", ""]
+    if source:
+        parts += [f"Reference numbers: {source}.", ""]
+    if notes:
+        parts += ["## Notes on the protocol", "", *[f"- {n}" for n in notes], ""]
+    parts += [to_markdown(table), ""]
+    return "\n".join(parts)
 
 
 def to_markdown(table: pd.DataFrame) -> str:

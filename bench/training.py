@@ -11,6 +11,7 @@ per call (``steps_per_execution``) and the input pipeline prefetches.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -38,8 +39,12 @@ STATUS_DEAD = "dead"
 DEAD_MARGIN = 0.05
 #: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20)...
 DEAD_PATIENCE = 3
-#: ...during which the loss fell by less than this fraction (seed 004's stayed at 14.68).
+#: ...during which the loss fell by less than this fraction (seed 004's stayed at 14.68),
 DEAD_LOSS_PROGRESS = 0.01
+#: ...or never dropped below this fraction of ln(classes), the loss of a uniform guess: a
+#: network at chance whose loss stays at or above that has learned nothing, however its
+#: loss jitters (a collapsed network predicting one class for every input does exactly this).
+DEAD_LOSS_FLOOR = 0.99
 #: A loss above this many times the chance-level loss ln(classes) counts as diverged even while
 #: it is finite: Keras computes the cross-entropy from the softmax's logits, so an exploding
 #: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
@@ -94,7 +99,9 @@ class TrainResult:
         return self.status == STATUS_OK
 
 
+@functools.lru_cache(maxsize=1)
 def device_description() -> str:
+    """The accelerator training runs on (cached: probing for GPUs takes about a second)."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -200,12 +207,15 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
                 self._at_chance.append(metrics["loss"])
                 streak = self._at_chance[-DEAD_PATIENCE:]
                 # Dead = at chance AND the loss is not going down (a slow start is not dead).
-                if len(streak) == DEAD_PATIENCE and min(streak[1:]) >= streak[0] * (1 - DEAD_LOSS_PROGRESS):
+                flat = min(streak[1:], default=0.0) >= streak[0] * (1 - DEAD_LOSS_PROGRESS)
+                above_guess = min(streak) >= DEAD_LOSS_FLOOR * math.log(num_classes)
+                if len(streak) == DEAD_PATIENCE and (flat or above_guess):
                     self.status = STATUS_DEAD
+                    how = "a flat loss" if flat else f"a loss never below a uniform guess's ({math.log(num_classes):.3f})"
                     self.message = (
                         f"accuracy stuck at chance ({metrics['accuracy']:.3f} train, "
                         f"{metrics['val_accuracy']:.3f} validation; chance is {chance:.3f}) "
-                        f"with a flat loss ({streak[0]:.4g} -> {streak[-1]:.4g}) for "
+                        f"with {how} ({streak[0]:.4g} -> {streak[-1]:.4g}) for "
                         f"{len(self._at_chance)} epochs"
                     )
                     self.model.stop_training = True

@@ -195,7 +195,6 @@ def plan(
     if trials is not None and trials <= 0:
         raise BenchError(f"--trials must be > 0, got {trials}")
     task_name = data.get_task(task).name if task else study.task
-    n_epochs = epochs or study.tuning.epochs or study.protocol.epochs
     url = storage or default_storage(tracking_uri)
     uri = resolve_tracking_uri(tracking_uri)
     out = []
@@ -205,6 +204,8 @@ def plan(
             sname = study_name if len(variants) == 1 else f"{study_name}-{name}"
         else:
             sname = f"{study.name}-{task_name}-{name}"
+        base = study.hparams(variant=name)
+        n_epochs = epochs or study.tuning.epochs or base.epochs
         out.append(
             TuneSettings(
                 study=study,
@@ -212,7 +213,7 @@ def plan(
                 task=task_name,
                 trials=trials or study.tuning.trials,
                 epochs=n_epochs,
-                base=study.hparams().replace(epochs=n_epochs),
+                base=base.replace(epochs=n_epochs),
                 storage=url,
                 study_name=sname,
                 seed=seed,
@@ -226,6 +227,13 @@ def plan(
             )
         )
     return out
+
+
+def _load_splits(s: TuneSettings) -> data.Splits:
+    return data.load(
+        s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit,
+        standardize=s.study.protocol.standardize,
+    )
 
 
 def load_optuna_study(s: TuneSettings, *, create: bool) -> optuna.Study:
@@ -424,7 +432,7 @@ def worker_loop(
     is handed the ones :func:`tune` already has.
     """
     if splits is None:
-        splits = data.load(s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit)
+        splits = _load_splits(s)
     tracker = tracker or Tracker(s.tracking_uri, s.experiment)
     study = study or load_optuna_study(s, create=False)
     deadline = None if s.timeout is None else time.monotonic() + s.timeout
@@ -488,7 +496,7 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
             f"{redact(s.storage)}: SQLite does not tolerate concurrent writers; with --workers use "
             "the default journal file, a journal:/// URL or PostgreSQL"
         )
-    splits = data.load(s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit)
+    splits = _load_splits(s)
     study = load_optuna_study(s, create=True)
     tracker = Tracker(s.tracking_uri, s.experiment, description=s.study.description)
     parent_id = _parent_run(study, s, tracker)

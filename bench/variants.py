@@ -35,6 +35,7 @@ class Dense:
     l2: float = 0.0  # L2 penalty on the kernel
     use_bias: bool = True
     residual_from: int | None = None  # add the output of block #i (0-based, earlier) to ours
+    kernel_initializer: str | None = None  # None: the variant's
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Conv:
     dropout: float = 0.0
     dropout_place: DropoutPlace = "post"
     l2: float = 0.0
+    kernel_initializer: str | None = None  # None: the variant's
 
 
 Block = Dense | Conv
@@ -62,7 +64,12 @@ Block = Dense | Conv
 
 @dataclass(frozen=True)
 class Variant:
-    """A named model structure. Conv blocks (if any) come first; Flatten is implied."""
+    """A named model structure. Conv blocks (if any) come first; Flatten is implied.
+
+    Inputs pass ``input_dropout`` then ``input_batch_norm`` (seed 002's order) before the
+    first block. ``output_initializer`` (None: ``kernel_initializer``) lets a variant keep a
+    notebook's output layer that was left at the Keras default.
+    """
 
     name: str
     family: str  # what is being compared: vanilla, dropout, batchnorm, ...
@@ -73,6 +80,7 @@ class Variant:
     input_dropout: float = 0.0
     input_batch_norm: bool = False
     output_activation: str = "softmax"
+    output_initializer: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -109,13 +117,18 @@ class Variant:
     def is_convolutional(self) -> bool:
         return any(isinstance(b, Conv) for b in self.blocks)
 
+    @property
+    def hidden_layers(self) -> int:
+        """Dense and Conv blocks (the output layer not counted): seed 001's "depth"."""
+        return len(self.blocks)
+
     def summary(self) -> str:
         """A one-line description of the layers, e.g. ``784 -> 512 relu BN -> ... -> 10``."""
         parts = []
-        if self.input_batch_norm:
-            parts.append("BN")
         if self.input_dropout:
             parts.append(f"D{self.input_dropout:g}")
+        if self.input_batch_norm:
+            parts.append("BN")
         for i, b in enumerate(self.blocks):
             if isinstance(b, Conv):
                 s = f"C{b.filters}@{b.kernel_size}x{b.kernel_size}{'' if b.padding == 'valid' else ' same'}"
@@ -244,80 +257,5 @@ def all_variants() -> list[Variant]:
     return list(_REGISTRY.values())
 
 
-# --------------------------------------------------------------------------- seed 000
-
-
-def _deep(**kw: object) -> tuple[Dense, ...]:
-    return tuple(Dense(512, **kw) for _ in range(6))  # type: ignore[arg-type]
-
-
-register(
-    Variant(
-        "vanilla-shallow",
-        family="vanilla",
-        group="shallow",
-        blocks=(Dense(128),),
-        description="seed 000: Dense 128 relu",
-    )
-)
-register(
-    Variant(
-        "vanilla-deep",
-        family="vanilla",
-        group="deep",
-        blocks=_deep(),
-        description="seed 000: 6 x Dense 512 relu",
-    )
-)
-register(
-    Variant(
-        "dropout-shallow",
-        family="dropout",
-        group="shallow",
-        blocks=(Dense(128, dropout=0.5),),
-        description="seed 000: Dense 128 relu -> Dropout 0.5",
-    )
-)
-register(
-    Variant(
-        "dropout-deep",
-        family="dropout",
-        group="deep",
-        blocks=_deep(dropout=0.5),
-        description="seed 000: 6 x (Dense 512 relu -> Dropout 0.5)",
-    )
-)
-register(
-    Variant(
-        "batchnorm-shallow",
-        family="batchnorm",
-        group="shallow",
-        blocks=(Dense(128, batch_norm="post"),),
-        description="seed 000: Dense 128 relu -> BatchNorm",
-    )
-)
-register(
-    Variant(
-        "batchnorm-residual-deep",
-        family="batchnorm",
-        group="deep",
-        blocks=(
-            Dense(512, batch_norm="post"),
-            Dense(512, batch_norm="post"),
-            Dense(512, batch_norm="post", residual_from=0),  # skip1 = out1 + out3
-            Dense(512, batch_norm="post"),
-            Dense(512, batch_norm="post", residual_from=2),  # skip2 = skip1 + out5
-            Dense(512, batch_norm="post"),
-        ),
-        description="seed 000: 6 x (Dense 512 relu -> BatchNorm), skip1 = out1 + out3, skip2 = skip1 + out5",
-    )
-)
-
-CORE_VARIANTS = (
-    "vanilla-shallow",
-    "vanilla-deep",
-    "dropout-shallow",
-    "dropout-deep",
-    "batchnorm-shallow",
-    "batchnorm-residual-deep",
-)
+# The seed notebooks' variants register themselves on import (data, not code paths).
+from bench.zoo import CORE_VARIANTS  # noqa: E402,F401  (re-exported)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import TINY_VALIDATION, study_yaml
 from mlflow.entities import ViewType
+from test_tracking import artifact_paths, download
 
 from bench.compare import Settings, run_comparison
 from bench.errors import StudyError
@@ -46,8 +48,9 @@ def test_every_study_file_parses(path):
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
-def test_every_study_runs_at_toy_size(path, tracking_uri, client):
-    """All of the study's variants, one epoch each, on the tiny data; everything finishes."""
+def test_every_study_runs_at_toy_size(path, tracking_uri, client, tmp_path):
+    """All of the study's variants, one epoch each, on the tiny data; everything finishes and
+    the study's figures, tables, notes and reference numbers land in MLflow."""
     study = load_study(path)
     settings = Settings.from_study(study, epochs=1, validation_size=TINY_VALIDATION, seeds=1)
     assert settings.variants == tuple(study.variant_names)
@@ -66,7 +69,46 @@ def test_every_study_runs_at_toy_size(path, tracking_uri, client):
         assert child.data.params["task"] == study.task
         assert child.data.tags["bench.status"] in ("ok", "dead")  # one epoch may not be enough
         assert child.data.metrics["epochs_run"] == 1
+        variant = get_variant(child.data.params["variant"])
+        paths = artifact_paths(client, child.info.run_id)
+        assert {"figures/learning_curves.png", "figures/test_predictions.png", "history.csv"} <= paths
+        # Every batch-norm layer's parameters, one row per channel (seed 002).
+        assert ("batch_norm/parameters.csv" in paths) == variant.has_batch_norm
+        if variant.has_batch_norm:
+            bn = pd.read_csv(download(client, child.info.run_id, "batch_norm/parameters.csv", tmp_path / variant.name))
+            model = build_model(variant)
+            expected = [layer.moving_mean.shape[0] for layer in model.layers if "bn" in layer.name]
+            assert bn.groupby("layer", sort=False).size().tolist() == expected
+            assert (bn["moving_variance"] > 0).all() and bn["gamma"].notna().all()
+            assert {"batch_norm/summary.md", "batch_norm/parameters.png"} <= paths
     assert len(result.table) == len(study.variant_names)
+
+    parent = parents[0].info.run_id
+    paths = artifact_paths(client, parent)
+    assert {
+        "comparison.csv", "comparison.md", "dataset/summary.md", "dataset/class_balance.csv",
+        "dataset/samples_development.png", "dataset/samples_test.png",
+    } <= paths
+    # Seed 001's figure wherever some family was run at two depths or more.
+    depths = {}
+    for name in study.variant_names:
+        depths.setdefault(get_variant(name).family, set()).add(get_variant(name).hidden_layers)
+    assert ("figures/accuracy_vs_depth.png" in paths) == any(len(d) > 1 for d in depths.values())
+    # The notebook's numbers beside ours, as logged.
+    table = pd.read_csv(download(client, parent, "comparison.csv", tmp_path))
+    for row in table.itertuples():
+        ref = study.references.get(row.variant)
+        if ref is not None and ref.test_accuracy is not None:
+            assert row.ref_test_accuracy == ref.test_accuracy
+            assert row.delta_test_accuracy == pytest.approx(row.test_accuracy - ref.test_accuracy)
+        if ref is not None and ref.params is not None:
+            assert row.ref_params == ref.params and row.params_match
+    markdown = download(client, parent, "comparison.md", tmp_path).read_text()
+    assert ("notes.md" in paths) == bool(study.notes)
+    for note in study.notes:
+        assert note in markdown
+    summary = download(client, parent, "dataset/summary.md", tmp_path).read_text()
+    assert ("training split's mean and std" in summary) == study.protocol.standardize
 
 
 @pytest.mark.parametrize("name", ["seed-000", "default"])

@@ -140,6 +140,28 @@ def test_final_validation_accuracy_at_chance_is_dead(tiny_splits):
     assert "final validation accuracy" in result.message and "at chance" in result.message
 
 
+def test_seed_004s_dead_run_is_reproduced_and_flagged(tiny_splits_factory):
+    """Seed 004 reported a run stuck at 8.92% test accuracy with a constant loss: a network
+    that had collapsed onto one class. Its model 1 with RMSprop at a learning rate far too
+    big (0.3 here, 1.0 on real MNIST) collapses the same way; the suite must flag it "dead", stop early, and still
+    show what the collapsed network does (one class for every image)."""
+    splits = tiny_splits_factory("mnist")
+    hp = HParams(optimizer="rmsprop", learning_rate=0.3, batch_size=128, epochs=12, seed=0)
+    result = train(get_variant("mlp-64-64-dropout"), hp, splits)
+    assert result.status == "dead" and not result.healthy
+    assert "stuck at chance" in result.message
+    assert DEAD_PATIENCE <= result.epochs_run < hp.epochs  # stopped, not 12 epochs of nothing
+    last = slice(-DEAD_PATIENCE, None)  # the streak that got it flagged
+    assert all(acc <= 0.15 for acc in result.history["val_accuracy"][last])
+    assert min(result.history["loss"][last]) >= 0.99 * math.log(10)  # no better than a uniform guess
+    # The collapsed network answers (almost) the same class for every test image, so its
+    # accuracy is that class's share of the test set, as seed 004's 8.92% was digit 5's.
+    classes, counts = np.unique(result.test_predictions, return_counts=True)
+    top = classes[np.argmax(counts)]
+    assert counts.max() >= 0.9 * TINY_TEST
+    assert result.test_accuracy == pytest.approx(np.mean(splits.y_test == top), abs=0.1)
+
+
 def test_test_split_untouched_without_evaluate_test(tiny_splits, monkeypatch):
     def no_peeking(*args, **kwargs):
         raise AssertionError("the test split was evaluated")
