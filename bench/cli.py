@@ -134,6 +134,7 @@ def _import_tensorflow(verbose: int) -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+        tf.constant(0.0)  # the eager context's start-up logs its notices once more
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
@@ -386,17 +387,21 @@ def list_cmd(pattern, show_studies):
             except BenchError as exc:
                 click.echo(f"{path.stem:<14} INVALID: {exc}")
         return
-    from bench.models import build_model
     from bench.variants import get_variant, list_variants
 
-    rows = []
-    for name in list_variants(pattern):
+    names = list_variants(pattern)  # bad patterns fail before TensorFlow loads
+    _import_tensorflow((click.get_current_context().obj or {}).get("verbose", 0))
+    from bench.models import build_model
+
+    rows = [("variant", "family", "group", "params", "layers")]
+    for name in names:
         v = get_variant(name)
         rows.append((name, v.family, v.group, f"{build_model(v).count_params():,}", v.summary()))
-    width = max(len(r[0]) for r in rows)
-    click.echo(f"{'variant':<{width}}  {'family':<10} {'group':<8} {'params':>10}  layers")
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for name, family, group, params, summary in rows:
-        click.echo(f"{name:<{width}}  {family:<10} {group:<8} {params:>10}  {summary}")
+        click.echo(
+            f"{name:<{widths[0]}}  {family:<{widths[1]}}  {group:<{widths[2]}}  {params:>{widths[3]}}  {summary}"
+        )
 
 
 def main() -> None:

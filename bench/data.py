@@ -448,8 +448,8 @@ def summary(splits: Splits) -> dict[str, object]:
         "sizes": dict(splits.sizes),
         "preprocessing": splits.preprocessing,
         "train pixel mean / std (after preprocessing)": (
-            round(float(splits.x_train.mean()), 4), round(float(splits.x_train.std()), 4)
-        ),
+            round(float(splits.x_train.mean()), 4) + 0.0, round(float(splits.x_train.std()), 4)
+        ),  # + 0.0 turns -0.0 into 0.0
         "class balance (min / max images per class)": {
             name: (min(counts), max(counts)) for name, counts in balance.items()
         },

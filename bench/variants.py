@@ -123,7 +123,11 @@ class Variant:
         return len(self.blocks)
 
     def summary(self) -> str:
-        """A one-line description of the layers, e.g. ``784 -> 512 relu BN -> ... -> 10``."""
+        """The layers in the order the builder applies them, e.g. ``[0] 512 relu BN -> ...``.
+
+        Within a block: the linear layer, dropout placed "pre", batch norm "pre", the
+        activation, batch norm "post", pooling, dropout "post", the residual addition.
+        """
         parts = []
         if self.input_dropout:
             parts.append(f"D{self.input_dropout:g}")
@@ -131,21 +135,26 @@ class Variant:
             parts.append("BN")
         for i, b in enumerate(self.blocks):
             if isinstance(b, Conv):
-                s = f"C{b.filters}@{b.kernel_size}x{b.kernel_size}{'' if b.padding == 'valid' else ' same'}"
+                tokens = [f"C{b.filters}@{b.kernel_size}x{b.kernel_size}{'' if b.padding == 'valid' else ' same'}"]
             else:
-                s = f"{b.units}"
-            s += f" {b.activation}"
-            if b.batch_norm:
-                s += f" BN({b.batch_norm})"
-            if isinstance(b, Conv) and b.pool:
-                s += f" {b.pool}pool{b.pool_size}"
-            if b.dropout:
-                s += f" D{b.dropout:g}"
+                tokens = [f"{b.units}"]
             if b.l2:
-                s += f" L2({b.l2:g})"
+                tokens.append(f"L2({b.l2:g})")
+            if b.dropout and b.dropout_place == "pre":
+                tokens.append(f"D{b.dropout:g}")
+            if b.batch_norm == "pre":
+                tokens.append("BN")
+            tokens.append(b.activation)
+            if b.batch_norm == "post":
+                tokens.append("BN")
+            if isinstance(b, Conv) and b.pool:
+                stride = "" if b.pool_strides in (None, b.pool_size) else f"/{b.pool_strides}"
+                tokens.append(f"{b.pool}pool{b.pool_size}{stride}")
+            if b.dropout and b.dropout_place == "post":
+                tokens.append(f"D{b.dropout:g}")
             if isinstance(b, Dense) and b.residual_from is not None:
-                s += f" +[{b.residual_from}]"
-            parts.append(f"[{i}] {s}")
+                tokens.append(f"+[{b.residual_from}]")
+            parts.append(f"[{i}] {' '.join(tokens)}")
         return " -> ".join(parts)
 
     def structure_params(self) -> dict[str, str]:

@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 from bench import data
 from bench.cli import cli
+from bench.training import train
+from bench.variants import HParams, get_variant
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +71,46 @@ def test_one_epoch_compare_on_real_data(real_data, tracking_uri, client):
     )
     assert child.data.tags["bench.status"] == "ok"
     assert child.data.metrics["test_accuracy"] > 0.7
+
+
+def test_seed_004s_dead_run_on_real_mnist(real_data):
+    """Seed 004's model 1 with RMSprop at lr 1.0 collapses onto one class on real MNIST,
+    as the notebook's broken run did; the suite flags it dead and stops early."""
+    splits = data.load("mnist", data_dir=real_data, limit=6000, validation_size=1000)
+    hp = HParams(optimizer="rmsprop", learning_rate=1.0, batch_size=128, epochs=10)
+    result = train(get_variant("mlp-64-64-dropout"), hp, splits)
+    assert result.status == "dead", result.message
+    assert result.epochs_run < hp.epochs
+    classes, counts = np.unique(result.test_predictions, return_counts=True)
+    assert counts.max() / counts.sum() > 0.9  # (almost) one class for every image
+    assert result.test_accuracy < 0.15
+
+
+def test_seed_003_standardises_real_fashion_mnist(real_data, tracking_uri, client):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compare", "--study", "seed-003", "--variants", "mlp-128-64", "--epochs", "2",
+            "--data-dir", str(real_data),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "notes on the protocol" in result.output
+    parent_id = re.search(r"^parent run: ([0-9a-f]{32})$", result.stdout, re.MULTILINE).group(1)
+    parent = client.get_run(parent_id)
+    assert parent.data.params["protocol.split.validation"] == "12000"  # 8:2
+    assert parent.data.params["protocol.split.train"] == "48000"
+    # Fashion-MNIST's pixel mean and std are about 0.286 and 0.353
+    mean, std = map(float, re.findall(r"\d\.\d{4}", parent.data.params["protocol.preprocessing"]))
+    assert mean == pytest.approx(0.286, abs=0.01) and std == pytest.approx(0.353, abs=0.01)
+    [child] = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    assert child.data.metrics["test_accuracy"] > 0.75
+    # The logged model applies the same standardisation to raw uint8 images.
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(child.data.tags["bench.model_uri"])
+    splits = data.load("fashion_mnist", data_dir=real_data, validation_size=12000, standardize=True)
+    predicted = np.argmax(model.predict(splits.raw_test_images()[:500]), axis=1)
+    assert np.mean(predicted == splits.y_test[:500]) == pytest.approx(child.data.metrics["test_accuracy"], abs=0.06)

@@ -278,7 +278,7 @@ def test_conv_variant_builds_and_takes_28x28_images():
     assert model.count_params() == expected
     probs = np.asarray(model(np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)))
     assert probs.shape == (3, 10)
-    assert "C6@5x5 same tanh BN(pre) avgpool2" in variant.summary()
+    assert "[0] C6@5x5 same BN tanh avgpool2/1" in variant.summary()  # in the order applied
 
 
 # --------------------------------------------------------------------------- serving
