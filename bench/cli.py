@@ -209,11 +209,18 @@ def _settings(study, variants, task, epochs, batch_size, seeds, learning_rate, v
 
 
 def _finish(outcome) -> None:
-    from bench.compare import format_table
+    from bench.compare import format_ranking, format_summary, format_table
     from bench.tracking import redact, ui_command
 
     click.echo("")
-    click.echo(format_table(outcome.table))
+    if outcome.summary is not None and int(outcome.summary["seeds"].max()) > 1:
+        click.echo(format_summary(outcome.summary, outcome.rankings))
+        click.echo("")
+        for ranking in outcome.rankings.values():
+            click.echo(textwrap.fill(format_ranking(ranking), width=100))
+        click.echo("(every run: comparison.csv in the parent run)")
+    else:
+        click.echo(format_table(outcome.table))
     click.echo("")
     if outcome.side_by_side is not None:
         shown = outcome.side_by_side.copy()
@@ -370,6 +377,29 @@ def tune(study, task, variants, trials, epochs, workers, storage, study_name, se
     dash = redact(settings[0].storage).removeprefix("journal://")
     click.echo(f"browse trials:  optuna-dashboard {dash}")
     click.echo(f"browse runs:    {ui_command(settings[0].tracking_uri)}")
+
+
+@cli.command()
+@click.option("--run-id", "run_ids", multiple=True, help="Parent run (comparison or tuning study); repeatable.")
+@click.option("--experiment", default=None, callback=_empty_is_none,
+              help="Report on this experiment's newest comparison or tuning run.")
+@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
+              help="Folder for the reports (one subfolder per run).")
+@click.option("--tracking-uri", default=None, callback=_empty_is_none,
+              help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
+def report(run_ids, experiment, out, tracking_uri):
+    """Build an HTML and a Markdown report from what the MLflow store holds."""
+    from pathlib import Path
+
+    from bench.report import build
+    from bench.tracking import StoreReader
+
+    reader = StoreReader(tracking_uri)
+    for run_id in reader.parents(experiment, run_ids):
+        stored = reader.load(run_id)
+        folder = Path(out) / f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}".replace("/", "_")
+        paths = build(stored).write(folder)
+        click.echo(f"{stored.parent.name} ({run_id}): {paths['html']}  {paths['markdown']}")
 
 
 @cli.command(name="list")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench import data, training
+from bench import data, stats, training
 from bench.studies import Study
 from bench.tracking import Tracker, to_markdown
 from bench.training import TrainResult
@@ -151,6 +151,8 @@ class ComparisonResult:
     results: list[TrainResult] = field(default_factory=list)
     side_by_side: pd.DataFrame | None = None
     notes: tuple[str, ...] = ()
+    summary: pd.DataFrame | None = None  # per variant and setting, over seeds
+    rankings: dict[str, stats.Ranking] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[TrainResult]:
@@ -359,7 +361,7 @@ def run_comparison(
                 run_name=name,
                 kind="train" if setting == "default" else "tuned",
                 label=f"[{i}/{len(jobs)}] {name}",
-                extra_params={"study": study.name, "setting": setting},
+                extra_params={"study": study.name, "setting": setting, **_reference_params(study, vname)},
                 parent_run_id=parent_id,
                 log_model=log_models,
             )
@@ -367,6 +369,8 @@ def run_comparison(
             names.append(name)
             kinds.append(setting)
         table = comparison_table(results, names, study, kinds)
+        summary = stats.aggregate(table)
+        rankings = {setting: stats.rank(table, setting) for setting in dict.fromkeys(table["setting"])}
         side_by_side = tuned_vs_default(table, dict(settings.tuned))
         if side_by_side is not None:
             tracker.log_text(parent_id, side_by_side.to_csv(index=False), "tuned_vs_default.csv")
@@ -380,11 +384,15 @@ def run_comparison(
             splits=splits,
             notes=study.notes,
             reference_source=study.reference_source,
+            summary=summary,
+            rankings=rankings,
+            tuning_effect=stats.tuning_effect(table),
         )
         healthy = [r.test_accuracy for r in results if r.healthy and r.test_accuracy is not None]
         tracker.set_tags(parent_id, {"bench.unhealthy_runs": str(sum(not r.healthy for r in results))})
         if healthy:
             tracker.log_metrics(parent_id, {"best_test_accuracy": float(np.max(healthy))})
+        tracker.log_report(parent_id)
     return ComparisonResult(
         table=table,
         side_by_side=side_by_side,
@@ -394,7 +402,19 @@ def run_comparison(
         tracking_uri=tracker.uri,
         results=results,
         notes=tuple(study.notes),
+        summary=summary,
+        rankings=rankings,
     )
+
+
+def _reference_params(study: Study, variant: str) -> dict[str, object]:
+    """The notebook's numbers as the child run's params (``ref.*``), so a report rebuilt
+    from the store alone shows them too."""
+    ref = study.references.get(variant)
+    if ref is None:
+        return {}
+    values = {"test_accuracy": ref.test_accuracy, "test_loss": ref.test_loss, "params": ref.params}
+    return {f"ref.{k}": v for k, v in values.items() if v is not None}
 
 
 def _env_tags() -> dict[str, str]:
@@ -448,3 +468,67 @@ def format_table(table: pd.DataFrame) -> str:
         fmt = formats.get(col, "{:.4f}")
         shown[col] = [fmt.format(v) if v is not None and v == v else "" for v in shown[col]]
     return shown.to_markdown(index=False, disable_numparse=True, colalign=("left",) + ("right",) * (len(shown.columns) - 1))
+
+
+def format_summary(summary: pd.DataFrame, rankings: dict[str, stats.Ranking]) -> str:
+    """The over-seeds table as the terminal shows it: mean ± std, 95% CI, rank and mark."""
+    return summary_frame(summary, rankings).to_markdown(index=False, disable_numparse=True)
+
+
+def summary_frame(summary: pd.DataFrame, rankings: dict[str, stats.Ranking]) -> pd.DataFrame:
+    """The over-seeds table with formatted cells (terminal and reports)."""
+    rows = []
+    for r in summary.itertuples():
+        ranking = rankings.get(r.setting)
+        mark = ranking.marks().get(r.variant, "") if ranking else ""
+        mean_rank = ranking.mean_rank.get(r.variant) if ranking else None
+        name = r.variant if r.setting == "default" else f"{r.variant}/{r.setting}"
+        rows.append(
+            {
+                "variant": name,
+                "seeds": f"{r.healthy}/{r.seeds}" if r.healthy != r.seeds else str(r.seeds),
+                "params": f"{r.params:,}",
+                "test acc mean ± std": _pm(r.test_accuracy_mean, r.test_accuracy_std),
+                "95% CI": _ci(r.test_accuracy_ci95_low, r.test_accuracy_ci95_high),
+                "test loss mean ± std": _pm(r.test_loss_mean, r.test_loss_std),
+                "best val acc": _num(r.best_val_accuracy_mean),
+                "ref acc": _num(r.ref_test_accuracy),
+                "Δ vs ref": "" if r.delta_vs_ref is None or r.delta_vs_ref != r.delta_vs_ref else f"{r.delta_vs_ref:+.4f}",
+                "mean rank": "" if mean_rank is None else f"{mean_rank:.2f}",
+                "vs best (paired t, Holm, 5%)": mark,
+                "seconds": f"{r.train_seconds_mean:.1f}",
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if frame["ref acc"].eq("").all():
+        frame = frame.drop(columns=["ref acc", "Δ vs ref"])
+    return frame
+
+
+def format_ranking(ranking: stats.Ranking) -> str:
+    """One paragraph: the omnibus test and the groups that cannot be told apart."""
+    if not ranking.testable:
+        return f"ranking ({ranking.setting}): " + "; ".join(ranking.notes or ["not testable"])
+    if ranking.friedman_p is not None:
+        head = f"Friedman test over {len(ranking.scores)} seeds: p = {ranking.friedman_p:.3g}"
+    else:
+        head = f"paired t-test over {len(ranking.scores)} seeds"
+    verdict = "the variants differ" if ranking.omnibus_rejects else "no significant difference between the variants"
+    groups = ranking.groups()
+    joined = "; ".join(" ≈ ".join(g) for g in groups) if groups else "none"
+    text = f"ranking ({ranking.setting}): {head} ({verdict} at 5%). Not significantly different: {joined}."
+    return " ".join([text, *ranking.notes])
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None or v != v else f"{v:.4f}"
+
+
+def _pm(mean: float, std: float) -> str:
+    if mean != mean:
+        return ""
+    return f"{mean:.4f}" if std != std else f"{mean:.4f} ± {std:.4f}"
+
+
+def _ci(low: float, high: float) -> str:
+    return "" if low != low else f"[{low:.4f}, {high:.4f}]"

@@ -216,5 +216,59 @@ def batch_norm_parameters(frame: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+def learning_curve_bands(
+    runs: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], title: str
+) -> Figure:
+    """Mean ± std over seeds per variant: accuracy and loss, train (solid) and validation
+    (dashed). Runs of different lengths (one stopped early) are averaged where present."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, histories) in enumerate(runs.items()):
+        c = colors[i % len(colors)]
+        for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
+            for prefix, style in (("", "-"), ("val_", "--")):
+                curves = [np.asarray(h.get(prefix + key, []), dtype=float) for h in histories]
+                curves = [x for x in curves if len(x)]
+                if not curves:
+                    continue
+                length = max(len(x) for x in curves)
+                stack = np.full((len(curves), length), np.nan)
+                for j, x in enumerate(curves):
+                    stack[j, : len(x)] = x
+                with np.errstate(invalid="ignore"):
+                    mean = np.nanmean(stack, axis=0)
+                    std = np.nanstd(stack, axis=0, ddof=1) if len(curves) > 1 else np.zeros(length)
+                epochs = _epochs(mean)
+                label = f"{name} {'val' if prefix else 'train'}" + (f" (n={len(curves)})" if prefix else "")
+                ax.plot(epochs, mean, style, color=c, label=label)
+                ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.15, lw=0)
+    for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{title} (mean ± std over seeds)")
+    return fig
+
+
+def ranking_diagram(mean_rank: pd.Series, pvalues: pd.DataFrame, significant: bool, title: str,
+                    alpha: float = 0.05) -> Figure:
+    """A critical-difference diagram (scikit-posthocs): mean rank over seeds, 1 = best, with
+    bars joining variants whose difference is not significant. ``significant`` is the
+    omnibus gate: when the Friedman test does not reject, every variant is joined."""
+    import scikit_posthocs as sp
+
+    sig = pvalues if significant else pd.DataFrame(1.0, index=pvalues.index, columns=pvalues.columns)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.35 * len(mean_rank)), layout="constrained")
+    if len(mean_rank) >= 2:
+        sp.critical_difference_diagram(mean_rank, sig, ax=ax, alpha=alpha)
+    else:
+        ax.text(0.5, 0.5, f"{mean_rank.index[0]}: the only variant", ha="center", va="center")
+        ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
 def close(fig: Figure) -> None:
     plt.close(fig)

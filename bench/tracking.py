@@ -20,7 +20,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -467,6 +468,9 @@ class Tracker:
         splits: Splits | None = None,
         notes: Sequence[str] = (),
         reference_source: str = "",
+        summary: pd.DataFrame | None = None,
+        rankings: Mapping[str, object] | None = None,
+        tuning_effect: pd.DataFrame | None = None,
     ) -> None:
         """The comparison table (CSV, Markdown with the study's notes), overlays per group,
         the accuracy chart, accuracy against depth, and the dataset summary."""
@@ -489,11 +493,63 @@ class Tracker:
             )
         if splits is not None:
             self.log_dataset(run_id, splits, title)
+        if summary is not None:
+            self.log_seed_statistics(run_id, table, summary, rankings or {}, tuning_effect, histories, groups,
+                                     title=title)
         for row in table.itertuples():
             self.log_metrics(
                 run_id,
                 {f"{row.run}.test_accuracy": row.test_accuracy, f"{row.run}.test_loss": row.test_loss},
             )
+
+    def log_seed_statistics(
+        self,
+        run_id: str,
+        table: pd.DataFrame,
+        summary: pd.DataFrame,
+        rankings: Mapping[str, object],
+        tuning_effect: pd.DataFrame | None,
+        histories: Mapping[str, Mapping[str, list[float]]],
+        groups: Mapping[str, str],
+        *,
+        title: str,
+    ) -> None:
+        """Over-seeds statistics: the summary table, aggregate metrics, rankings, bands."""
+        self.log_text(run_id, summary.to_csv(index=False), "summary.csv")
+        self.log_text(run_id, to_markdown(summary), "summary.md")
+        metrics: dict[str, float] = {}
+        for r in summary.itertuples():
+            key = r.variant if r.setting == "default" else f"{r.variant}/{r.setting}"
+            for stat in ("mean", "std", "ci95_low", "ci95_high"):
+                for what in ("test_accuracy", "test_loss"):
+                    value = getattr(r, f"{what}_{stat}")
+                    if value is not None and math.isfinite(value):
+                        metrics[f"{key}.{what}.{stat}"] = float(value)
+        self.log_metrics(run_id, metrics)
+        for setting, ranking in rankings.items():
+            suffix = "" if setting == "default" else f"_{sanitize_name(setting)}"
+            self.log_text(run_id, ranking.table().to_csv(index=False), f"ranking{suffix}.csv")
+            self.log_text(run_id, ranking.pvalues.to_csv(), f"ranking{suffix}_pvalues.csv")
+            if ranking.friedman_p is not None:
+                self.log_metrics(run_id, {f"friedman_p{suffix}": ranking.friedman_p})
+            fig = figures.ranking_diagram(
+                ranking.mean_rank, ranking.pvalues, ranking.omnibus_rejects,
+                f"{title}: mean rank on test accuracy over {len(ranking.scores)} seeds ({setting})",
+            )
+            self.log_figure(run_id, fig, f"figures/ranking{suffix}.png")
+        if tuning_effect is not None:
+            self.log_text(run_id, tuning_effect.to_csv(index=False), "tuning_effect.csv")
+        if int(summary["seeds"].max()) > 1:
+            by_variant: dict[str, list] = {}
+            variant_group: dict[str, str] = {}
+            for row in table.itertuples():
+                key = row.variant if row.setting == "default" else f"{row.variant}/{row.setting}"
+                by_variant.setdefault(key, []).append(histories[row.run])
+                variant_group[key] = groups[row.run]
+            for group in sorted(set(variant_group.values())):
+                members = {k: v for k, v in by_variant.items() if variant_group[k] == group}
+                fig = figures.learning_curve_bands(members, f"{title}: {group} variants")
+                self.log_figure(run_id, fig, f"figures/curves_{sanitize_name(group)}.png")
 
     def log_dataset(self, run_id: str, splits: Splits, title: str) -> None:
         """The data a comparison ran on: summary, class balance per split (seed 000 checked
@@ -518,8 +574,131 @@ class Tracker:
                                   f"{splits.task}: first 25 test images")
         self.log_figure(run_id, test, "dataset/samples_test.png")
 
+    def log_report(self, run_id: str) -> None:
+        """Build the run's report from the store (as ``bench report`` would) and log it
+        under ``report/``. A report that fails to build is a warning, not a lost comparison."""
+        import tempfile
+
+        from bench import report
+
+        try:
+            stored = StoreReader(self.uri).load(run_id)
+            built = report.build(stored)
+            with tempfile.TemporaryDirectory() as tmp:
+                built.write(Path(tmp))
+                self.client.log_artifacts(run_id, tmp, "report")
+        except Exception as exc:  # noqa: BLE001 - everything else is already logged
+            log.warning("the report could not be built: %s", exc)
+            self.set_tags(run_id, {"bench.report_error": _first_line(exc)[:500]})
+
     def run_url(self, run_id: str) -> str:
         return f"#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+@dataclass
+class StoredRun:
+    """One run as the store holds it (what reports are built from)."""
+
+    run_id: str
+    name: str
+    kind: str
+    status: str
+    start_time: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    histories: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class StoredComparison:
+    """A parent run (comparison or tuning study), its children and where it lives."""
+
+    uri: str
+    experiment_name: str
+    parent: StoredRun
+    children: list[StoredRun]
+    artifacts: Callable[[str, str, Path], Path | None]  # (run_id, path, dst) -> local file or None
+
+
+class StoreReader:
+    """Reads comparisons and tuning studies back from any MLflow store (for ``bench report``)."""
+
+    def __init__(self, tracking_uri: str | None) -> None:
+        self.uri = resolve_tracking_uri(tracking_uri)
+        if self.uri.startswith("sqlite:///") and not _sqlite_path(self.uri).exists():
+            raise TrackingError(f"no MLflow store at {redact(self.uri)}")
+        self.client = MlflowClient(self.uri)
+
+    def parents(self, experiment: str | None = None, run_ids: Sequence[str] = ()) -> list[str]:
+        """The given runs, or the newest comparison / tuning parent of ``experiment``."""
+        try:
+            if run_ids:
+                for run_id in run_ids:
+                    self.client.get_run(run_id)
+                return list(run_ids)
+            if experiment is None:
+                raise TrackingError("name the runs (--run-id) or the experiment (--experiment) to report on")
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                names = sorted(e.name for e in self.client.search_experiments())
+                raise TrackingError(f"no experiment {experiment!r} in {redact(self.uri)}; known: {', '.join(names)}")
+            runs = [
+                run
+                for kind in ("comparison", "study")
+                for run in self.client.search_runs(
+                    [exp.experiment_id], f"tags.`bench.kind` = '{kind}'",
+                    order_by=["attributes.start_time DESC"], max_results=1,
+                )
+            ]
+            runs.sort(key=lambda r: r.info.start_time or 0, reverse=True)
+        except MlflowException as exc:
+            raise TrackingError(f"{redact(self.uri)}: {_first_line(exc)}") from None
+        if not runs:
+            raise TrackingError(f"experiment {experiment!r} holds no comparison or tuning run")
+        return [runs[0].info.run_id]
+
+    def load(self, parent_run_id: str) -> StoredComparison:
+        try:
+            parent = self.client.get_run(parent_run_id)
+            children = self.client.search_runs(
+                [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                order_by=["attributes.start_time ASC"], max_results=10_000,
+            )
+            experiment = self.client.get_experiment(parent.info.experiment_id).name
+            stored = [self._stored(r, with_history=r.data.tags.get("bench.kind") in ("train", "tuned"))
+                      for r in children]
+        except MlflowException as exc:
+            raise TrackingError(f"{redact(self.uri)}: {_first_line(exc)}") from None
+        return StoredComparison(self.uri, experiment, self._stored(parent), stored, self._artifact)
+
+    def _stored(self, run, *, with_history: bool = False) -> StoredRun:
+        histories = {}
+        if with_history:
+            for key in HISTORY_KEYS:
+                points = sorted(self.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+                histories[key] = [m.value for m in points]
+        return StoredRun(
+            run_id=run.info.run_id,
+            name=run.info.run_name or run.info.run_id,
+            kind=run.data.tags.get("bench.kind", ""),
+            status=run.info.status,
+            start_time=run.info.start_time or 0,
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+            histories=histories,
+        )
+
+    def _artifact(self, run_id: str, path: str, dst: Path) -> Path | None:
+        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        except (MlflowException, OSError):
+            return None
 
 
 @contextlib.contextmanager

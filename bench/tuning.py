@@ -548,6 +548,7 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
         if best is not None:
             tuned_run_id, tuned_acc = _retrain_best(s, best, splits, tracker, parent_id, study)
         _log_study(tracker, parent_id, study, s, counts, best, tuned_acc)
+        tracker.log_report(parent_id)
     return TuneResult(
         settings=s, parent_run_id=parent_id, counts=counts,
         best_params=dict(best.params) if best else {}, best_value=best.value if best else None,

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -72,6 +73,12 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
     assert {"figures/optimization_history.png", "figures/intermediate_values.png",
             "figures/parallel_coordinate.png", "figures/param_importances.png"} <= artifacts
     assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    # The study's report, built from the store: the trials and the best one.
+    report = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path)))
+    text = report.read_text()
+    assert "## Trials" in text and "3 trials: 3 complete" in text
+    assert f"Best trial {study.best_trial.number}: validation accuracy {study.best_value:.4f}" in text
+    assert "optimization history" in text
 
     trial_runs = runs_of(client, "trial")
     assert len(trial_runs) == 3
@@ -252,22 +259,30 @@ def test_compare_tuned_shows_default_and_tuned_side_by_side(tmp_path, tracking_u
     [s] = settings_for(path, tracking_uri)
     tune(s)
     best = load_optuna_study(s, create=False).best_params
-    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned", "--no-model"])
+    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned", "--no-model", "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert "tuned test acc" in result.output
     [parent] = runs_of(client, "comparison")
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
-    settings = {r.data.params["setting"]: r for r in children}
+    assert len(children) == 4  # default and tuned, two seeds each
+    report = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path))).read_text()
+    assert "**Effect of tuning**" in report and "Ranking (tuned)" in report
+    effect = Path(client.download_artifacts(parent.info.run_id, "tuning_effect.csv", str(tmp_path))).read_text()
+    assert effect.startswith("variant,seeds,delta_mean")
+    acc = {
+        setting: np.mean([r.data.metrics["test_accuracy"] for r in children if r.data.params["setting"] == setting])
+        for setting in ("default", "tuned")
+    }
+    settings = {r.data.params["setting"]: r for r in children if r.data.params["seed"] == "0"}
     assert set(settings) == {"default", "tuned"}
     assert float(settings["tuned"].data.params["learning_rate"]) == pytest.approx(best["learning_rate"])
     assert settings["default"].data.params["learning_rate"] != settings["tuned"].data.params["learning_rate"]
     text = client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))
     rows = Path(text).read_text().splitlines()
     assert rows[0].startswith("variant,default test acc,tuned test acc")
-    acc = {r.data.params["setting"]: r.data.metrics["test_accuracy"] for r in children}
-    cells = rows[1].split(",")
+    cells = rows[1].split(",")  # means over the two seeds
     assert float(cells[1]) == pytest.approx(acc["default"])
     assert float(cells[2]) == pytest.approx(acc["tuned"])
 

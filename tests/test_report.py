@@ -1,0 +1,196 @@
+"""Seed statistics in MLflow and ``bench report``: built from the store alone, identical when
+rebuilt, and rendered by a real browser (Debian's headless Chromium)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from test_tracking import artifact_paths, download, write_toy_study
+
+from bench.cli import cli
+
+VARIANTS = ("vanilla-shallow", "dropout-shallow", "batchnorm-shallow")
+SEEDS = 2
+
+
+@dataclass(frozen=True)
+class Compared:
+    uri: str
+    workdir: Path
+    parent_id: str
+    output: str
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri)
+
+    def children(self):
+        parent = self.client.get_run(self.parent_id)
+        return self.client.search_runs(
+            [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{self.parent_id}'"
+        )
+
+
+@pytest.fixture(scope="module")
+def compared(module_store) -> Compared:
+    """Three variants x two seeds, one epoch, through the CLI as a user runs it."""
+    path = write_toy_study(module_store.workdir, "seeded", variants=VARIANTS, epochs=1, learning_rate=0.001)
+    result = CliRunner().invoke(
+        cli, ["compare", "--study", str(path), "--seeds", str(SEEDS), "--no-model", "--tracking-uri", module_store.uri]
+    )
+    assert result.exit_code == 0, result.output
+    parent_id = re.search(r"^parent run: ([0-9a-f]{32})$", result.stdout, re.MULTILINE).group(1)
+    return Compared(module_store.uri, module_store.workdir, parent_id, result.output)
+
+
+def test_terminal_shows_means_intervals_and_the_ranking(compared):
+    out = compared.output
+    assert "test acc mean ± std" in out and "95% CI" in out and "vs best (paired t, Holm, 5%)" in out
+    assert "ranking (default):" in out and "Friedman test over 2 seeds" in out
+    for v in VARIANTS:
+        assert re.search(rf"^\| {re.escape(v)} +\| 2 ", out, re.MULTILINE), v
+
+
+def test_parent_logs_aggregates_that_match_the_children(compared):
+    parent = compared.client.get_run(compared.parent_id)
+    by_variant: dict[str, list[float]] = {}
+    for child in compared.children():
+        by_variant.setdefault(child.data.params["variant"], []).append(child.data.metrics["test_accuracy"])
+    assert sorted(by_variant) == sorted(VARIANTS)
+    for variant, values in by_variant.items():
+        assert len(values) == SEEDS
+        m = parent.data.metrics
+        assert m[f"{variant}.test_accuracy.mean"] == pytest.approx(np.mean(values))
+        if np.std(values) > 0:
+            assert m[f"{variant}.test_accuracy.std"] == pytest.approx(np.std(values, ddof=1))
+            assert m[f"{variant}.test_accuracy.ci95_low"] < np.mean(values) < m[f"{variant}.test_accuracy.ci95_high"]
+    assert "friedman_p" in parent.data.metrics
+
+
+def test_parent_artifacts_for_seeds(compared, tmp_path):
+    paths = artifact_paths(compared.client, compared.parent_id)
+    assert {
+        "summary.csv", "summary.md", "ranking.csv", "ranking_pvalues.csv", "figures/ranking.png",
+        "figures/curves_shallow.png", "report/report.html", "report/report.md",
+    } <= paths
+    assert any(p.startswith("report/report_files/confusion_") for p in paths)
+    summary = pd.read_csv(download(compared.client, compared.parent_id, "summary.csv", tmp_path))
+    assert summary["variant"].tolist() == list(VARIANTS)
+    assert summary["seeds"].tolist() == [SEEDS] * 3
+    ranking = pd.read_csv(download(compared.client, compared.parent_id, "ranking.csv", tmp_path))
+    assert sorted(ranking["variant"]) == sorted(VARIANTS)
+    assert ranking["mean_rank"].between(1, 3).all()
+    pvalues = pd.read_csv(download(compared.client, compared.parent_id, "ranking_pvalues.csv", tmp_path), index_col=0)
+    assert list(pvalues.index) == list(pvalues.columns)
+    assert np.allclose(pvalues.to_numpy(), pvalues.to_numpy().T)
+
+
+def _rebuild(compared, out: Path, *args: str) -> Path:
+    result = CliRunner().invoke(cli, ["report", "--tracking-uri", compared.uri, "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    [folder] = [p for p in out.iterdir() if p.is_dir()]
+    return folder
+
+
+def test_bench_report_rebuilds_the_logged_report_from_the_store(compared, tmp_path):
+    logged = Path(download(compared.client, compared.parent_id, "report", tmp_path / "logged"))
+    rebuilt = _rebuild(compared, tmp_path / "out", "--run-id", compared.parent_id)
+    assert (rebuilt / "report.md").read_text() == (logged / "report.md").read_text()
+    assert sorted(p.name for p in (rebuilt / "report_files").iterdir()) == sorted(
+        p.name for p in (logged / "report_files").iterdir()
+    )
+    # --experiment finds the same (newest) comparison
+    again = _rebuild(compared, tmp_path / "by-experiment", "--experiment", "seeded")
+    assert (again / "report.md").read_text() == (rebuilt / "report.md").read_text()
+
+
+def test_report_contents_come_from_the_store(compared, tmp_path):
+    folder = _rebuild(compared, tmp_path / "out", "--run-id", compared.parent_id)
+    md = (folder / "report.md").read_text()
+    for heading in ("## Protocol", "## Results over seeds", "## Ranking", "## Every run", "## Learning curves",
+                    "## Confusion matrices", "## Environment"):
+        assert heading in md
+    for child in compared.children():
+        assert child.info.run_name in md
+        assert f"{child.data.metrics['test_accuracy']:.4f}" in md
+    parent = compared.client.get_run(compared.parent_id)
+    assert parent.data.tags["bench.version.tensorflow"] in md
+    for image in re.findall(r"\]\((report_files/[^)]+)\)", md):
+        assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Debian's chromium is needed for the browser test: run .ci/system-packages")
+    return found
+
+
+_CHECK = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  document.body.dataset.images = imgs.length;
+  document.body.dataset.broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
+  document.body.dataset.tables = document.querySelectorAll('table').length;
+});
+</script></body>"""
+
+
+def _render(html_path: Path, tmp_path: Path) -> dict[str, int]:
+    """Load the page in headless Chromium; count images, broken images and tables."""
+    page = tmp_path / f"checked-{html_path.name}"
+    page.write_text(html_path.read_text().replace("</body>", _CHECK), encoding="utf-8")
+    out = subprocess.run(
+        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    body = re.search(r"<body([^>]*)>", out).group(1)
+    return {k: int(v) for k, v in re.findall(r'data-(\w+)="(\d+)"', body)}
+
+
+def test_report_renders_in_a_real_browser(compared, tmp_path):
+    folder = _rebuild(compared, tmp_path / "out", "--run-id", compared.parent_id)
+    md = (folder / "report.md").read_text()
+    seen = _render(folder / "report.html", tmp_path)
+    assert seen["images"] == md.count("](report_files/") >= 5
+    assert seen["broken"] == 0
+    assert seen["tables"] == md.count("\n|:") >= 5
+    # The check itself can fail: a broken image is counted.
+    broken = tmp_path / "broken.html"
+    broken.write_text((folder / "report.html").read_text().replace(
+        "</body>", "<img src='data:image/png;base64,AAAA'></body>"
+    ))
+    assert _render(broken, tmp_path)["broken"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "name the runs (--run-id) or the experiment (--experiment)"),
+        (["--experiment", "nope"], "no experiment 'nope'"),
+        (["--run-id", "0" * 32], "Run with id=00000000000000000000000000000000 not found"),
+    ],
+)
+def test_report_bad_input_is_one_line(compared, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["report", "--tracking-uri", compared.uri, "--out", str(tmp_path), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ")
+
+
+def test_report_on_a_missing_store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'none.db'}"
+    result = CliRunner().invoke(cli, ["report", "--tracking-uri", uri, "--experiment", "x"])
+    assert result.exit_code != 0 and "no MLflow store at" in result.output
+    assert not (tmp_path / "none.db").exists()
