@@ -67,7 +67,7 @@ class Report:
             for caption, frame in s.tables:
                 cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
                 table = _rounded(frame).to_html(index=False, na_rep="", border=0, classes="data", escape=True)
-                body.append(table.replace("<thead>", f"{cap}<thead>", 1))
+                body.append("<div class='scroll'>" + table.replace("<thead>", f"{cap}<thead>", 1) + "</div>")
             for caption, name in s.images:
                 data = base64.b64encode(self.images[name]).decode("ascii")
                 body.append(
@@ -96,7 +96,8 @@ body {{ font: 14px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em au
 h1 {{ margin-bottom: 0.2em; }} .sub {{ color: #666; margin-top: 0; }}
 table.data {{ border-collapse: collapse; margin: 0.8em 0 1.5em; font-size: 12.5px; }}
 table.data th, table.data td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
-table.data th {{ background: #f3f3f3; }} table.data td:first-child {{ text-align: left; }}
+table.data th {{ background: #f3f3f3; }} table.data td {{ white-space: nowrap; }}
+table.data td:first-child, table.data td:nth-child(2) {{ text-align: left; }} .scroll {{ overflow-x: auto; }}
 caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
 figure {{ margin: 1em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 12px; }} nav ol {{ columns: 2; }}
