@@ -226,6 +226,11 @@ def rank(table: pd.DataFrame, setting: str = "default", *, posthoc: str = "ttest
                 f"with {n} seeds the Wilcoxon signed-rank test cannot reach p < {2 / 2**n:.3g}; "
                 "use the paired t-test (the default) or more seeds"
             )
+    if friedman_p is not None and friedman_p < alpha and not (pvalues.to_numpy() < alpha).any():
+        notes.append(
+            f"The Friedman test rejects 'all equal', but with {n} seeds no pair survives Holm's "
+            f"correction over {k * (k - 1) // 2} comparisons: more seeds are needed to say which differ"
+        )
     if (table.loc[table["setting"] == setting, "status"] == "diverged").any():
         notes.append("diverged runs have no test score and count as accuracy 0 in the ranking")
     return Ranking(setting, scores, mean_rank, friedman_p, pvalues, posthoc, alpha, notes)

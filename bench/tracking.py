@@ -38,6 +38,9 @@ from bench.training import HISTORY_KEYS, EpochHook, TrainResult
 
 log = logging.getLogger(__name__)
 
+# Reports download artifacts; MLflow's per-download progress bars would bury our output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
