@@ -50,7 +50,16 @@ def _check_result(result: TrainResult, variant: Variant, epochs: int) -> None:
     assert result.final_val_accuracy == result.history["val_accuracy"][-1]
 
 
-@pytest.mark.parametrize("name", list_variants())
+def _outside_the_studies() -> list[str]:
+    """Variants no study file lists: the toy run of every study (tests/test_studies.py)
+    trains all the others through the whole pipeline, so they are not trained twice."""
+    from bench.studies import STUDIES_DIR, load_study
+
+    listed = {name for path in STUDIES_DIR.glob("*.yaml") for name in load_study(path).variant_names}
+    return [name for name in list_variants() if name not in listed]
+
+
+@pytest.mark.parametrize("name", list(CORE_VARIANTS) + _outside_the_studies())
 def test_every_variant_trains_one_epoch(name, tiny_splits):
     result = train(get_variant(name), ONE_EPOCH, tiny_splits)
     _check_result(result, get_variant(name), epochs=1)
