@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from test_variants import _inbound, _layers
+from test_variants import SEED_000_PARAMS, _inbound, _layers
 
 from bench.compare import Settings
 from bench.errors import StudyError
@@ -19,13 +19,7 @@ from bench.variants import get_variant
 
 # Every parameter count a notebook's model summary prints.
 NOTEBOOK_PARAMS = {
-    # seed 000
-    "vanilla-shallow": 101_770,
-    "vanilla-deep": 1_720_330,
-    "dropout-shallow": 101_770,
-    "dropout-deep": 1_720_330,
-    "batchnorm-shallow": 102_282,
-    "batchnorm-residual-deep": 1_732_618,
+    **SEED_000_PARAMS,
     # seed 001 (model 1b prints no summary)
     "mlp2-plain": 1_333_770,
     "mlp3-plain": 567_434,
