@@ -222,10 +222,18 @@ class Tracker:
 
     def _tag_experiment(self, exp_id: str, description: str) -> None:
         exp = self.client.get_experiment(exp_id)
+        wanted = {}
         if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            wanted[EXPERIMENT_KIND_TAG] = EXPERIMENT_KIND
         if description and not exp.tags.get("mlflow.note.content"):
-            self.client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+            wanted["mlflow.note.content"] = description
+        for key, value in wanted.items():
+            try:
+                self.client.set_experiment_tag(exp_id, key, value)
+            except MlflowException:
+                # Workers starting together race to set the same tag; theirs is as good.
+                if key not in self.client.get_experiment(exp_id).tags:
+                    raise
 
     # -- runs
 
