@@ -207,7 +207,14 @@ class Tracker:
                 "(mlflow experiments restore) or pick another with --experiment"
             )
         if exp is None:
-            exp_id = self.client.create_experiment(name, artifact_location=self._artifact_location(name))
+            try:
+                exp_id = self.client.create_experiment(name, artifact_location=self._artifact_location(name))
+            except MlflowException as exc:
+                # Another worker created it a moment ago (workers start together): use theirs.
+                exp = self.client.get_experiment_by_name(name)
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                    raise
+                exp_id = exp.experiment_id
         else:
             exp_id = exp.experiment_id
         self._tag_experiment(exp_id, description)
@@ -215,10 +222,18 @@ class Tracker:
 
     def _tag_experiment(self, exp_id: str, description: str) -> None:
         exp = self.client.get_experiment(exp_id)
+        wanted = {}
         if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-            self.client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            wanted[EXPERIMENT_KIND_TAG] = EXPERIMENT_KIND
         if description and not exp.tags.get("mlflow.note.content"):
-            self.client.set_experiment_tag(exp_id, "mlflow.note.content", description)
+            wanted["mlflow.note.content"] = description
+        for key, value in wanted.items():
+            try:
+                self.client.set_experiment_tag(exp_id, key, value)
+            except MlflowException:
+                # Workers starting together race to set the same tag; theirs is as good.
+                if key not in self.client.get_experiment(exp_id).tags:
+                    raise
 
     # -- runs
 
@@ -277,6 +292,22 @@ class Tracker:
             raise
         else:
             self._end(run_id, "FINISHED")
+
+    def create_run(self, name: str, *, kind: str) -> str:
+        """Create a run to be entered later with ``run(..., resume_run_id=...)`` (under
+        ``mlflow run``, the run it created is the one returned)."""
+        from mlflow.tracking.context import registry
+
+        if self._adopted:
+            run_id, self._adopted = self._adopted, None
+            return run_id
+        try:
+            run = self.client.create_run(
+                self.experiment_id, run_name=name, tags=registry.resolve_tags({"bench.kind": kind})
+            )
+        except MlflowException as exc:
+            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {_first_line(exc)}") from None
+        return run.info.run_id
 
     def _end(self, run_id: str, status: str, reason: str = "") -> None:
         with contextlib.suppress(Exception):

@@ -92,9 +92,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             return JournalStorage(JournalFileBackend(str(path)))
         scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
         if scheme in ("sqlite", "postgresql", "mysql"):
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"pool_pre_ping": True, **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {})}
-            )
+            return _rdb_storage(url, scheme)
         if scheme == "redis":
             from optuna.storages.journal import JournalRedisBackend, JournalStorage
 
@@ -108,6 +106,24 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         f"unsupported Optuna storage URL {redact(url)!r}: use journal:///path/file.journal, "
         "sqlite:///file.db, postgresql://user:pass@host/db or mysql://..."
     )
+
+
+def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage. Workers started together on a fresh database race to create
+    Optuna's tables (a unique-constraint error for all but one); the losers retry."""
+    import random
+
+    import sqlalchemy.exc
+
+    kwargs = {"pool_pre_ping": True, **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {})}
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def supports_concurrency(url: str) -> bool:
@@ -294,8 +310,19 @@ def fail_stale_trials(study: optuna.Study, tracker: Tracker | None, grace: float
 
 
 @contextlib.contextmanager
-def _claim_lock(s: TuneSettings) -> Iterator[None]:
-    """Serialise "count trials, then ask for one" between local workers of one study."""
+def _claim_lock(s: TuneSettings, study: optuna.Study | None = None) -> Iterator[None]:
+    """Serialise "count trials, then ask for one" between the workers of one study.
+
+    On PostgreSQL the lock is a session-level advisory lock in the study's own database,
+    so workers on any number of machines take turns; elsewhere (journal file, SQLite,
+    one machine) it is an ``fcntl`` lock on a file beside the storage.
+    """
+    storage = getattr(study, "_storage", None)
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is not None and engine.dialect.name == "postgresql":
+        with _advisory_lock(engine, s.study_name):
+            yield
+        return
     path = _journal_path(s.storage)
     lock_dir = path.expanduser().resolve().parent if path is not None else Path.cwd()
     lock = lock_dir / f".{sanitize_name(s.study_name)}.claim.lock"
@@ -305,6 +332,22 @@ def _claim_lock(s: TuneSettings) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _advisory_lock(engine, name: str) -> Iterator[None]:
+    import hashlib
+
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"bench:{name}".encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
 
 
 class _Heartbeat:
@@ -437,7 +480,7 @@ def worker_loop(
     study = study or load_optuna_study(s, create=False)
     deadline = None if s.timeout is None else time.monotonic() + s.timeout
     while deadline is None or time.monotonic() < deadline:
-        with _claim_lock(s):
+        with _claim_lock(s, study):
             fail_stale_trials(study, tracker, s.grace)
             c = _counts(study)
             finished = c["complete"] + c["pruned"]
@@ -499,7 +542,14 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     splits = _load_splits(s)
     study = load_optuna_study(s, create=True)
     tracker = Tracker(s.tracking_uri, s.experiment, description=s.study.description)
-    parent_id = _parent_run(study, s, tracker)
+    # Several `bench tune` processes (machines) may start on one study at once: the first
+    # creates the parent run under the claim lock, the others find and share it.
+    with _claim_lock(s, study):
+        parent_id = _parent_run(study, s, tracker)
+        fresh = parent_id is None
+        if fresh:
+            parent_id = tracker.create_run(f"study-{s.study_name}", kind="study")
+            study.set_user_attr("mlflow_parent_run_id", parent_id)
     study.set_user_attr("task", s.task)
     study.set_user_attr("variant", s.variant)
     progress.info(
@@ -519,7 +569,7 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     params = {f"tuning.{k}": v for k, v in params.items()}
     with tracker.run(
         f"study-{s.study_name}", kind="study", resume_run_id=parent_id,
-        params=None if parent_id else params,
+        params=params if fresh else None,
         tags={"optuna.study": s.study_name, "bench.variant": s.variant, "bench.task": s.task},
         description=f"Optuna study {s.study_name}: {s.variant} on {s.task}",
     ) as parent_id:
@@ -542,11 +592,18 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
                 raise
         fail_stale_trials(study, tracker, s.grace)
         tracker.close_stale_children(parent_id, {t.user_attrs.get("mlflow_run_id") for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING})
-        counts = _counts(study)
-        best = _best(study)
+        # One worker, the last to finish, retrains the best trial; the lock is held until the
+        # retrained run is recorded, so two workers finishing together never both retrain.
         tuned_run_id, tuned_acc = None, None
-        if best is not None:
-            tuned_run_id, tuned_acc = _retrain_best(s, best, splits, tracker, parent_id, study)
+        with _claim_lock(s, study):
+            counts = _counts(study)
+            best = _best(study)
+            attrs = study._storage.get_study_system_attrs(study._study_id)
+            if best is not None and counts["running"] == 0 and attrs.get("bench:retrained") != best.number:
+                tuned_run_id, tuned_acc = _retrain_best(s, best, splits, tracker, parent_id, study)
+                study._storage.set_study_system_attr(study._study_id, "bench:retrained", best.number)
+            elif best is not None:
+                progress.info("best trial #%d: retrained already, or trials are still running elsewhere", best.number)
         _log_study(tracker, parent_id, study, s, counts, best, tuned_acc)
         tracker.log_report(parent_id)
     return TuneResult(
