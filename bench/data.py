@@ -439,9 +439,10 @@ def _affine(raw: np.ndarray, scale: float, offset: float) -> np.ndarray:
     return x
 
 
-def summary(splits: Splits) -> dict[str, object]:
-    """What a comparison records about its data: source, sizes, preprocessing, balance."""
-    balance = class_balance(splits)
+def summary(splits: Splits, balance: dict[str, list[int]] | None = None) -> dict[str, object]:
+    """What a comparison records about its data: source, sizes, preprocessing, balance
+    (pass ``balance`` when :func:`class_balance` was already computed)."""
+    balance = balance if balance is not None else class_balance(splits)
     return {
         "task": splits.task,
         "source": splits.source,

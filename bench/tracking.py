@@ -596,7 +596,7 @@ class Tracker:
         self.log_figure(run_id, figures.class_balance(balance, names, f"{title}: class balance"),
                         "dataset/class_balance.png")
         lines = [f"# Dataset: {splits.task}", ""]
-        for key, value in summary(splits).items():
+        for key, value in summary(splits, balance).items():
             lines.append(f"- **{key}**: {value}")
         lines += ["", "## Images per class", "", to_markdown(frame.reset_index())]
         self.log_text(run_id, "\n".join(lines) + "\n", "dataset/summary.md")
@@ -616,7 +616,7 @@ class Tracker:
         from bench import report
 
         try:
-            stored = StoreReader(self.uri).load(run_id)
+            stored = StoreReader(self.uri, self.client).load(run_id)
             built = report.build(stored)
             with tempfile.TemporaryDirectory() as tmp:
                 built.write(Path(tmp))
@@ -661,11 +661,11 @@ class StoredComparison:
 class StoreReader:
     """Reads comparisons and tuning studies back from any MLflow store (for ``bench report``)."""
 
-    def __init__(self, tracking_uri: str | None) -> None:
+    def __init__(self, tracking_uri: str | None, client: MlflowClient | None = None) -> None:
         self.uri = resolve_tracking_uri(tracking_uri)
         if self.uri.startswith("sqlite:///") and not _sqlite_path(self.uri).exists():
             raise TrackingError(f"no MLflow store at {redact(self.uri)}")
-        self.client = MlflowClient(self.uri)
+        self.client = client or MlflowClient(self.uri)
 
     def parents(self, experiment: str | None = None, run_ids: Sequence[str] = ()) -> list[str]:
         """The given runs, or the newest comparison / tuning parent of ``experiment``."""
