@@ -72,6 +72,10 @@ def _pruner_choice(ctx, param, value):
     return value
 
 
+# Credentials in an environment variable stay out of shell history and out of the params
+# `mlflow run -P storage=...` would record verbatim.
+STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
+
 POSITIVE = _OptionalInt(1)
 NON_NEGATIVE = _OptionalInt(0)
 POSITIVE_FLOAT = _OptionalFloat()
@@ -254,7 +258,8 @@ def _finish(outcome) -> None:
               help="Also train each variant with its tuned hyperparameters (from `bench tune`) "
                    "and show default vs tuned side by side.")
 @click.option("--storage", default=None, callback=_empty_is_none,
-              help="With --tuned: the Optuna storage `bench tune` used [default: beside the MLflow store].")
+              help=f"With --tuned: the Optuna storage `bench tune` used [env {STORAGE_ENV}; "
+                   "default: beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="With --tuned: the Optuna study name `bench tune` used.")
 def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
@@ -269,7 +274,8 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
     if tuned:
         from bench.tuning import best_params
 
-        found = best_params(settings.study, list(settings.variants), task=task, storage=storage,
+        found = best_params(settings.study, list(settings.variants), task=task,
+                            storage=storage or os.environ.get(STORAGE_ENV) or None,
                             study_name=study_name, tracking_uri=tracking_uri)
         settings = replace(settings, tuned=tuple(found.items()))
     elif storage or study_name:
@@ -316,9 +322,9 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs per trial.")
 @click.option("--workers", type=POSITIVE, default=1, show_default=True,
               help="Worker processes on this machine sharing the study.")
-@click.option("--storage", default=None, callback=_empty_is_none,
+@click.option("--storage", default=None, callback=_empty_is_none, envvar=STORAGE_ENV,
               help="Optuna storage URL: journal:///path/f.journal, sqlite:///f.db, postgresql://... "
-                   "[default: optuna.journal beside the MLflow store].")
+                   f"[env {STORAGE_ENV}; default: optuna.journal beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="Optuna study name [default: <study>-<task>-<variant>].")
 @click.option("--seed", type=NON_NEGATIVE, default=0, show_default=True, help="TPE sampler seed.")
@@ -392,12 +398,13 @@ def report(run_ids, experiment, out, tracking_uri):
     from pathlib import Path
 
     from bench.report import build
-    from bench.tracking import StoreReader
+    from bench.tracking import StoreReader, sanitize_name
 
     reader = StoreReader(tracking_uri)
     for run_id in reader.parents(experiment, run_ids):
         stored = reader.load(run_id)
-        folder = Path(out) / f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}".replace("/", "_")
+        # Names come from the store (anyone who can log there): one safe folder name, inside --out.
+        folder = Path(out) / sanitize_name(f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}")
         paths = build(stored).write(folder)
         click.echo(f"{stored.parent.name} ({run_id}): {paths['html']}  {paths['markdown']}")
 

@@ -20,6 +20,8 @@ from bench.variants import HParams, Variant, get_variant, list_variants
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
+RUN_KINDS = ("comparison", "train", "tuned")  # the runs a comparison makes (and cleans up)
+
 TABLE_COLUMNS = [
     "run",
     "variant",
@@ -327,6 +329,11 @@ def run_comparison(
         standardize=study.protocol.standardize,
     )
     tracker = Tracker(tracking_uri, experiment or study.name, description=study.description)
+    stale = tracker.close_stale_runs(RUN_KINDS)
+    if stale:
+        progress.warning(
+            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s", len(stale), ", ".join(stale)
+        )
     jobs = settings.jobs()
     description = study.description + (
         "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""

@@ -16,6 +16,7 @@ import platform
 import re
 import sqlite3
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -31,7 +32,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from bench import figures
+from bench import figures, owner
 from bench.data import Splits, class_balance, summary
 from bench.errors import TrackingError
 from bench.training import HISTORY_KEYS, EpochHook, TrainResult
@@ -44,6 +45,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+OWNER_TAG = "bench.owner"  # host:pid:start of the process that runs it (see bench.owner)
 _SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -118,6 +120,47 @@ def check_tracking_uri(uri: str) -> None:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(f"tracking server {redact(uri)} is unreachable: {reason}") from None
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        _check_database(uri, scheme)
+
+
+def _check_database(uri: str, scheme: str) -> None:
+    """The driver is installed and the database answers within 10 s (MLflow itself would
+    retry for minutes, then print a traceback)."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    try:
+        args = {"connect_timeout": 10} if scheme in ("postgresql", "mysql") else {}
+        engine = sqlalchemy.create_engine(uri, connect_args=args)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        raise TrackingError(
+            f"tracking store {redact(uri)}: {_first_line(exc)} (is its database driver installed? "
+            "for PostgreSQL: pip install 'bench[postgres]')"
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        raise TrackingError(f"tracking store {redact(uri)} is unreachable: {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def check_artifact_location(location: str) -> None:
+    """Fail before any run exists when a local artifact folder cannot be written (a server
+    or cloud artifact store is checked when the first artifact is written)."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme not in ("", "file"):
+        return
+    folder = Path(urllib.request.url2pathname(parts.path))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bench-write-check-"):
+            pass
+    except OSError as exc:
+        raise TrackingError(f"artifact location {folder} is not writable: {exc.strerror or exc}") from None
 
 
 def sanitize_name(name: str) -> str:
@@ -189,7 +232,9 @@ class Tracker:
                 self.experiment_id = self._ensure_experiment(experiment, description)
         except MlflowException as exc:
             raise TrackingError(f"tracking store {redact(self.uri)}: {_first_line(exc)}") from None
-        self.experiment_name = self.client.get_experiment(self.experiment_id).name
+        experiment_entity = self.client.get_experiment(self.experiment_id)
+        self.experiment_name = experiment_entity.name
+        check_artifact_location(experiment_entity.artifact_location)
 
     # -- experiments
 
@@ -258,7 +303,7 @@ class Tracker:
         """
         from mlflow.tracking.context import registry
 
-        all_tags = {"bench.kind": kind, **(tags or {})}
+        all_tags = {"bench.kind": kind, OWNER_TAG: owner.identity(), **(tags or {})}
         if description:
             all_tags["mlflow.note.content"] = description
         if parent_run_id:
@@ -287,6 +332,11 @@ class Tracker:
         except KeyboardInterrupt:
             self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
             raise
+        except (OSError, MlflowException) as exc:
+            # A full disk, an unwritable artifact folder, a store that went away: the run is
+            # half-written, so it ends FAILED, and the user gets one line saying why.
+            self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise TrackingError(f"run {name!r} failed (marked FAILED): {_first_line(exc)}") from exc
         except BaseException as exc:
             self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
             raise
@@ -303,7 +353,9 @@ class Tracker:
             return run_id
         try:
             run = self.client.create_run(
-                self.experiment_id, run_name=name, tags=registry.resolve_tags({"bench.kind": kind})
+                self.experiment_id,
+                run_name=name,
+                tags=registry.resolve_tags({"bench.kind": kind, OWNER_TAG: owner.identity()}),
             )
         except MlflowException as exc:
             raise TrackingError(f"cannot start a run in {redact(self.uri)}: {_first_line(exc)}") from None
@@ -313,7 +365,14 @@ class Tracker:
         with contextlib.suppress(Exception):
             if reason:
                 self.client.set_tag(run_id, "bench.error", redact(reason)[:5000])
-        self.client.set_terminated(run_id, status)
+        try:
+            self.client.set_terminated(run_id, status)
+        except MlflowException as exc:
+            if status == "FINISHED":
+                raise TrackingError(f"cannot end run {run_id} in {redact(self.uri)}: {_first_line(exc)}") from None
+            # Already failing: keep the first error. The run stays RUNNING until the next
+            # bench start on this host closes it (see close_stale_runs).
+            log.warning("could not mark run %s %s: %s", run_id, status, _first_line(exc))
 
     def run_exists(self, run_id: str) -> bool:
         try:
@@ -322,12 +381,29 @@ class Tracker:
             return False
         return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
 
-    def close_orphan(self, run_id: str, reason: str, *, state: str = "FAIL") -> None:
+    def close_orphan(self, run_id: str, reason: str, *, state: str | None = "FAIL") -> bool:
         """End a run whose process died (it would otherwise stay RUNNING forever)."""
         with contextlib.suppress(MlflowException):
             if self.client.get_run(run_id).info.status == "RUNNING":
-                self.set_tags(run_id, {"bench.error": reason, "optuna.state": state})
+                self.set_tags(run_id, {"bench.error": reason, **({"optuna.state": state} if state else {})})
                 self.client.set_terminated(run_id, "FAILED")
+                return True
+        return False
+
+    def close_stale_runs(self, kinds: Sequence[str]) -> list[str]:
+        """FAIL this experiment's RUNNING runs of ``kinds`` whose process is certainly gone
+        (killed on this host: see :mod:`bench.owner`); returns their names."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000
+        )
+        closed = []
+        for run in runs:
+            tags = run.data.tags
+            if tags.get("bench.kind") in kinds and owner.is_dead(tags.get(OWNER_TAG, "")):
+                reason = f"its process ({tags[OWNER_TAG]}) died before the run ended"
+                if self.close_orphan(run.info.run_id, reason, state=None):
+                    closed.append(run.info.run_name)
+        return closed
 
     def close_stale_children(self, parent_run_id: str, keep: set[str | None]) -> list[str]:
         """Fail child runs still RUNNING under ``parent_run_id`` (left by killed processes)."""
@@ -611,8 +687,6 @@ class Tracker:
     def log_report(self, run_id: str) -> None:
         """Build the run's report from the store (as ``bench report`` would) and log it
         under ``report/``. A report that fails to build is a warning, not a lost comparison."""
-        import tempfile
-
         from bench import report
 
         try:
@@ -621,6 +695,8 @@ class Tracker:
             with tempfile.TemporaryDirectory() as tmp:
                 built.write(Path(tmp))
                 self.client.log_artifacts(run_id, tmp, "report")
+        except OSError:
+            raise  # a full disk or an unwritable artifact folder fails the run, not just the report
         except Exception as exc:  # noqa: BLE001 - everything else is already logged
             log.warning("the report could not be built: %s", exc)
             self.set_tags(run_id, {"bench.report_error": _first_line(exc)[:500]})

@@ -27,7 +27,6 @@ import logging
 import math
 import multiprocessing
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -37,10 +36,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from bench import data, training
-from bench.errors import BenchError
+from bench import data, owner, training
+from bench.errors import BenchError, TrackingError
 from bench.studies import SearchSpace, Study
-from bench.tracking import Tracker, redact, resolve_tracking_uri, sanitize_name
+from bench.tracking import Tracker, check_tracking_uri, redact, resolve_tracking_uri, sanitize_name
 from bench.variants import HParams, Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -213,6 +212,7 @@ def plan(
     task_name = data.get_task(task).name if task else study.task
     url = storage or default_storage(tracking_uri)
     uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_uri(uri)  # before the Optuna study exists: a bad store writes nothing anywhere
     out = []
     for name in variants:
         get_variant(name)
@@ -252,9 +252,20 @@ def _load_splits(s: TuneSettings) -> data.Splits:
     )
 
 
+def make_sampler(seed: int, trial_number: int) -> optuna.samplers.TPESampler:
+    """TPE seeded for one trial number: ``seed + number``.
+
+    One sampler per ask, not one per worker: workers started with the same ``--seed``
+    would otherwise draw the same random start-up points in step, while this way trial
+    ``n`` gets the same proposal however many workers share the study. ``constant_liar``
+    keeps TPE from proposing again what a running trial on another worker is trying.
+    """
+    return optuna.samplers.TPESampler(seed=seed + trial_number, constant_liar=True)
+
+
 def load_optuna_study(s: TuneSettings, *, create: bool) -> optuna.Study:
     storage = open_storage(s.storage)
-    sampler = optuna.samplers.TPESampler(seed=s.seed)
+    sampler = make_sampler(s.seed, 0)
     pruner = make_pruner(s.pruner, s.epochs)
     try:
         if create:
@@ -270,30 +281,14 @@ def load_optuna_study(s: TuneSettings, *, create: bool) -> optuna.Study:
 # --------------------------------------------------------------------------- workers
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_stale_trials(study: optuna.Study, tracker: Tracker | None, grace: float) -> list[int]:
     """Fail RUNNING trials whose worker is gone; end their MLflow runs FAILED."""
     failed = []
-    host = socket.gethostname()
     now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get("bench:worker", "")
         beat = float(t.system_attrs.get("bench:heartbeat", t.datetime_start.timestamp() if t.datetime_start else now))
-        w_host, _, w_pid = worker.rpartition(":")
-        dead = (w_host == host and w_pid.isdigit() and not _process_alive(int(w_pid))) or now - beat > grace
+        dead = owner.is_dead(worker) or now - beat > grace
         if not dead:
             continue
         try:
@@ -435,6 +430,12 @@ def _run_trial(
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)
         raise
+    except TrackingError as exc:
+        # The store or the disk failed, not the model: every next trial would fail the
+        # same way, so this worker stops with the error (its trial failed in Optuna too).
+        trial.set_user_attr("reason", str(exc)[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        raise
     except Exception as exc:  # noqa: BLE001 - a broken trial must not end the study
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial #%d failed: %s", trial.number, reason)
@@ -486,9 +487,11 @@ def worker_loop(
             finished = c["complete"] + c["pruned"]
             if finished >= s.trials:
                 return
-            trial = study.ask() if finished + c["running"] < s.trials else None
-            if trial is not None:
-                study._storage.set_trial_system_attr(trial._trial_id, "bench:worker", _worker_id())
+            trial = None
+            if finished + c["running"] < s.trials:
+                study.sampler = make_sampler(s.seed, len(study.get_trials(deepcopy=False)))
+                trial = study.ask()
+                study._storage.set_trial_system_attr(trial._trial_id, "bench:worker", owner.identity())
                 study._storage.set_trial_system_attr(trial._trial_id, "bench:heartbeat", time.time())
         if trial is None:  # the remaining trials are running elsewhere: wait for them
             time.sleep(min(s.heartbeat, 2.0))
@@ -511,8 +514,13 @@ def _worker_main(s: TuneSettings, parent_run_id: str, index: int) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         worker_loop(s, parent_run_id)
+    except KeyboardInterrupt:
+        pass
+    except BenchError as exc:
+        log.error("error: %s", exc)
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- a study
@@ -559,7 +567,7 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     )
     params = {
         "optuna.study": s.study_name, "optuna.storage": redact(s.storage), "variant": s.variant,
-        "task": s.task, "trials": s.trials, "epochs": s.epochs, "sampler": "TPESampler",
+        "task": s.task, "trials": s.trials, "epochs": s.epochs, "sampler": "TPESampler (seed + trial number, constant liar)",
         "sampler.seed": s.seed, "pruner": s.pruner, "objective": "val_accuracy (last epoch)",
         "search_space": s.study.search_space.model_dump_json(exclude_none=True),
         **{f"base.{k}": v for k, v in s.base.as_params().items()},
@@ -590,6 +598,12 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
                 for p in procs:
                     p.join()
                 raise
+            stopped = [str(i) for i, p in enumerate(procs, start=1) if p.exitcode != 0]
+            if stopped:
+                raise BenchError(
+                    f"worker {', '.join(stopped)} stopped with an error (shown above); the study keeps "
+                    "its finished trials: rerun the same command to continue"
+                )
         fail_stale_trials(study, tracker, s.grace)
         tracker.close_stale_children(parent_id, {t.user_attrs.get("mlflow_run_id") for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING})
         # One worker, the last to finish, retrains the best trial; the lock is held until the

@@ -6,13 +6,15 @@ import re
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from conftest import study_yaml
+from conftest import make_task_arrays, study_yaml, write_task
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench.cli import cli
+from bench.data import FILES
 from bench.variants import CORE_VARIANTS, get_variant
 
 SEED_000_PARAMS = {
@@ -159,6 +161,30 @@ def test_train_one_variant_with_a_seed(toy, client):
     assert child.data.tags["bench.model_uri"].startswith(("models:/", "runs:/"))  # logged by default
 
 
+def test_same_seed_twice_records_identical_curves_and_scores(toy, client):
+    """Reproducibility on CPU, read back from MLflow: every per-epoch metric and the test
+    scores of two runs with one seed are equal; another seed differs."""
+
+    def recorded(seed: str) -> tuple[dict[str, list[float]], dict[str, float]]:
+        result = invoke("train", "dropout-shallow", "--study", str(toy), "--epochs", "3", "--seed", seed,
+                        "--no-model")
+        assert result.exit_code == 0, result.output
+        parent_id = re.search(r"^parent run: ([0-9a-f]{32})$", result.stdout, re.MULTILINE).group(1)
+        [child] = client.search_runs(
+            [client.get_run(parent_id).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
+        )
+        curves = {
+            key: [m.value for m in sorted(client.get_metric_history(child.info.run_id, key), key=lambda m: m.step)]
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+        }
+        assert all(len(v) == 3 for v in curves.values())
+        return curves, {k: child.data.metrics[k] for k in ("test_loss", "test_accuracy")}
+
+    first, again, other = recorded("5"), recorded("5"), recorded("6")
+    assert first == again
+    assert first[0]["loss"] != other[0]["loss"]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -184,6 +210,32 @@ def _not_sqlite(tmp: Path) -> Path:
     path = tmp / "notes.db"
     path.write_text("not a database\n" * 10)
     return path
+
+
+def _broken_data(tmp: Path, damage: str) -> str:
+    """A data folder with a small Fashion-MNIST whose files are damaged as ``damage`` says."""
+    arrays = make_task_arrays("fashion_mnist", seed=7, n_train=600, n_test=100)
+    if damage == "wrong-image-size":
+        arrays["x_train"] = np.zeros((600, 32, 32), dtype=np.uint8)
+    if damage == "labels-out-of-range":
+        arrays["y_train"] = arrays["y_train"].copy()
+        arrays["y_train"][5] = 12
+    if damage == "fewer-labels-than-images":
+        arrays["y_train"] = arrays["y_train"][:-10]
+    folder = tmp / "broken-data" / "fashion-mnist"
+    write_task(folder, arrays, gz=False)
+    images = folder / FILES["x_train"]
+    if damage == "truncated":
+        images.write_bytes(images.read_bytes()[: 16 + 28 * 28 * 10 + 5])
+    if damage == "bad-magic":
+        images.write_bytes(b"\x00\x00\x09\x99" + images.read_bytes()[4:])
+    if damage == "missing-file":
+        (folder / FILES["y_test"]).unlink()
+    return str(folder.parent)
+
+
+def _data_case(damage: str, expected: str):
+    return (lambda tmp, s: ["compare", "--study", s, "--data-dir", _broken_data(tmp, damage)], expected)
 
 
 GOOD = study_yaml("toy-bad-input", variants=["vanilla-shallow"])
@@ -215,6 +267,15 @@ BAD_INPUT = {
                                   "no data for task 'fashion_mnist'"),
     "validation-too-large": (lambda tmp, s: ["compare", "--study", s, "--validation-size", "999999"],
                              "validation size 999999"),
+    "data-truncated-idx": _data_case("truncated", "truncated or corrupt"),
+    "data-bad-magic": _data_case("bad-magic", "bad magic number 0x00000999 for an image file"),
+    "data-wrong-image-size": _data_case("wrong-image-size", "images are 32x32, expected 28x28"),
+    "data-labels-out-of-range": _data_case("labels-out-of-range", "label 12 out of range 0-9"),
+    "data-fewer-labels-than-images": _data_case("fewer-labels-than-images", "600 train images but 590 labels"),
+    "data-missing-file": _data_case("missing-file", "no data for task 'fashion_mnist'"),
+    "storage-without-tuned": (
+        lambda tmp, s: ["compare", "--study", s, "--storage", f"journal:///{tmp}/o.journal"],
+        "--storage and --study-name only apply with --tuned"),
     "malformed-study-yaml": (lambda tmp, s: ["compare", "--study", _study_file(tmp, "name: [oops\n")],
                              "bad-study.yaml"),
     "study-unknown-key": (
@@ -223,6 +284,12 @@ BAD_INPUT = {
     "study-wrong-type": (
         lambda tmp, s: ["compare", "--study", _study_file(tmp, GOOD.replace("epochs: 1", 'epochs: "ten"'))],
         "protocol.epochs"),
+    "study-learning-rate-0": (
+        lambda tmp, s: ["compare", "--study", _study_file(tmp, GOOD.replace("epochs: 1", "epochs: 1\n  learning_rate: 0"))],
+        "protocol.learning_rate: Input should be greater than 0"),
+    "unreachable-database-store": (
+        lambda tmp, s: ["compare", "--study", s, "--tracking-uri", "postgresql://u:secret@127.0.0.1:1/db"],
+        "tracking store postgresql://u:***@127.0.0.1:1/db is unreachable"),
     "study-file-missing": (lambda tmp, s: ["compare", "--study", str(tmp / "missing.yaml")],
                            "missing.yaml does not exist"),
     "study-name-unknown": (lambda tmp, s: ["compare", "--study", "no-such-study"],

@@ -5,8 +5,10 @@ processes pulling trials from one study, as the README's "Scaling out" commands 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from services import PG_PASSWORD, mlflow_server, postgres, postgres_bin
+from services import HOST, PG_PASSWORD, mlflow_server, postgres, postgres_bin
 
 TRIALS = 6
 WORKERS = 2
@@ -35,31 +37,57 @@ def services(tmp_path_factory):
         yield pg, server
 
 
-def _study_file(folder: Path) -> Path:
+def _study_file(folder: Path, name: str = "dist", trials: int = TRIALS) -> Path:
     doc = {
-        "name": "dist",
+        "name": name,
         "task": "fashion_mnist",
         "variants": ["dropout-shallow"],
         "protocol": {"epochs": 2, "batch_size": 64, "validation_size": 200},
-        "tuning": {"trials": TRIALS, "pruner": "none"},
+        "tuning": {"trials": trials, "pruner": "none"},
     }
-    path = folder / "dist.yaml"
+    path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def _worker(services, study_file: Path, study_name: str, tmp_path: Path, data_root: Path, *extra: str):
+    pg, server = services
+    cmd = [
+        sys.executable, "-m", "bench", "tune", "--study", str(study_file), "--storage", pg.url("optuna"),
+        "--study-name", study_name, "--tracking-uri", server.url, "--data-dir", str(data_root), *extra,
+    ]
+    env = {**os.environ, "BENCH_OFFLINE": "1"}
+    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a socket listening on ``port`` (from /proc/net/tcp, tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            next(fh)
+            for line in fh:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.rsplit(":", 1)
+                if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
+def test_the_services_listen_on_127_0_0_1_only(services):
+    pg, server = services
+    loopback = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+    assert _listening_addresses(pg.port) == {loopback}
+    assert _listening_addresses(int(server.url.rsplit(":", 1)[1])) == {loopback}
+    assert HOST == "127.0.0.1"
 
 
 def test_two_workers_share_one_study_on_postgresql_and_an_mlflow_server(services, tmp_path, tiny_data):
     pg, server = services
     storage = pg.url("optuna")
     study_file = _study_file(tmp_path)
-    cmd = [
-        sys.executable, "-m", "bench", "tune", "--study", str(study_file), "--trials", str(TRIALS),
-        "--storage", storage, "--study-name", "shared", "--tracking-uri", server.url,
-        "--data-dir", str(tiny_data.root),
-    ]
-    env = {**os.environ, "BENCH_OFFLINE": "1"}
     procs = [
-        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _worker(services, study_file, "shared", tmp_path, tiny_data.root, "--trials", str(TRIALS))
         for _ in range(WORKERS)
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
@@ -106,3 +134,54 @@ def test_two_workers_share_one_study_on_postgresql_and_an_mlflow_server(services
     for run in runs:
         recorded = " ".join([*run.data.params.values(), *run.data.tags.values()])
         assert PG_PASSWORD not in recorded
+    # ... nor in the reports and other artifacts the server stored.
+    for path in (pg.folder.parent / "artifacts").rglob("*"):
+        if path.is_file():
+            assert PG_PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
+    """kill -9 one worker in the middle of a trial: the other fails that trial (its worker
+    is gone), finishes the study alone, and a rerun finds the total already reached."""
+    pg, server = services
+    storage = pg.url("optuna")
+    study_file = _study_file(tmp_path, "distkill", trials=4)
+    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400")
+    try:
+        deadline, doomed = time.monotonic() + 180, None
+        while doomed is None and time.monotonic() < deadline:
+            assert slow.poll() is None, slow.stdout.read()[-3000:]
+            try:
+                running = optuna.load_study(study_name="killed", storage=storage).get_trials(
+                    states=(TrialState.RUNNING,))
+            except KeyError:
+                running = []
+            doomed = next((t for t in running if "mlflow_run_id" in t.user_attrs), None)
+            time.sleep(0.5)
+        assert doomed is not None, "the slow worker never started a trial"
+        time.sleep(3)  # an epoch or so into the trial
+    finally:
+        slow.send_signal(signal.SIGKILL)
+        slow.wait(timeout=30)
+    client = MlflowClient(server.url)
+    assert client.get_run(doomed.user_attrs["mlflow_run_id"]).info.status == "RUNNING"
+
+    for _ in range(2):  # the survivor, then a rerun that has nothing left to do
+        survivor = _worker(services, study_file, "killed", tmp_path, tiny_data.root)
+        out = survivor.communicate(timeout=600)[0]
+        assert survivor.returncode == 0, out[-3000:]
+        assert PG_PASSWORD not in out
+
+    trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    states = Counter(t.state for t in trials)
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == 4
+    assert states[TrialState.FAIL] == 1 and states[TrialState.RUNNING] == 0
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [doomed.number]
+    assert len({t.number for t in trials}) == len(trials)
+    killed = client.get_run(doomed.user_attrs["mlflow_run_id"])
+    assert killed.info.status == "FAILED" and killed.data.tags["optuna.state"] == "FAIL"
+    [exp] = [e for e in client.search_experiments() if e.name == "distkill-tuning"]
+    runs = client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'trial'", max_results=1000)
+    numbers = Counter(int(r.data.params["trial_number"]) for r in runs)
+    assert set(numbers.values()) == {1}  # no trial recorded twice
+    assert {r.info.status for r in runs if r.info.run_id != killed.info.run_id} == {"FINISHED"}

@@ -179,8 +179,41 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
     assert len(set(numbers)) == len(numbers)
     workers = {t.system_attrs["bench:worker"] for t in trials}
     assert len(workers) == 2, "both worker processes should have run trials"
+    # Same --seed in both workers, yet every trial tries its own hyperparameters ...
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
     runs = runs_of(client, "trial")
     assert sorted(int(r.data.params["trial_number"]) for r in runs) == sorted(numbers)
+    # ... and the same ones a single worker proposes for those trial numbers.
+    [one] = settings_for(path, tracking_uri, study_name="single")
+    tune(one)
+    single = {t.number: t.params for t in load_optuna_study(one, create=False).get_trials()}
+    assert {t.number: t.params for t in trials} == single
+
+
+def test_diverging_and_dead_trials_under_two_workers(tmp_path, tracking_uri, client):
+    """Under load (two worker processes on one study), a learning rate that blows the loss
+    up is a pruned trial and one too small to learn is a dead one, both recorded, none
+    crashing a worker."""
+    space = {"learning_rate": {"low": 1e-9, "high": 1e7, "log": True}}
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), search_space=space, trials=6, epochs=3)
+    proc = subprocess.run(_tune_cmd(path, tmp_path, "--workers", "2", "--study-name", "wild"),
+                          capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="wild", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    trials = study.get_trials()
+    assert len(trials) == 6 and not [t for t in trials if t.state == TrialState.FAIL]
+    runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
+    statuses = {}
+    for t in trials:
+        run = runs[t.number]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["optuna.state"] == t.state.name
+        statuses[t.number] = run.data.tags["bench.status"]
+        if statuses[t.number] == "diverged":
+            assert t.state == TrialState.PRUNED and t.user_attrs["reason"].startswith("diverged")
+        if statuses[t.number] == "dead":
+            assert t.state == TrialState.COMPLETE and t.value < 0.2  # at chance, as recorded
+    assert {"diverged", "dead"} <= set(statuses.values()), statuses
 
 
 def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_uri, client):
@@ -236,6 +269,12 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         (["--storage", "ftp://example/x"], None, "unsupported Optuna storage"),
         (["--workers", "2", "--storage", "sqlite:///optuna.db"], None, "concurrent"),
         (["--pruner", "sometimes"], None, "sometimes"),
+        ([], {"learning_rate": {"low": 0.01, "high": 0.01}}, "empty or inverted range"),
+        ([], {"dropout": {"low": -0.5, "high": 0.5}}, "dropout: the range must lie in [0, 1)"),
+        (["--tracking-uri", "postgresql://bench:secret@127.0.0.1:1/mlflow"], None, "is unreachable"),
+        (["--tracking-uri", "mysql+nodriver://bench:secret@127.0.0.1/mlflow"], None, "database driver"),
+        (["--tracking-uri", "gopher://example/x"], None, "malformed tracking URI"),
+        (["--epochs", "0"], None, "--epochs"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tracking_uri, client, args, space, message):
@@ -249,9 +288,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tracking_uri, client
     assert "secret" not in result.output
     assert not runs_of(client, "trial") and not runs_of(client, "study")
     journal = tmp_path / "optuna.journal"
-    if journal.exists():
-        storage = open_storage(f"journal://{journal}")
-        assert all(not storage.get_all_trials(s._study_id) for s in storage.get_all_studies())
+    assert not journal.exists() or not open_storage(f"journal://{journal}").get_all_studies()
 
 
 def test_compare_tuned_shows_default_and_tuned_side_by_side(tmp_path, tracking_uri, client):
