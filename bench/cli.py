@@ -214,7 +214,7 @@ def _settings(study, variants, task, epochs, batch_size, seeds, learning_rate, v
 
 def _finish(outcome) -> None:
     from bench.compare import format_ranking, format_summary, format_table
-    from bench.tracking import redact, ui_command
+    from bench.tracking import browse_hint, redact
 
     click.echo("")
     if outcome.summary is not None and int(outcome.summary["seeds"].max()) > 1:
@@ -241,10 +241,7 @@ def _finish(outcome) -> None:
     click.echo(f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})")
     click.echo(f"parent run: {outcome.parent_run_id}")
     click.echo(f"store:      {redact(outcome.tracking_uri)}")
-    if outcome.tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"open:       {outcome.tracking_uri.rstrip('/')}/#/experiments/{outcome.experiment_id}")
-    else:
-        click.echo(f"browse:     {ui_command(outcome.tracking_uri)}")
+    click.echo(f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}")
     for r in outcome.failed:
         click.echo(f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}", err=True)
 
@@ -347,7 +344,7 @@ def tune(study, task, variants, trials, epochs, workers, storage, study_name, se
     The best configuration is then retrained and tested once (a run tagged bench.kind=tuned).
     """
     from bench.studies import load_study
-    from bench.tracking import check_tracking_uri, redact, resolve_tracking_uri, ui_command
+    from bench.tracking import browse_hint, redact
     from bench.tuning import open_storage, plan
     from bench.tuning import tune as run_tune
     from bench.variants import list_variants
@@ -363,8 +360,7 @@ def tune(study, task, variants, trials, epochs, workers, storage, study_name, se
     from bench import data
 
     data.load(settings[0].task, data_dir=data_dir, validation_size=settings[0].validation_size, limit=limit)
-    check_tracking_uri(resolve_tracking_uri(tracking_uri))
-    open_storage(settings[0].storage)
+    open_storage(settings[0].storage)  # (plan() has checked the tracking store)
     ctx = click.get_current_context()
     _import_tensorflow((ctx.obj or {}).get("verbose", 0))
     results = [run_tune(s, workers=workers) for s in settings]
@@ -381,8 +377,9 @@ def tune(study, task, variants, trials, epochs, workers, storage, study_name, se
     click.echo("")
     click.echo(f"optuna storage: {redact(settings[0].storage)}")
     dash = redact(settings[0].storage).removeprefix("journal://")
-    click.echo(f"browse trials:  optuna-dashboard {dash}")
-    click.echo(f"browse runs:    {ui_command(settings[0].tracking_uri)}")
+    masked = "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
+    click.echo(f"browse trials:  optuna-dashboard '{dash}'{masked}")
+    click.echo(f"browse runs:    {browse_hint(settings[0].tracking_uri, results[0].experiment_id)}")
 
 
 @cli.command()

@@ -165,7 +165,7 @@ def check_artifact_location(location: str) -> None:
 
 def sanitize_name(name: str) -> str:
     """A safe file/folder name for an experiment or study (no separators, no traversal)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    cleaned = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", name)).strip(".-")
     return cleaned or "unnamed"
 
 
@@ -858,5 +858,9 @@ def _first_line(exc: BaseException) -> str:
     return redact(text[0]) if text else type(exc).__name__
 
 
-def ui_command(uri: str) -> str:
+def browse_hint(uri: str, experiment_id: str | None = None) -> str:
+    """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local store."""
+    if uri.startswith(("http://", "https://")):
+        page = f"{redact(uri).rstrip('/')}/#/experiments"
+        return f"{page}/{experiment_id}" if experiment_id else page
     return f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"

@@ -397,7 +397,7 @@ def _run_trial(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_accuracy {value:.4f})")
 
-    state, value, reason = TrialState.FAIL, None, ""
+    state, value, reason, run_id = TrialState.FAIL, None, "", None
     try:
         with tracker.run(
             f"trial-{trial.number}", kind="trial", params=params, parent_run_id=parent_run_id,
@@ -429,6 +429,9 @@ def _run_trial(
         pass
     except KeyboardInterrupt:
         study.tell(trial, state=TrialState.FAIL)
+        if run_id is not None:  # its run ended KILLED; say what Optuna made of the trial
+            with contextlib.suppress(Exception):
+                tracker.set_tags(run_id, {"optuna.state": "FAIL"})
         raise
     except TrackingError as exc:
         # The store or the disk failed, not the model: every next trial would fail the

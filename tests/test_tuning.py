@@ -216,6 +216,29 @@ def test_diverging_and_dead_trials_under_two_workers(tmp_path, tracking_uri, cli
     assert {"diverged", "dead"} <= set(statuses.values()), statuses
 
 
+def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_path, tracking_uri, client, monkeypatch):
+    import errno
+
+    from bench.tracking import Tracker
+
+    def full_disk_hook(self, run_id):
+        def hook(epoch, metrics):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return hook
+
+    monkeypatch.setattr(Tracker, "epoch_hook", full_disk_hook)
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=5)
+    result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "full"])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], result.output
+    study = optuna.load_study(study_name="full", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]  # one, not five
+    [trial_run] = runs_of(client, "trial")
+    assert trial_run.info.status == "FAILED"
+    assert {r.info.status for r in runs_of(client, "study")} == {"FAILED"}
+
+
 def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_uri, client):
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2, epochs=400)
     storage = f"journal://{tmp_path}/optuna.journal"
