@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench import owner
+from bench.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,10 +107,9 @@ def test_a_running_comparison_of_another_live_process_is_left_alone(write_study,
 
     tracker = Tracker(tracking_uri, "busy")
     with tracker.run("someone-else", kind="comparison") as live_id:
-        rerun = subprocess.run(_bench("compare", "--study", str(study), "--no-model"),
-                               env=_env(), capture_output=True, text=True, timeout=600)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-        assert "closed" not in rerun.stderr
+        rerun = CliRunner().invoke(cli, ["compare", "--study", str(study), "--no-model"])
+        assert rerun.exit_code == 0, rerun.output
+        assert "closed" not in rerun.output
         assert client.get_run(live_id).info.status == "RUNNING"
     assert client.get_run(live_id).info.status == "FINISHED"
 
@@ -161,9 +162,8 @@ def test_an_unwritable_artifact_location_fails_before_any_run(write_study, track
     client = MlflowClient(tracking_uri)
     client.create_experiment("blocked", artifact_location=(blocker / "artifacts").as_uri())
     study = write_study("blocked", variants=["vanilla-shallow"])
-    result = subprocess.run(_bench("compare", "--study", str(study), "--experiment", "blocked"),
-                            env=_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1, result.stderr[-3000:]
+    result = CliRunner().invoke(cli, ["compare", "--study", str(study), "--experiment", "blocked"])
+    assert result.exit_code == 1, result.output
     [line] = _error_lines(result.stderr)
     assert f"artifact location {blocker / 'artifacts'} is not writable: Not a directory" in line
     assert _runs(client) == []
