@@ -72,10 +72,6 @@ def _pruner_choice(ctx, param, value):
     return value
 
 
-# Credentials in an environment variable stay out of shell history and out of the params
-# `mlflow run -P storage=...` would record verbatim.
-STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
-
 POSITIVE = _OptionalInt(1)
 NON_NEGATIVE = _OptionalInt(0)
 POSITIVE_FLOAT = _OptionalFloat()
@@ -255,8 +251,8 @@ def _finish(outcome) -> None:
               help="Also train each variant with its tuned hyperparameters (from `bench tune`) "
                    "and show default vs tuned side by side.")
 @click.option("--storage", default=None, callback=_empty_is_none,
-              help=f"With --tuned: the Optuna storage `bench tune` used [env {STORAGE_ENV}; "
-                   "default: beside the MLflow store].")
+              help="With --tuned: the Optuna storage `bench tune` used [default: $BENCH_OPTUNA_STORAGE, "
+                   "else beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="With --tuned: the Optuna study name `bench tune` used.")
 def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
@@ -272,7 +268,7 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
         from bench.tuning import best_params
 
         found = best_params(settings.study, list(settings.variants), task=task,
-                            storage=storage or os.environ.get(STORAGE_ENV) or None,
+                            storage=storage,
                             study_name=study_name, tracking_uri=tracking_uri)
         settings = replace(settings, tuned=tuple(found.items()))
     elif storage or study_name:
@@ -319,9 +315,9 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
 @click.option("--epochs", type=POSITIVE, default=None, help="Epochs per trial.")
 @click.option("--workers", type=POSITIVE, default=1, show_default=True,
               help="Worker processes on this machine sharing the study.")
-@click.option("--storage", default=None, callback=_empty_is_none, envvar=STORAGE_ENV,
+@click.option("--storage", default=None, callback=_empty_is_none,
               help="Optuna storage URL: journal:///path/f.journal, sqlite:///f.db, postgresql://... "
-                   f"[env {STORAGE_ENV}; default: optuna.journal beside the MLflow store].")
+                   "[default: $BENCH_OPTUNA_STORAGE, else optuna.journal beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="Optuna study name [default: <study>-<task>-<variant>].")
 @click.option("--seed", type=NON_NEGATIVE, default=0, show_default=True, help="TPE sampler seed.")

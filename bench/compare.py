@@ -192,8 +192,8 @@ def comparison_table(
                 "train_seconds": round(r.train_seconds, 1),
                 "ref_test_accuracy": ref_acc,
                 "ref_test_loss": ref_loss,
-                "delta_test_accuracy": _delta(r.test_accuracy, ref_acc),
-                "delta_test_loss": _delta(r.test_loss, ref_loss),
+                "delta_test_accuracy": delta(r.test_accuracy, ref_acc),
+                "delta_test_loss": delta(r.test_loss, ref_loss),
                 "ref_params": ref_params,
                 "params_match": None if ref_params is None else r.params == ref_params,
             }
@@ -201,7 +201,7 @@ def comparison_table(
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def _delta(ours: float | None, theirs: float | None) -> float | None:
+def delta(ours: float | None, theirs: float | None) -> float | None:
     return None if ours is None or theirs is None else ours - theirs
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures, stats
-from bench.compare import TABLE_COLUMNS, _delta, format_ranking, summary_frame
+from bench.compare import TABLE_COLUMNS, delta, format_ranking, summary_frame
 from bench.tracking import StoredComparison, StoredRun
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,8 @@ def run_table(children: list[StoredRun]) -> pd.DataFrame:
                 "train_seconds": round(m.get("train_seconds", float("nan")), 1),
                 "ref_test_accuracy": ref_acc,
                 "ref_test_loss": ref_loss,
-                "delta_test_accuracy": _delta(acc, ref_acc),
-                "delta_test_loss": _delta(loss, ref_loss),
+                "delta_test_accuracy": delta(acc, ref_acc),
+                "delta_test_loss": delta(loss, ref_loss),
                 "ref_params": ref_params,
                 "params_match": None if ref_params is None else params == ref_params,
             }

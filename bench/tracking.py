@@ -332,13 +332,12 @@ class Tracker:
         except KeyboardInterrupt:
             self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
             raise
-        except (OSError, MlflowException) as exc:
-            # A full disk, an unwritable artifact folder, a store that went away: the run is
-            # half-written, so it ends FAILED, and the user gets one line saying why.
-            self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
-            raise TrackingError(f"run {name!r} failed (marked FAILED): {_first_line(exc)}") from exc
         except BaseException as exc:
             self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, (OSError, MlflowException)):
+                # A full disk, an unwritable artifact folder, a store that went away: the
+                # half-written run is FAILED, and the user gets one line saying why.
+                raise TrackingError(f"run {name!r} failed (marked FAILED): {_first_line(exc)}") from exc
             raise
         else:
             self._end(run_id, "FINISHED")

@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 from bench import data, owner, training
 from bench.errors import BenchError, TrackingError
 from bench.studies import SearchSpace, Study
-from bench.tracking import Tracker, check_tracking_uri, redact, resolve_tracking_uri, sanitize_name
+from bench.tracking import Tracker, redact, resolve_tracking_uri, sanitize_name
 from bench.variants import HParams, Variant, get_variant
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ progress = logging.getLogger("bench.progress")
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_SECONDS = 20.0
+STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
 GRACE_SECONDS = 300.0  # a trial on another host is stale after this long without a heartbeat
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
 
@@ -60,7 +61,11 @@ class StorageError(BenchError):
 
 
 def default_storage(tracking_uri: str | None) -> str:
-    """A journal file beside the MLflow store (or in the working directory)."""
+    """``$BENCH_OPTUNA_STORAGE``, else a journal file beside the MLflow store (or in the
+    working directory). Credentials in the environment stay out of shell history and out
+    of the params ``mlflow run -P storage=...`` would record verbatim."""
+    if os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV]
     uri = resolve_tracking_uri(tracking_uri)
     folder = Path(".")
     if uri.startswith("sqlite:///"):
@@ -212,7 +217,6 @@ def plan(
     task_name = data.get_task(task).name if task else study.task
     url = storage or default_storage(tracking_uri)
     uri = resolve_tracking_uri(tracking_uri)
-    check_tracking_uri(uri)  # before the Optuna study exists: a bad store writes nothing anywhere
     out = []
     for name in variants:
         get_variant(name)
@@ -374,6 +378,7 @@ def _counts(study: optuna.Study) -> dict[str, int]:
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "failed": sum(t.state == TrialState.FAIL for t in trials),
         "running": sum(t.state == TrialState.RUNNING for t in trials),
+        "total": len(trials),
     }
 
 
@@ -492,7 +497,7 @@ def worker_loop(
                 return
             trial = None
             if finished + c["running"] < s.trials:
-                study.sampler = make_sampler(s.seed, len(study.get_trials(deepcopy=False)))
+                study.sampler = make_sampler(s.seed, c["total"])  # the number the next trial gets
                 trial = study.ask()
                 study._storage.set_trial_system_attr(trial._trial_id, "bench:worker", owner.identity())
                 study._storage.set_trial_system_attr(trial._trial_id, "bench:heartbeat", time.time())
@@ -551,8 +556,9 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
             "the default journal file, a journal:/// URL or PostgreSQL"
         )
     splits = _load_splits(s)
-    study = load_optuna_study(s, create=True)
+    # The tracking store first: a bad one fails before the Optuna study exists.
     tracker = Tracker(s.tracking_uri, s.experiment, description=s.study.description)
+    study = load_optuna_study(s, create=True)
     # Several `bench tune` processes (machines) may start on one study at once: the first
     # creates the parent run under the claim lock, the others find and share it.
     with _claim_lock(s, study):

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from conftest import study_yaml
 from mlflow.tracking import MlflowClient
 
-from bench.cli import STORAGE_ENV, cli
+from bench.cli import cli
 from bench.tracking import sanitize_name
+from bench.tuning import STORAGE_ENV
 
 
 def _error_lines(output: str) -> list[str]:
