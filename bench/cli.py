@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import sys
-import textwrap
 from typing import Any
 
 import click
@@ -61,15 +60,21 @@ def _empty_is_none(ctx, param, value):
     return None if value == "" else value
 
 
-PRUNER_CHOICES = ("median", "successive-halving", "hyperband", "none")
-
-
 def _pruner_choice(ctx, param, value):
+    from bench.studies import PRUNERS
+
     if value in (None, ""):
         return None
-    if value not in PRUNER_CHOICES:
-        raise click.BadParameter(f"{value!r} is not one of {', '.join(PRUNER_CHOICES)}")
+    if value not in PRUNERS:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(PRUNERS)}")
     return value
+
+
+def _quiet_optuna() -> None:
+    """bench prints its own progress lines; Optuna's per-trial log lines would repeat them."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 POSITIVE = _OptionalInt(1)
@@ -209,37 +214,11 @@ def _settings(study, variants, task, epochs, batch_size, seeds, learning_rate, v
 
 
 def _finish(outcome) -> None:
-    from bench.compare import format_ranking, format_summary, format_table
-    from bench.tracking import browse_hint, redact
+    from bench import present
 
-    click.echo("")
-    if outcome.summary is not None and int(outcome.summary["seeds"].max()) > 1:
-        click.echo(format_summary(outcome.summary, outcome.rankings))
-        click.echo("")
-        for ranking in outcome.rankings.values():
-            click.echo(textwrap.fill(format_ranking(ranking), width=100))
-        click.echo("(every run: comparison.csv in the parent run)")
-    else:
-        click.echo(format_table(outcome.table))
-    click.echo("")
-    if outcome.side_by_side is not None:
-        shown = outcome.side_by_side.copy()
-        for col in ("default test acc", "tuned test acc"):
-            shown[col] = shown[col].map("{:.4f}".format)
-        shown["Δ tuned - default"] = shown["Δ tuned - default"].map("{:+.4f}".format)
-        click.echo(shown.to_markdown(index=False, disable_numparse=True))
-        click.echo("")
-    if outcome.notes:
-        click.echo("notes on the protocol (also in the parent run's notes.md):")
-        for note in outcome.notes:
-            click.echo(textwrap.fill(note, width=100, initial_indent="  - ", subsequent_indent="    "))
-        click.echo("")
-    click.echo(f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})")
-    click.echo(f"parent run: {outcome.parent_run_id}")
-    click.echo(f"store:      {redact(outcome.tracking_uri)}")
-    click.echo(f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}")
-    for r in outcome.failed:
-        click.echo(f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}", err=True)
+    click.echo(present.comparison(outcome))
+    for line in present.unhealthy_runs(outcome):
+        click.echo(line, err=True)
 
 
 @cli.command()
@@ -265,6 +244,7 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
     settings = _settings(study, variants, task, epochs, batch_size, seeds, learning_rate,
                          validation_size, limit)
     if tuned:
+        _quiet_optuna()
         from bench.tuning import best_params
 
         found = best_params(settings.study, list(settings.variants), task=task,
@@ -339,12 +319,13 @@ def tune(study, task, variants, trials, epochs, workers, storage, study_name, se
 
     The best configuration is then retrained and tested once (a run tagged bench.kind=tuned).
     """
+    from bench import present
+    from bench.models import list_variants
     from bench.studies import load_study
-    from bench.tracking import browse_hint, redact
-    from bench.tuning import open_storage, plan
+    from bench.tuning import check, plan
     from bench.tuning import tune as run_tune
-    from bench.variants import list_variants
 
+    _quiet_optuna()
     loaded = load_study(study)
     names = list_variants(variants) if variants else loaded.variant_names
     settings = plan(
@@ -352,30 +333,9 @@ def tune(study, task, variants, trials, epochs, workers, storage, study_name, se
         study_name=study_name, seed=seed, pruner=pruner, timeout=timeout, data_dir=data_dir,
         tracking_uri=tracking_uri, experiment=experiment, validation_size=validation_size, limit=limit,
     )
-    # Fail on bad input before anything is written.
-    from bench import data
-
-    data.load(settings[0].task, data_dir=data_dir, validation_size=settings[0].validation_size, limit=limit)
-    open_storage(settings[0].storage)  # (plan() has checked the tracking store)
-    ctx = click.get_current_context()
-    _import_tensorflow((ctx.obj or {}).get("verbose", 0))
-    results = [run_tune(s, workers=workers) for s in settings]
-    click.echo("")
-    click.echo("| variant | study | complete | pruned | failed | best val acc | best params | tuned test acc |")
-    click.echo("|:--|:--|--:|--:|--:|--:|:--|--:|")
-    for r in results:
-        c = r.counts
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
-        best = "" if r.best_value is None else f"{r.best_value:.4f}"
-        tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
-        click.echo(f"| {r.settings.variant} | {r.settings.study_name} | {c['complete']} | {c['pruned']} | "
-                   f"{c['failed']} | {best} | {params} | {tuned} |")
-    click.echo("")
-    click.echo(f"optuna storage: {redact(settings[0].storage)}")
-    dash = redact(settings[0].storage).removeprefix("journal://")
-    masked = "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
-    click.echo(f"browse trials:  optuna-dashboard '{dash}'{masked}")
-    click.echo(f"browse runs:    {browse_hint(settings[0].tracking_uri, results[0].experiment_id)}")
+    check(settings[0])  # bad data or storage fails before anything is written
+    _import_tensorflow((click.get_current_context().obj or {}).get("verbose", 0))
+    click.echo(present.tuning([run_tune(s, workers=workers) for s in settings]))
 
 
 @cli.command()
@@ -390,8 +350,9 @@ def report(run_ids, experiment, out, tracking_uri):
     """Build an HTML and a Markdown report from what the MLflow store holds."""
     from pathlib import Path
 
-    from bench.report import build
-    from bench.tracking import StoreReader, sanitize_name
+    from bench.results.report import build
+    from bench.store.reader import StoreReader
+    from bench.store.uri import sanitize_name
 
     reader = StoreReader(tracking_uri)
     for run_id in reader.parents(experiment, run_ids):
@@ -417,21 +378,18 @@ def list_cmd(pattern, show_studies):
             except BenchError as exc:
                 click.echo(f"{path.stem:<14} INVALID: {exc}")
         return
-    from bench.variants import get_variant, list_variants
+    from bench import present
+    from bench.models import get_variant, list_variants
 
     names = list_variants(pattern)  # bad patterns fail before TensorFlow loads
     _import_tensorflow((click.get_current_context().obj or {}).get("verbose", 0))
-    from bench.models import build_model
+    from bench.models.build import build_model
 
-    rows = [("variant", "family", "group", "params", "layers")]
+    rows = []
     for name in names:
         v = get_variant(name)
         rows.append((name, v.family, v.group, f"{build_model(v).count_params():,}", v.summary()))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for name, family, group, params, summary in rows:
-        click.echo(
-            f"{name:<{widths[0]}}  {family:<{widths[1]}}  {group:<{widths[2]}}  {params:>{widths[3]}}  {summary}"
-        )
+    click.echo(present.variant_list(rows))
 
 
 def main() -> None:

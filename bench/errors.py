@@ -1,10 +1,23 @@
-"""The project's own errors: the CLI turns these into one line and a non-zero exit."""
+"""The project's own errors: the CLI turns these into one line and a non-zero exit.
+
+Two kinds matter to a long search (keras-tuner's ``errors.py`` idea): a :class:`FatalError`
+stops the whole command, because every next step would fail the same way (the store or
+the disk is gone); a :class:`FailedTrialError` fails one trial and the search goes on.
+"""
 
 from __future__ import annotations
 
 
 class BenchError(Exception):
     """Base class for every error a user can cause and fix (bad input, missing data, ...)."""
+
+
+class FatalError(BenchError):
+    """Stops the command: retrying the next trial or run would fail the same way."""
+
+
+class FailedTrialError(BenchError):
+    """Fails the one trial it happened in; the search goes on with the next."""
 
 
 class DataError(BenchError):
@@ -19,5 +32,9 @@ class VariantError(BenchError):
     """An unknown or malformed variant."""
 
 
-class TrackingError(BenchError):
+class TrackingError(FatalError):
     """The MLflow tracking store is unreachable, malformed or unwritable."""
+
+
+class StorageError(FatalError):
+    """The Optuna storage URL is malformed or unreachable."""

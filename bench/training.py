@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.data import Splits
-from bench.variants import HParams, Variant
+from bench.models.spec import HParams, Variant
+from bench.store import schema
 
 log = logging.getLogger(__name__)
 
 EpochHook = Callable[[int, dict[str, float]], None]
 """Called after every epoch with the 0-based epoch index and that epoch's metrics."""
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")
+HISTORY_KEYS = schema.HISTORY  # the metric names the curves are logged under
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
@@ -160,27 +161,72 @@ def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(2)
 
 
-def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, list[float]]):
+class Health:
+    """Judges a run as it trains: diverged (NaN or an exploding loss), dead (stuck at chance
+    with a loss that does not fall), or ok. Knows nothing of Keras, so any training loop
+    can use it."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.chance = 1.0 / num_classes
+        self.loss_limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
+        self.status = STATUS_OK
+        self.message = ""
+        self._at_chance: list[float] = []  # losses of the current run of at-chance epochs
+
+    def exploded(self, loss: float) -> bool:
+        return not math.isfinite(loss) or loss > self.loss_limit
+
+    def _diverged(self, loss: float, epoch: int) -> bool:
+        limit = f" (over {self.loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
+        self.status = STATUS_DIVERGED
+        self.message = self.message or f"loss became {loss:.4g} in epoch {epoch}{limit}"
+        return True
+
+    def batch(self, loss: float, epoch: int) -> bool:
+        """After a batch of (1-based) ``epoch``: True when training must stop."""
+        return self._diverged(loss, epoch) if self.exploded(loss) else False
+
+    def epoch(self, metrics: dict[str, float], epoch: int) -> bool:
+        """After (1-based) ``epoch``: True when training must stop."""
+        if self.status == STATUS_DIVERGED or self.exploded(metrics["loss"]):
+            return self._diverged(metrics["loss"], epoch)
+        if max(metrics["accuracy"], metrics["val_accuracy"]) > self.chance + DEAD_MARGIN:
+            self._at_chance = []
+            return False
+        self._at_chance.append(metrics["loss"])
+        streak = self._at_chance[-DEAD_PATIENCE:]
+        # Dead = at chance AND the loss is not going down (a slow start is not dead).
+        flat = min(streak[1:], default=0.0) >= streak[0] * (1 - DEAD_LOSS_PROGRESS)
+        guess = math.log(self.num_classes)
+        above_guess = min(streak) >= DEAD_LOSS_FLOOR * guess
+        if len(streak) < DEAD_PATIENCE or not (flat or above_guess):
+            return False
+        self.status = STATUS_DEAD
+        how = "a flat loss" if flat else f"a loss never below a uniform guess's ({guess:.3f})"
+        self.message = (
+            f"accuracy stuck at chance ({metrics['accuracy']:.3f} train, "
+            f"{metrics['val_accuracy']:.3f} validation; chance is {self.chance:.3f}) "
+            f"with {how} ({streak[0]:.4g} -> {streak[-1]:.4g}) for {len(self._at_chance)} epochs"
+        )
+        return True
+
+    def final(self, history: dict[str, list[float]]) -> None:
+        """A run that ended at chance is dead even when no streak was long enough."""
+        if self.status == STATUS_OK and history["val_accuracy"]:
+            final = history["val_accuracy"][-1]
+            if final <= self.chance + DEAD_MARGIN:
+                self.status = STATUS_DEAD
+                self.message = f"final validation accuracy {final:.3f} is at chance ({self.chance:.3f})"
+
+
+def _monitor(health: Health, hooks: Sequence[EpochHook], history: dict[str, list[float]]):
+    """A Keras callback: records the history, times epochs, asks ``health``, calls the hooks."""
     import keras
 
-    chance = 1.0 / num_classes
-    loss_limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
-
-    def exploded(loss: float) -> bool:
-        return not math.isfinite(loss) or loss > loss_limit
-
-    def diverged_message(loss: float, epoch: int) -> str:
-        limit = f" (over {loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
-        return f"loss became {loss:.4g} in epoch {epoch}{limit}"
-
     class Monitor(keras.callbacks.Callback):
-        """Records the history, times epochs, spots NaN and dead training, calls the hooks."""
-
         def __init__(self) -> None:
             super().__init__()
-            self.status = STATUS_OK
-            self.message = ""
-            self._at_chance: list[float] = []  # losses of the current run of at-chance epochs
             self._t0 = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -188,9 +234,7 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
-            if loss is not None and exploded(float(loss)):
-                self.status = STATUS_DIVERGED
-                self.message = diverged_message(float(loss), len(history["loss"]) + 1)
+            if loss is not None and health.batch(float(loss), len(history["loss"]) + 1):
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
@@ -199,28 +243,8 @@ def _callbacks(num_classes: int, hooks: Sequence[EpochHook], history: dict[str, 
             metrics["epoch_seconds"] = time.perf_counter() - self._t0
             for k in HISTORY_KEYS:
                 history[k].append(metrics[k])
-            if self.status == STATUS_DIVERGED or exploded(metrics["loss"]):
-                self.status = STATUS_DIVERGED
-                self.message = self.message or diverged_message(metrics["loss"], epoch + 1)
+            if health.epoch(metrics, epoch + 1):
                 self.model.stop_training = True
-            elif max(metrics["accuracy"], metrics["val_accuracy"]) <= chance + DEAD_MARGIN:
-                self._at_chance.append(metrics["loss"])
-                streak = self._at_chance[-DEAD_PATIENCE:]
-                # Dead = at chance AND the loss is not going down (a slow start is not dead).
-                flat = min(streak[1:], default=0.0) >= streak[0] * (1 - DEAD_LOSS_PROGRESS)
-                above_guess = min(streak) >= DEAD_LOSS_FLOOR * math.log(num_classes)
-                if len(streak) == DEAD_PATIENCE and (flat or above_guess):
-                    self.status = STATUS_DEAD
-                    how = "a flat loss" if flat else f"a loss never below a uniform guess's ({math.log(num_classes):.3f})"
-                    self.message = (
-                        f"accuracy stuck at chance ({metrics['accuracy']:.3f} train, "
-                        f"{metrics['val_accuracy']:.3f} validation; chance is {chance:.3f}) "
-                        f"with {how} ({streak[0]:.4g} -> {streak[-1]:.4g}) for "
-                        f"{len(self._at_chance)} epochs"
-                    )
-                    self.model.stop_training = True
-            else:
-                self._at_chance = []
             for hook in hooks:
                 hook(epoch, metrics)
 
@@ -241,14 +265,47 @@ def train(
 
     The test split is touched only after training, and only when ``evaluate_test``.
     """
-    from bench.models import build_model, make_optimizer
-
     seed_everything(hparams.seed)
+    model = _compiled_model(variant, hparams, splits, steps_per_execution, jit_compile)
+    train_ds = make_train_dataset(splits.x_train, splits.y_train, hparams.batch_size, hparams.seed)
+    val_ds = make_eval_dataset(splits.x_val, splits.y_val)
+    history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+    health = Health(splits.num_classes)
+    t0 = time.perf_counter()
+    model.fit(
+        train_ds,
+        epochs=hparams.epochs,
+        validation_data=val_ds,
+        callbacks=[_monitor(health, on_epoch, history)],
+        shuffle=False,  # the dataset reshuffles itself every epoch
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - t0
+    health.final(history)
+    if health.status != STATUS_OK:
+        log.warning("%s: training %s: %s", variant.name, health.status, health.message)
+    result = TrainResult(
+        variant=variant.name,
+        hparams=hparams,
+        params=int(model.count_params()),
+        history=history,
+        train_seconds=train_seconds,
+        status=health.status,
+        message=health.message,
+        device=device_description(),
+        model=model,
+    )
+    if evaluate_test and health.status != STATUS_DIVERGED:
+        evaluate(result, splits)
+    return result
+
+
+def _compiled_model(variant: Variant, hparams: HParams, splits: Splits, steps_per_execution: int, jit_compile: bool | None):
+    from bench.models.build import build_model, make_optimizer
+
     if jit_compile is None:
         jit_compile = use_xla(variant, hparams)
-    model = build_model(
-        variant, hparams, input_shape=splits.input_shape, num_classes=splits.num_classes
-    )
+    model = build_model(variant, hparams, input_shape=splits.input_shape, num_classes=splits.num_classes)
     steps = math.ceil(len(splits.x_train) / hparams.batch_size)
     model.compile(
         optimizer=make_optimizer(hparams),
@@ -257,45 +314,7 @@ def train(
         steps_per_execution=max(1, min(steps_per_execution, steps)),
         jit_compile=jit_compile,
     )
-    train_ds = make_train_dataset(splits.x_train, splits.y_train, hparams.batch_size, hparams.seed)
-    val_ds = make_eval_dataset(splits.x_val, splits.y_val)
-    history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
-    monitor = _callbacks(splits.num_classes, on_epoch, history)
-    t0 = time.perf_counter()
-    model.fit(
-        train_ds,
-        epochs=hparams.epochs,
-        validation_data=val_ds,
-        callbacks=[monitor],
-        shuffle=False,  # the dataset reshuffles itself every epoch
-        verbose=0,
-    )
-    train_seconds = time.perf_counter() - t0
-
-    status, message = monitor.status, monitor.message
-    if status == STATUS_OK and history["val_accuracy"]:
-        final = history["val_accuracy"][-1]
-        chance = 1.0 / splits.num_classes
-        if final <= chance + DEAD_MARGIN:
-            status = STATUS_DEAD
-            message = f"final validation accuracy {final:.3f} is at chance ({chance:.3f})"
-    if status != STATUS_OK:
-        log.warning("%s: training %s: %s", variant.name, status, message)
-
-    result = TrainResult(
-        variant=variant.name,
-        hparams=hparams,
-        params=int(model.count_params()),
-        history=history,
-        train_seconds=train_seconds,
-        status=status,
-        message=message,
-        device=device_description(),
-        model=model,
-    )
-    if evaluate_test and status != STATUS_DIVERGED:
-        evaluate(result, splits)
-    return result
+    return model
 
 
 def evaluate(result: TrainResult, splits: Splits) -> None:

@@ -30,9 +30,9 @@ def search(pruner_name: str, seed: int, args, splits) -> dict:
     import optuna
 
     from bench import training
+    from bench.models import get_variant
     from bench.studies import load_study
     from bench.tuning import make_pruner, suggest
-    from bench.variants import get_variant
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_cfg = load_study(args.study)

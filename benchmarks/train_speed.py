@@ -113,7 +113,7 @@ def seed_style_epochs(variant, splits, batch_size: int, epochs: int) -> list[flo
     """Plain ``model.fit`` as the seed notebooks call it (Keras defaults)."""
     import keras
 
-    from bench.models import build_model
+    from bench.models.build import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(variant)
@@ -140,8 +140,8 @@ def seed_style_epochs(variant, splits, batch_size: int, epochs: int) -> list[flo
 def bench_epochs(variant, splits, batch_size: int, epochs: int) -> list[float]:
     import keras
 
+    from bench.models import HParams
     from bench.training import train
-    from bench.variants import HParams
 
     result = train(variant, HParams(batch_size=batch_size, epochs=epochs), splits, evaluate_test=False)
     keras.backend.clear_session()
@@ -153,8 +153,9 @@ def tracking_cost(variant, splits, batch_size: int, epochs: int, store: Path) ->
     import keras
 
     from bench import training
-    from bench.tracking import Tracker
-    from bench.variants import HParams
+    from bench.models import HParams
+    from bench.results import artifacts
+    from bench.store.tracker import Tracker
 
     tracker = Tracker(f"sqlite:///{store}", "benchmark-tracking")
     spent = {"epoch_logging": 0.0}
@@ -170,7 +171,7 @@ def tracking_cost(variant, splits, batch_size: int, epochs: int, store: Path) ->
 
         result = training.train(variant, hp, splits, on_epoch=[timed])
         t = time.perf_counter()
-        tracker.log_training(run_id, result, class_names=splits.class_names)
+        artifacts.log_training(tracker, run_id, result, splits=splits)
         spent["artifacts_and_model"] = time.perf_counter() - t
     spent["run_wall"] = time.perf_counter() - t_start
     spent["train"] = result.train_seconds
@@ -200,9 +201,9 @@ def main() -> int:
     import tensorflow as tf
 
     from bench import data
-    from bench.models import build_model
+    from bench.models import get_variant, list_variants
+    from bench.models.build import build_model
     from bench.training import device_description
-    from bench.variants import get_variant, list_variants
 
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
     flops = matmul_flops()

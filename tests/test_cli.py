@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from conftest import make_task_arrays, study_yaml, write_task
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench.cli import cli
 from bench.data import FILES
-from bench.variants import CORE_VARIANTS, get_variant
+from bench.models import CORE_VARIANTS, get_variant
+from tests.support import make_task_arrays, study_yaml, write_task
 
 SEED_000_PARAMS = {
     "vanilla-shallow": "101,770",

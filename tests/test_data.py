@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_TEST, TINY_TRAIN, TINY_VALIDATION, make_task_arrays, write_task
 
 from bench import data
 from bench.data import FASHION_CLASSES, FILES, DataError
+from tests.support import TINY_TEST, TINY_TRAIN, TINY_VALIDATION, make_task_arrays, write_task
 
 TRAIN = TINY_TRAIN - TINY_VALIDATION
 

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from services import HOST, PG_PASSWORD, mlflow_server, postgres, postgres_bin
+
+from tests.services import HOST, PG_PASSWORD, mlflow_server, postgres, postgres_bin
 
 TRIALS = 6
 WORKERS = 2

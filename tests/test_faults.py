@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from bench import owner
 from bench.cli import cli
+from bench.store import owner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,7 @@ def test_a_running_comparison_of_another_live_process_is_left_alone(write_study,
     """Only runs whose process is certainly gone are closed: a concurrent comparison is not."""
     study = write_study("busy", variants=["vanilla-shallow"])
     client = MlflowClient(tracking_uri)
-    from bench.tracking import Tracker
+    from bench.store.tracker import Tracker
 
     tracker = Tracker(tracking_uri, "busy")
     with tracker.run("someone-else", kind="comparison") as live_id:

@@ -86,3 +86,18 @@ def test_mlflow_run_tune_entry_point(tmp_path, write_study, tracking_uri, client
     assert len(trials) == 2
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_conda_env_installs_the_project_instead_of_repeating_its_dependencies():
+    import tomllib
+
+    import yaml
+
+    env = yaml.safe_load((REPO_ROOT / "conda.yaml").read_text(encoding="utf-8"))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip == ["."]  # pyproject.toml is the one list of dependencies and their ranges
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    low = project["requires-python"].split(",")[0].removeprefix(">=")
+    assert tuple(map(int, python.removeprefix("python=").split("."))) >= tuple(map(int, low.split(".")))
+    assert not any(d.startswith("optuna-integration") for d in project["dependencies"])  # never imported

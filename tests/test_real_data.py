@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from bench import data
 from bench.cli import cli
+from bench.models import HParams, get_variant
 from bench.training import train
-from bench.variants import HParams, get_variant
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bench import reference
-from bench.models import build_model
-from bench.variants import Dense, Variant
+from bench.models import Dense, Variant
+from bench.models.build import build_model
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from test_tracking import artifact_paths, download, write_toy_study
 
 from bench.cli import cli
+from tests.support import artifact_paths, download, write_toy_study
 
 VARIANTS = ("vanilla-shallow", "dropout-shallow", "batchnorm-shallow")
 SEEDS = 2

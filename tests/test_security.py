@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from click.testing import CliRunner
-from conftest import study_yaml
 from mlflow.tracking import MlflowClient
 
 from bench.cli import cli
-from bench.tracking import sanitize_name
+from bench.store.uri import sanitize_name
 from bench.tuning import STORAGE_ENV
+from tests.support import study_yaml
 
 
 def _error_lines(output: str) -> list[str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from test_variants import SEED_000_PARAMS, _inbound, _layers
 
 from bench.compare import Settings
 from bench.errors import StudyError
-from bench.models import build_model, serving_model
+from bench.models import get_variant
+from bench.models.build import build_model, serving_model
 from bench.studies import load_study, parse_study
-from bench.variants import get_variant
+from tests.support import SEED_000_PARAMS, inbound, layers_of
 
 # Every parameter count a notebook's model summary prints.
 NOTEBOOK_PARAMS = {
@@ -99,7 +99,7 @@ def test_notebooks_that_validated_on_test_say_so():
 def test_seed_001_initializers():
     for name in ("mlp2-plain", "mlp3-dropout-bn", "mlp5-dropout-bn"):
         model = build_model(get_variant(name))
-        for layer in _layers(model, keras.layers.Dense):
+        for layer in layers_of(model, keras.layers.Dense):
             assert isinstance(layer.kernel_initializer, keras.initializers.RandomNormal), (name, layer.name)
     # Model 1b's output layer was left at the Keras default.
     model = build_model(get_variant("mlp2-dropout-bn"))
@@ -110,25 +110,25 @@ def test_seed_001_initializers():
 def test_seed_001_model_3b_order():
     model = build_model(get_variant("mlp5-dropout-bn"))
     # 2048 -> D0.5 -> 1024 -> BN -> 512 -> D0.5 -> 256 -> BN -> 128 -> D0.5 -> BN
-    assert _inbound(model, "b1_dense") == ["b0_dropout"]
-    assert _inbound(model, "b2_dense") == ["b1_bn"]
-    assert _inbound(model, "b3_dense") == ["b2_dropout"]
-    assert _inbound(model, "b4_dense") == ["b3_bn"]
-    assert _inbound(model, "output") == ["b4_bn"]
-    assert [layer.rate for layer in _layers(model, keras.layers.Dropout)] == [0.5, 0.5, 0.5]
+    assert inbound(model, "b1_dense") == ["b0_dropout"]
+    assert inbound(model, "b2_dense") == ["b1_bn"]
+    assert inbound(model, "b3_dense") == ["b2_dropout"]
+    assert inbound(model, "b4_dense") == ["b3_bn"]
+    assert inbound(model, "output") == ["b4_bn"]
+    assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.5, 0.5, 0.5]
 
 
 def test_seed_002_lenet_wiring():
     model = build_model(get_variant("lenet5-tanh-dropout-bn"))
     # Dropout(0.2) -> BatchNorm on the input, then Conv (no bias) -> Dropout 0.5 -> BN -> tanh.
-    assert _inbound(model, "input_bn") == ["input_dropout"]
-    assert _inbound(model, "b0_conv") == ["input_bn"]
-    assert _inbound(model, "b0_dropout") == ["b0_conv"]
-    assert _inbound(model, "b0_bn") == ["b0_dropout"]
-    assert _inbound(model, "b0_tanh") == ["b0_bn"]
-    convs = _layers(model, keras.layers.Conv2D)
+    assert inbound(model, "input_bn") == ["input_dropout"]
+    assert inbound(model, "b0_conv") == ["input_bn"]
+    assert inbound(model, "b0_dropout") == ["b0_conv"]
+    assert inbound(model, "b0_bn") == ["b0_dropout"]
+    assert inbound(model, "b0_tanh") == ["b0_bn"]
+    convs = layers_of(model, keras.layers.Conv2D)
     assert [c.use_bias for c in convs] == [False, False, True]
-    pools = _layers(model, keras.layers.AveragePooling2D)
+    pools = layers_of(model, keras.layers.AveragePooling2D)
     assert [p.strides for p in pools] == [(1, 1), (2, 2)]
     # 28 same -> pool/1 -> 27 -> conv 5 -> 23 -> pool/2 -> 11 -> conv 5 -> 7x7x120
     assert model.get_layer("b2_conv").output.shape[1:] == (7, 7, 120)
@@ -141,22 +141,22 @@ def test_seed_003_lenet_wiring():
     model = build_model(get_variant("lenet5-relu-dropout"))
     assert model.get_layer("b1_conv").output.shape[1:] == (14, 14, 16)  # 'same', as the summary shows
     assert model.get_layer("b2_conv").output.shape[1:] == (3, 3, 120)
-    assert [layer.rate for layer in _layers(model, keras.layers.Dropout)] == [0.1, 0.1, 0.5]
-    assert _inbound(model, "b0_maxpool") == ["b0_relu"]  # Dropout -> relu == relu -> Dropout
+    assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.1, 0.1, 0.5]
+    assert inbound(model, "b0_maxpool") == ["b0_relu"]  # Dropout -> relu == relu -> Dropout
     bn = build_model(get_variant("lenet5-relu-bn"))
-    assert _inbound(bn, "b0_bn") == ["b0_relu"] and _inbound(bn, "b0_maxpool") == ["b0_bn"]
+    assert inbound(bn, "b0_bn") == ["b0_relu"] and inbound(bn, "b0_maxpool") == ["b0_bn"]
     assert isinstance(bn.get_layer("b0_conv").kernel_initializer, keras.initializers.RandomUniform)
     assert isinstance(bn.get_layer("b1_conv").kernel_initializer, keras.initializers.HeUniform)
 
 
 def test_seed_004_l2_model():
     model = build_model(get_variant("mlp-64-16-l2"))
-    dense = _layers(model, keras.layers.Dense)
+    dense = layers_of(model, keras.layers.Dense)
     assert [d.units for d in dense] == [64, 16, 10]
     assert [d.kernel_regularizer.l2 if d.kernel_regularizer else 0.0 for d in dense] == pytest.approx(
         [1e-4, 1e-4, 0.0]
     )
-    assert [layer.rate for layer in _layers(model, keras.layers.Dropout)] == [0.5]
+    assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.5]
 
 
 def test_dropout_before_relu_is_dropout_after_it():

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_VALIDATION, study_yaml
 from mlflow.entities import ViewType
-from test_tracking import artifact_paths, download
 
 from bench.compare import Settings, run_comparison
 from bench.errors import StudyError
-from bench.models import build_model
+from bench.models import get_variant, list_variants
+from bench.models.build import build_model
 from bench.studies import STUDIES_DIR, list_studies, load_study, parse_study, resolve_path
-from bench.variants import get_variant, list_variants
+from tests.support import TINY_VALIDATION, artifact_paths, download, study_yaml
 
 STUDY_FILES = sorted(STUDIES_DIR.glob("*.yaml"))
 

@@ -11,23 +11,28 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_TEST, TINY_TRAIN, TINY_VALIDATION, Store, study_yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench import compare, data
 from bench.compare import ComparisonResult, Settings, run_comparison
 from bench.errors import TrackingError
+from bench.models import get_variant
+from bench.store.schema import EXPERIMENT_KIND_VALUE as EXPERIMENT_KIND
+from bench.store.schema import MLFLOW_EXPERIMENT_KIND as EXPERIMENT_KIND_TAG
+from bench.store.tracker import Tracker
+from bench.store.uri import check_tracking_uri, redact
 from bench.studies import load_study
-from bench.tracking import (
-    EXPERIMENT_KIND,
-    EXPERIMENT_KIND_TAG,
-    Tracker,
-    check_tracking_uri,
-    redact,
-)
 from bench.training import HISTORY_KEYS
-from bench.variants import get_variant
+from tests.support import (
+    TINY_TEST,
+    TINY_TRAIN,
+    TINY_VALIDATION,
+    Store,
+    artifact_paths,
+    download,
+    write_toy_study,
+)
 
 VARIANTS = ("vanilla-shallow", "batchnorm-residual-deep")
 EPOCHS = 2
@@ -55,27 +60,6 @@ def children_of(client: MlflowClient, run) -> list:
         [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
     )
     return sorted(found, key=lambda r: r.info.start_time)
-
-
-def artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
-    paths: set[str] = set()
-    for item in client.list_artifacts(run_id, path):
-        if item.is_dir:
-            paths |= artifact_paths(client, run_id, item.path)
-        else:
-            paths.add(item.path)
-    return paths
-
-
-def download(client: MlflowClient, run_id: str, path: str, dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(run_id, path, str(dst)))
-
-
-def write_toy_study(folder: Path, name: str = "toy", **kwargs) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(study_yaml(name, **kwargs), encoding="utf-8")
-    return path
 
 
 def free_port() -> int:

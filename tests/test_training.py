@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import TINY_TEST, TINY_VALIDATION
-from test_variants import LENET_LIKE
 
 from bench import training
-from bench.models import build_model
+from bench.models import CORE_VARIANTS, HParams, Variant, get_variant, list_variants
+from bench.models.build import build_model
 from bench.training import DEAD_PATIENCE, HISTORY_KEYS, TrainResult, train
-from bench.variants import CORE_VARIANTS, HParams, Variant, get_variant, list_variants
+from tests.support import LENET_LIKE, TINY_TEST, TINY_VALIDATION
 
 ONE_EPOCH = HParams(epochs=1, batch_size=32, learning_rate=1e-3, seed=0)
 COMPARED = ("loss", "accuracy", "val_loss", "val_accuracy")

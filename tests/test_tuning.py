@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from bench.cli import cli
+from bench.models import get_variant
 from bench.studies import load_study
 from bench.tuning import load_optuna_study, make_sampler, open_storage, plan, suggest, tune
-from bench.variants import get_variant
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -210,7 +210,7 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
 def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_path, tracking_uri, client, monkeypatch):
     import errno
 
-    from bench.tracking import Tracker
+    from bench.store.tracker import Tracker
 
     def full_disk_hook(self, run_id):
         def hook(epoch, metrics):

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from bench.errors import VariantError
-from bench.models import build_model, make_optimizer, serving_model, weight_tensors
-from bench.variants import (
+from bench.models import (
     CORE_VARIANTS,
     Conv,
     Dense,
@@ -18,26 +17,8 @@ from bench.variants import (
     list_variants,
     register,
 )
-
-SEED_000_PARAMS = {
-    "vanilla-shallow": 101_770,
-    "vanilla-deep": 1_720_330,
-    "dropout-shallow": 101_770,
-    "dropout-deep": 1_720_330,
-    "batchnorm-shallow": 102_282,
-    "batchnorm-residual-deep": 1_732_618,
-}
-
-
-def _inbound(model: keras.Model, layer_name: str) -> list[str]:
-    """Names of the layers feeding ``layer_name`` (in call order)."""
-    layer = model.get_layer(layer_name)
-    return [t._keras_history.operation.name for n in layer._inbound_nodes for t in n.input_tensors]
-
-
-def _layers(model: keras.Model, cls: type) -> list[keras.layers.Layer]:
-    return [layer for layer in model.layers if isinstance(layer, cls)]
-
+from bench.models.build import build_model, make_optimizer, serving_model, weight_tensors
+from tests.support import LENET_LIKE, SEED_000_PARAMS, inbound, layers_of
 
 # --------------------------------------------------------------------------- every variant
 
@@ -53,11 +34,11 @@ def test_every_registered_variant_builds(name):
     assert probs.shape == (2, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     # What the variant declares is what the model has.
-    assert len(_layers(model, keras.layers.Dropout)) == sum(1 for b in variant.blocks if b.dropout) + (
+    assert len(layers_of(model, keras.layers.Dropout)) == sum(1 for b in variant.blocks if b.dropout) + (
         1 if variant.input_dropout else 0
     )
-    assert bool(_layers(model, keras.layers.BatchNormalization)) == variant.has_batch_norm
-    assert len(_layers(model, keras.layers.Add)) == sum(
+    assert bool(layers_of(model, keras.layers.BatchNormalization)) == variant.has_batch_norm
+    assert len(layers_of(model, keras.layers.Add)) == sum(
         1 for b in variant.blocks if isinstance(b, Dense) and b.residual_from is not None
     )
     params = variant.structure_params()
@@ -79,29 +60,29 @@ def test_core_variants_have_seed_000_parameter_counts(name):
 
 def test_core_variant_structure():
     shallow = build_model(get_variant("vanilla-shallow"))
-    assert [layer.units for layer in _layers(shallow, keras.layers.Dense)] == [128, 10]
+    assert [layer.units for layer in layers_of(shallow, keras.layers.Dense)] == [128, 10]
     deep = build_model(get_variant("vanilla-deep"))
-    assert [layer.units for layer in _layers(deep, keras.layers.Dense)] == [512] * 6 + [10]
+    assert [layer.units for layer in layers_of(deep, keras.layers.Dense)] == [512] * 6 + [10]
     dropout = build_model(get_variant("dropout-deep"))
-    assert [layer.rate for layer in _layers(dropout, keras.layers.Dropout)] == [0.5] * 6
+    assert [layer.rate for layer in layers_of(dropout, keras.layers.Dropout)] == [0.5] * 6
     bn = build_model(get_variant("batchnorm-shallow"))
-    assert _inbound(bn, "b0_bn") == ["b0_relu"]  # seed 000: Dense -> relu -> BatchNorm
-    assert _inbound(bn, "output") == ["b0_bn"]
+    assert inbound(bn, "b0_bn") == ["b0_relu"]  # seed 000: Dense -> relu -> BatchNorm
+    assert inbound(bn, "output") == ["b0_bn"]
 
 
 def test_residual_variant_is_wired_as_in_seed_000():
     model = build_model(get_variant("batchnorm-residual-deep"))
-    adds = _layers(model, keras.layers.Add)
+    adds = layers_of(model, keras.layers.Add)
     assert len(adds) == 2
     skip1, skip2 = (a.name for a in adds)
     # out_k is block k's output (Dense -> relu -> BatchNorm), 1-based as in the notebook.
-    assert sorted(_inbound(model, skip1)) == ["b0_bn", "b2_bn"]  # skip1 = add(out1, out3)
-    assert _inbound(model, "b3_dense") == [skip1]  # skip1 feeds layer 4
-    assert sorted(_inbound(model, skip2)) == sorted([skip1, "b4_bn"])  # skip2 = add(skip1, out5)
-    assert _inbound(model, "b5_dense") == [skip2]  # skip2 feeds layer 6
-    assert _inbound(model, "output") == ["b5_bn"]
-    assert _inbound(model, "b1_dense") == ["b0_bn"]  # out1 also feeds layer 2 directly
-    assert _inbound(model, "b4_dense") == ["b3_bn"]
+    assert sorted(inbound(model, skip1)) == ["b0_bn", "b2_bn"]  # skip1 = add(out1, out3)
+    assert inbound(model, "b3_dense") == [skip1]  # skip1 feeds layer 4
+    assert sorted(inbound(model, skip2)) == sorted([skip1, "b4_bn"])  # skip2 = add(skip1, out5)
+    assert inbound(model, "b5_dense") == [skip2]  # skip2 feeds layer 6
+    assert inbound(model, "output") == ["b5_bn"]
+    assert inbound(model, "b1_dense") == ["b0_bn"]  # out1 also feeds layer 2 directly
+    assert inbound(model, "b4_dense") == ["b3_bn"]
     assert get_variant("batchnorm-residual-deep").structure_params()["variant.residual"] == "0->2,2->4"
 
 
@@ -211,13 +192,13 @@ def test_make_optimizer(optimizer, cls):
 
 def test_hparams_dropout_overrides_the_variants_rates():
     variant = get_variant("dropout-deep")
-    assert [d.rate for d in _layers(build_model(variant), keras.layers.Dropout)] == [0.5] * 6
+    assert [d.rate for d in layers_of(build_model(variant), keras.layers.Dropout)] == [0.5] * 6
     tuned = build_model(variant, HParams(dropout=0.2))
-    assert [d.rate for d in _layers(tuned, keras.layers.Dropout)] == [0.2] * 6
+    assert [d.rate for d in layers_of(tuned, keras.layers.Dropout)] == [0.2] * 6
     # Only the variant's dropout sites get dropout: a rate does not add layers.
-    assert not _layers(build_model(get_variant("vanilla-deep"), HParams(dropout=0.3)), keras.layers.Dropout)
+    assert not layers_of(build_model(get_variant("vanilla-deep"), HParams(dropout=0.3)), keras.layers.Dropout)
     # A rate of 0 removes the layers at the variant's sites.
-    assert not _layers(build_model(variant, HParams(dropout=0.0)), keras.layers.Dropout)
+    assert not layers_of(build_model(variant, HParams(dropout=0.0)), keras.layers.Dropout)
 
 
 # --------------------------------------------------------------------------- Variant validation
@@ -240,20 +221,6 @@ def test_variant_validation(blocks, match):
         Variant("broken", family="test", group="test", blocks=blocks)
 
 
-LENET_LIKE = Variant(
-    "test-lenet",
-    family="conv",
-    group="cnn",
-    blocks=(
-        Conv(6, 5, padding="same", batch_norm="pre", use_bias=False, activation="tanh", pool="avg",
-             pool_size=2, pool_strides=1),
-        Conv(16, 5, batch_norm="pre", use_bias=False, activation="tanh", pool="max", dropout=0.25),
-        Dense(84, batch_norm="pre", activation="tanh", dropout=0.5),
-    ),
-    description="seed 002-style LeNet with batch norm before the activation",
-)
-
-
 def test_conv_variant_builds_and_takes_28x28_images():
     variant = LENET_LIKE
     assert variant.is_convolutional and variant.has_batch_norm and variant.has_dropout
@@ -265,9 +232,9 @@ def test_conv_variant_builds_and_takes_28x28_images():
     assert model.get_layer("b1_conv").output.shape == (None, 23, 23, 16)
     assert model.get_layer("b1_maxpool").output.shape == (None, 11, 11, 16)
     # batch_norm="pre": conv -> BN -> activation
-    assert _inbound(model, "b0_bn") == ["b0_conv"]
-    assert _inbound(model, "b0_tanh") == ["b0_bn"]
-    assert _inbound(model, "b2_bn") == ["b2_dense"]
+    assert inbound(model, "b0_bn") == ["b0_conv"]
+    assert inbound(model, "b0_tanh") == ["b0_bn"]
+    assert inbound(model, "b2_bn") == ["b2_dense"]
     assert model.get_layer("b0_conv").use_bias is False
     expected = (
         5 * 5 * 1 * 6 + 4 * 6  # conv 1 (no bias) + BN

@@ -3,20 +3,18 @@
 A :class:`Variant` says which layers a model has, where dropout and batch norm go and
 which blocks are joined by residual additions. :class:`HParams` says how it is trained
 (optimizer, learning rate, dropout rate, batch size, epochs, seed). Tuning produces
-``HParams``; it never invents variants. Only :mod:`bench.models` turns a variant into
-layers.
+``HParams``; it never invents variants. Only :mod:`bench.models.build` turns a variant into
+layers; :mod:`bench.models.registry` names them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import fnmatch
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.errors import VariantError
+from bench.store import schema
 
 BatchNormPlace = Literal["pre", "post"]  # "pre": linear -> BN -> activation; "post": after it
 DropoutPlace = Literal["pre", "post"]  # "pre": right after the linear layer (seed 002); "post": last
@@ -161,27 +159,27 @@ class Variant:
         """The structure as flat MLflow params (``variant.*``)."""
         widths = [b.units if isinstance(b, Dense) else b.filters for b in self.blocks]
         return {
-            "variant": self.name,
-            "variant.family": self.family,
-            "variant.group": self.group,
-            "variant.layers": str(len(self.blocks)),
-            "variant.widths": ",".join(map(str, widths)),
-            "variant.dropout_sites": ",".join(str(i) for i, b in enumerate(self.blocks) if b.dropout),
-            "variant.batch_norm": ",".join(
+            schema.VARIANT: self.name,
+            schema.VARIANT_FAMILY: self.family,
+            schema.VARIANT_GROUP: self.group,
+            schema.VARIANT_LAYERS: str(len(self.blocks)),
+            schema.VARIANT_WIDTHS: ",".join(map(str, widths)),
+            schema.VARIANT_DROPOUT_SITES: ",".join(str(i) for i, b in enumerate(self.blocks) if b.dropout),
+            schema.VARIANT_BATCH_NORM: ",".join(
                 f"{i}:{b.batch_norm}" for i, b in enumerate(self.blocks) if b.batch_norm
             )
             + (",input" if self.input_batch_norm else ""),
-            "variant.residual": ",".join(
+            schema.VARIANT_RESIDUAL: ",".join(
                 f"{b.residual_from}->{i}"
                 for i, b in enumerate(self.blocks)
                 if isinstance(b, Dense) and b.residual_from is not None
             ),
-            "variant.kernel_initializer": self.kernel_initializer,
-            "variant.summary": self.summary()[:500],
+            schema.VARIANT_INITIALIZER: self.kernel_initializer,
+            schema.VARIANT_SUMMARY: self.summary()[:500],
         }
 
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")  # the names bench.models.build maps to Keras classes
 
 
 @dataclass(frozen=True)
@@ -211,60 +209,5 @@ class HParams:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def as_params(self) -> dict[str, str]:
+        """One MLflow param per field (the names are :data:`bench.store.schema.HPARAMS`)."""
         return {k: ("default" if v is None else str(v)) for k, v in dataclasses.asdict(self).items()}
-
-
-# --------------------------------------------------------------------------- registry
-
-_REGISTRY: dict[str, Variant] = {}
-
-
-def register(variant: Variant) -> Variant:
-    if variant.name in _REGISTRY:
-        raise VariantError(f"variant {variant.name!r} is registered twice")
-    _REGISTRY[variant.name] = variant
-    return variant
-
-
-def get_variant(name: str) -> Variant:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise VariantError(
-            f"unknown variant {name!r}{hint}; known: {', '.join(sorted(_REGISTRY))}"
-        ) from None
-
-
-def list_variants(patterns: str | Iterable[str] = "*") -> list[str]:
-    """Names matching comma-separated globs (``"*-deep,vanilla-*"``), in registry order.
-
-    A pattern that is not a glob must name a registered variant exactly.
-    """
-    if isinstance(patterns, str):
-        patterns = [p.strip() for p in patterns.split(",")]
-    patterns = [p for p in patterns if p]
-    if not patterns:
-        raise VariantError("no variant pattern given")
-    names: list[str] = []
-    for pattern in patterns:
-        if not any(ch in pattern for ch in "*?["):
-            get_variant(pattern)  # raises with suggestions
-            hits = [pattern]
-        else:
-            hits = [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
-            if not hits:
-                raise VariantError(
-                    f"pattern {pattern!r} matches no variant; known: {', '.join(sorted(_REGISTRY))}"
-                )
-        names.extend(h for h in hits if h not in names)
-    return names
-
-
-def all_variants() -> list[Variant]:
-    return list(_REGISTRY.values())
-
-
-# The seed notebooks' variants register themselves on import (data, not code paths).
-from bench.zoo import CORE_VARIANTS  # noqa: E402,F401  (re-exported)

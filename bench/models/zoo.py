@@ -14,7 +14,8 @@ Two placements are written in an equivalent form rather than literally:
 
 from __future__ import annotations
 
-from bench.variants import Conv, Dense, Variant, register
+from bench.models.registry import register
+from bench.models.spec import Conv, Dense, Variant
 
 # --------------------------------------------------------------------------- seed 000
 

@@ -1,4 +1,4 @@
-"""The one builder: turns a :class:`~bench.variants.Variant` into a Keras model."""
+"""The one builder: turns a :class:`~bench.models.spec.Variant` into a Keras model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from bench.variants import Conv, Dense, HParams, Variant
+from bench.models.spec import OPTIMIZERS, Conv, Dense, HParams, Variant
 
 
 def _regularizer(l2: float) -> regularizers.Regularizer | None:
@@ -95,12 +95,16 @@ def build_model(
     return keras.Model(inputs, outputs, name=variant.name.replace("-", "_"))
 
 
+_OPTIMIZER_CLASSES = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+assert set(_OPTIMIZER_CLASSES) == set(OPTIMIZERS), "every optimizer name needs a Keras class"
+
+
 def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
-    cls = {
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }[hparams.optimizer]
+    cls = _OPTIMIZER_CLASSES[hparams.optimizer]
     return cls() if hparams.learning_rate is None else cls(learning_rate=hparams.learning_rate)
 
 

@@ -20,12 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures, stats
-from bench.compare import TABLE_COLUMNS, delta, format_ranking, summary_frame
-from bench.tracking import StoredComparison, StoredRun
+from bench.results import table as tables
+from bench.results.artifacts import ranking_figure
+from bench.store import schema
+from bench.store.reader import StoredComparison, StoredRun, StoreReader
+from bench.store.tracker import Tracker
+from bench.store.uri import first_line
 
 log = logging.getLogger(__name__)
-
-TRAIN_KINDS = ("train", "tuned")
 
 
 @dataclass
@@ -116,7 +118,7 @@ def build(stored: StoredComparison) -> Report:
     images: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        if parent.kind == "study":
+        if parent.kind == schema.KIND_STUDY:
             sections = _study_sections(stored, images, scratch)
         else:
             sections = _comparison_sections(stored, images, scratch)
@@ -129,163 +131,134 @@ def build(stored: StoredComparison) -> Report:
     return Report(f"bench report: {parent.name}", subtitle, sections, images)
 
 
-def run_table(children: list[StoredRun]) -> pd.DataFrame:
-    """The per-run comparison table, rebuilt from the training runs' params and metrics."""
-    rows = []
-    for r in children:
-        if r.kind not in TRAIN_KINDS:
-            continue
-        m, p = r.metrics, r.params
-        ref_acc, ref_loss = _float(p.get("ref.test_accuracy")), _float(p.get("ref.test_loss"))
-        ref_params = int(p["ref.params"]) if "ref.params" in p else None
-        params = int(p.get("params", 0))
-        acc, loss = m.get("test_accuracy"), m.get("test_loss")
-        rows.append(
-            {
-                "run": r.name,
-                "variant": p.get("variant", r.name),
-                "setting": p.get("setting", "tuned" if r.kind == "tuned" else "default"),
-                "seed": int(p.get("seed", 0)),
-                "params": params,
-                "status": r.tags.get("bench.status", r.status.lower()),
-                "epochs": int(m.get("epochs_run", 0)),
-                "best_epoch": None if "best_epoch" not in m else int(m["best_epoch"]) + 1,
-                "best_val_accuracy": m.get("best_val_accuracy"),
-                "final_val_accuracy": m.get("final_val_accuracy"),
-                "test_accuracy": acc,
-                "test_loss": loss,
-                "train_seconds": round(m.get("train_seconds", float("nan")), 1),
-                "ref_test_accuracy": ref_acc,
-                "ref_test_loss": ref_loss,
-                "delta_test_accuracy": delta(acc, ref_acc),
-                "delta_test_loss": delta(loss, ref_loss),
-                "ref_params": ref_params,
-                "params_match": None if ref_params is None else params == ref_params,
-            }
-        )
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
-
-
 def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path) -> list[Section]:
     parent = stored.parent
-    runs = [r for r in stored.children if r.kind in TRAIN_KINDS]
-    table = run_table(runs)
-    sections = [_protocol(parent, "protocol.")]
+    runs = [r for r in stored.children if r.kind in schema.TRAINING_KINDS]
+    table = tables.stored_run_table(runs)
+    sections = [_protocol(parent, schema.PROTOCOL_PREFIX)]
     notes = _notes(parent)
     if notes:
         sections.append(Section("Notes on the protocol", text=notes))
     if table.empty:
         sections.append(Section("Results", text=["No training run of this comparison finished."]))
         return sections
-    summary = stats.aggregate(table)
-    rankings = {setting: stats.rank(table, setting) for setting in dict.fromkeys(table["setting"])}
+    rankings = tables.rankings(table)
     results = Section("Results over seeds", text=[
         "Test accuracy and loss per variant: mean ± sample standard deviation over seeds and the 95% "
         "t-interval of the mean. 'vs best' compares each variant with the top-ranked one: paired t-tests "
         "over seeds, Holm-corrected, claimed only when the Friedman test rejects 'all variants are equal'. "
         "'ref acc' is the notebook's single reported run."
     ])
-    results.tables.append(("", summary_frame(summary, rankings)))
-    sections.append(results)
+    results.tables.append(("", tables.summary_frame(stats.aggregate(table), rankings)))
+    every = table.drop(columns=["setting"]) if set(table["setting"]) == {schema.SETTING_DEFAULT} else table
+    return [
+        *sections,
+        results,
+        _ranking_section(table, rankings, images),
+        Section("Every run", tables=[("", _rounded(every))]),
+        _curves_section(table, runs, images),
+        _confusion_section(stored, table, runs, images, scratch),
+    ]
 
-    ranking = Section("Ranking")
+
+def _ranking_section(table: pd.DataFrame, rankings: dict[str, stats.Ranking], images: dict[str, bytes]) -> Section:
+    section = Section("Ranking")
     for setting, r in rankings.items():
-        ranking.text.append(format_ranking(r))
-        ranking.tables.append((f"Ranking ({setting})", _rounded(r.table())))
+        section.text.append(tables.ranking_sentence(r))
+        section.tables.append((f"Ranking ({setting})", _rounded(r.table())))
         name = f"ranking_{setting}.png"
-        images[name] = _png(figures.ranking_diagram(
-            r.mean_rank, r.pvalues, r.omnibus_rejects, f"mean rank on test accuracy ({setting}; 1 = best)"
-        ))
-        ranking.images.append((f"Critical-difference diagram ({setting}): bars join variants not significantly different", name))
+        images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
+        section.images.append((f"Critical-difference diagram ({setting}): bars join variants not significantly different", name))
     effect = stats.tuning_effect(table)
     if effect is not None:
-        ranking.text.append(
+        section.text.append(
             "Default vs tuned: tuned minus default test accuracy per variant over paired seeds "
             "(paired t-test, Holm-corrected across variants)."
         )
-        ranking.tables.append(("Effect of tuning", _rounded(effect)))
-        if "tuned" in rankings and "default" in rankings:
-            same = rankings["tuned"].order == rankings["default"].order
-            ranking.text.append(
-                "Tuning " + ("did not change" if same else "changed") + " the ranking: default "
-                + " > ".join(rankings["default"].order) + "; tuned " + " > ".join(rankings["tuned"].order) + "."
+        section.tables.append(("Effect of tuning", _rounded(effect)))
+        tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
+        if tuned is not None and default is not None:
+            section.text.append(
+                "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the ranking: default "
+                + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
             )
-    sections.append(ranking)
+    return section
 
-    every = Section("Every run", tables=[("", _rounded(table.drop(columns=["setting"]) if set(table["setting"]) == {"default"} else table))])
-    sections.append(every)
 
-    curves = Section("Learning curves", text=["Mean ± std over seeds; train solid, validation dashed."])
-    by_group: dict[str, dict[str, list]] = {}
-    for r, row in zip(runs, table.itertuples(), strict=True):
-        key = row.variant if row.setting == "default" else f"{row.variant}/{row.setting}"
-        by_group.setdefault(r.params.get("variant.group", "all"), {}).setdefault(key, []).append(r.histories)
-    for group, members in by_group.items():
+def _curves_section(table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes]) -> Section:
+    section = Section("Learning curves", text=["Mean ± std over seeds; train solid, validation dashed."])
+    histories = {r.name: r.histories for r in runs}
+    groups = {r.name: r.params.get(schema.VARIANT_GROUP, "all") for r in runs}
+    for group, members in tables.grouped_histories(table, histories, groups).items():
         name = f"curves_{_slug(group)}.png"
         images[name] = _png(figures.learning_curve_bands(members, f"{group} variants"))
-        curves.images.append((f"{group} variants", name))
-    sections.append(curves)
+        section.images.append((f"{group} variants", name))
+    return section
 
-    confusion = Section("Confusion matrices", text=["The best run (highest test accuracy) of each variant."])
+
+def _confusion_section(
+    stored: StoredComparison, table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes], scratch: Path
+) -> Section:
+    section = Section("Confusion matrices", text=["The best run (highest test accuracy) of each variant."])
     best = table.dropna(subset=["test_accuracy"]).sort_values("test_accuracy", ascending=False).drop_duplicates(
         ["variant", "setting"]
     )
     by_name = {r.name: r for r in runs}
     for row in best.itertuples():
         run = by_name[row.run]
-        path = stored.artifacts(run.run_id, "figures/confusion_matrix.png", scratch / run.run_id)
+        path = stored.artifacts(run.run_id, schema.CONFUSION_FIGURE, scratch / run.run_id)
         if path is None:
             continue
         name = f"confusion_{_slug(row.run)}.png"
         images[name] = path.read_bytes()
-        confusion.images.append((f"{row.run}: test accuracy {row.test_accuracy:.4f}", name))
-    sections.append(confusion)
-    return sections
+        section.images.append((f"{row.run}: test accuracy {row.test_accuracy:.4f}", name))
+    return section
 
 
 def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path) -> list[Section]:
     parent = stored.parent
-    sections = [_protocol(parent, "tuning.")]
-    trials = [r for r in stored.children if r.kind == "trial"]
+    trials = [r for r in stored.children if r.kind == schema.KIND_TRIAL]
+    section = Section("Trials", text=_study_text(stored, trials))
     frame = pd.DataFrame(
         [
             {
                 "trial": r.name,
-                "state": r.tags.get("optuna.state", r.status.lower()),
-                "val_accuracy (last)": r.metrics.get("val_accuracy"),
-                "epochs": len(r.histories.get("val_accuracy", [])) or None,
-                **{k: r.params[k] for k in ("learning_rate", "dropout", "batch_size", "optimizer") if k in r.params},
+                "state": r.tags.get(schema.OPTUNA_STATE, r.status.lower()),
+                "val_accuracy (last)": r.metrics.get(schema.VAL_ACCURACY),
+                "epochs": len(r.histories.get(schema.VAL_ACCURACY, [])) or None,
+                **{k: r.params[k] for k in schema.TUNABLE if k in r.params},
             }
             for r in trials
         ]
     )
-    m = parent.metrics
-    text = [
-        f"{len(trials)} trials: "
-        + ", ".join(f"{int(v)} {k.removeprefix('trials.')}" for k, v in sorted(m.items()) if k.startswith("trials."))
-        + "."
-    ]
-    if "best_val_accuracy" in m:
-        best = {k.removeprefix("best."): v for k, v in parent.tags.items() if k.startswith("best.")}
-        text.append(
-            f"Best trial {int(m.get('best_trial', -1))}: validation accuracy {m['best_val_accuracy']:.4f} with "
-            + ", ".join(f"{k}={v}" for k, v in best.items()) + "."
-        )
-    tuned = [r for r in stored.children if r.kind == "tuned"]
-    for r in tuned:
-        if "test_accuracy" in r.metrics:
-            text.append(f"Retrained with the best hyperparameters ({r.name}): test accuracy {r.metrics['test_accuracy']:.4f}.")
-    section = Section("Trials", text=text)
     if not frame.empty:
         top = frame.sort_values("val_accuracy (last)", ascending=False, na_position="last")
         section.tables.append(("Trials, best first", _rounded(top)))
-    for fig_name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"):
-        path = stored.artifacts(parent.run_id, f"figures/{fig_name}.png", scratch / "study")
+    for fig_name in schema.OPTUNA_FIGURES:
+        path = stored.artifacts(parent.run_id, schema.optuna_figure(fig_name), scratch / "study")
         if path is not None:
             images[f"{fig_name}.png"] = path.read_bytes()
             section.images.append((fig_name.replace("_", " "), f"{fig_name}.png"))
-    sections.append(section)
-    return sections
+    return [_protocol(parent, schema.TUNING_PREFIX), section]
+
+
+def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
+    parent = stored.parent
+    m = parent.metrics
+    counts = sorted((k.removeprefix(schema.TRIALS_PREFIX), v) for k, v in m.items() if k.startswith(schema.TRIALS_PREFIX))
+    text = [f"{len(trials)} trials: " + ", ".join(f"{int(v)} {k}" for k, v in counts) + "."]
+    if schema.BEST_VAL_ACCURACY in m:
+        best = {k.removeprefix(schema.BEST_PREFIX): v for k, v in parent.tags.items() if k.startswith(schema.BEST_PREFIX)}
+        text.append(
+            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy {m[schema.BEST_VAL_ACCURACY]:.4f} with "
+            + ", ".join(f"{k}={v}" for k, v in best.items()) + "."
+        )
+    for r in stored.children:
+        if r.kind == schema.KIND_TUNED and schema.TEST_ACCURACY in r.metrics:
+            text.append(
+                f"Retrained with the best hyperparameters ({r.name}): test accuracy {r.metrics[schema.TEST_ACCURACY]:.4f}."
+            )
+    return text
 
 
 def _protocol(parent: StoredRun, prefix: str) -> Section:
@@ -295,16 +268,35 @@ def _protocol(parent: StoredRun, prefix: str) -> Section:
 
 
 def _notes(parent: StoredRun) -> list[str]:
-    text = parent.tags.get("mlflow.note.content", "")
+    text = parent.tags.get(schema.MLFLOW_NOTE, "")
     if "Notes:" not in text:
         return []
     return [line[2:] for line in text.split("Notes:", 1)[1].splitlines() if line.startswith("- ")]
 
 
 def _environment(parent: StoredRun) -> Section:
-    keep = ("bench.version.", "bench.host.", "bench.device", "bench.git_commit")
-    rows = [(k.removeprefix("bench."), v) for k, v in sorted(parent.tags.items()) if k.startswith(keep)]
+    rows = [
+        (k.removeprefix(schema.TAG_PREFIX), v) for k, v in sorted(parent.tags.items()) if k.startswith(schema.ENVIRONMENT_PREFIXES)
+    ]
     return Section("Environment", tables=[("", pd.DataFrame(rows, columns=["what", "value"]))])
+
+
+# --------------------------------------------------------------------------- logging it
+
+
+def log_report(tracker: Tracker, run_id: str) -> None:
+    """Build the run's report from the store (as ``bench report`` would) and log it under
+    ``report/``. A report that fails to build is a warning, not a lost comparison."""
+    try:
+        built = build(StoreReader(tracker.uri, tracker.client).load(run_id))
+        with tempfile.TemporaryDirectory() as tmp:
+            built.write(Path(tmp))
+            tracker.log_artifacts(run_id, tmp, schema.REPORT_FOLDER)
+    except OSError:
+        raise  # a full disk or an unwritable artifact folder fails the run, not just the report
+    except Exception as exc:  # noqa: BLE001 - everything else is already logged
+        log.warning("the report could not be built: %s", exc)
+        tracker.set_tags(run_id, {schema.REPORT_ERROR: first_line(exc)[:500]})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -332,10 +324,6 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
         return str(v)
 
     return frame.map(cell)
-
-
-def _float(value: str | None) -> float | None:
-    return None if value in (None, "", "None") else float(value)
 
 
 def _slug(text: str) -> str:

@@ -1,0 +1,57 @@
+"""The registry of named variants: a leaf module. ``bench.models.zoo`` registers the seed
+notebooks' variants into it, and the package's ``__init__`` imports the zoo, so looking a
+variant up never depends on import order (timm's ``_registry`` idea)."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable
+
+from bench.errors import VariantError
+from bench.models.spec import Variant
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+def register(variant: Variant) -> Variant:
+    if variant.name in _REGISTRY:
+        raise VariantError(f"variant {variant.name!r} is registered twice")
+    _REGISTRY[variant.name] = variant
+    return variant
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise VariantError(
+            f"unknown variant {name!r}{hint}; known: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def list_variants(patterns: str | Iterable[str] = "*") -> list[str]:
+    """Names matching comma-separated globs (``"*-deep,vanilla-*"``), in registry order.
+
+    A pattern that is not a glob must name a registered variant exactly.
+    """
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",")]
+    patterns = [p for p in patterns if p]
+    if not patterns:
+        raise VariantError("no variant pattern given")
+    names: list[str] = []
+    for pattern in patterns:
+        if not any(ch in pattern for ch in "*?["):
+            get_variant(pattern)  # raises with suggestions
+            hits = [pattern]
+        else:
+            hits = [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                raise VariantError(
+                    f"pattern {pattern!r} matches no variant; known: {', '.join(sorted(_REGISTRY))}"
+                )
+        names.extend(h for h in hits if h not in names)
+    return names

@@ -1,0 +1,131 @@
+"""What the terminal shows: tables and summaries as text. The CLI prints what these return.
+
+Library code reports progress through the ``bench.progress`` logger; this module turns
+finished outcomes (a comparison, tuning studies, the variant list) into text.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+import pandas as pd
+
+from bench import stats
+from bench.results.table import ranking_sentence, summary_frame
+from bench.store.uri import browse_hint, redact
+
+WIDTH = 100
+
+_SHOWN = {  # run-table column -> terminal heading, in the order shown
+    "run": "run",
+    "params": "params",
+    "status": "status",
+    "epochs": "epochs",
+    "best_val_accuracy": "best val acc",
+    "test_accuracy": "test acc",
+    "test_loss": "test loss",
+    "ref_test_accuracy": "ref acc",
+    "delta_test_accuracy": "Δ vs ref",
+    "ref_test_loss": "ref loss",
+    "params_match": "params = ref",
+    "train_seconds": "seconds",
+}
+_FORMATS = {"params": "{:,.0f}", "seconds": "{:.1f}", "epochs": "{:.0f}", "Δ vs ref": "{:+.4f}"}
+
+
+def run_table(table: pd.DataFrame) -> str:
+    """The run table as the terminal shows it (fewer columns than the CSV)."""
+    shown = table[list(_SHOWN)].rename(columns=_SHOWN)
+    if shown["ref acc"].isna().all():
+        shown = shown.drop(columns=["ref acc", "Δ vs ref"])
+    if shown["ref loss"].isna().all():
+        shown = shown.drop(columns=["ref loss"])
+    if shown["params = ref"].isna().all():
+        shown = shown.drop(columns=["params = ref"])
+    else:
+        shown["params = ref"] = [
+            "" if v is None or v != v else ("yes" if v else "NO") for v in shown["params = ref"]
+        ]
+    for col in shown.columns:
+        if col in ("run", "status", "params = ref"):
+            continue
+        fmt = _FORMATS.get(col, "{:.4f}")
+        shown[col] = [fmt.format(v) if v is not None and v == v else "" for v in shown[col]]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=("left",) + ("right",) * (len(shown.columns) - 1))
+
+
+def summary_table(summary: pd.DataFrame, rankings: dict[str, stats.Ranking]) -> str:
+    """The over-seeds table: mean ± std, 95% CI, rank and mark."""
+    return summary_frame(summary, rankings).to_markdown(index=False, disable_numparse=True)
+
+
+def comparison(outcome) -> str:
+    """Everything ``bench compare`` and ``bench train`` print when they finish."""
+    out = [""]
+    if outcome.summary is not None and int(outcome.summary["seeds"].max()) > 1:
+        out.append(summary_table(outcome.summary, outcome.rankings))
+        out.append("")
+        out += [textwrap.fill(ranking_sentence(r), width=WIDTH) for r in outcome.rankings.values()]
+        out.append("(every run: comparison.csv in the parent run)")
+    else:
+        out.append(run_table(outcome.table))
+    out.append("")
+    if outcome.side_by_side is not None:
+        shown = outcome.side_by_side.copy()
+        for col in ("default test acc", "tuned test acc"):
+            shown[col] = shown[col].map("{:.4f}".format)
+        shown["Δ tuned - default"] = shown["Δ tuned - default"].map("{:+.4f}".format)
+        out += [shown.to_markdown(index=False, disable_numparse=True), ""]
+    if outcome.notes:
+        out.append("notes on the protocol (also in the parent run's notes.md):")
+        out += [textwrap.fill(n, width=WIDTH, initial_indent="  - ", subsequent_indent="    ") for n in outcome.notes]
+        out.append("")
+    out += [
+        f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})",
+        f"parent run: {outcome.parent_run_id}",
+        f"store:      {redact(outcome.tracking_uri)}",
+        f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}",
+    ]
+    return "\n".join(out)
+
+
+def unhealthy_runs(outcome) -> list[str]:
+    """One warning line per run that diverged or died."""
+    return [f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}" for r in outcome.failed]
+
+
+def tuning(results: Sequence) -> str:
+    """The table ``bench tune`` prints: one row per study, and where to browse."""
+    out = [
+        "",
+        "| variant | study | complete | pruned | failed | best val acc | best params | tuned test acc |",
+        "|:--|:--|--:|--:|--:|--:|:--|--:|",
+    ]
+    for r in results:
+        c = r.counts
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
+        best = "" if r.best_value is None else f"{r.best_value:.4f}"
+        tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
+        out.append(f"| {r.settings.variant} | {r.settings.study_name} | {c['complete']} | {c['pruned']} | "
+                   f"{c['failed']} | {best} | {params} | {tuned} |")
+    first = results[0].settings
+    dash = redact(first.storage).removeprefix("journal://")
+    masked = "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
+    out += [
+        "",
+        f"optuna storage: {redact(first.storage)}",
+        f"browse trials:  optuna-dashboard '{dash}'{masked}",
+        f"browse runs:    {browse_hint(first.tracking_uri, results[0].experiment_id)}",
+    ]
+    return "\n".join(out)
+
+
+def variant_list(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
+    """``bench list``: name, family, group, parameters and layers in aligned columns."""
+    rows = [("variant", "family", "group", "params", "layers"), *rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(
+        f"{name:<{widths[0]}}  {family:<{widths[1]}}  {group:<{widths[2]}}  {params:>{widths[3]}}  {summary}"
+        for name, family, group, params, summary in rows
+    )

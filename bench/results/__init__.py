@@ -1,0 +1,2 @@
+"""What a run's results look like: the one run table (:mod:`.table`), what each kind of run
+logs (:mod:`.artifacts`) and the report rebuilt from the store (:mod:`.report`)."""

@@ -1,0 +1,251 @@
+"""What lands in a run besides its params: test scores, figures, tables and the model.
+
+Each public function is what one kind of run logs: a training run (:func:`log_training`),
+a comparison (:func:`log_comparison`, with :func:`log_seed_statistics` and
+:func:`log_dataset`). The :class:`~bench.store.tracker.Tracker` only writes; the choice of
+what to write is made here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench import figures, stats
+from bench.data import Splits, class_balance, summary
+from bench.models import get_variant
+from bench.results import table as tables
+from bench.store import schema
+from bench.store.tracker import Tracker
+from bench.store.uri import sanitize_name
+from bench.training import HISTORY_KEYS, STATUS_DIVERGED, TrainResult
+
+Histories = Mapping[str, Mapping[str, list[float]]]
+
+
+# --------------------------------------------------------------------------- a training run
+
+
+def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: Splits, log_model: bool = True) -> str | None:
+    """Test scores, status, figures, tables and the model of one finished training run."""
+    tracker.set_tags(
+        run_id,
+        {
+            schema.STATUS: result.status,
+            schema.DEVICE: result.device,
+            **({schema.STATUS_MESSAGE: result.message} if result.message else {}),
+        },
+    )
+    tracker.log_metrics(run_id, tables.result_metrics(result))
+    history = pd.DataFrame({k: result.history[k] for k in HISTORY_KEYS})
+    history.index.name = "epoch"
+    tracker.log_text(run_id, history.to_csv(), "history.csv")
+    title = f"{result.variant} (seed {result.hparams.seed})"
+    if result.epochs_run:
+        tracker.log_figure(run_id, figures.learning_curves(result.history, title), "figures/learning_curves.png")
+    if result.confusion is not None:
+        _log_confusion(tracker, run_id, result.confusion, list(splits.class_names), title)
+    if result.test_predictions is not None:
+        _log_predictions(tracker, run_id, result.test_predictions, splits, title)
+    if result.model is None or result.status == STATUS_DIVERGED:
+        return None
+    from bench.models.build import weight_tensors
+
+    tracker.log_figure(run_id, figures.weight_violins(weight_tensors(result.model), title), "figures/weights_violin.png")
+    _log_batch_norm(tracker, run_id, result.model, title)
+    return log_serving_model(tracker, run_id, result.model, splits) if log_model else None
+
+
+def _log_confusion(tracker: Tracker, run_id: str, confusion: np.ndarray, class_names: list[str], title: str) -> None:
+    cm = pd.DataFrame(confusion, index=class_names, columns=class_names)
+    cm.index.name = "true \\ predicted"
+    tracker.log_text(run_id, cm.to_csv(), "confusion_matrix.csv")
+    tracker.log_figure(run_id, figures.confusion_matrix(confusion, class_names, title), schema.CONFUSION_FIGURE)
+
+
+def _log_predictions(tracker: Tracker, run_id: str, predicted: np.ndarray, splits: Splits, title: str, n: int = 25) -> None:
+    """The first 25 test images captioned "GT: true, P: predicted" (seed 003), mistakes in red."""
+    names = splits.class_names
+    truth = splits.y_test[:n]
+    guess = predicted[:n]
+    labels = [f"GT: {names[t]}\nP: {names[p]}" for t, p in zip(truth, guess, strict=True)]
+    fig = figures.image_grid(
+        splits.raw(splits.x_test[:n]), labels, f"{title}: first {len(truth)} test images",
+        wrong=list(truth != guess),
+    )
+    tracker.log_figure(run_id, fig, "figures/test_predictions.png")
+
+
+def _log_batch_norm(tracker: Tracker, run_id: str, model, title: str) -> None:
+    """Each batch-norm layer's gamma, beta, moving mean and variance per channel (seed 002)."""
+    from bench.models.build import batch_norm_parameters
+
+    found = batch_norm_parameters(model)
+    if not found:
+        return
+    frame = pd.concat(
+        [
+            pd.DataFrame({"layer": name, "channel": np.arange(len(v["moving_mean"])), **v})
+            for name, v in found.items()
+        ],
+        ignore_index=True,
+    )
+    tracker.log_text(run_id, frame.to_csv(index=False), "batch_norm/parameters.csv")
+    means = frame.groupby("layer", sort=False)[["gamma", "beta", "moving_mean", "moving_variance"]].mean()
+    means.insert(0, "channels", frame.groupby("layer", sort=False).size())
+    tracker.log_text(run_id, tables.to_markdown(means.reset_index()), "batch_norm/summary.md")
+    tracker.log_figure(
+        run_id, figures.batch_norm_parameters(frame, f"{title}: batch-norm parameters per channel"),
+        "batch_norm/parameters.png",
+    )
+
+
+def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits) -> str:
+    """Log the model as an MLflow Keras model that takes raw uint8 images."""
+    from importlib import metadata
+
+    from bench.models.build import serving_model
+
+    serving = serving_model(model, scale=splits.scale, offset=splits.offset)
+    pins = [f"{lib}=={metadata.version(lib)}" for lib in ("tensorflow", "keras")]
+    return tracker.log_keras_model(
+        run_id, serving, input_name="raw_image", input_dtype=np.uint8, pip_requirements=pins
+    )
+
+
+# --------------------------------------------------------------------------- a comparison
+
+
+def log_comparison(
+    tracker: Tracker,
+    run_id: str,
+    table: pd.DataFrame,
+    histories: Histories,
+    groups: Mapping[str, str],
+    *,
+    title: str,
+    splits: Splits | None = None,
+    notes: Sequence[str] = (),
+    reference_source: str = "",
+    seed_statistics: SeedStatistics | None = None,
+) -> None:
+    """The comparison table (CSV, Markdown with the study's notes), overlays per group,
+    the accuracy chart, accuracy against depth, and the dataset summary."""
+    tracker.log_text(run_id, table.to_csv(index=False), "comparison.csv")
+    tracker.log_text(run_id, tables.comparison_markdown(table, title, notes, reference_source), "comparison.md")
+    if notes:
+        tracker.log_text(run_id, "\n".join(f"- {n}" for n in notes) + "\n", "notes.md")
+    for group in sorted(set(groups.values())):
+        members = {run: h for run, h in histories.items() if groups[run] == group and h[schema.ACCURACY]}
+        if members:
+            fig = figures.overlay(members, f"{title}: {group} variants, train (solid) vs validation (dashed)")
+            tracker.log_figure(run_id, fig, f"figures/overlay_{sanitize_name(group)}.png")
+    if table["test_accuracy"].notna().any():
+        tracker.log_figure(run_id, figures.test_accuracy_chart(table, f"{title}: test accuracy"), "figures/test_accuracy.png")
+    depth = _depth_table(table)
+    if depth is not None:
+        tracker.log_figure(
+            run_id, figures.accuracy_vs_depth(depth, f"{title}: test accuracy vs hidden layers"),
+            "figures/accuracy_vs_depth.png",
+        )
+    if splits is not None:
+        log_dataset(tracker, run_id, splits, title)
+    if seed_statistics is not None:
+        log_seed_statistics(tracker, run_id, table, seed_statistics, histories, groups, title=title)
+    for row in table.itertuples():
+        tracker.log_metrics(
+            run_id,
+            {f"{row.run}.{schema.TEST_ACCURACY}": row.test_accuracy, f"{row.run}.{schema.TEST_LOSS}": row.test_loss},
+        )
+
+
+class SeedStatistics:
+    """A comparison's statistics over seeds: the summary, rankings per setting, tuning effect."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.summary = stats.aggregate(table)
+        self.rankings = tables.rankings(table)
+        self.tuning_effect = stats.tuning_effect(table)
+
+
+def log_seed_statistics(
+    tracker: Tracker,
+    run_id: str,
+    table: pd.DataFrame,
+    seed_stats: SeedStatistics,
+    histories: Histories,
+    groups: Mapping[str, str],
+    *,
+    title: str,
+) -> None:
+    """Over-seeds statistics: the summary table, aggregate metrics, rankings, bands."""
+    summary_table = seed_stats.summary
+    tracker.log_text(run_id, summary_table.to_csv(index=False), "summary.csv")
+    tracker.log_text(run_id, tables.to_markdown(summary_table), "summary.md")
+    metrics: dict[str, float] = {}
+    for r in summary_table.itertuples():
+        key = schema.display_key(r.variant, r.setting)
+        for stat in schema.STATS:
+            for what in (schema.TEST_ACCURACY, schema.TEST_LOSS):
+                metrics[f"{key}.{what}.{stat}"] = getattr(r, f"{what}_{stat}")
+    tracker.log_metrics(run_id, metrics)
+    for setting, ranking in seed_stats.rankings.items():
+        suffix = "" if setting == schema.SETTING_DEFAULT else f"_{sanitize_name(setting)}"
+        tracker.log_text(run_id, ranking.table().to_csv(index=False), f"ranking{suffix}.csv")
+        tracker.log_text(run_id, ranking.pvalues.to_csv(), f"ranking{suffix}_pvalues.csv")
+        if ranking.friedman_p is not None:
+            tracker.log_metrics(run_id, {f"{schema.FRIEDMAN_P}{suffix}": ranking.friedman_p})
+        title_r = f"{title}: mean rank on test accuracy over {len(ranking.scores)} seeds ({setting})"
+        tracker.log_figure(run_id, ranking_figure(ranking, title_r), f"figures/ranking{suffix}.png")
+    if seed_stats.tuning_effect is not None:
+        tracker.log_text(run_id, seed_stats.tuning_effect.to_csv(index=False), "tuning_effect.csv")
+    if int(summary_table["seeds"].max()) > 1:
+        grouped = tables.grouped_histories(table, histories, groups)
+        for group in sorted(grouped):
+            fig = figures.learning_curve_bands(grouped[group], f"{title}: {group} variants")
+            tracker.log_figure(run_id, fig, f"figures/curves_{sanitize_name(group)}.png")
+
+
+def ranking_figure(ranking: stats.Ranking, title: str):
+    """The critical-difference diagram of one ranking (comparison runs and reports alike)."""
+    return figures.ranking_diagram(ranking.mean_rank, ranking.pvalues, ranking.omnibus_rejects, title)
+
+
+def log_dataset(tracker: Tracker, run_id: str, splits: Splits, title: str) -> None:
+    """The data a comparison ran on: summary, class balance per split (seed 000 checked
+    it) and the first 25 development and test images with their class names (seed 003)."""
+    names = list(splits.class_names)
+    balance = class_balance(splits)
+    frame = pd.DataFrame(balance, index=names)
+    frame.index.name = "class"
+    tracker.log_text(run_id, frame.to_csv(), "dataset/class_balance.csv")
+    tracker.log_figure(run_id, figures.class_balance(balance, names, f"{title}: class balance"),
+                       "dataset/class_balance.png")
+    lines = [f"# Dataset: {splits.task}", ""]
+    for key, value in summary(splits, balance).items():
+        lines.append(f"- **{key}**: {value}")
+    lines += ["", "## Images per class", "", tables.to_markdown(frame.reset_index())]
+    tracker.log_text(run_id, "\n".join(lines) + "\n", "dataset/summary.md")
+    dev_x = splits.x_train[:25]  # the development set starts with the training split
+    dev = figures.image_grid(splits.raw(dev_x), [names[y] for y in splits.y_train[:25]],
+                             f"{splits.task}: first 25 development images")
+    tracker.log_figure(run_id, dev, "dataset/samples_development.png")
+    test = figures.image_grid(splits.raw_test_images()[:25], [names[y] for y in splits.y_test[:25]],
+                              f"{splits.task}: first 25 test images")
+    tracker.log_figure(run_id, test, "dataset/samples_test.png")
+
+
+def _depth_table(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Rows for the accuracy-vs-depth figure, when some family was run at two depths or more."""
+    rows = table.dropna(subset=["test_accuracy"])
+    if rows.empty:
+        return None
+    rows = rows.assign(
+        family=[get_variant(v).family for v in rows["variant"]],
+        hidden_layers=[get_variant(v).hidden_layers for v in rows["variant"]],
+    )
+    if rows.groupby("family")["hidden_layers"].nunique().max() < 2:
+        return None
+    return rows

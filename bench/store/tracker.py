@@ -1,0 +1,271 @@
+"""One experiment in one MLflow store: runs that always end, and the logging primitives.
+
+This is MLflow plumbing only. What a training run, a comparison or a study logs is decided
+in :mod:`bench.results.artifacts`; the keys come from :mod:`bench.store.schema`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from bench.errors import TrackingError
+from bench.store import _experiments, owner, schema
+from bench.store.uri import (
+    check_artifact_location,
+    check_tracking_uri,
+    first_line,
+    redact,
+    resolve_tracking_uri,
+)
+
+log = logging.getLogger(__name__)
+
+# Reports download artifacts; MLflow's per-download progress bars would bury our output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+_BATCH = 100  # params per log_batch call (MLflow's limit)
+
+
+class Tracker:
+    """One experiment in one store; opens runs and logs into them."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "") -> None:
+        self.uri = resolve_tracking_uri(tracking_uri)
+        check_tracking_uri(self.uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
+        # it. Taken out of the environment, or MLflow would resume it for every child run too.
+        self._adopted = os.environ.pop("MLFLOW_RUN_ID", None)
+        try:
+            if self._adopted:
+                self.experiment_id = self.client.get_run(self._adopted).info.experiment_id
+                _experiments.tag_experiment(self.client, self.experiment_id, description)
+            else:
+                self.experiment_id = _experiments.ensure_experiment(self.client, self.uri, experiment, description)
+        except MlflowException as exc:
+            raise TrackingError(f"tracking store {redact(self.uri)}: {first_line(exc)}") from None
+        experiment_entity = self.client.get_experiment(self.experiment_id)
+        self.experiment_name = experiment_entity.name
+        check_artifact_location(experiment_entity.artifact_location)
+
+    # -- runs
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        name: str,
+        *,
+        kind: str,
+        params: Mapping[str, object] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
+        description: str = "",
+        finished_on: tuple[type[BaseException], ...] = (),
+    ) -> Iterator[str]:
+        """Open a run and always close it: FINISHED; FAILED on an error; KILLED on Ctrl-C.
+
+        ``finished_on`` lists exceptions that still end the run FINISHED (a pruned trial).
+        Runs are created through the client, not MLflow's process-global "active run", so
+        workers and nested runs never depend on fluent state.
+        """
+        run_id = self._open(name, kind, params, tags, parent_run_id, resume_run_id, description)
+        try:
+            yield run_id
+        except finished_on:
+            self._end(run_id, "FINISHED")
+            raise
+        except KeyboardInterrupt:
+            self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:
+            self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, (OSError, MlflowException)):
+                # A full disk, an unwritable artifact folder, a store that went away: the
+                # half-written run is FAILED, and the user gets one line saying why.
+                raise TrackingError(f"run {name!r} failed (marked FAILED): {first_line(exc)}") from exc
+            raise
+        else:
+            self._end(run_id, "FINISHED")
+
+    def _open(self, name, kind, params, tags, parent_run_id, resume_run_id, description) -> str:
+        all_tags = {**self._base_tags(kind), **(tags or {})}
+        if description:
+            all_tags[schema.MLFLOW_NOTE] = description
+        if parent_run_id:
+            all_tags[schema.MLFLOW_PARENT_RUN_ID] = parent_run_id
+        adopted = None if parent_run_id else self._take_adopted()
+        existing = resume_run_id or adopted
+        try:
+            if existing:
+                self.client.update_run(existing, status="RUNNING", name=name)
+                run_id = existing
+                self.set_tags(run_id, all_tags)
+            else:
+                run_id = self._create(name, all_tags)
+            if params:
+                self.log_params(run_id, params)
+        except MlflowException as exc:
+            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+        return run_id
+
+    def create_run(self, name: str, *, kind: str) -> str:
+        """Create a run to be entered later with ``run(..., resume_run_id=...)`` (under
+        ``mlflow run``, the run it created is the one returned)."""
+        adopted = self._take_adopted()
+        if adopted:
+            return adopted
+        try:
+            return self._create(name, self._base_tags(kind))
+        except MlflowException as exc:
+            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+
+    def _take_adopted(self) -> str | None:
+        adopted, self._adopted = self._adopted, None
+        return adopted
+
+    @staticmethod
+    def _base_tags(kind: str) -> dict[str, str]:
+        return {schema.KIND: kind, schema.OWNER: owner.identity()}
+
+    def _create(self, name: str, tags: Mapping[str, str]) -> str:
+        from mlflow.tracking.context import registry
+
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=registry.resolve_tags(dict(tags)))
+        return run.info.run_id
+
+    def _end(self, run_id: str, status: str, reason: str = "") -> None:
+        with contextlib.suppress(Exception):
+            if reason:
+                self.client.set_tag(run_id, schema.ERROR, redact(reason)[:5000])
+        try:
+            self.client.set_terminated(run_id, status)
+        except MlflowException as exc:
+            if status == "FINISHED":
+                raise TrackingError(f"cannot end run {run_id} in {redact(self.uri)}: {first_line(exc)}") from None
+            # Already failing: keep the first error. The run stays RUNNING until the next
+            # bench start on this host closes it (see close_stale_runs).
+            log.warning("could not mark run %s %s: %s", run_id, status, first_line(exc))
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
+
+    # -- runs whose process died
+
+    def close_orphan(self, run_id: str, reason: str, *, state: str | None = "FAIL") -> bool:
+        """End a run whose process died (it would otherwise stay RUNNING forever)."""
+        with contextlib.suppress(MlflowException):
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.set_tags(run_id, {schema.ERROR: reason, **({schema.OPTUNA_STATE: state} if state else {})})
+                self.client.set_terminated(run_id, "FAILED")
+                return True
+        return False
+
+    def close_stale_runs(self, kinds: Sequence[str]) -> list[str]:
+        """FAIL this experiment's RUNNING runs of ``kinds`` whose process is certainly gone
+        (killed on this host: see :mod:`bench.store.owner`); returns their names."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000
+        )
+        closed = []
+        for run in runs:
+            tags = run.data.tags
+            if tags.get(schema.KIND) in kinds and owner.is_dead(tags.get(schema.OWNER, "")):
+                reason = f"its process ({tags[schema.OWNER]}) died before the run ended"
+                if self.close_orphan(run.info.run_id, reason, state=None):
+                    closed.append(run.info.run_name)
+        return closed
+
+    def close_stale_children(self, parent_run_id: str, keep: set[str | None]) -> list[str]:
+        """Fail child runs still RUNNING under ``parent_run_id`` (left by killed processes)."""
+        closed = []
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in runs:
+            if run.info.run_id not in keep:
+                self.close_orphan(run.info.run_id, "its process died before the run ended")
+                closed.append(run.info.run_id)
+        return closed
+
+    # -- logging primitives (values are redacted: a URL with a password never lands in the store)
+
+    def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
+        items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(run_id, params=items[i : i + _BATCH])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:5000]) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0) -> None:
+        """Finite values only (NaN and missing scores are left out, not logged as NaN)."""
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def epoch_hook(self, run_id: str) -> Callable[[int, Mapping[str, float]], None]:
+        """Per-epoch metrics straight into the store, so a crash loses nothing logged so far."""
+
+        def hook(epoch: int, metrics: Mapping[str, float]) -> None:
+            self.log_metrics(run_id, metrics, step=epoch)
+
+        return hook
+
+    def log_figure(self, run_id: str, fig, path: str) -> None:
+        """Log a matplotlib figure as a PNG and close it."""
+        import matplotlib.pyplot as plt
+
+        try:
+            self.client.log_figure(run_id, fig, path)
+        finally:
+            plt.close(fig)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_artifacts(self, run_id: str, folder: str, path: str) -> None:
+        self.client.log_artifacts(run_id, folder, path)
+
+    def log_keras_model(
+        self, run_id: str, model, *, input_name: str, input_dtype, pip_requirements: Sequence[str]
+    ) -> str:
+        """Log a Keras model with MLflow's flavour and a tensor signature (its input's dtype
+        and shape, float32 outputs); returns its ``models:/`` URI."""
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(input_dtype), (-1, *model.input_shape[1:]), input_name)]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]),
+        )
+        # The flavour logs to the fluent active run. Leaving it marks the run FINISHED;
+        # :meth:`run` sets the final status right after, so a later failure still ends it FAILED.
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            info = mlflow.keras.log_model(
+                model, name="model", signature=signature, pip_requirements=list(pip_requirements)
+            )
+        self.set_tags(run_id, {schema.MODEL_URI: info.model_uri})
+        return info.model_uri

@@ -1,0 +1,49 @@
+"""What a trial tries: the search space sampled, the sampler seeded, the pruner built."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optuna
+
+from bench.errors import BenchError
+from bench.models import HParams, Variant
+from bench.store import schema
+from bench.studies import PRUNERS, SearchSpace
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace, base: HParams, variant: Variant) -> HParams:
+    """Sample the study's search space; parameters the variant cannot use are not sampled."""
+    lr = space.learning_rate
+    changes: dict[str, object] = {schema.LEARNING_RATE: trial.suggest_float(schema.LEARNING_RATE, lr.low, lr.high, log=lr.log)}
+    if space.dropout is not None and variant.has_dropout:
+        d = space.dropout
+        changes[schema.DROPOUT] = trial.suggest_float(schema.DROPOUT, d.low, d.high, log=d.log)
+    if space.batch_size is not None:
+        changes[schema.BATCH_SIZE] = int(trial.suggest_categorical(schema.BATCH_SIZE, space.batch_size.choices))
+    if space.optimizer is not None:
+        changes[schema.OPTIMIZER] = str(trial.suggest_categorical(schema.OPTIMIZER, space.optimizer.choices))
+    return dataclasses.replace(base, **changes)
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise BenchError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")
+
+
+def make_sampler(seed: int, trial_number: int) -> optuna.samplers.TPESampler:
+    """TPE seeded for one trial number: ``seed + number``.
+
+    One sampler per ask, not one per worker: workers started with the same ``--seed``
+    would otherwise draw the same random start-up points in step, while this way trial
+    ``n`` gets the same proposal however many workers share the study. ``constant_liar``
+    keeps TPE from proposing again what a running trial on another worker is trying.
+    """
+    return optuna.samplers.TPESampler(seed=seed + trial_number, constant_liar=True)

@@ -1,0 +1,99 @@
+"""A tuning run's settings: one :class:`TuneSettings` per (task, variant) study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import data
+from bench.errors import BenchError
+from bench.models import HParams
+from bench.store.uri import resolve_tracking_uri
+from bench.studies import Study, resolve
+from bench.tuning.storage import default_storage, open_storage
+
+HEARTBEAT_SECONDS = 20.0
+GRACE_SECONDS = 300.0  # a trial on another host is stale after this long without a heartbeat
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Everything a worker process needs (picklable)."""
+
+    study: Study
+    variant: str
+    task: str
+    trials: int
+    epochs: int
+    base: HParams
+    storage: str
+    study_name: str
+    seed: int
+    pruner: str
+    validation_size: int
+    data_dir: str | None
+    tracking_uri: str
+    experiment: str
+    timeout: float | None = None
+    limit: int | None = None
+    heartbeat: float = HEARTBEAT_SECONDS
+    grace: float = GRACE_SECONDS
+
+
+def plan(
+    study: Study,
+    *,
+    variants: list[str],
+    task: str | None,
+    trials: int | None,
+    epochs: int | None,
+    storage: str | None,
+    study_name: str | None,
+    seed: int,
+    pruner: str | None,
+    timeout: float | None,
+    data_dir: str | None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    validation_size: int | None = None,
+    limit: int | None = None,
+) -> list[TuneSettings]:
+    """One study per variant, with the study file's protocol after the command line's values
+    (:func:`bench.studies.resolve`, as ``bench compare`` applies them)."""
+    if trials is not None and trials <= 0:
+        raise BenchError(f"--trials must be > 0, got {trials}")
+    resolved = resolve(
+        study, task=task, variants=variants, epochs=epochs or study.tuning.epochs, validation_size=validation_size
+    )
+    url = storage or default_storage(tracking_uri)
+    uri = resolve_tracking_uri(tracking_uri)
+    out = []
+    for name in resolved.variants:
+        if study_name:
+            sname = study_name if len(variants) == 1 else f"{study_name}-{name}"
+        else:
+            sname = f"{study.name}-{resolved.task}-{name}"
+        base = resolved.hparams_for(name)
+        out.append(
+            TuneSettings(
+                study=study, variant=name, task=resolved.task, trials=trials or study.tuning.trials,
+                epochs=base.epochs, base=base, storage=url, study_name=sname, seed=seed,
+                pruner=pruner or study.tuning.pruner, validation_size=resolved.validation_size,
+                data_dir=data_dir, tracking_uri=uri, experiment=experiment or f"{study.name}-tuning",
+                timeout=timeout, limit=limit,
+            )
+        )
+    return out
+
+
+def load_splits(s: TuneSettings) -> data.Splits:
+    return data.load(
+        s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit,
+        standardize=s.study.protocol.standardize,
+    )
+
+
+def check(s: TuneSettings) -> None:
+    """Fail on unusable data or Optuna storage before anything is written (the tracking
+    store is checked when the study opens it, before the Optuna study exists)."""
+    load_splits(s)
+    open_storage(s.storage)

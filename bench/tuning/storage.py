@@ -1,0 +1,211 @@
+"""Where Optuna keeps a study, and the lock its workers take turns under.
+
+:func:`open_study` opens the storage (a journal file by default, or SQLite, PostgreSQL,
+MySQL, Redis) and returns a :class:`StudyStore`: the study together with the storage object
+and the database engine bench opened itself, so locks and trial attributes go through
+objects bench holds and Optuna's public storage API, never through Optuna's private
+attributes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from bench.errors import StorageError
+from bench.store.uri import redact, resolve_tracking_uri, sanitize_name
+
+STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
+
+
+def default_storage(tracking_uri: str | None) -> str:
+    """``$BENCH_OPTUNA_STORAGE``, else a journal file beside the MLflow store (or in the
+    working directory). Credentials in the environment stay out of shell history and out
+    of the params ``mlflow run -P storage=...`` would record verbatim."""
+    if os.environ.get(STORAGE_ENV):
+        return os.environ[STORAGE_ENV]
+    uri = resolve_tracking_uri(tracking_uri)
+    folder = Path(".")
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///") :]).expanduser().parent
+    return f"journal://{(folder / 'optuna.journal').resolve()}"
+
+
+def journal_path(url: str) -> Path | None:
+    if url.startswith("journal://"):
+        return Path(url[len("journal://") :])
+    if "://" not in url and url.endswith((".journal", ".log")):
+        return Path(url)
+    return None
+
+
+def supports_concurrency(url: str) -> bool:
+    return not url.startswith("sqlite")
+
+
+# --------------------------------------------------------------------------- locks
+
+
+class FileLock:
+    """An ``fcntl`` lock on a file beside the storage: workers on one machine take turns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        import fcntl  # POSIX only; imported here so the package imports anywhere
+
+        with open(self.path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class AdvisoryLock:
+    """A PostgreSQL session-level advisory lock in the study's own database: workers on any
+    number of machines take turns."""
+
+    def __init__(self, engine, name: str) -> None:
+        self.engine = engine
+        self.key = int.from_bytes(hashlib.sha256(f"bench:{name}".encode()).digest()[:8], "big", signed=True)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                conn.commit()
+
+
+# --------------------------------------------------------------------------- opening
+
+
+@dataclass
+class OpenedStorage:
+    """An Optuna storage and, for a database, the SQLAlchemy engine bench created for it."""
+
+    url: str
+    storage: optuna.storages.BaseStorage
+    engine: object | None = None
+
+    def claim_lock(self, study_name: str) -> FileLock | AdvisoryLock:
+        """Serialises "count trials, then ask for one" between the workers of one study."""
+        if self.engine is not None and self.engine.dialect.name == "postgresql":
+            return AdvisoryLock(self.engine, study_name)
+        path = journal_path(self.url)
+        folder = path.expanduser().resolve().parent if path is not None else Path.cwd()
+        return FileLock(folder / f".{sanitize_name(study_name)}.claim.lock")
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage at ``url`` (what ``optuna.load_study(storage=...)`` takes)."""
+    return connect(url).storage
+
+
+def connect(url: str) -> OpenedStorage:
+    """Journal files (``journal:///path`` or ``*.journal``), RDB URLs (sqlite, postgresql, mysql), Redis."""
+    path = journal_path(url)
+    try:
+        if path is not None:
+            path = path.expanduser().resolve()
+            if not path.parent.is_dir():
+                raise StorageError(f"storage folder {path.parent} does not exist")
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            return OpenedStorage(url, JournalStorage(JournalFileBackend(str(path))))
+        scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+        if scheme in ("sqlite", "postgresql", "mysql"):
+            rdb = _rdb_storage(url, scheme)
+            return OpenedStorage(url, rdb, rdb.engine)
+        if scheme == "redis":
+            from optuna.storages.journal import JournalRedisBackend, JournalStorage
+
+            return OpenedStorage(url, JournalStorage(JournalRedisBackend(url)))
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - drivers raise many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open Optuna storage {redact(url)}: {redact(first)}") from None
+    raise StorageError(
+        f"unsupported Optuna storage URL {redact(url)!r}: use journal:///path/file.journal, "
+        "sqlite:///file.db, postgresql://user:pass@host/db or mysql://..."
+    )
+
+
+def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage. Workers started together on a fresh database race to create
+    Optuna's tables (a unique-constraint error for all but one); the losers retry."""
+    import sqlalchemy.exc
+
+    kwargs = {"pool_pre_ping": True, **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {})}
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class StudyStore:
+    """One Optuna study with the storage bench opened for it and its workers' claim lock."""
+
+    study: optuna.Study
+    opened: OpenedStorage
+    study_id: int
+
+    @property
+    def storage(self) -> optuna.storages.BaseStorage:
+        return self.opened.storage
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        with self.opened.claim_lock(self.study.study_name).held():
+            yield
+
+    def set_trial_system_attr(self, number: int, key: str, value: object) -> None:
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        self.storage.set_trial_system_attr(trial_id, key, value)
+
+    def study_system_attrs(self) -> dict[str, object]:
+        return self.storage.get_study_system_attrs(self.study_id)
+
+    def set_study_system_attr(self, key: str, value: object) -> None:
+        self.storage.set_study_system_attr(self.study_id, key, value)
+
+
+def open_study(
+    url: str, study_name: str, *, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
+    create: bool,
+) -> StudyStore:
+    """Create (``create``) or load the study ``study_name`` in the storage at ``url``."""
+    opened = connect(url)
+    try:
+        if create:
+            study = optuna.create_study(
+                study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner,
+                direction="maximize", load_if_exists=True,
+            )
+        else:
+            study = optuna.load_study(study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        raise StorageError(f"no Optuna study {study_name!r} in {redact(url)}") from None
+    return StudyStore(study, opened, opened.storage.get_study_id_from_name(study_name))

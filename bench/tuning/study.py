@@ -1,0 +1,266 @@
+"""One tuning study: run (or resume) it to N finished trials, retrain the best, log it all.
+
+One Optuna study per (task, variant). Every trial is a nested MLflow run under one parent
+run per study; the best configuration is retrained and tested once at the end. The test
+split is never seen by a trial.
+
+Objective: validation accuracy after the *last* epoch. The tuned configuration is
+retrained for the same number of epochs and its final model is tested, so the objective
+scores exactly what will be tested (best-epoch accuracy would reward peaks that the
+retrained model, without checkpoint restoring, does not keep).
+
+Resume and parallel workers: ``--trials N`` is the number of *finished* (complete or
+pruned) trials the study should hold; workers claim trials under a lock until the study
+has N (:mod:`bench.tuning.worker`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from bench import data
+from bench.compare import train_and_log
+from bench.errors import BenchError, StorageError
+from bench.models import HParams, get_variant
+from bench.results.report import log_report
+from bench.store import schema
+from bench.store.tracker import Tracker
+from bench.store.uri import redact
+from bench.studies import Study
+from bench.tuning.settings import TuneSettings, load_splits, plan
+from bench.tuning.storage import StudyStore, supports_concurrency
+from bench.tuning.worker import (
+    Worker,
+    best_trial,
+    counts,
+    fail_stale_trials,
+    load_study,
+    worker_main,
+)
+
+log = logging.getLogger(__name__)
+progress = logging.getLogger("bench.progress")
+
+
+@dataclass
+class TuneResult:
+    settings: TuneSettings
+    parent_run_id: str
+    counts: dict[str, int]
+    best_params: dict[str, object]
+    best_value: float | None
+    tuned_run_id: str | None
+    tuned_test_accuracy: float | None
+    experiment_id: str = ""
+
+
+def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
+    """Run (or resume) one study to ``s.trials`` finished trials, then retrain the best."""
+    if workers <= 0:
+        raise BenchError(f"--workers must be > 0, got {workers}")
+    if workers > 1 and not supports_concurrency(s.storage):
+        raise StorageError(
+            f"{redact(s.storage)}: SQLite does not tolerate concurrent writers; with --workers use "
+            "the default journal file, a journal:/// URL or PostgreSQL"
+        )
+    splits = load_splits(s)
+    # The tracking store first: a bad one fails before the Optuna study exists.
+    tracker = Tracker(s.tracking_uri, s.experiment, description=s.study.description)
+    store = load_study(s, create=True)
+    study = store.study
+    # Several `bench tune` processes (machines) may start on one study at once: the first
+    # creates the parent run under the claim lock, the others find and share it.
+    with store.claim():
+        parent_id = _parent_run(study, tracker)
+        fresh = parent_id is None
+        if fresh:
+            parent_id = tracker.create_run(f"study-{s.study_name}", kind=schema.KIND_STUDY)
+            study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
+    study.set_user_attr(schema.STUDY_TASK, s.task)
+    study.set_user_attr(schema.STUDY_VARIANT, s.variant)
+    c = counts(study)
+    progress.info(
+        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, pruner %s",
+        s.variant, s.task, s.study_name, redact(s.storage), s.trials, c["complete"] + c["pruned"], s.epochs, s.pruner,
+    )
+    with tracker.run(
+        f"study-{s.study_name}", kind=schema.KIND_STUDY, resume_run_id=parent_id,
+        params=_study_params(s, splits) if fresh else None,
+        tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant, schema.TASK_TAG: s.task},
+        description=f"Optuna study {s.study_name}: {s.variant} on {s.task}",
+    ) as parent_id:
+        study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
+        _run_workers(s, workers, Worker(s, splits, tracker, store, parent_id))
+        fail_stale_trials(store, tracker, s.grace)
+        running = {t.user_attrs.get(schema.TRIAL_RUN_ID) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        tracker.close_stale_children(parent_id, running)
+        final, best, tuned_run_id, tuned_acc = _retrain_once(s, store, splits, tracker, parent_id)
+        _log_study(tracker, parent_id, study, final, best, tuned_acc)
+        log_report(tracker, parent_id)
+    return TuneResult(
+        settings=s, parent_run_id=parent_id, counts=final,
+        best_params=dict(best.params) if best else {}, best_value=best.value if best else None,
+        tuned_run_id=tuned_run_id, tuned_test_accuracy=tuned_acc, experiment_id=tracker.experiment_id,
+    )
+
+
+def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
+    """The parent run's params, namespaced ``tuning.*`` so they never collide with the raw
+    entry-point params ``mlflow run`` logs on the same run."""
+    params = {
+        schema.OPTUNA_STUDY: s.study_name, schema.OPTUNA_STORAGE: redact(s.storage), schema.VARIANT: s.variant,
+        schema.TASK: s.task, schema.TRIALS: s.trials, schema.EPOCHS: s.epochs,
+        schema.SAMPLER: "TPESampler (seed + trial number, constant liar)", schema.SAMPLER_SEED: s.seed,
+        schema.PRUNER: s.pruner, schema.OBJECTIVE_DEFINITION: "val_accuracy (last epoch)",
+        schema.SEARCH_SPACE: s.study.search_space.model_dump_json(exclude_none=True),
+        **{f"{schema.BASE_PREFIX}{k}": v for k, v in s.base.as_params().items()},
+        **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
+    }
+    return {f"{schema.TUNING_PREFIX}{k}": v for k, v in params.items()}
+
+
+def _run_workers(s: TuneSettings, workers: int, here: Worker) -> None:
+    """This process is the worker, or it starts ``workers`` processes and waits for them."""
+    if workers == 1:
+        here.loop()
+        return
+    ctx = multiprocessing.get_context("spawn")
+    verbosity = optuna.logging.get_verbosity()  # as the command set it up
+    procs = [
+        ctx.Process(target=worker_main, args=(s, here.parent_run_id, i + 1, verbosity)) for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise
+    stopped = [str(i) for i, p in enumerate(procs, start=1) if p.exitcode != 0]
+    if stopped:
+        raise BenchError(
+            f"worker {', '.join(stopped)} stopped with an error (shown above); the study keeps "
+            "its finished trials: rerun the same command to continue"
+        )
+
+
+def _retrain_once(
+    s: TuneSettings, store: StudyStore, splits: data.Splits, tracker: Tracker, parent_id: str
+) -> tuple[dict[str, int], FrozenTrial | None, str | None, float | None]:
+    """One worker, the last to finish, retrains the best trial; the lock is held until the
+    retrained run is recorded, so two workers finishing together never both retrain."""
+    tuned_run_id, tuned_acc = None, None
+    with store.claim():
+        final = counts(store.study)
+        best = best_trial(store.study)
+        retrained = store.study_system_attrs().get(schema.STUDY_RETRAINED)
+        if best is not None and final["running"] == 0 and retrained != best.number:
+            tuned_run_id, tuned_acc = _retrain_best(s, best, splits, tracker, parent_id, store.study)
+            store.set_study_system_attr(schema.STUDY_RETRAINED, best.number)
+        elif best is not None:
+            progress.info("best trial #%d: retrained already, or trials are still running elsewhere", best.number)
+    return final, best, tuned_run_id, tuned_acc
+
+
+def _parent_run(study: optuna.Study, tracker: Tracker) -> str | None:
+    """The study's parent MLflow run from an earlier session, if it is in this store."""
+    run_id = study.user_attrs.get(schema.STUDY_PARENT_RUN_ID)
+    if run_id and tracker.run_exists(run_id):
+        return run_id
+    return None
+
+
+def tuned_hparams(s: TuneSettings, study: optuna.Study | None = None) -> HParams | None:
+    """The best trial's hyperparameters (None when the study has no complete trial)."""
+    study = study or load_study(s, create=False).study
+    best = best_trial(study)
+    if best is None:
+        return None
+    return dataclasses.replace(s.base, **{k: v for k, v in best.params.items()})
+
+
+def best_params(
+    study: Study, variants: list[str], *, task: str | None, storage: str | None,
+    study_name: str | None, tracking_uri: str | None,
+) -> dict[str, dict[str, object]]:
+    """Each variant's best hyperparameters from its Optuna study (for ``compare --tuned``)."""
+    planned = plan(
+        study, variants=variants, task=task, trials=None, epochs=None, storage=storage,
+        study_name=study_name, seed=0, pruner=None, timeout=None, data_dir=None,
+        tracking_uri=tracking_uri, experiment=None,
+    )
+    found, missing = {}, []
+    for s in planned:
+        try:
+            best = best_trial(load_study(s, create=False).study)
+        except StorageError:
+            best = None
+        if best is None:
+            missing.append(f"{s.variant} (study {s.study_name!r})")
+        else:
+            found[s.variant] = dict(best.params)
+    if missing:
+        raise BenchError(
+            f"no tuned hyperparameters in {redact(planned[0].storage)} for: {', '.join(missing)}; "
+            "run `bench tune` first with the same --study/--task/--storage"
+        )
+    return found
+
+
+def _retrain_best(
+    s: TuneSettings, best: FrozenTrial, splits: data.Splits, tracker: Tracker, parent_id: str, study: optuna.Study,
+) -> tuple[str | None, float | None]:
+    hp = dataclasses.replace(tuned_hparams(s, study), seed=s.seed)
+    progress.info("[%s] retraining the best trial #%d (%s) and testing it once", s.variant, best.number, best.params)
+    result = train_and_log(
+        tracker, get_variant(s.variant), hp, splits, run_name=f"tuned-{s.variant}", kind=schema.KIND_TUNED,
+        label=f"[{s.variant} tuned]", extra_params={schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: best.number},
+        parent_run_id=parent_id,
+    )
+    study.set_user_attr(schema.STUDY_TUNED_RUN_ID, result.run_id)
+    study.set_user_attr(schema.STUDY_TUNED_TEST_ACCURACY, result.test_accuracy)
+    return result.run_id, result.test_accuracy
+
+
+def _log_study(
+    tracker: Tracker, run_id: str, study: optuna.Study, final: dict[str, int], best: FrozenTrial | None,
+    tuned_acc: float | None,
+) -> None:
+    """Counts, best trial, Optuna's own figures and a CSV of all trials on the parent run."""
+    import warnings
+
+    import optuna.visualization.matplotlib as ovm
+
+    metrics: dict[str, float] = {f"{schema.TRIALS_PREFIX}{k}": float(v) for k, v in final.items() if k != "running"}
+    if best is not None:
+        metrics[schema.BEST_VAL_ACCURACY] = float(best.value)
+        metrics[schema.BEST_TRIAL_METRIC] = float(best.number)
+        tracker.set_tags(run_id, {f"{schema.BEST_PREFIX}{k}": v for k, v in best.params.items()})
+    if tuned_acc is not None:
+        metrics[schema.TUNED_TEST_ACCURACY] = tuned_acc
+    tracker.log_metrics(run_id, metrics)
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    tracker.log_text(run_id, frame.to_csv(index=False), "trials.csv")
+    for name in schema.OPTUNA_FIGURES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ax = getattr(ovm, f"plot_{name}")(study)
+            except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
+                log.info("figure %s skipped: %s", name, exc)
+                continue
+            first = ax.flat[0] if hasattr(ax, "flat") else ax
+            fig = first.figure
+            fig.set_size_inches(9, 5.5)
+            fig.tight_layout()
+        tracker.log_figure(run_id, fig, schema.optuna_figure(name))

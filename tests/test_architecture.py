@@ -1,0 +1,234 @@
+"""The package's shape: imports point one way, each library has one home, nothing grows huge.
+
+The imports are read from the source (module-level and function-level alike), so a cycle
+hidden inside a function fails here just as one at the top of a file does.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "bench"
+
+#: Lowest first. A module may import its own unit (a cycle there fails the cycle test) and
+#: any unit on a lower layer, never one on its own layer or above.
+LAYERS: list[set[str]] = [
+    {"bench", "bench.errors", "bench.store.schema"},
+    {"bench.data", "bench.stats", "bench.figures", "bench.reference", "bench.store"},
+    {"bench.models"},
+    {"bench.studies", "bench.training"},
+    {"bench.results"},
+    {"bench.compare"},
+    {"bench.tuning"},
+    {"bench.present"},
+    {"bench.cli"},
+    {"bench.__main__"},
+]
+#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's verbosity).
+HOMES = {"mlflow": ("bench.store",), "optuna": ("bench.tuning", "bench.cli")}
+
+MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 500, 250, 60
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(name: str) -> str:
+    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x import y``)."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _imports(module: str) -> set[str]:
+    """Every name ``module`` imports, at any depth of the file."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    found: set[str] = set()
+    package = module if MODULES[module].name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES}
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    return {m: {_resolve(n) for n in _imports(m) if n.split(".")[0] == "bench"} - {m} for m in MODULES}
+
+
+def _unit(module: str) -> str:
+    """The layer unit: the module itself where listed, else its top-level package."""
+    listed = set().union(*LAYERS)
+    while module not in listed:
+        module = module.rsplit(".", 1)[0]
+    return module
+
+
+def _layer(module: str) -> int:
+    unit = _unit(module)
+    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_reader_sees_function_level_imports_and_packages():
+    assert "bench.models.build" in _graph()["bench.cli"]  # imported inside `bench list`
+    assert "bench.models.registry" in _graph()["bench.models.zoo"]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_among_bench_modules():
+    assert _cycles(_graph()) == []
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        _layer(module)  # raises StopIteration for a module no layer lists
+
+
+def test_imports_only_point_down():
+    upward = [
+        f"{m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})"
+        for m, targets in _graph().items()
+        for t in sorted(targets)
+        if _unit(t) != _unit(m) and _layer(t) >= _layer(m)
+    ]
+    assert upward == []
+
+
+def test_the_store_imports_nothing_above_it():
+    outside = {
+        f"{m} -> {t}"
+        for m, targets in _graph().items()
+        if m.startswith("bench.store")
+        for t in targets
+        if not (t.startswith("bench.store") or t == "bench.errors")
+    }
+    assert outside == set()
+
+
+def test_the_model_registry_is_a_leaf_the_zoo_registers_into():
+    graph = _graph()
+    assert graph["bench.models.registry"] <= {"bench.errors", "bench.models.spec"}
+    assert "bench.models.registry" in graph["bench.models.zoo"]
+    assert "bench.models.zoo" in graph["bench.models"]  # importing the package registers the zoo
+
+
+@pytest.mark.parametrize("library", sorted(HOMES))
+def test_each_library_has_one_home(library):
+    importers = {m for m in MODULES if any(n.split(".")[0] == library for n in _imports(m))}
+    assert importers and all(m.startswith(HOMES[library]) for m in importers), sorted(importers)
+
+
+def test_no_god_modules_classes_or_functions():
+    too_big = []
+    for module, path in MODULES.items():
+        source = path.read_text(encoding="utf-8")
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            too_big.append(f"module {module}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            size = node.end_lineno - node.lineno + 1
+            limit, what = (MAX_CLASS_LINES, "class") if isinstance(node, ast.ClassDef) else (MAX_FUNCTION_LINES, "function")
+            if size > limit:
+                too_big.append(f"{what} {module}.{node.name}: {size} lines")
+    assert too_big == []
+
+
+def test_no_private_optuna_attributes():
+    private = ("._storage", "._trial_id", "._study_id", "._backend")
+    hits = [
+        f"{m}: {attr}"
+        for m, path in MODULES.items()
+        for attr in private
+        if attr in path.read_text(encoding="utf-8")
+    ]
+    assert hits == []
+
+
+def test_store_keys_are_written_through_the_schema():
+    """No module but the schema spells a bench/MLflow/Optuna tag key as a string literal."""
+    prefixes = ("bench.", "mlflow.", "optuna.")
+    literals = []
+    for module, path in MODULES.items():
+        if module == "bench.store.schema":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                if text.startswith(prefixes) and " " not in text and not _is_module_path(text):
+                    literals.append(f"{module}: {text!r}")
+    assert literals == []
+
+
+def _is_module_path(text: str) -> bool:
+    """``bench.progress`` (a logger), ``optuna.visualization...``: names, not store keys."""
+    if text in {"bench.progress", "optuna.journal"}:  # a logger; the default journal file's name
+        return True
+    return text.split(".")[0] in {"optuna", "mlflow"} and _importable(text)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def test_hparams_fields_are_the_schemas_hyperparameter_keys():
+    import dataclasses
+
+    from bench.models import HParams
+    from bench.store import schema
+
+    assert tuple(f.name for f in dataclasses.fields(HParams)) == schema.HPARAMS
+    assert set(HParams().as_params()) == set(schema.HPARAMS)
