@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,17 +71,23 @@ class Settings:
         name = schema.display_key(variant, setting)
         return name if len(self.seeds) == 1 else f"{name}/s{seed}"
 
-    def jobs(self) -> list[tuple[str, str, HParams]]:
-        """(variant, setting, hyperparameters) for every run, default and tuned side by side."""
+    def populations(self) -> list[tuple[str, str, list[HParams]]]:
+        """(variant, setting, one member per seed): each variant's default runs, then its tuned
+        runs. Seed s of every variant starts from the same seed and reads the data in the same
+        order (the pairing the over-seeds statistics rely on)."""
         tuned = dict(self.tuned)
         out = []
         for name in self.variants:
             base = self.hparams_for(name)
-            for seed in self.seeds:
-                out.append((name, schema.SETTING_DEFAULT, base.replace(seed=seed)))
-                if name in tuned:
-                    out.append((name, schema.SETTING_TUNED, dataclasses.replace(base, seed=seed, **tuned[name])))
+            out.append((name, schema.SETTING_DEFAULT, [base.replace(seed=seed) for seed in self.seeds]))
+            if name in tuned:
+                setting = [dataclasses.replace(base, seed=seed, **tuned[name]) for seed in self.seeds]
+                out.append((name, schema.SETTING_TUNED, setting))
         return out
+
+    def jobs(self) -> list[tuple[str, str, HParams]]:
+        """(variant, setting, hyperparameters) for every run, in the order they are trained."""
+        return [(name, setting, hp) for name, setting, members in self.populations() for hp in members]
 
     def params(self, splits: data.Splits) -> dict[str, object]:
         """The parent run's params, namespaced ``protocol.*`` so they never collide with the
@@ -148,51 +155,58 @@ def _progress_hook(label: str, epochs: int) -> training.EpochHook:
 def train_and_log(
     tracker: Tracker,
     variant: Variant,
-    hparams: HParams,
+    members: Sequence[HParams],
     splits: data.Splits,
     *,
-    run_name: str,
+    run_names: Sequence[str],
     kind: str,
-    label: str,
-    extra_params: dict[str, object] | None = None,
+    labels: Sequence[str],
+    extra_params: Sequence[dict[str, object]] | None = None,
     parent_run_id: str | None = None,
     log_model: bool = True,
-) -> TrainResult:
-    """One training run as one MLflow run: params first, curves per epoch, artifacts last."""
+) -> list[TrainResult]:
+    """Members of one variant trained together, each its own MLflow run: params first,
+    curves per epoch, artifacts last. Every run ends FINISHED, or all end FAILED or KILLED."""
     from bench.models.build import build_model
 
-    params = {
-        **variant.structure_params(),
-        **hparams.as_params(),
-        schema.TASK: splits.task,
-        schema.PARAMS: build_model(variant, hparams, input_shape=splits.input_shape).count_params(),
-        **_split_params(splits),
-        **(extra_params or {}),
-    }
-    tags = {schema.VARIANT_TAG: variant.name, schema.SEED_TAG: str(hparams.seed)}
-    with tracker.run(
-        run_name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id, description=variant.description,
-    ) as run_id:
-        result = training.train(
-            variant, hparams, splits, on_epoch=[tracker.epoch_hook(run_id), _progress_hook(label, hparams.epochs)],
+    count = build_model(variant, members[0], input_shape=splits.input_shape).count_params()
+    extra = list(extra_params) if extra_params is not None else [{}] * len(members)
+    with contextlib.ExitStack() as stack:
+        run_ids = []
+        for hp, name, more in zip(members, run_names, extra, strict=True):
+            params = {
+                **variant.structure_params(), **hp.as_params(), schema.TASK: splits.task, schema.PARAMS: count,
+                **_split_params(splits), **more,
+            }
+            tags = {schema.VARIANT_TAG: variant.name, schema.SEED_TAG: str(hp.seed)}
+            run = tracker.run(name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id,
+                              description=variant.description)
+            run_ids.append(stack.enter_context(run))
+        hooks = [
+            [tracker.epoch_hook(run_id), _progress_hook(label, hp.epochs)]
+            for run_id, label, hp in zip(run_ids, labels, members, strict=True)
+        ]
+        results = training.train_population(variant, members, splits, on_epoch=hooks)
+        for run_id, result in zip(run_ids, results, strict=True):
+            artifacts.log_training(tracker, run_id, result, splits=splits, log_model=log_model)
+            result.run_id = run_id
+    for label, result in zip(labels, results, strict=True):
+        summary = (
+            f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
+            if result.test_accuracy is not None
+            else "no test score"
         )
-        artifacts.log_training(tracker, run_id, result, splits=splits, log_model=log_model)
-        result.run_id = run_id
-    summary = (
-        f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
-        if result.test_accuracy is not None
-        else "no test score"
-    )
-    progress.info("%s done in %.1fs: %s, %s", label, result.train_seconds, result.status, summary)
-    _release(result)
-    return result
+        progress.info("%s done in %.1fs: %s, %s", label, result.train_seconds, result.status, summary)
+    _release(results)
+    return results
 
 
-def _release(result: TrainResult) -> None:
-    """Drop the Keras model and graph state between runs (memory stays flat over a study)."""
+def _release(results: Sequence[TrainResult]) -> None:
+    """Drop the Keras models and graph state between runs (memory stays flat over a study)."""
     import keras
 
-    result.model = None
+    for result in results:
+        result.model = None
     keras.backend.clear_session()
     gc.collect()
 
@@ -245,30 +259,33 @@ def run_comparison(
 def _train_all(
     tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool
 ) -> tuple[list[TrainResult], list[str], list[dict[str, object]]]:
-    """Every job of the comparison, one child run each, in order."""
+    """Every population of the comparison (a variant's seeds), one child run per member."""
     study = settings.study
-    jobs = settings.jobs()
+    total = len(settings.jobs())
     progress.info(
         "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]",
-        study.name, len(jobs), len(settings.variants), len(settings.seeds),
+        study.name, total, len(settings.variants), len(settings.seeds),
         ", default and tuned" if settings.tuned else "", settings.task,
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
     )
     results, names, rows = [], [], []
-    for i, (vname, setting, hparams) in enumerate(jobs, start=1):
-        name = settings.run_name(vname, hparams.seed, setting)
+    for vname, setting, members in settings.populations():
         reference = study.references.get(vname)
-        result = train_and_log(
-            tracker, get_variant(vname), hparams, splits, run_name=name,
+        run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
+        first = len(results) + 1
+        trained = train_and_log(
+            tracker, get_variant(vname), members, splits, run_names=run_names,
             kind=schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED,
-            label=f"[{i}/{len(jobs)}] {name}",
-            extra_params={schema.STUDY: study.name, schema.SETTING: setting, **tables.reference_params(reference)},
+            labels=[f"[{first + i}/{total}] {name}" for i, name in enumerate(run_names)],
+            extra_params=[{schema.STUDY: study.name, schema.SETTING: setting, **tables.reference_params(reference)}]
+            * len(members),
             parent_run_id=parent_id,
             log_model=log_models,
         )
-        results.append(result)
-        names.append(name)
-        rows.append(tables.row_from_result(result, name, setting, reference))
+        for name, result in zip(run_names, trained, strict=True):
+            results.append(result)
+            names.append(name)
+            rows.append(tables.row_from_result(result, name, setting, reference))
     return results, names, rows
 
 

@@ -16,88 +16,32 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
 from bench.data import Splits
 from bench.models.spec import HParams, Variant
-from bench.store import schema
+from bench.result import (  # noqa: F401  (re-exported: the training API)
+    DEAD_LOSS_FLOOR,
+    DEAD_LOSS_PROGRESS,
+    DEAD_MARGIN,
+    DEAD_PATIENCE,
+    DIVERGED_LOSS_FACTOR,
+    HISTORY_KEYS,
+    STATUS_DEAD,
+    STATUS_DIVERGED,
+    STATUS_OK,
+    EpochHook,
+    Health,
+    TrainResult,
+)
 
 log = logging.getLogger(__name__)
 
-EpochHook = Callable[[int, dict[str, float]], None]
-"""Called after every epoch with the 0-based epoch index and that epoch's metrics."""
-
-HISTORY_KEYS = schema.HISTORY  # the metric names the curves are logged under
-
-STATUS_OK = "ok"
-STATUS_DIVERGED = "diverged"
-STATUS_DEAD = "dead"
-
-#: Training accuracy within this margin of chance (1 / classes) counts as "not learning".
-DEAD_MARGIN = 0.05
-#: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20)...
-DEAD_PATIENCE = 3
-#: ...during which the loss fell by less than this fraction (seed 004's stayed at 14.68),
-DEAD_LOSS_PROGRESS = 0.01
-#: ...or never dropped below this fraction of ln(classes), the loss of a uniform guess: a
-#: network at chance whose loss stays at or above that has learned nothing, however its
-#: loss jitters (a collapsed network predicting one class for every input does exactly this).
-DEAD_LOSS_FLOOR = 0.99
-#: A loss above this many times the chance-level loss ln(classes) counts as diverged even while
-#: it is finite: Keras computes the cross-entropy from the softmax's logits, so an exploding
-#: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
-DIVERGED_LOSS_FACTOR = 1e4
 #: Steps Keras runs per call into the compiled train function (cuts Python overhead).
 DEFAULT_STEPS_PER_EXECUTION = 100
 EVAL_BATCH_SIZE = 1024
-
-
-@dataclass
-class TrainResult:
-    """What one training run produced (the contract tracking and tuning rely on)."""
-
-    variant: str
-    hparams: HParams
-    params: int
-    history: dict[str, list[float]]
-    train_seconds: float
-    status: str = STATUS_OK
-    message: str = ""
-    test_loss: float | None = None
-    test_accuracy: float | None = None
-    test_predictions: np.ndarray | None = None
-    confusion: np.ndarray | None = None
-    device: str = ""
-    run_id: str | None = None  # the MLflow run, once tracking has logged it
-    model: object | None = field(default=None, repr=False)
-
-    @property
-    def epochs_run(self) -> int:
-        return len(self.history.get("loss", []))
-
-    @property
-    def best_epoch(self) -> int | None:
-        """0-based epoch of the best validation accuracy (model selection uses validation only)."""
-        val = self.history.get("val_accuracy", [])
-        finite = [v if math.isfinite(v) else -1.0 for v in val]
-        return int(np.argmax(finite)) if finite else None
-
-    @property
-    def best_val_accuracy(self) -> float | None:
-        i = self.best_epoch
-        return None if i is None else self.history["val_accuracy"][i]
-
-    @property
-    def final_val_accuracy(self) -> float | None:
-        val = self.history.get("val_accuracy", [])
-        return val[-1] if val else None
-
-    @property
-    def healthy(self) -> bool:
-        return self.status == STATUS_OK
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,65 +105,6 @@ def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(2)
 
 
-class Health:
-    """Judges a run as it trains: diverged (NaN or an exploding loss), dead (stuck at chance
-    with a loss that does not fall), or ok. Knows nothing of Keras, so any training loop
-    can use it."""
-
-    def __init__(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.chance = 1.0 / num_classes
-        self.loss_limit = DIVERGED_LOSS_FACTOR * math.log(num_classes)
-        self.status = STATUS_OK
-        self.message = ""
-        self._at_chance: list[float] = []  # losses of the current run of at-chance epochs
-
-    def exploded(self, loss: float) -> bool:
-        return not math.isfinite(loss) or loss > self.loss_limit
-
-    def _diverged(self, loss: float, epoch: int) -> bool:
-        limit = f" (over {self.loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
-        self.status = STATUS_DIVERGED
-        self.message = self.message or f"loss became {loss:.4g} in epoch {epoch}{limit}"
-        return True
-
-    def batch(self, loss: float, epoch: int) -> bool:
-        """After a batch of (1-based) ``epoch``: True when training must stop."""
-        return self._diverged(loss, epoch) if self.exploded(loss) else False
-
-    def epoch(self, metrics: dict[str, float], epoch: int) -> bool:
-        """After (1-based) ``epoch``: True when training must stop."""
-        if self.status == STATUS_DIVERGED or self.exploded(metrics["loss"]):
-            return self._diverged(metrics["loss"], epoch)
-        if max(metrics["accuracy"], metrics["val_accuracy"]) > self.chance + DEAD_MARGIN:
-            self._at_chance = []
-            return False
-        self._at_chance.append(metrics["loss"])
-        streak = self._at_chance[-DEAD_PATIENCE:]
-        # Dead = at chance AND the loss is not going down (a slow start is not dead).
-        flat = min(streak[1:], default=0.0) >= streak[0] * (1 - DEAD_LOSS_PROGRESS)
-        guess = math.log(self.num_classes)
-        above_guess = min(streak) >= DEAD_LOSS_FLOOR * guess
-        if len(streak) < DEAD_PATIENCE or not (flat or above_guess):
-            return False
-        self.status = STATUS_DEAD
-        how = "a flat loss" if flat else f"a loss never below a uniform guess's ({guess:.3f})"
-        self.message = (
-            f"accuracy stuck at chance ({metrics['accuracy']:.3f} train, "
-            f"{metrics['val_accuracy']:.3f} validation; chance is {self.chance:.3f}) "
-            f"with {how} ({streak[0]:.4g} -> {streak[-1]:.4g}) for {len(self._at_chance)} epochs"
-        )
-        return True
-
-    def final(self, history: dict[str, list[float]]) -> None:
-        """A run that ended at chance is dead even when no streak was long enough."""
-        if self.status == STATUS_OK and history["val_accuracy"]:
-            final = history["val_accuracy"][-1]
-            if final <= self.chance + DEAD_MARGIN:
-                self.status = STATUS_DEAD
-                self.message = f"final validation accuracy {final:.3f} is at chance ({self.chance:.3f})"
-
-
 def _monitor(health: Health, hooks: Sequence[EpochHook], history: dict[str, list[float]]):
     """A Keras callback: records the history, times epochs, asks ``health``, calls the hooks."""
     import keras
@@ -251,6 +136,17 @@ def _monitor(health: Health, hooks: Sequence[EpochHook], history: dict[str, list
     return Monitor()
 
 
+ENGINES = ("compiled", "keras")
+
+
+def engine_for(variant: Variant) -> str:
+    """The compiled population loop wherever the variant can be stacked (every MLP), Keras'
+    ``fit`` elsewhere (the convolutional variants)."""
+    from bench import population
+
+    return "compiled" if population.supports(variant) else "keras"
+
+
 def train(
     variant: Variant,
     hparams: HParams,
@@ -258,13 +154,60 @@ def train(
     *,
     on_epoch: Sequence[EpochHook] = (),
     evaluate_test: bool = True,
+    engine: str | None = None,
     steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
     jit_compile: bool | None = None,
 ) -> TrainResult:
     """Train ``variant`` with ``hparams`` on the train split, validating every epoch.
 
     The test split is touched only after training, and only when ``evaluate_test``.
+    ``engine``: "compiled" or "keras" (default: :func:`engine_for`); ``steps_per_execution``
+    and ``jit_compile`` tune the "keras" engine.
     """
+    [result] = train_population(
+        variant, [hparams], splits, on_epoch=[on_epoch], evaluate_test=evaluate_test, engine=engine,
+        steps_per_execution=steps_per_execution, jit_compile=jit_compile,
+    )
+    return result
+
+
+def train_population(
+    variant: Variant,
+    members: Sequence[HParams],
+    splits: Splits,
+    *,
+    on_epoch: Sequence[Sequence[EpochHook]] | None = None,
+    evaluate_test: bool = True,
+    engine: str | None = None,
+    steps_per_execution: int = DEFAULT_STEPS_PER_EXECUTION,
+    jit_compile: bool | None = None,
+) -> list[TrainResult]:
+    """Train every member (same variant; seeds, learning rates, dropout may differ), one
+    result each. The compiled engine trains them as one graph; Keras' trains them in turn."""
+    from bench import population
+
+    engine = engine or engine_for(variant)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    hooks = list(on_epoch) if on_epoch is not None else [()] * len(members)
+    if engine == "compiled":
+        results = population.train_population(variant, members, splits, on_epoch=hooks, device=device_description())
+    else:
+        results = [
+            _fit_keras(variant, hp, splits, member_hooks, steps_per_execution, jit_compile)
+            for hp, member_hooks in zip(members, hooks, strict=True)
+        ]
+    for result in results:
+        if evaluate_test and result.status != STATUS_DIVERGED:
+            evaluate(result, splits)
+    return results
+
+
+def _fit_keras(
+    variant: Variant, hparams: HParams, splits: Splits, on_epoch: Sequence[EpochHook],
+    steps_per_execution: int, jit_compile: bool | None,
+) -> TrainResult:
+    """One model with Keras' own ``fit`` (the engine for convolutional variants)."""
     seed_everything(hparams.seed)
     model = _compiled_model(variant, hparams, splits, steps_per_execution, jit_compile)
     train_ds = make_train_dataset(splits.x_train, splits.y_train, hparams.batch_size, hparams.seed)
@@ -284,7 +227,7 @@ def train(
     health.final(history)
     if health.status != STATUS_OK:
         log.warning("%s: training %s: %s", variant.name, health.status, health.message)
-    result = TrainResult(
+    return TrainResult(
         variant=variant.name,
         hparams=hparams,
         params=int(model.count_params()),
@@ -295,9 +238,6 @@ def train(
         device=device_description(),
         model=model,
     )
-    if evaluate_test and health.status != STATUS_DIVERGED:
-        evaluate(result, splits)
-    return result
 
 
 def _compiled_model(variant: Variant, hparams: HParams, splits: Splits, steps_per_execution: int, jit_compile: bool | None):

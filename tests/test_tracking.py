@@ -346,9 +346,9 @@ def toy_two(tmp_path) -> Settings:
 
 
 def _train_failing_on(monkeypatch, call: int, exc: BaseException) -> list[str]:
-    """Make the ``call``-th training (1-based) raise ``exc``, as seen from bench.compare."""
+    """Make the ``call``-th training of a population (1-based) raise ``exc``, as seen from bench.compare."""
     calls: list[str] = []
-    real = compare.training.train
+    real = compare.training.train_population
 
     def flaky(variant, *args, **kwargs):
         calls.append(variant.name)
@@ -356,7 +356,7 @@ def _train_failing_on(monkeypatch, call: int, exc: BaseException) -> list[str]:
             raise exc
         return real(variant, *args, **kwargs)
 
-    monkeypatch.setattr(compare.training, "train", flaky)
+    monkeypatch.setattr(compare.training, "train_population", flaky)
     return calls
 
 

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
-from bench.store import _experiments, owner, schema
+from bench.store import _experiments, _stale, owner, schema
 from bench.store.uri import (
     check_artifact_location,
     check_tracking_uri,
@@ -80,26 +80,49 @@ class Tracker:
         Runs are created through the client, not MLflow's process-global "active run", so
         workers and nested runs never depend on fluent state.
         """
-        run_id = self._open(name, kind, params, tags, parent_run_id, resume_run_id, description)
+        run_id = self.start_run(
+            name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id, resume_run_id=resume_run_id,
+            description=description,
+        )
         try:
             yield run_id
         except finished_on:
-            self._end(run_id, "FINISHED")
-            raise
-        except KeyboardInterrupt:
-            self._end(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            self.end_run(run_id, "FINISHED")
             raise
         except BaseException as exc:
-            self._end(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
-            if isinstance(exc, (OSError, MlflowException)):
-                # A full disk, an unwritable artifact folder, a store that went away: the
-                # half-written run is FAILED, and the user gets one line saying why.
-                raise TrackingError(f"run {name!r} failed (marked FAILED): {first_line(exc)}") from exc
+            error = self.end_run_on_error(run_id, name, exc)
+            if error is not None:
+                raise error from exc
             raise
         else:
-            self._end(run_id, "FINISHED")
+            self.end_run(run_id, "FINISHED")
 
-    def _open(self, name, kind, params, tags, parent_run_id, resume_run_id, description) -> str:
+    def end_run_on_error(self, run_id: str, name: str, exc: BaseException) -> TrackingError | None:
+        """End a run that ``exc`` interrupted: KILLED on Ctrl-C or SIGTERM, else FAILED with
+        the reason. A store or disk failure comes back as the one-line error to raise."""
+        if isinstance(exc, KeyboardInterrupt):
+            self.end_run(run_id, "KILLED", "interrupted (Ctrl-C or SIGTERM)")
+            return None
+        self.end_run(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (OSError, MlflowException)):
+            # A full disk, an unwritable artifact folder, a store that went away: the
+            # half-written run is FAILED, and the user gets one line saying why.
+            return TrackingError(f"run {name!r} failed (marked FAILED): {first_line(exc)}")
+        return None
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        kind: str,
+        params: Mapping[str, object] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
+        description: str = "",
+    ) -> str:
+        """Open a run that the caller ends with :meth:`end_run` (prefer :meth:`run`, which
+        always ends it; this is for runs that end at different times, a population's)."""
         all_tags = {**self._base_tags(kind), **(tags or {})}
         if description:
             all_tags[schema.MLFLOW_NOTE] = description
@@ -145,7 +168,7 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=registry.resolve_tags(dict(tags)))
         return run.info.run_id
 
-    def _end(self, run_id: str, status: str, reason: str = "") -> None:
+    def end_run(self, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
         with contextlib.suppress(Exception):
             if reason:
                 self.client.set_tag(run_id, schema.ERROR, redact(reason)[:5000])
@@ -165,44 +188,20 @@ class Tracker:
             return False
         return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
 
-    # -- runs whose process died
+    # -- runs whose process died (bench.store._stale)
 
     def close_orphan(self, run_id: str, reason: str, *, state: str | None = "FAIL") -> bool:
         """End a run whose process died (it would otherwise stay RUNNING forever)."""
-        with contextlib.suppress(MlflowException):
-            if self.client.get_run(run_id).info.status == "RUNNING":
-                self.set_tags(run_id, {schema.ERROR: reason, **({schema.OPTUNA_STATE: state} if state else {})})
-                self.client.set_terminated(run_id, "FAILED")
-                return True
-        return False
+        return _stale.close_orphan(self, run_id, reason, state=state)
 
     def close_stale_runs(self, kinds: Sequence[str]) -> list[str]:
         """FAIL this experiment's RUNNING runs of ``kinds`` whose process is certainly gone
         (killed on this host: see :mod:`bench.store.owner`); returns their names."""
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=10_000
-        )
-        closed = []
-        for run in runs:
-            tags = run.data.tags
-            if tags.get(schema.KIND) in kinds and owner.is_dead(tags.get(schema.OWNER, "")):
-                reason = f"its process ({tags[schema.OWNER]}) died before the run ended"
-                if self.close_orphan(run.info.run_id, reason, state=None):
-                    closed.append(run.info.run_name)
-        return closed
+        return _stale.close_stale_runs(self, kinds)
 
     def close_stale_children(self, parent_run_id: str, keep: set[str | None]) -> list[str]:
         """Fail child runs still RUNNING under ``parent_run_id`` (left by killed processes)."""
-        closed = []
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
-        )
-        for run in runs:
-            if run.info.run_id not in keep:
-                self.close_orphan(run.info.run_id, "its process died before the run ended")
-                closed.append(run.info.run_id)
-        return closed
+        return _stale.close_stale_children(self, parent_run_id, keep)
 
     # -- logging primitives (values are redacted: a URL with a password never lands in the store)
 

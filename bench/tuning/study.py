@@ -222,10 +222,10 @@ def _retrain_best(
 ) -> tuple[str | None, float | None]:
     hp = dataclasses.replace(tuned_hparams(s, study), seed=s.seed)
     progress.info("[%s] retraining the best trial #%d (%s) and testing it once", s.variant, best.number, best.params)
-    result = train_and_log(
-        tracker, get_variant(s.variant), hp, splits, run_name=f"tuned-{s.variant}", kind=schema.KIND_TUNED,
-        label=f"[{s.variant} tuned]", extra_params={schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: best.number},
-        parent_run_id=parent_id,
+    [result] = train_and_log(
+        tracker, get_variant(s.variant), [hp], splits, run_names=[f"tuned-{s.variant}"], kind=schema.KIND_TUNED,
+        labels=[f"[{s.variant} tuned]"],
+        extra_params=[{schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: best.number}], parent_run_id=parent_id,
     )
     study.set_user_attr(schema.STUDY_TUNED_RUN_ID, result.run_id)
     study.set_user_attr(schema.STUDY_TUNED_TEST_ACCURACY, result.test_accuracy)

@@ -1,0 +1,175 @@
+"""A population of K slots that members enter and leave at epoch boundaries.
+
+:class:`Population` keeps one compiled graph for a shape (variant, K, batch size, optimizer
+kind, splits). A member enters a free slot with fresh weights (a Keras model built with its
+seed), fresh optimizer state and its own epoch count; it leaves when it has trained its
+epochs, died, diverged, or when one of its hooks raised (a pruned trial). The slot is then
+free for the next member, without a recompilation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.data import Splits
+from bench.models.spec import HParams, Variant
+from bench.population.net import StackedNet
+from bench.result import HISTORY_KEYS, STATUS_OK, EpochHook, Health, TrainResult
+from bench.store import schema
+
+log = logging.getLogger(__name__)
+
+
+class _Compiled:
+    """The stacked net, its optimizer and the compiled loop of one shape."""
+
+    def __init__(self, variant: Variant, k: int, splits: Splits, batch_size: int, optimizer: str, jit: bool) -> None:
+        from bench.population.loop import CompiledLoop
+        from bench.population.optim import StackedOptimizer
+
+        self.splits = splits  # held, so the cache key's id(splits) cannot be reused meanwhile
+        self.net = StackedNet(variant, k, input_size=int(np.prod(splits.input_shape)), num_classes=splits.num_classes)
+        self.optimizer = StackedOptimizer(optimizer, self.net.trainable, k)
+        self.loop = CompiledLoop(self.net, self.optimizer, splits, batch_size, jit_compile=jit)
+
+
+_cached: dict[tuple, _Compiled] = {}
+_CACHE_SIZE = 2  # shapes kept compiled (each holds a copy of the splits)
+
+
+def _compiled(variant: Variant, k: int, splits: Splits, batch_size: int, optimizer: str, jit: bool) -> _Compiled:
+    key = (variant, k, id(splits), batch_size, optimizer, jit)
+    if key not in _cached:
+        while len(_cached) >= _CACHE_SIZE:
+            del _cached[next(iter(_cached))]
+        _cached[key] = _Compiled(variant, k, splits, batch_size, optimizer, jit)
+    return _cached[key]
+
+
+@dataclass
+class Slot:
+    """One member while it trains: its model, hooks, health, history and epoch count."""
+
+    hparams: HParams
+    model: object
+    hooks: Sequence[EpochHook]
+    health: Health
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    epoch: int = 0
+    seconds: float = 0.0
+    running: bool = True
+    error: Exception | None = None  # what one of its hooks raised (a pruned trial, a store failure)
+
+    def result(self, variant: Variant, device: str) -> TrainResult:
+        self.health.final(self.history)
+        if self.health.status != STATUS_OK:
+            log.warning("%s (seed %d): training %s: %s", variant.name, self.hparams.seed, self.health.status,
+                        self.health.message)
+        return TrainResult(
+            variant=variant.name, hparams=self.hparams, params=int(self.model.count_params()), history=self.history,
+            train_seconds=self.seconds, status=self.health.status, message=self.health.message, device=device,
+            model=self.model,
+        )
+
+
+class Population:
+    """K slots of ``variant`` sharing batch size and optimizer kind, trained one epoch at a time."""
+
+    def __init__(self, variant: Variant, k: int, splits: Splits, *, batch_size: int, optimizer: str,
+                 jit_compile: bool = True, device: str = "") -> None:
+        self.variant, self.splits, self.device = variant, splits, device
+        self.batch_size, self.optimizer_kind = batch_size, optimizer
+        self._c = _compiled(variant, k, splits, batch_size, optimizer, jit_compile)
+        self._c.loop.active.assign(np.zeros(k, np.float32))
+        self.slots: list[Slot | None] = [None] * k
+
+    @property
+    def free(self) -> list[int]:
+        return [k for k, slot in enumerate(self.slots) if slot is None]
+
+    @property
+    def running(self) -> list[int]:
+        return [k for k, slot in enumerate(self.slots) if slot is not None and slot.running]
+
+    def start(self, k: int, hparams: HParams, hooks: Sequence[EpochHook] = ()) -> None:
+        """Member ``hparams`` enters free slot ``k`` with fresh weights and optimizer state."""
+        import keras
+
+        from bench.models.build import build_model
+
+        if self.slots[k] is not None:
+            raise ValueError(f"slot {k} is taken")
+        if (hparams.batch_size, hparams.optimizer) != (self.batch_size, self.optimizer_kind):
+            raise ValueError("members must share batch size and optimizer with their population")
+        keras.utils.set_random_seed(hparams.seed)  # the member's initial weights: exactly a solo model's
+        model = build_model(self.variant, hparams, input_shape=self.splits.input_shape,
+                            num_classes=self.splits.num_classes)
+        self._c.net.load_member(k, model, hparams, seed=hparams.seed)
+        self._c.optimizer.load_member(k, hparams)
+        self._c.loop.active[k].assign(1.0)
+        self.slots[k] = Slot(hparams, model, hooks, Health(self.splits.num_classes))
+
+    def stop(self, k: int) -> None:
+        """Slot ``k`` trains no more; its model holds its weights as they are now."""
+        slot = self.slots[k]
+        slot.running = False
+        self._c.loop.active[k].assign(0.0)
+        self._c.net.export_member(k, slot.model)
+
+    def finish(self, k: int) -> tuple[TrainResult, Exception | None]:
+        """Free slot ``k``: the member's result, and the error one of its hooks raised, if any."""
+        slot = self.slots[k]
+        if slot.running:
+            self.stop(k)
+        self.slots[k] = None
+        return slot.result(self.variant, self.device), slot.error
+
+    def run_epoch(self) -> list[int]:
+        """One epoch of every running member; returns the slots that stopped in it."""
+        from bench.population.loop import epoch_order
+
+        loop = self._c.loop
+        live = self.running
+        t0 = time.perf_counter()
+
+        def diverged(losses: np.ndarray) -> bool:
+            for k in [k for k in live if self.slots[k].running]:
+                if self.slots[k].health.batch(float(losses[k]), self.slots[k].epoch + 1):
+                    self.stop(k)
+            return not self.running
+
+        orders = np.stack([
+            epoch_order(slot.hparams.seed, slot.epoch, loop.n) if slot is not None else np.arange(loop.n, dtype=np.int32)
+            for slot in self.slots
+        ])
+        loss, acc = loop.train_epoch(orders, diverged)
+        val_loss, val_acc = loop.validate()
+        share = (time.perf_counter() - t0) / len(live)  # this epoch's wall time per member trained
+        for k in live:
+            metrics = {
+                schema.LOSS: float(loss[k]), schema.ACCURACY: float(acc[k]),
+                schema.VAL_LOSS: float(val_loss[k]), schema.VAL_ACCURACY: float(val_acc[k]),
+                schema.EPOCH_SECONDS: share,
+            }
+            self._record(k, metrics)
+        return [k for k in live if not self.slots[k].running]
+
+    def _record(self, k: int, metrics: dict[str, float]) -> None:
+        slot = self.slots[k]
+        slot.seconds += metrics[schema.EPOCH_SECONDS]
+        for key in HISTORY_KEYS:
+            slot.history[key].append(metrics[key])
+        slot.epoch += 1
+        done = slot.health.epoch(metrics, slot.epoch) or slot.epoch >= slot.hparams.epochs
+        try:
+            for hook in slot.hooks:
+                hook(slot.epoch - 1, metrics)
+        except Exception as exc:  # noqa: BLE001 - the member stops; its owner decides what it means
+            slot.error, done = exc, True
+        if done and slot.running:
+            self.stop(k)

@@ -1,0 +1,151 @@
+"""Population training: a member is a Keras model trained alone, only faster.
+
+The reference is Keras itself: a model that :func:`build_model` built with the member's
+seed, trained by its Keras optimizer with ``train_on_batch`` on the member's batches in the
+member's order. After an epoch the member and the model hold the same weights (and the
+same batch-norm moving statistics) within float32 round-off.
+
+Not every network can be compared so: ``batchnorm-residual-deep`` (6 x 512, batch norm after
+ReLU) is chaotic in float32 on the tiny data. Two Keras runs whose initial weights differ by
+one part in a million end its first epoch with biases 23% apart (relative norm), as far as a
+member and its Keras twin end; the checks below use networks where round-off stays round-off.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bench.models import Dense, HParams, Variant, get_variant
+from bench.models.build import build_model, make_optimizer
+from bench.population import supports, train_population
+from bench.population.loop import epoch_order
+from bench.population.net import StackedNet, hashed_uniform
+
+L2_NET = Variant("test-l2", family="l2", group="test", blocks=(Dense(32, l2=1e-3), Dense(16, l2=1e-3)))
+BN_RESIDUAL = Variant(
+    "test-bn-residual", family="bn", group="test",
+    blocks=(Dense(64, batch_norm="post"), Dense(64, batch_norm="pre"), Dense(64, batch_norm="post", residual_from=0)),
+)
+
+
+def _keras_epoch(variant: Variant, hp: HParams, splits) -> keras.Model:
+    """One epoch of a plain Keras model on the member's batches, in the member's order."""
+    keras.utils.set_random_seed(hp.seed)
+    model = build_model(variant, hp, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    model.compile(optimizer=make_optimizer(hp), loss="sparse_categorical_crossentropy", jit_compile=False)
+    order = epoch_order(hp.seed, 0, len(splits.x_train))
+    for start in range(0, len(order), hp.batch_size):
+        idx = order[start : start + hp.batch_size]
+        model.train_on_batch(splits.x_train[idx], splits.y_train[idx])
+    return model
+
+
+def _weights(model: keras.Model) -> dict[str, np.ndarray]:
+    return {v.path: keras.ops.convert_to_numpy(v.value) for v in model.weights if "seed_generator" not in v.path}
+
+
+@pytest.mark.parametrize(
+    ("variant", "optimizer", "learning_rate"),
+    [
+        (get_variant("vanilla-shallow"), "adam", 1e-3),
+        (get_variant("vanilla-shallow"), "rmsprop", None),  # Keras' default learning rate
+        (get_variant("batchnorm-shallow"), "sgd", 0.05),
+        (BN_RESIDUAL, "adam", 1e-3),  # batch norm before and after the activation, a residual addition
+        (get_variant("mlp2-plain"), "rmsprop", 3e-4),  # the notebook's normal init, two layers
+        (L2_NET, "adam", 3e-3),  # L2 penalties on the kernels
+    ],
+    ids=lambda v: getattr(v, "name", str(v)),
+)
+def test_a_member_ends_an_epoch_with_the_weights_keras_gives(tiny_splits, variant, optimizer, learning_rate):
+    hp = HParams(optimizer=optimizer, learning_rate=learning_rate, batch_size=64, epochs=1, seed=3)
+    other = HParams(optimizer=optimizer, learning_rate=learning_rate, batch_size=64, epochs=1, seed=11)
+    [member, _] = train_population(variant, [hp, other], tiny_splits)
+    expected = _weights(_keras_epoch(variant, hp, tiny_splits))
+    got = _weights(member.model)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        # float32 round-off: a wrong update rule or layer is off by the learning rate per step
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4, err_msg=name)
+    if variant.has_batch_norm:
+        assert any("moving_mean" in name for name in got)  # the moving statistics were compared too
+
+
+def test_a_member_is_the_same_whatever_the_population_around_it(tiny_splits):
+    variant = get_variant("dropout-shallow")
+    hp = HParams(learning_rate=1e-3, batch_size=32, epochs=2, seed=5)
+    [alone] = train_population(variant, [hp], tiny_splits)
+    crowd = train_population(variant, [hp.replace(seed=9), hp.replace(seed=6), hp], tiny_splits)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(crowd[2].history[key], alone.history[key], rtol=1e-5)
+    np.testing.assert_allclose(crowd[2].model.get_layer("b0_dense").kernel.numpy(),
+                               alone.model.get_layer("b0_dense").kernel.numpy(), rtol=1e-5, atol=1e-6)
+    assert crowd[0].history["loss"] != alone.history["loss"]  # another seed: other masks and order
+
+
+def test_an_exported_member_computes_what_the_member_computes(tiny_splits):
+    variant = get_variant("batchnorm-residual-deep")
+    members = [HParams(batch_size=64, epochs=1, seed=s) for s in (1, 2)]
+    results = train_population(variant, members, tiny_splits)
+    net = StackedNet(variant, 2, input_size=784, num_classes=10)
+    for k, r in enumerate(results):
+        net.load_member(k, r.model, members[k], seed=members[k].seed)
+    x = tiny_splits.x_val[:50]
+    stacked = tf.nn.softmax(net.logits(tf.constant(x.reshape(50, -1)), training=False)).numpy()
+    for k, r in enumerate(results):
+        np.testing.assert_allclose(r.model.predict(x, verbose=0), stacked[k], rtol=1e-4, atol=1e-6)
+
+
+def test_members_with_different_learning_rates_and_dropout_train_side_by_side(tiny_splits):
+    variant = get_variant("dropout-shallow")
+    members = [
+        HParams(learning_rate=1e-3, dropout=0.0, batch_size=32, epochs=2, seed=0),
+        HParams(learning_rate=1e-3, dropout=0.7, batch_size=32, epochs=2, seed=0),
+        HParams(learning_rate=1e-7, dropout=0.5, batch_size=32, epochs=2, seed=0),
+    ]
+    results = train_population(variant, members, tiny_splits)
+    no_dropout, heavy, frozen = results
+    assert [layer.rate for layer in heavy.model.layers if isinstance(layer, keras.layers.Dropout)] == [0.7]
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in no_dropout.model.layers)
+    assert no_dropout.history["accuracy"][-1] > heavy.history["accuracy"][-1]  # dropout costs train accuracy
+    assert frozen.history["val_accuracy"][-1] < no_dropout.history["val_accuracy"][-1] - 0.2  # lr 1e-7 barely moves
+
+
+def test_a_diverging_member_stops_and_the_others_go_on(tiny_splits):
+    variant = get_variant("vanilla-shallow")
+    members = [HParams(optimizer="sgd", learning_rate=lr, batch_size=32, epochs=3, seed=1) for lr in (1e6, 0.05)]
+    seen: list[list[int]] = [[], []]
+    hooks = [[lambda e, m, k=k: seen[k].append(e)] for k in range(2)]
+    wild, calm = train_population(variant, members, tiny_splits, on_epoch=hooks)
+    assert wild.status == "diverged" and wild.epochs_run == 1 and seen[0] == [0]
+    assert calm.status == "ok" and calm.epochs_run == 3 and seen[1] == [0, 1, 2]
+
+
+def test_hashed_uniform_masks_are_uniform_and_per_member():
+    from scipy import stats
+
+    seeds = tf.constant([0, 1, 2], tf.int32)
+    u = hashed_uniform(seeds, tf.constant([7, 7, 7], tf.int32), [3, 64, 512]).numpy()
+    assert u.min() >= 0.0 and u.max() < 1.0
+    for k in range(3):
+        assert stats.kstest(u[k].ravel(), "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(u[0].ravel(), u[1].ravel())[0, 1]) < 0.02
+    alone = hashed_uniform(seeds[2:], tf.constant([7], tf.int32), [1, 64, 512]).numpy()
+    np.testing.assert_array_equal(alone[0], u[2])  # a member's draws do not depend on its slot
+    later = hashed_uniform(seeds, tf.constant([8, 8, 8], tf.int32), [3, 64, 512]).numpy()
+    assert abs(np.corrcoef(u[0].ravel(), later[0].ravel())[0, 1]) < 0.02  # a new step, new masks
+
+
+def test_convolutional_variants_are_not_stacked():
+    assert supports(get_variant("dropout-deep")) and supports(get_variant("mlp-64-16-l2"))
+    assert not supports(get_variant("lenet5-tanh-bn"))
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        StackedNet(get_variant("lenet5-tanh-bn"), 2, input_size=784, num_classes=10)
+
+
+def test_members_must_share_batch_size_and_epochs(tiny_splits):
+    variant = get_variant("vanilla-shallow")
+    with pytest.raises(ValueError, match="share batch size"):
+        train_population(variant, [HParams(batch_size=32), HParams(batch_size=64)], tiny_splits)
