@@ -120,12 +120,21 @@ def main() -> int:
         child(mode, name, int(batch), int(epochs), int(k), args.data_dir)
         return 0
 
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_speed import epoch_flops, matmul_flops
+
+    from bench import data
+    from bench.models import get_variant
+    from bench.models.build import build_model
     from bench.training import device_description
 
     print(f"device: {device_description()}, Python {platform.python_version()}, {platform.machine()}")
+    peak = max(matmul_flops().values())
+    splits = data.load("fashion_mnist", data_dir=args.data_dir)
+    print(f"float32 square-matmul peak: {peak / 1e9:.0f} GFLOP/s (bound = the epoch's matmul FLOPs / peak)")
     modes = [("seed-style", 1), ("keras", 1), ("solo", 1), ("pop", args.population)]
     header = f"{'variant':<24} {'batch':>5} " + " ".join(f"{m if m != 'pop' else f'pop {k}':>10}" for m, k in modes)
-    header += f" {'solo x':>7} {'pop x':>7}   peak MiB (seed-style/keras/solo/pop)"
+    header += f" {'solo x':>7} {'pop x':>7} {'bound':>6} {'solo/bd':>7}   peak MiB (seed-style/keras/solo/pop)"
     print(header)
     print("-" * len(header))
     rows = []
@@ -134,16 +143,18 @@ def main() -> int:
         for batch in batches:
             got = {m: measure(m, name, batch, args.epochs, k, args.data_dir) for m, k in modes}
             s = {m: got[m]["s_per_model_epoch"] for m in got}
+            bound = epoch_flops(build_model(get_variant(name)), len(splits.x_train), len(splits.x_val)) / peak
             row = {"variant": name, "batch_size": batch, "population": args.population, **{
                 f"{m}_s_per_model_epoch": s[m] for m in s}, **{f"{m}_peak_mib": got[m]["peak_mib"] for m in got},
-                "solo_speedup": s["seed-style"] / s["solo"], "pop_speedup": s["seed-style"] / s["pop"]}
+                "solo_speedup": s["seed-style"] / s["solo"], "pop_speedup": s["seed-style"] / s["pop"],
+                "matmul_bound_s": bound, "solo_over_bound": s["solo"] / bound}
             rows.append(row)
             print(f"{name:<24} {batch:>5} " + " ".join(f"{s[m]:>10.3f}" for m, _ in modes)
-                  + f" {row['solo_speedup']:>6.1f}x {row['pop_speedup']:>6.1f}x   "
+                  + f" {row['solo_speedup']:>6.1f}x {row['pop_speedup']:>6.1f}x {bound:>6.2f} {s['solo'] / bound:>6.2f}x   "
                   + "/".join(f"{got[m]['peak_mib']:.0f}" for m, _ in modes), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device_description(), "rows": rows}, indent=2))
+    out.write_text(json.dumps({"device": device_description(), "matmul_peak_flops": peak, "rows": rows}, indent=2))
     print(f"\nwritten: {out}")
     return 0
 

@@ -149,3 +149,20 @@ def test_members_must_share_batch_size_and_epochs(tiny_splits):
     variant = get_variant("vanilla-shallow")
     with pytest.raises(ValueError, match="share batch size"):
         train_population(variant, [HParams(batch_size=32), HParams(batch_size=64)], tiny_splits)
+
+
+def test_population_size_by_device_model_and_memory():
+    from bench.population.sizing import member_bytes, size_population
+
+    shallow, deep = get_variant("vanilla-shallow"), get_variant("vanilla-deep")
+    plenty = 64 << 30
+    assert size_population(shallow, 32, None, gpu=False, memory=plenty).size == 4
+    assert size_population(deep, 256, None, gpu=False, memory=plenty).size == 1  # large members train alone on a CPU
+    assert size_population(deep, 256, None, gpu=True, memory=plenty).size == 32
+    assert size_population(shallow, 32, 16, gpu=False, limit=5, memory=plenty).size == 5  # no more than trials left
+    tight = size_population(deep, 256, 12, gpu=False, memory=5 * member_bytes(deep, 256))
+    assert tight.size == 2 and "sized down from 12 to 2" in tight.note
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="needs"):
+        size_population(deep, 256, 1, gpu=False, memory=member_bytes(deep, 256))

@@ -207,7 +207,9 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
     assert {"diverged", "dead"} <= set(statuses.values()), statuses
 
 
-def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_path, tracking_uri, client, monkeypatch):
+@pytest.mark.parametrize("population", [1, 3])
+def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_path, tracking_uri, client, monkeypatch,
+                                                                        population):
     import errno
 
     from bench.store.tracker import Tracker
@@ -219,14 +221,16 @@ def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_pat
 
     monkeypatch.setattr(Tracker, "epoch_hook", full_disk_hook)
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=5)
-    result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "full"])
+    result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "full",
+                                      "--population", str(population)])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "No space left on device" in errors[0], result.output
     study = optuna.load_study(study_name="full", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
-    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]  # one, not five
-    [trial_run] = runs_of(client, "trial")
-    assert trial_run.info.status == "FAILED"
+    # The trials in flight fail (one, or the population's three); no further trial starts.
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * population
+    trial_runs = runs_of(client, "trial")
+    assert len(trial_runs) == population and {r.info.status for r in trial_runs} == {"FAILED"}
     assert {r.info.status for r in runs_of(client, "study")} == {"FAILED"}
 
 
@@ -289,6 +293,9 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         (["--tracking-uri", "mysql+nodriver://bench:secret@127.0.0.1/mlflow"], None, "database driver"),
         (["--tracking-uri", "gopher://example/x"], None, "malformed tracking URI"),
         (["--epochs", "0"], None, "--epochs"),
+        (["--population", "0"], None, "--population"),
+        (["--population", "-2"], None, "--population"),
+        (["--population", "lots"], None, "--population"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tracking_uri, client, args, space, message):
@@ -344,3 +351,47 @@ def test_compare_tuned_without_a_study_is_a_clear_error(tmp_path, tracking_uri, 
     assert result.exit_code != 0
     assert "no tuned hyperparameters" in result.output and "bench tune" in result.output
     assert not runs_of(client, "comparison")
+
+
+def test_a_population_refills_its_slots_and_keeps_every_trial_apart(tmp_path, tracking_uri, client):
+    """Three trials train at once; pruned trials free their slots for the next ones. The study
+    still holds exactly the trials asked for, each with its own run and its own curves."""
+    path = write_tune_study(tmp_path, variants=("dropout-shallow",), trials=7, epochs=3,
+                            pruner="successive-halving")
+    [s] = settings_for(path, tracking_uri, population=3)
+    tune(s)
+    study = load_optuna_study(s, create=False)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(7))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 7
+    assert any(t.state == TrialState.PRUNED for t in trials), "successive halving should prune some of 7"
+    runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
+    assert sorted(runs) == list(range(7))
+    for t in trials:
+        run = runs[t.number]
+        assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == t.state.name
+        assert float(run.data.params["dropout"]) == pytest.approx(t.params["dropout"])
+        curve = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_accuracy"),
+                                         key=lambda m: m.step)]
+        # the run's curve is the trial's own: what it reported to Optuna, epoch by epoch
+        assert curve == pytest.approx([t.intermediate_values[e] for e in sorted(t.intermediate_values)])
+        assert len(curve) == (3 if t.state == TrialState.COMPLETE else len(curve)) and 1 <= len(curve) <= 3
+        if t.state == TrialState.COMPLETE:
+            assert t.value == pytest.approx(curve[-1])
+
+
+def test_a_trial_gets_the_same_result_alone_or_in_a_population(tmp_path, tracking_uri):
+    """Same --seed, no pruning: trial n gets the same hyperparameters (TPE's random start-up)
+    and trains to the same validation accuracy, one trial at a time or three at once."""
+    path = write_tune_study(tmp_path, variants=("dropout-shallow",), trials=4, epochs=2)
+    [alone] = settings_for(path, tracking_uri, study_name="alone", population=1)
+    [crowd] = settings_for(path, tracking_uri, study_name="crowd", population=3)
+    tune(alone)
+    tune(crowd)
+    a = {t.number: t for t in load_optuna_study(alone, create=False).get_trials()}
+    c = {t.number: t for t in load_optuna_study(crowd, create=False).get_trials()}
+    assert sorted(a) == sorted(c) == [0, 1, 2, 3]
+    for n in a:
+        assert a[n].params == c[n].params
+        assert a[n].value == pytest.approx(c[n].value, abs=1e-6)

@@ -59,7 +59,9 @@ def hashed_uniform(seeds: tf.Tensor, counter: tf.Tensor, shape: Sequence[int]) -
 
 def _dense(h: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """Every member's matrix multiply at once; one member's as a plain one (XLA's CPU
-    batched dot with a batch of one measured ~10% slower than the plain dot)."""
+    batched dot with a batch of one measured ~10% slower than the plain dot). K plain
+    products stacked ("towers") measured slower than the batched one: 3.9 s against 2.7 s
+    per member-epoch for 8 members of vanilla-deep at batch 256 on a 2-core CPU."""
     if kernel.shape[0] == 1:
         flat = h if len(h.shape) == 2 else h[0]
         return tf.matmul(flat, kernel[0])[None]

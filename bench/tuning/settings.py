@@ -37,6 +37,7 @@ class TuneSettings:
     limit: int | None = None
     heartbeat: float = HEARTBEAT_SECONDS
     grace: float = GRACE_SECONDS
+    population: int | None = None  # trials trained at once per worker; None: by device (bench.population.sizing)
 
 
 def plan(
@@ -56,11 +57,14 @@ def plan(
     experiment: str | None,
     validation_size: int | None = None,
     limit: int | None = None,
+    population: int | None = None,
 ) -> list[TuneSettings]:
     """One study per variant, with the study file's protocol after the command line's values
     (:func:`bench.studies.resolve`, as ``bench compare`` applies them)."""
     if trials is not None and trials <= 0:
         raise BenchError(f"--trials must be > 0, got {trials}")
+    if population is not None and population <= 0:
+        raise BenchError(f"--population must be > 0, got {population}")
     resolved = resolve(
         study, task=task, variants=variants, epochs=epochs or study.tuning.epochs, validation_size=validation_size
     )
@@ -79,7 +83,7 @@ def plan(
                 epochs=base.epochs, base=base, storage=url, study_name=sname, seed=seed,
                 pruner=pruner or study.tuning.pruner, validation_size=resolved.validation_size,
                 data_dir=data_dir, tracking_uri=uri, experiment=experiment or f"{study.name}-tuning",
-                timeout=timeout, limit=limit,
+                timeout=timeout, limit=limit, population=population,
             )
         )
     return out

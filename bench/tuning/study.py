@@ -33,16 +33,10 @@ from bench.store import schema
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
 from bench.studies import Study
+from bench.tuning.pool import make_worker, worker_main
 from bench.tuning.settings import TuneSettings, load_splits, plan
 from bench.tuning.storage import StudyStore, supports_concurrency
-from bench.tuning.worker import (
-    Worker,
-    best_trial,
-    counts,
-    fail_stale_trials,
-    load_study,
-    worker_main,
-)
+from bench.tuning.worker import best_trial, counts, fail_stale_trials, load_study
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
@@ -96,7 +90,7 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
         description=f"Optuna study {s.study_name}: {s.variant} on {s.task}",
     ) as parent_id:
         study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
-        _run_workers(s, workers, Worker(s, splits, tracker, store, parent_id))
+        _run_workers(s, workers, lambda: make_worker(s, splits, tracker, store, parent_id), parent_id)
         fail_stale_trials(store, tracker, s.grace)
         running = {t.user_attrs.get(schema.TRIAL_RUN_ID) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         tracker.close_stale_children(parent_id, running)
@@ -125,15 +119,16 @@ def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
     return {f"{schema.TUNING_PREFIX}{k}": v for k, v in params.items()}
 
 
-def _run_workers(s: TuneSettings, workers: int, here: Worker) -> None:
-    """This process is the worker, or it starts ``workers`` processes and waits for them."""
+def _run_workers(s: TuneSettings, workers: int, here, parent_run_id: str) -> None:
+    """This process is the worker (``here()`` makes it), or it starts ``workers`` processes
+    and waits for them."""
     if workers == 1:
-        here.loop()
+        here().loop()
         return
     ctx = multiprocessing.get_context("spawn")
     verbosity = optuna.logging.get_verbosity()  # as the command set it up
     procs = [
-        ctx.Process(target=worker_main, args=(s, here.parent_run_id, i + 1, verbosity)) for i in range(workers)
+        ctx.Process(target=worker_main, args=(s, parent_run_id, i + 1, verbosity)) for i in range(workers)
     ]
     for p in procs:
         p.start()

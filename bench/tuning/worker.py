@@ -22,12 +22,12 @@ import optuna
 from optuna.trial import TrialState
 
 from bench import data, training
-from bench.errors import BenchError, FatalError
+from bench.errors import FatalError
 from bench.models import get_variant
 from bench.store import owner, schema
 from bench.store.tracker import Tracker
 from bench.tuning.search import make_pruner, make_sampler, suggest
-from bench.tuning.settings import TuneSettings, load_splits
+from bench.tuning.settings import TuneSettings
 from bench.tuning.storage import StudyStore, open_study
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class Worker:
                 trial.set_user_attr(schema.TRIAL_RUN_ID, run_id)
                 with _Heartbeat(self.store, trial.number, s.heartbeat):
                     result = training.train(
-                        variant, hp, splits, on_epoch=[self.tracker.epoch_hook(run_id), _reporter(trial)],
+                        variant, hp, splits, on_epoch=[self.tracker.epoch_hook(run_id), reporter(trial)],
                         evaluate_test=False,
                     )
                 outcome = _judge(result)
@@ -233,7 +233,9 @@ class Worker:
         return trial
 
 
-def _reporter(trial: optuna.Trial) -> training.EpochHook:
+def reporter(trial: optuna.Trial) -> training.EpochHook:
+    """Report each epoch's validation accuracy to the trial; raise TrialPruned when Optuna says so."""
+
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         value = metrics[schema.VAL_ACCURACY]
         if math.isfinite(value):
@@ -251,29 +253,3 @@ def _judge(result: training.TrainResult) -> Outcome:
     if result.status == training.STATUS_DIVERGED:
         return Outcome(TrialState.PRUNED, reason=f"diverged: {result.message}")
     return Outcome(TrialState.COMPLETE, value=result.final_val_accuracy, reason=result.message)
-
-
-def worker_main(s: TuneSettings, parent_run_id: str, index: int, optuna_verbosity: int) -> None:
-    """Entry point of a spawned worker process (logging as its parent command set it up)."""
-    import os
-    import signal
-    import sys
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"[w{index}] %(message)s"))
-    logging.getLogger().handlers[:] = [handler]
-    logging.getLogger("bench").setLevel(logging.INFO)
-    optuna.logging.set_verbosity(optuna_verbosity)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        Worker(s, load_splits(s), Tracker(s.tracking_uri, s.experiment), load_study(s, create=False), parent_run_id).loop()
-    except KeyboardInterrupt:
-        pass
-    except BenchError as exc:
-        log.error("error: %s", exc)
-        sys.exit(1)
