@@ -269,7 +269,7 @@ def _train_all(
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
     )
     results, names, rows = [], [], []
-    for vname, setting, members in settings.populations():
+    for vname, setting, members in _chunks(settings.populations()):
         reference = study.references.get(vname)
         run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
         first = len(results) + 1
@@ -287,6 +287,21 @@ def _train_all(
             names.append(name)
             rows.append(tables.row_from_result(result, name, setting, reference))
     return results, names, rows
+
+
+def _chunks(populations: list[tuple[str, str, list[HParams]]]) -> list[tuple[str, str, list[HParams]]]:
+    """Each variant's seeds in populations of the size that trains them fastest here
+    (:func:`bench.population.sizing.seeds_size`); one at a time where they cannot be stacked."""
+    from bench.population import supports
+    from bench.population.sizing import seeds_size
+
+    gpu = training.device_description().startswith("GPU")
+    out = []
+    for name, setting, members in populations:
+        variant = get_variant(name)
+        size = seeds_size(variant, members[0].batch_size, len(members), gpu=gpu).size if supports(variant) else 1
+        out += [(name, setting, members[i : i + size]) for i in range(0, len(members), size)]
+    return out
 
 
 def _log_outcome(

@@ -142,12 +142,13 @@ def test_two_workers_share_one_study_on_postgresql_and_an_mlflow_server(services
 
 
 def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
-    """kill -9 one worker in the middle of a trial, then rerun: the rerun fails that trial
-    (its worker is gone) and brings the study to its total, nothing lost or duplicated."""
+    """kill -9 one worker in the middle of its trials (a population of two), then rerun: the
+    rerun fails the trials that were in flight (their worker is gone) and brings the study to
+    its total, nothing lost or duplicated."""
     pg, server = services
     storage = pg.url("optuna")
     study_file = _study_file(tmp_path, "distkill", trials=4)
-    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400")
+    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400", "--population", "2")
     try:
         deadline, doomed = time.monotonic() + 180, None
         while doomed is None and time.monotonic() < deadline:
@@ -166,6 +167,9 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
         slow.wait(timeout=30)
     client = MlflowClient(server.url)
     assert client.get_run(doomed.user_attrs["mlflow_run_id"]).info.status == "RUNNING"
+    in_flight = sorted(t.number for t in optuna.load_study(study_name="killed", storage=storage).get_trials(
+        states=(TrialState.RUNNING,)))
+    assert len(in_flight) == 2 and doomed.number in in_flight  # the whole population was training
 
     rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root)
     out = rerun.communicate(timeout=600)[0]
@@ -176,8 +180,8 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
     trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
     states = Counter(t.state for t in trials)
     assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == 4
-    assert states[TrialState.FAIL] == 1 and states[TrialState.RUNNING] == 0
-    assert [t.number for t in trials if t.state == TrialState.FAIL] == [doomed.number]
+    assert states[TrialState.FAIL] == 2 and states[TrialState.RUNNING] == 0
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == in_flight
     assert len({t.number for t in trials}) == len(trials)
     killed = client.get_run(doomed.user_attrs["mlflow_run_id"])
     assert killed.info.status == "FAILED" and killed.data.tags["optuna.state"] == "FAIL"
@@ -185,4 +189,6 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
     runs = client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'trial'", max_results=1000)
     numbers = Counter(int(r.data.params["trial_number"]) for r in runs)
     assert set(numbers.values()) == {1}  # no trial recorded twice
-    assert {r.info.status for r in runs if r.info.run_id != killed.info.run_id} == {"FINISHED"}
+    status = {int(r.data.params["trial_number"]): r.info.status for r in runs}
+    assert {n: status[n] for n in in_flight} == {n: "FAILED" for n in in_flight}
+    assert {v for n, v in status.items() if n not in in_flight} == {"FINISHED"}

@@ -166,3 +166,20 @@ def test_population_size_by_device_model_and_memory():
 
     with pytest.raises(BenchError, match="needs"):
         size_population(deep, 256, 1, gpu=False, memory=member_bytes(deep, 256))
+
+
+def test_dropout_members_score_like_keras_dropout_over_seeds(tiny_splits):
+    """Hashed masks against Keras' own dropout: five seeds each of dropout-shallow, trained in
+    one population and one by one with Keras' fit; the mean test accuracies agree within
+    their noise (Welch's t-test, p > 0.01) and both learn (well above chance)."""
+    from scipy import stats
+
+    from bench.training import train_population as train
+
+    variant = get_variant("dropout-shallow")
+    members = [HParams(learning_rate=3e-3, batch_size=64, epochs=3, seed=s) for s in range(5)]
+    ours = [r.test_accuracy for r in train(variant, members, tiny_splits, engine="compiled")]
+    keras_fit = [r.test_accuracy for r in train(variant, members, tiny_splits, engine="keras")]
+    assert min(ours) > 0.5 and min(keras_fit) > 0.5  # chance is 0.1
+    assert stats.ttest_ind(ours, keras_fit, equal_var=False).pvalue > 0.01, (ours, keras_fit)
+    assert abs(np.mean(ours) - np.mean(keras_fit)) < 0.05

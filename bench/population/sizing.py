@@ -78,3 +78,11 @@ def size_population(variant: Variant, batch_size: int, wanted: int | None, *, gp
         log.warning("%s (%s)", note, variant.name)
         return Sizing(room, note)
     return Sizing(size)
+
+
+def seeds_size(variant: Variant, batch_size: int, seeds: int, *, gpu: bool, memory: int | None = None) -> Sizing:
+    """Members per population when a comparison trains ``seeds`` seeds of a variant: all of
+    them where members gain from sharing a graph (a GPU, small members on a CPU), one at a
+    time where they lose (large members on a CPU); never more than memory holds."""
+    default = size_population(variant, batch_size, None, gpu=gpu, memory=memory).size
+    return size_population(variant, batch_size, seeds if default > 1 else 1, gpu=gpu, limit=seeds, memory=memory)
