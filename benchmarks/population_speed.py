@@ -35,31 +35,6 @@ SHALLOW = ("vanilla-shallow", "dropout-shallow", "batchnorm-shallow")
 DEEP = ("vanilla-deep", "dropout-deep", "batchnorm-residual-deep")
 
 
-def _seed_style(variant, splits, batch: int, epochs: int) -> list[float]:
-    import keras
-    import numpy as np
-
-    from bench.models.build import build_model
-
-    keras.utils.set_random_seed(0)
-    model = build_model(variant)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    x = np.concatenate([splits.x_train, splits.x_val])
-    y = np.concatenate([splits.y_train, splits.y_val])
-    times: list[float] = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t)
-
-    model.fit(x, y, batch_size=batch, epochs=epochs, validation_split=len(splits.x_val) / len(x),
-              callbacks=[Timer()], verbose=0)
-    return times
-
-
 def _bench(variant, splits, batch: int, epochs: int, engine: str, k: int) -> list[float]:
     """Wall seconds per epoch of the whole population (K members), validation included."""
     from bench.models import HParams
@@ -87,7 +62,10 @@ def child(mode: str, name: str, batch: int, epochs: int, k: int, data_dir: str |
     splits = data.load("fashion_mnist", data_dir=data_dir)
     variant = get_variant(name)
     if mode == "seed-style":
-        times = _seed_style(variant, splits, batch, epochs)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from train_speed import seed_style_epochs
+
+        times = seed_style_epochs(variant, splits, batch, epochs)
     else:
         times = _bench(variant, splits, batch, epochs, "keras" if mode == "keras" else "compiled", k)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
