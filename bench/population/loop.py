@@ -7,8 +7,6 @@ static shape) and one for the validation pass: nothing per step touches Python.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
@@ -132,7 +130,3 @@ class CompiledLoop:
     def validate(self) -> tuple[np.ndarray, np.ndarray]:
         loss, acc = self._validate()
         return loss.numpy(), acc.numpy()
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)

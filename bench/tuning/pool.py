@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -28,7 +27,15 @@ from bench.store.tracker import Tracker
 from bench.store.uri import first_line
 from bench.tuning.search import suggest
 from bench.tuning.settings import TuneSettings, load_splits
-from bench.tuning.worker import Outcome, Worker, counts, fail_stale_trials, load_study, reporter
+from bench.tuning.worker import (
+    Heartbeat,
+    Outcome,
+    Worker,
+    counts,
+    fail_stale_trials,
+    load_study,
+    reporter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,29 +45,6 @@ class _InFlight:
     trial: optuna.Trial
     run_id: str
     name: str
-
-
-class _Heartbeats:
-    """One thread refreshing the heartbeat of every trial in flight."""
-
-    def __init__(self, worker: PopulationWorker, every: float) -> None:
-        self._worker, self._every = worker, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            for flight in list(self._worker.flights.values()):
-                with contextlib.suppress(Exception):
-                    self._worker.store.set_trial_system_attr(flight.trial.number, schema.TRIAL_HEARTBEAT, time.time())
-
-    def __enter__(self) -> _Heartbeats:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 class PopulationWorker(Worker):
@@ -78,7 +62,7 @@ class PopulationWorker(Worker):
         population = Population(get_variant(s.variant), self.size, self.splits, batch_size=s.base.batch_size,
                                 optimizer=s.base.optimizer, device=device_description())
         deadline = None if s.timeout is None else time.monotonic() + s.timeout
-        with _Heartbeats(self, s.heartbeat):
+        with Heartbeat(self.store, lambda: [f.trial.number for f in list(self.flights.values())], s.heartbeat):
             try:
                 while self._fill(population, deadline) or self.flights:
                     if not self.flights:  # the remaining trials run elsewhere: wait for them

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import optuna
@@ -79,20 +79,22 @@ def fail_stale_trials(store: StudyStore, tracker: Tracker | None, grace: float) 
     return failed
 
 
-class _Heartbeat:
-    """Refresh a trial's heartbeat from a background thread while it trains."""
+class Heartbeat:
+    """Refresh the heartbeat of the trials in flight from a background thread while they train
+    (``numbers()``: their trial numbers now)."""
 
-    def __init__(self, store: StudyStore, number: int, every: float) -> None:
-        self._store, self._number, self._every = store, number, every
+    def __init__(self, store: StudyStore, numbers: Callable[[], Iterable[int]], every: float) -> None:
+        self._store, self._numbers, self._every = store, numbers, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
-            with contextlib.suppress(Exception):
-                self._store.set_trial_system_attr(self._number, schema.TRIAL_HEARTBEAT, time.time())
+            for number in list(self._numbers()):
+                with contextlib.suppress(Exception):
+                    self._store.set_trial_system_attr(number, schema.TRIAL_HEARTBEAT, time.time())
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -156,7 +158,7 @@ class Worker:
             ) as run_id:
                 run["id"] = run_id
                 trial.set_user_attr(schema.TRIAL_RUN_ID, run_id)
-                with _Heartbeat(self.store, trial.number, s.heartbeat):
+                with Heartbeat(self.store, lambda: [trial.number], s.heartbeat):
                     result = training.train(
                         variant, hp, splits, on_epoch=[self.tracker.epoch_hook(run_id), reporter(trial)],
                         evaluate_test=False,
