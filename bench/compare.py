@@ -206,7 +206,7 @@ def _release(results: Sequence[TrainResult]) -> None:
     import keras
 
     for result in results:
-        result.model = None
+        result.release_model()
     keras.backend.clear_session()
     gc.collect()
 

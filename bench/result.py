@@ -57,6 +57,18 @@ class TrainResult:
     device: str = ""
     run_id: str | None = None  # the MLflow run, once tracking has logged it
     model: object | None = field(default=None, repr=False)
+    #: Builds ``model`` on first use (a population member's weights are kept as arrays until then).
+    model_factory: Callable[[], object] | None = field(default=None, repr=False)
+
+    def keras_model(self) -> object | None:
+        """The trained Keras model, built from the kept weights the first time it is asked for."""
+        if self.model is None and self.model_factory is not None:
+            self.model, self.model_factory = self.model_factory(), None
+        return self.model
+
+    def release_model(self) -> None:
+        """Drop the model and its weights (memory), once everything that needs them has run."""
+        self.model = self.model_factory = None
 
     @property
     def epochs_run(self) -> int:

@@ -261,7 +261,7 @@ def evaluate(result: TrainResult, splits: Splits) -> None:
     """Test loss, accuracy, predictions and confusion matrix, from one pass over the test set."""
     import keras
 
-    probs = result.model.predict(splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    probs = result.keras_model().predict(splits.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
     loss = keras.losses.sparse_categorical_crossentropy(splits.y_test, probs)
     pred = np.argmax(probs, axis=1).astype(np.int32)
     result.test_loss = float(np.mean(keras.ops.convert_to_numpy(loss)))

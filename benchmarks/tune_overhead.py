@@ -12,6 +12,12 @@ in the same process before the study), the overhead ratio ``wall / (epochs x sol
 and the cumulative time of the phases that make up a trial (training, per-epoch metric
 logging, run creation and closing, Optuna asks and tells, the retrain with its artifacts,
 Optuna's figures and the report).
+
+``--from-store URI`` instead reads a finished ``bench tune`` back from its MLflow store (for
+example the full default study, which takes half an hour): its wall time (first study run's
+start to last run's end), the epochs every trial and retrain trained, and each variant's solo
+seconds per epoch, the median epoch of its tuned retrain (one model alone, 20 epochs, in the
+same run), so the ratio is measured side by side without timing anything again.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ PHASES = {  # label -> (module path fragment, function name) summed as cumulativ
     "Optuna ask": ("optuna/study/study.py", "ask"),
     "Optuna tell": ("optuna/study/study.py", "tell"),
     "trial counts / best (storage reads)": ("bench/tuning/worker.py", "counts"),
-    "members entering slots (Keras build)": ("bench/population/engine.py", "start"),
+    "members entering slots (initial weights)": ("bench/population/engine.py", "start"),
     "retrain of the best, test, artifacts": ("bench/tuning/study.py", "_retrain_best"),
     "study figures and trials.csv": ("bench/tuning/study.py", "_log_study"),
     "report": ("bench/results/report.py", "log_report"),
@@ -86,14 +92,69 @@ def profile_tune(population: int, trials: int, epochs: int, data_dir: str, folde
     return {"population": population, "wall": wall, "epochs_trained": trained, "phases": phases}
 
 
+def store_overhead(uri: str) -> dict:
+    """Wall time against epochs x solo s/epoch, per variant and overall, for a finished study."""
+    import statistics
+
+    from mlflow import MlflowClient
+
+    from bench.store import schema
+
+    client = MlflowClient(uri)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=50_000)]
+    studies = [r for r in runs if r.data.tags.get(schema.KIND) == schema.KIND_STUDY]
+    if not studies:
+        raise SystemExit(f"no bench tune study in {uri}")
+    wall = (max(r.info.end_time or 0 for r in runs) - min(r.info.start_time for r in studies)) / 1000
+    per: dict[str, dict] = {}
+    for r in runs:
+        kind = r.data.tags.get(schema.KIND)
+        if kind not in (schema.KIND_TRIAL, schema.KIND_TUNED):
+            continue
+        row = per.setdefault(r.data.tags[schema.VARIANT_TAG], {"epochs": 0, "logged_s": 0.0, "solo_s": None})
+        seconds = [m.value for m in client.get_metric_history(r.info.run_id, schema.EPOCH_SECONDS)]
+        row["epochs"] += len(seconds)
+        row["logged_s"] += sum(seconds)
+        if kind == schema.KIND_TUNED:
+            row["solo_s"] = statistics.median(seconds)
+    missing = [v for v, row in per.items() if row["solo_s"] is None]
+    if missing:
+        raise SystemExit(f"no tuned retrain (the solo epoch time) for {', '.join(missing)}")
+    for row in per.values():
+        row["bare_s"] = row["epochs"] * row["solo_s"]
+    epochs = sum(row["epochs"] for row in per.values())
+    bare = sum(row["bare_s"] for row in per.values())
+    return {"uri": uri, "wall": wall, "epochs_trained": epochs, "epochs_x_solo_s": bare,
+            "overhead_ratio": wall / bare, "variants": per}
+
+
+def print_store_overhead(row: dict) -> None:
+    print(f"{row['uri']}: {row['wall']:.0f} s wall for {row['epochs_trained']} trained epochs "
+          f"(trials and retrains); epochs x solo s/epoch = {row['epochs_x_solo_s']:.0f} s; "
+          f"overhead ratio {row['overhead_ratio']:.2f}x")
+    print(f"  {'variant':<26} {'epochs':>7} {'solo s/epoch':>13} {'epochs x solo':>14} {'logged epoch s':>15}")
+    for name, v in row["variants"].items():
+        print(f"  {name:<26} {v['epochs']:>7} {v['solo_s']:>13.3f} {v['bare_s']:>14.0f} {v['logged_s']:>15.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--populations", default="1,4")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "tune_overhead.json"))
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--from-store", metavar="URI", help="read a finished bench tune from its MLflow store instead")
     args = parser.parse_args()
+    results = Path(__file__).parent / "results"
+    if args.from_store:
+        row = store_overhead(args.from_store)
+        print_store_overhead(row)
+        out = Path(args.out or results / "tune_overhead_store.json")
+        out.write_text(json.dumps(row, indent=2))
+        print(f"\nwritten: {out}")
+        return 0
+    args.out = args.out or str(results / "tune_overhead.json")
 
     from bench import data
 

@@ -32,9 +32,11 @@ BN_RESIDUAL = Variant(
 
 
 def _keras_epoch(variant: Variant, hp: HParams, splits) -> keras.Model:
-    """One epoch of a plain Keras model on the member's batches, in the member's order."""
-    keras.utils.set_random_seed(hp.seed)
+    """One epoch of a plain Keras model from the member's initial weights, on the member's
+    batches, in the member's order."""
     model = build_model(variant, hp, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    net = StackedNet(variant, 1, input_size=int(np.prod(splits.input_shape)), num_classes=splits.num_classes)
+    net.write_into(model, net.initial_values(hp.seed))
     model.compile(optimizer=make_optimizer(hp), loss="sparse_categorical_crossentropy", jit_compile=False)
     order = epoch_order(hp.seed, 0, len(splits.x_train))
     for start in range(0, len(order), hp.batch_size):
@@ -64,7 +66,7 @@ def test_a_member_ends_an_epoch_with_the_weights_keras_gives(tiny_splits, varian
     other = HParams(optimizer=optimizer, learning_rate=learning_rate, batch_size=64, epochs=1, seed=11)
     [member, _] = train_population(variant, [hp, other], tiny_splits)
     expected = _weights(_keras_epoch(variant, hp, tiny_splits))
-    got = _weights(member.model)
+    got = _weights(member.keras_model())
     assert got.keys() == expected.keys()
     for name in expected:
         # float32 round-off: a wrong update rule or layer is off by the learning rate per step
@@ -80,8 +82,8 @@ def test_a_member_is_the_same_whatever_the_population_around_it(tiny_splits):
     crowd = train_population(variant, [hp.replace(seed=9), hp.replace(seed=6), hp], tiny_splits)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(crowd[2].history[key], alone.history[key], rtol=1e-5)
-    np.testing.assert_allclose(crowd[2].model.get_layer("b0_dense").kernel.numpy(),
-                               alone.model.get_layer("b0_dense").kernel.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(crowd[2].keras_model().get_layer("b0_dense").kernel.numpy(),
+                               alone.keras_model().get_layer("b0_dense").kernel.numpy(), rtol=1e-5, atol=1e-6)
     assert crowd[0].history["loss"] != alone.history["loss"]  # another seed: other masks and order
 
 
@@ -91,11 +93,30 @@ def test_an_exported_member_computes_what_the_member_computes(tiny_splits):
     results = train_population(variant, members, tiny_splits)
     net = StackedNet(variant, 2, input_size=784, num_classes=10)
     for k, r in enumerate(results):
-        net.load_member(k, r.model, members[k], seed=members[k].seed)
+        net.load_member(k, r.keras_model(), members[k], seed=members[k].seed)
     x = tiny_splits.x_val[:50]
     stacked = tf.nn.softmax(net.logits(tf.constant(x.reshape(50, -1)), training=False)).numpy()
     for k, r in enumerate(results):
-        np.testing.assert_allclose(r.model.predict(x, verbose=0), stacked[k], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(r.keras_model().predict(x, verbose=0), stacked[k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["batchnorm-residual-deep", "dropout-shallow", "mlp2-plain"])
+def test_members_start_from_their_own_seeded_weights_without_a_keras_model(name):
+    variant = get_variant(name)
+    one = StackedNet(variant, 1, input_size=784, num_classes=10)
+    four = StackedNet(variant, 4, input_size=784, num_classes=10)
+    model = build_model(variant, HParams())
+    assert one.param_count() == four.param_count() == model.count_params()
+    seven = one.initial_values(7)
+    for a, b in zip(seven, four.initial_values(7), strict=True):  # the same weights in any population
+        np.testing.assert_array_equal(a, b)
+    four.init_member(2, HParams(), seed=7)
+    for a, b in zip(seven, four.member_values(2), strict=True):  # ...and in any slot
+        np.testing.assert_array_equal(a, b)
+    kernel = seven[0]
+    assert not np.array_equal(kernel, one.initial_values(8)[0])  # another seed, another network
+    if variant.kernel_initializer == "glorot_uniform":  # Keras' Glorot limit, sqrt(6 / (fan_in + fan_out))
+        assert np.abs(kernel).max() <= np.sqrt(6 / sum(kernel.shape)) and kernel.std() > 0
 
 
 def test_members_with_different_learning_rates_and_dropout_train_side_by_side(tiny_splits):
@@ -107,8 +128,8 @@ def test_members_with_different_learning_rates_and_dropout_train_side_by_side(ti
     ]
     results = train_population(variant, members, tiny_splits)
     no_dropout, heavy, frozen = results
-    assert [layer.rate for layer in heavy.model.layers if isinstance(layer, keras.layers.Dropout)] == [0.7]
-    assert not any(isinstance(layer, keras.layers.Dropout) for layer in no_dropout.model.layers)
+    assert [layer.rate for layer in heavy.keras_model().layers if isinstance(layer, keras.layers.Dropout)] == [0.7]
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in no_dropout.keras_model().layers)
     assert no_dropout.history["accuracy"][-1] > heavy.history["accuracy"][-1]  # dropout costs train accuracy
     assert frozen.history["val_accuracy"][-1] < no_dropout.history["val_accuracy"][-1] - 0.2  # lr 1e-7 barely moves
 

@@ -1,14 +1,15 @@
 """A population of K slots that members enter and leave at epoch boundaries.
 
 :class:`Population` keeps one compiled graph for a shape (variant, K, batch size, optimizer
-kind, splits). A member enters a free slot with fresh weights (a Keras model built with its
-seed), fresh optimizer state and its own epoch count; it leaves when it has trained its
+kind, splits). A member enters a free slot with fresh weights (drawn from its seed by the
+variant's initializers), fresh optimizer state and its own epoch count; it leaves when it has trained its
 epochs, died, diverged, or when one of its hooks raised (a pruned trial). The slot is then
 free for the next member, without a recompilation.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -53,10 +54,10 @@ def _compiled(variant: Variant, k: int, splits: Splits, batch_size: int, optimiz
 
 @dataclass
 class Slot:
-    """One member while it trains: its model, hooks, health, history and epoch count."""
+    """One member while it trains: its hooks, health, history and epoch count; its weights
+    once it stops."""
 
     hparams: HParams
-    model: object
     hooks: Sequence[EpochHook]
     health: Health
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
@@ -64,17 +65,27 @@ class Slot:
     seconds: float = 0.0
     running: bool = True
     error: Exception | None = None  # what one of its hooks raised (a pruned trial, a store failure)
+    weights: list[np.ndarray] | None = None  # as they were when it stopped
 
-    def result(self, variant: Variant, device: str) -> TrainResult:
+    def result(self, net: StackedNet, splits: Splits, device: str) -> TrainResult:
+        variant = net.variant
         self.health.final(self.history)
         if self.health.status != STATUS_OK:
             log.warning("%s (seed %d): training %s: %s", variant.name, self.hparams.seed, self.health.status,
                         self.health.message)
         return TrainResult(
-            variant=variant.name, hparams=self.hparams, params=int(self.model.count_params()), history=self.history,
+            variant=variant.name, hparams=self.hparams, params=net.param_count(), history=self.history,
             train_seconds=self.seconds, status=self.health.status, message=self.health.message, device=device,
-            model=self.model,
+            model_factory=functools.partial(_member_model, net, self.hparams, splits, self.weights),
         )
+
+
+def _member_model(net: StackedNet, hparams: HParams, splits: Splits, weights: list[np.ndarray]):
+    """The member as an ordinary Keras model (built only when someone asks for it)."""
+    from bench.models.build import build_model
+
+    model = build_model(net.variant, hparams, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    return net.write_into(model, weights)
 
 
 class Population:
@@ -98,28 +109,21 @@ class Population:
 
     def start(self, k: int, hparams: HParams, hooks: Sequence[EpochHook] = ()) -> None:
         """Member ``hparams`` enters free slot ``k`` with fresh weights and optimizer state."""
-        import keras
-
-        from bench.models.build import build_model
-
         if self.slots[k] is not None:
             raise ValueError(f"slot {k} is taken")
         if (hparams.batch_size, hparams.optimizer) != (self.batch_size, self.optimizer_kind):
             raise ValueError("members must share batch size and optimizer with their population")
-        keras.utils.set_random_seed(hparams.seed)  # the member's initial weights: exactly a solo model's
-        model = build_model(self.variant, hparams, input_shape=self.splits.input_shape,
-                            num_classes=self.splits.num_classes)
-        self._c.net.load_member(k, model, hparams, seed=hparams.seed)
+        self._c.net.init_member(k, hparams, seed=hparams.seed)
         self._c.optimizer.load_member(k, hparams)
         self._c.loop.active[k].assign(1.0)
-        self.slots[k] = Slot(hparams, model, hooks, Health(self.splits.num_classes))
+        self.slots[k] = Slot(hparams, hooks, Health(self.splits.num_classes))
 
     def stop(self, k: int) -> None:
-        """Slot ``k`` trains no more; its model holds its weights as they are now."""
+        """Slot ``k`` trains no more; its weights are kept as they are now."""
         slot = self.slots[k]
         slot.running = False
         self._c.loop.active[k].assign(0.0)
-        self._c.net.export_member(k, slot.model)
+        slot.weights = self._c.net.member_values(k)
 
     def finish(self, k: int) -> tuple[TrainResult, Exception | None]:
         """Free slot ``k``: the member's result, and the error one of its hooks raised, if any."""
@@ -127,7 +131,7 @@ class Population:
         if slot.running:
             self.stop(k)
         self.slots[k] = None
-        return slot.result(self.variant, self.device), slot.error
+        return slot.result(self._c.net, self.splits, self.device), slot.error
 
     def run_epoch(self) -> list[int]:
         """One epoch of every running member; returns the slots that stopped in it."""

@@ -2,9 +2,10 @@
 
 A layer of the population is one batched matrix multiply (``einsum('kbi,kio->kbo')``) for
 all K members, instead of K small ones. The arithmetic is Keras' own, member by member:
-:meth:`StackedNet.load_member` takes a member's initial weights from a Keras model that
-:func:`bench.models.build.build_model` built, and :meth:`StackedNet.export_member` writes a
-member back into such a model; ``tests/test_population.py`` checks that a member and a
+:meth:`StackedNet.init_member` draws a member's initial weights with the variant's Keras
+initializers (no model built per member), :meth:`StackedNet.load_member` takes them from a
+Keras model that :func:`bench.models.build.build_model` built, and
+:meth:`StackedNet.write_into` writes a member into such a model; ``tests/test_population.py`` checks that a member and a
 Keras model trained on the same batches end with the same weights.
 
 The dropout masks come from a counter-based hash of (member seed, step, site, element)
@@ -169,27 +170,53 @@ class StackedNet:
 
     # -- members in and out
 
-    def _pairs(self, model: keras.Model):
-        """(stacked variable, Keras variable) pairs, block by block."""
-        for i in range(len(self.variant.blocks)):
-            dense = model.get_layer(f"b{i}_dense")
-            yield self.kernels[i], dense.kernel
+    def _entries(self):
+        """(stacked variable, Keras layer, attribute, initializer) of every weight, in the order
+        :func:`bench.models.build.build_model` creates them."""
+        variant = self.variant
+        for i, block in enumerate(variant.blocks):
+            yield self.kernels[i], f"b{i}_dense", "kernel", block.kernel_initializer or variant.kernel_initializer
             if self.biases[i] is not None:
-                yield self.biases[i], dense.bias
+                yield self.biases[i], f"b{i}_dense", "bias", "zeros"
             if self.bn[i] is not None:
-                layer = model.get_layer(f"b{i}_bn")
-                self.bn_momentum, self.bn_epsilon = float(layer.momentum), float(layer.epsilon)
-                for name in ("gamma", "beta", "moving_mean", "moving_variance"):
-                    yield self.bn[i][name], getattr(layer, name)
-        out = model.get_layer("output")
-        yield self.out_kernel, out.kernel
-        yield self.out_bias, out.bias
+                for name, init in (("gamma", "ones"), ("beta", "zeros"), ("moving_mean", "zeros"), ("moving_variance", "ones")):
+                    yield self.bn[i][name], f"b{i}_bn", name, init
+        yield self.out_kernel, "output", "kernel", variant.output_initializer or variant.kernel_initializer
+        yield self.out_bias, "output", "bias", "zeros"
+
+    def param_count(self) -> int:
+        """One member's weights, counted as Keras' ``count_params`` counts them."""
+        return sum(int(np.prod(var.shape[1:])) for var, *_ in self._entries())
+
+    def initial_values(self, seed: int) -> list[np.ndarray]:
+        """A member's initial weights: the variant's Keras initializers, each seeded from
+        (``seed``, weight index), so the same seed gives the same network in any slot."""
+        values = []
+        for n, (var, _layer, _attr, init) in enumerate(self._entries()):
+            shape = tuple(var.shape[1:])
+            if init in ("zeros", "ones"):
+                values.append(np.full(shape, 1.0 if init == "ones" else 0.0, np.float32))
+                continue
+            template = keras.initializers.get(init)
+            seeded = type(template).from_config({**template.get_config(), "seed": _weight_seed(seed, n)})
+            values.append(keras.ops.convert_to_numpy(seeded(shape)))
+        return values
+
+    def init_member(self, k: int, hparams: HParams, seed: int) -> None:
+        """Slot ``k`` starts from the member's own initial weights (no Keras model built)."""
+        self._load(k, self.initial_values(seed), hparams, seed)
 
     def load_member(self, k: int, model: keras.Model, hparams: HParams, seed: int) -> None:
-        """Put a freshly built (or trained) Keras model's weights into slot ``k``."""
-        for stacked, var in self._pairs(model):
-            value = keras.ops.convert_to_numpy(var.value)
-            stacked[k].assign(np.reshape(value, stacked.shape[1:]))
+        """Put a Keras model's weights (built by ``build_model`` for the member) into slot ``k``."""
+        values = []
+        for var, layer_name, attr, _init in self._entries():
+            layer = model.get_layer(layer_name)
+            if attr == "gamma":
+                self.bn_momentum, self.bn_epsilon = float(layer.momentum), float(layer.epsilon)
+            values.append(np.reshape(keras.ops.convert_to_numpy(getattr(layer, attr).value), var.shape[1:]))
+        self._load(k, values, hparams, seed)
+
+    def _load(self, k: int, values: Sequence[np.ndarray], hparams: HParams, seed: int) -> None:
         rates = []
         for site in self.sites:
             if site == "input":
@@ -197,12 +224,39 @@ class StackedNet:
             else:
                 rate = self.variant.blocks[site].dropout
                 rates.append(hparams.dropout if hparams.dropout is not None else rate)
-        if rates:
-            self.rates[k].assign(np.asarray(rates, np.float32))
-        self.seeds[k].assign(seed)
+        rates += [0.0] * (int(self.rates.shape[1]) - len(rates))
+        self._put(tf.constant(k, tf.int32), [tf.constant(v, tf.float32) for v in values],
+                  tf.constant(rates, tf.float32), tf.constant(seed, tf.int32))
+
+    @tf.function
+    def _put(self, k, values, rates, seed):
+        """Every weight, dropout rate and seed of slot ``k`` in one call (not one per variable)."""
+        at = tf.reshape(k, [1, 1])
+        for (var, *_), value in zip(self._entries(), values, strict=True):
+            var.scatter_nd_update(at, value[None])
+        self.rates.scatter_nd_update(at, rates[None])
+        self.seeds.scatter_nd_update(at, seed[None])
+
+    @tf.function
+    def _get(self, k):
+        return [tf.gather(var, k) for var, *_ in self._entries()]
+
+    def member_values(self, k: int) -> list[np.ndarray]:
+        """Slot ``k``'s weights as they are now."""
+        return [v.numpy() for v in self._get(tf.constant(k, tf.int32))]
+
+    def write_into(self, model: keras.Model, values: Sequence[np.ndarray]) -> keras.Model:
+        """Give ``model`` (built by ``build_model`` for the member) the weights ``values``."""
+        for (_var, layer_name, attr, _init), value in zip(self._entries(), values, strict=True):
+            target = getattr(model.get_layer(layer_name), attr)
+            target.assign(np.reshape(value, target.shape))
+        return model
 
     def export_member(self, k: int, model: keras.Model) -> keras.Model:
         """Write slot ``k`` into ``model`` (built by build_model for the member) and return it."""
-        for stacked, var in self._pairs(model):
-            var.assign(np.reshape(stacked[k].numpy(), var.shape))
-        return model
+        return self.write_into(model, self.member_values(k))
+
+
+def _weight_seed(seed: int, index: int) -> int:
+    """A weight's initializer seed, from the member's seed and the weight's position."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % (2**31 - 1))

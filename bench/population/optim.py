@@ -38,22 +38,30 @@ class StackedOptimizer:
 
     def load_member(self, k: int, hparams: HParams) -> None:
         """Slot ``k`` starts afresh with ``hparams``' optimizer (Keras' defaults where unset)."""
-        from bench.models.build import make_optimizer
-
         if hparams.optimizer != self.kind:
             raise ValueError(f"a {self.kind} population cannot hold a {hparams.optimizer} member")
-        keras_opt = make_optimizer(hparams)
-        self.config = {
-            name: float(getattr(keras_opt, name))
-            for name in ("beta_1", "beta_2", "epsilon", "rho", "momentum")
-            if hasattr(keras_opt, name)
-        }
+        if not self.config:  # Keras' defaults for this kind, read once
+            from bench.models.build import make_optimizer
+
+            keras_opt = make_optimizer(hparams.replace(learning_rate=None))
+            self.config = {
+                name: float(getattr(keras_opt, name))
+                for name in ("learning_rate", "beta_1", "beta_2", "epsilon", "rho", "momentum")
+                if hasattr(keras_opt, name)
+            }
         if self.config.get("momentum"):
             raise ValueError("momentum is not supported in populations")
-        self.learning_rate[k].assign(float(keras_opt.learning_rate))
-        self.steps[k].assign(0.0)
+        lr = hparams.learning_rate if hparams.learning_rate is not None else self.config["learning_rate"]
+        self._reset(tf.constant(k, tf.int32), tf.constant(lr, tf.float32))
+
+    @tf.function
+    def _reset(self, k, learning_rate):
+        """Slot ``k``'s learning rate, step count and moments, in one call."""
+        at = tf.reshape(k, [1, 1])
+        self.learning_rate.scatter_nd_update(at, learning_rate[None])
+        self.steps.scatter_nd_update(at, tf.zeros([1]))
         for slot in (*self.first, *self.second):
-            slot[k].assign(tf.zeros(slot.shape[1:]))
+            slot.scatter_nd_update(at, tf.zeros([1, *slot.shape[1:]]))
 
     def apply(self, grads: Sequence[tf.Tensor], active: tf.Tensor) -> None:
         """One update of every member whose ``active`` flag (K,) is 1; the others stay as they are."""

@@ -49,13 +49,14 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
         _log_confusion(tracker, run_id, result.confusion, list(splits.class_names), title)
     if result.test_predictions is not None:
         _log_predictions(tracker, run_id, result.test_predictions, splits, title)
-    if result.model is None or result.status == STATUS_DIVERGED:
+    model = result.keras_model()
+    if model is None or result.status == STATUS_DIVERGED:
         return None
     from bench.models.build import weight_tensors
 
-    tracker.log_figure(run_id, figures.weight_violins(weight_tensors(result.model), title), "figures/weights_violin.png")
-    _log_batch_norm(tracker, run_id, result.model, title)
-    return log_serving_model(tracker, run_id, result.model, splits) if log_model else None
+    tracker.log_figure(run_id, figures.weight_violins(weight_tensors(model), title), "figures/weights_violin.png")
+    _log_batch_norm(tracker, run_id, model, title)
+    return log_serving_model(tracker, run_id, model, splits) if log_model else None
 
 
 def _log_confusion(tracker: Tracker, run_id: str, confusion: np.ndarray, class_names: list[str], title: str) -> None:
