@@ -7,6 +7,7 @@ store) are printed as one line on stderr with a non-zero exit, never as a traceb
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -14,7 +15,9 @@ from typing import Any
 
 import click
 
+from bench import completion, stopping
 from bench.errors import BenchError
+from bench.models.spec import MAX_SEED
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -22,12 +25,13 @@ EXIT_INTERRUPTED = 130
 
 
 class _OptionalInt(click.ParamType):
-    """A positive integer; an empty string means "not given" (MLproject parameters need that)."""
+    """An integer in [minimum, maximum]; an empty string means "not given" (MLproject
+    parameters need that)."""
 
     name = "integer"
 
-    def __init__(self, minimum: int = 1) -> None:
-        self.minimum = minimum
+    def __init__(self, minimum: int = 1, maximum: int = 2**31 - 1) -> None:
+        self.minimum, self.maximum = minimum, maximum
 
     def convert(self, value: Any, param, ctx):
         if value is None or value == "":
@@ -38,6 +42,8 @@ class _OptionalInt(click.ParamType):
             self.fail(f"{value!r} is not an integer", param, ctx)
         if number < self.minimum:
             self.fail(f"{number} is not >= {self.minimum}", param, ctx)
+        if number > self.maximum:
+            self.fail(f"{number} is more than {self.maximum:,}", param, ctx)
         return number
 
 
@@ -53,6 +59,8 @@ class _OptionalFloat(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not number > 0:
             self.fail(f"{number} is not > 0", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 
@@ -78,8 +86,14 @@ def _quiet_optuna() -> None:
 
 
 POSITIVE = _OptionalInt(1)
-NON_NEGATIVE = _OptionalInt(0)
 POSITIVE_FLOAT = _OptionalFloat()
+EPOCHS = _OptionalInt(1, 100_000)
+BATCH_SIZE = _OptionalInt(1, 1 << 20)
+SEEDS = _OptionalInt(1, 10_000)
+SEED = _OptionalInt(0, MAX_SEED)
+TRIALS = _OptionalInt(1, 1_000_000)
+WORKERS = _OptionalInt(1, 256)
+POPULATION = _OptionalInt(1, 4096)
 
 
 class BenchGroup(click.Group):
@@ -93,18 +107,48 @@ class BenchGroup(click.Group):
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
         except click.ClickException as exc:
-            click.echo(f"error: {exc.format_message()}", err=True)
+            _error(exc.format_message())
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
+        except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+            interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+            _error("interrupted; open runs were closed as KILLED" if interrupted else "aborted")
             sys.exit(EXIT_INTERRUPTED)
         except BenchError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _error(str(exc))
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; open runs were closed as KILLED", err=True)
+            _error("interrupted; open runs were closed as KILLED")
             sys.exit(EXIT_INTERRUPTED)
+        except (SystemExit, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug or a failure nobody foresaw: still one line
+            if logging.getLogger("bench").isEnabledFor(logging.DEBUG):
+                logging.getLogger("bench").exception("unexpected failure")
+            text = str(exc).strip().splitlines()
+            _error(f"unexpected {type(exc).__name__}: {text[0] if text else ''} (bench -v shows the traceback)")
+            sys.exit(EXIT_ERROR)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _error(message: str) -> None:
+    """The one error line, on stderr, every password in it masked."""
+    from bench.store.uri import redact
+
+    lines = redact(message).strip().splitlines() or [""]
+    click.echo(f"error: {lines[0]}", err=True)
+
+
+class _Redacting(logging.Filter):
+    """Masks passwords in every log line (URIs quoted in warnings and library messages)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from bench.store.uri import redact
+
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
 
 
 def _setup_logging(verbose: int) -> None:
@@ -113,6 +157,7 @@ def _setup_logging(verbose: int) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose > 1 else "WARNING")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_Redacting())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
@@ -122,6 +167,12 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _import_tensorflow(verbose: int) -> None:
+    """Import TensorFlow (seconds; nothing is open yet, so a signal meanwhile stops at once)."""
+    with stopping.at_once():
+        _load_tensorflow(verbose)
+
+
+def _load_tensorflow(verbose: int) -> None:
     """Import TensorFlow with its C++ start-up logging (CUDA probing, oneDNN notices) muted.
 
     Those lines go straight to file descriptor 2, bypassing Python's logging; they are
@@ -147,43 +198,37 @@ def _import_tensorflow(verbose: int) -> None:
         os.close(devnull)
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM closes runs the same way Ctrl-C does (as KILLED, not left RUNNING)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: also libraries).")
 @click.version_option(package_name="bench")
 def cli(verbose: int) -> None:
     """Benchmark regularisation and depth on Fashion-MNIST and MNIST, tracked in MLflow."""
     _setup_logging(verbose)
-    _sigterm_as_interrupt()
-    click.get_current_context().obj = {"verbose": verbose}
+    ctx = click.get_current_context()
+    # Ctrl-C and SIGTERM are recorded, and the work stops at its next boundary (bench.stopping);
+    # when the command ends, the previous handlers are back and a pending stop is raised.
+    ctx.with_resource(stopping.handling())
+    ctx.obj = {"verbose": verbose}
 
 
 def _common_options(f):
     options = [
-        click.option("--study", "study", default=None, callback=_empty_is_none,
+        click.option("--study", "study", default=None, callback=_empty_is_none, shell_complete=completion.studies,
                      help="Study file or name in studies/ (default: studies/default.yaml)."),
-        click.option("--task", default=None, callback=_empty_is_none,
+        click.option("--task", default=None, callback=_empty_is_none, shell_complete=completion.tasks,
                      help="Override the study's task: fashion_mnist or mnist."),
-        click.option("--epochs", type=POSITIVE, default=None, help="Override the study's epochs."),
-        click.option("--batch-size", type=POSITIVE, default=None, help="Override the study's batch size."),
+        click.option("--epochs", type=EPOCHS, default=None, help="Override the study's epochs."),
+        click.option("--batch-size", type=BATCH_SIZE, default=None, help="Override the study's batch size."),
         click.option("--learning-rate", type=POSITIVE_FLOAT, default=None,
                      help="Override the study's learning rate."),
         click.option("--validation-size", type=POSITIVE, default=None,
                      help="Images held out from the end of the training set (default 10000)."),
         click.option("--limit", type=POSITIVE, default=None,
                      help="Use only the first N training and test images (smoke runs)."),
-        click.option("--data-dir", default=None, callback=_empty_is_none, envvar="BENCH_DATA_DIR",
-                     help="Folder with fashion-mnist/ and mnist/ IDX files [env BENCH_DATA_DIR]."),
-        click.option("--tracking-uri", default=None, callback=_empty_is_none,
-                     help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+        click.option("--data-dir", default=None, callback=_empty_is_none, envvar="BENCH_DATA_DIR", show_envvar=True,
+                     help="Folder with fashion-mnist/ and mnist/ IDX files."),
+        click.option("--tracking-uri", default=None, callback=_empty_is_none, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                     help="MLflow store [default: sqlite:///mlflow.db]."),
         click.option("--experiment", default=None, callback=_empty_is_none,
                      help="MLflow experiment name [default: the study's name]."),
         click.option("--no-model", is_flag=True, help="Do not log the trained models (saves disk)."),
@@ -223,9 +268,9 @@ def _finish(outcome) -> None:
 
 @cli.command()
 @_common_options
-@click.option("--variants", default=None, callback=_empty_is_none,
+@click.option("--variants", default=None, callback=_empty_is_none, shell_complete=completion.variants,
               help="Comma-separated names or globs, e.g. '*-deep,vanilla-*' (default: the study's).")
-@click.option("--seeds", type=POSITIVE, default=None, help="Seeds per variant (0..N-1).")
+@click.option("--seeds", type=SEEDS, default=None, help="Seeds per variant (0..N-1).")
 @click.option("--tuned", is_flag=True,
               help="Also train each variant with its tuned hyperparameters (from `bench tune`) "
                    "and show default vs tuned side by side.")
@@ -234,8 +279,11 @@ def _finish(outcome) -> None:
                    "else beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="With --tuned: the Optuna study name `bench tune` used.")
+@click.option("--register", is_flag=True,
+              help="Register every model as a version of <task>-<variant> in the Model registry "
+                   "(the first seed's with the alias 'default' or 'tuned').")
 def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
-            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name):
+            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name, register):
     """Train the study's variants side by side; one parent run, one child run each."""
     from dataclasses import replace
 
@@ -253,17 +301,19 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
         settings = replace(settings, tuned=tuple(found.items()))
     elif storage or study_name:
         raise click.UsageError("--storage and --study-name only apply with --tuned")
+    if register and no_model:
+        raise click.UsageError("--register needs the models: drop --no-model")
     outcome = run_comparison(
         settings, data_dir=data_dir, tracking_uri=tracking_uri, experiment=experiment,
-        log_models=not no_model,
+        log_models=not no_model, register=register,
     )
     _finish(outcome)
 
 
 @cli.command()
-@click.argument("variant")
+@click.argument("variant", shell_complete=completion.variants)
 @_common_options
-@click.option("--seed", type=NON_NEGATIVE, default=None, help="Random seed (default 0).")
+@click.option("--seed", type=SEED, default=None, help="Random seed (default 0).")
 def train(variant, study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
           tracking_uri, experiment, no_model, seed):
     """Train one VARIANT with the study's protocol and log it as a single run."""
@@ -283,37 +333,37 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
 
 
 @cli.command()
-@click.option("--study", default=None, callback=_empty_is_none,
+@click.option("--study", default=None, callback=_empty_is_none, shell_complete=completion.studies,
               help="Study file or name (its search_space and tuning sections are used).")
-@click.option("--task", default=None, callback=_empty_is_none, help="Override the study's task.")
-@click.option("--variants", default=None, callback=_empty_is_none,
+@click.option("--task", default=None, callback=_empty_is_none, shell_complete=completion.tasks, help="Override the study's task.")
+@click.option("--variants", default=None, callback=_empty_is_none, shell_complete=completion.variants,
               help="Comma-separated names or globs; one Optuna study each (default: the study's).")
-@click.option("--trials", type=POSITIVE, default=None,
+@click.option("--trials", type=TRIALS, default=None,
               help="Finished (complete or pruned) trials the study should hold IN TOTAL. Re-running "
                    "resumes: a study with 30 finished trials and --trials 50 runs 20 more. "
                    "Default: the study file's tuning.trials (50).")
-@click.option("--epochs", type=POSITIVE, default=None, help="Epochs per trial.")
-@click.option("--workers", type=POSITIVE, default=1, show_default=True,
+@click.option("--epochs", type=EPOCHS, default=None, help="Epochs per trial.")
+@click.option("--workers", type=WORKERS, default=1, show_default=True,
               help="Worker processes on this machine sharing the study.")
-@click.option("--population", type=POSITIVE, default=None,
+@click.option("--population", type=POPULATION, default=None,
               help="Trials each worker trains at once, as one compiled population (1: one at a time) "
                    "[default: 4 on a CPU, 32 on a GPU; fewer where memory is short].")
-@click.option("--storage", default=None, callback=_empty_is_none,
+@click.option("--storage", default=None, callback=_empty_is_none, envvar="BENCH_OPTUNA_STORAGE", show_envvar=True,
               help="Optuna storage URL: journal:///path/f.journal, sqlite:///f.db, postgresql://... "
-                   "[default: $BENCH_OPTUNA_STORAGE, else optuna.journal beside the MLflow store].")
+                   "[default: optuna.journal beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="Optuna study name [default: <study>-<task>-<variant>].")
-@click.option("--seed", type=NON_NEGATIVE, default=0, show_default=True, help="TPE sampler seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="TPE sampler seed.")
 @click.option("--pruner", default=None, callback=_pruner_choice,
               help="median, successive-halving, hyperband or none [default: the study's tuning.pruner].")
 @click.option("--timeout", type=POSITIVE_FLOAT, default=None,
               help="Stop starting new trials after this many seconds.")
 @click.option("--validation-size", type=POSITIVE, default=None, help="Held-out training images.")
 @click.option("--limit", type=POSITIVE, default=None, help="Use only the first N images (smoke runs).")
-@click.option("--data-dir", default=None, callback=_empty_is_none, envvar="BENCH_DATA_DIR",
-              help="Folder with fashion-mnist/ and mnist/ IDX files [env BENCH_DATA_DIR].")
-@click.option("--tracking-uri", default=None, callback=_empty_is_none,
-              help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
+@click.option("--data-dir", default=None, callback=_empty_is_none, envvar="BENCH_DATA_DIR", show_envvar=True,
+              help="Folder with fashion-mnist/ and mnist/ IDX files.")
+@click.option("--tracking-uri", default=None, callback=_empty_is_none, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="MLflow store [default: sqlite:///mlflow.db].")
 @click.option("--experiment", default=None, callback=_empty_is_none,
               help="MLflow experiment [default: <study>-tuning].")
 def tune(study, task, variants, trials, epochs, workers, population, storage, study_name, seed, pruner, timeout,
@@ -325,8 +375,10 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
     from bench import present
     from bench.models import list_variants
     from bench.studies import load_study
-    from bench.tuning import check, plan
-    from bench.tuning import tune as run_tune
+
+    with stopping.at_once():  # TensorFlow loads with bench.tuning; nothing is open yet
+        from bench.tuning import check, plan
+        from bench.tuning import tune as run_tune
 
     _quiet_optuna()
     loaded = load_study(study)
@@ -337,7 +389,8 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
         tracking_uri=tracking_uri, experiment=experiment, validation_size=validation_size, limit=limit,
         population=population,
     )
-    check(settings[0])  # bad data or storage fails before anything is written
+    for one in settings:
+        check(one)  # bad data, a bad storage or a study of another variant fails before anything is written
     _import_tensorflow((click.get_current_context().obj or {}).get("verbose", 0))
     click.echo(present.tuning([run_tune(s, workers=workers) for s in settings]))
 
@@ -348,16 +401,17 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
               help="Report on this experiment's newest comparison or tuning run.")
 @click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
               help="Folder for the reports (one subfolder per run).")
-@click.option("--tracking-uri", default=None, callback=_empty_is_none,
-              help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
+@click.option("--tracking-uri", default=None, callback=_empty_is_none, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="MLflow store [default: sqlite:///mlflow.db].")
 def report(run_ids, experiment, out, tracking_uri):
     """Build an HTML and a Markdown report from what the MLflow store holds."""
     from pathlib import Path
 
     from bench.results.report import build
     from bench.store.reader import StoreReader
-    from bench.store.uri import sanitize_name
+    from bench.store.uri import check_writable_folder, sanitize_name
 
+    check_writable_folder(Path(out), "--out folder")  # before the store is read: nothing half-written
     reader = StoreReader(tracking_uri)
     for run_id in reader.parents(experiment, run_ids):
         stored = reader.load(run_id)
@@ -397,6 +451,9 @@ def list_cmd(pattern, show_studies):
 
 
 def main() -> None:
+    # Until bench.stopping takes over, and once the command has ended, Ctrl-C ends the process
+    # at once (no traceback, no "Exception ignored" during the interpreter's shutdown).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     cli(prog_name="bench")
 
 

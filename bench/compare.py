@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench import data, stats, training
+from bench import data, stats, stopping, training
+from bench.clock import Eta
 from bench.models import HParams, Variant, get_variant
 from bench.results import artifacts
 from bench.results import table as tables
 from bench.results.report import log_report
 from bench.store import schema
 from bench.store.environment import environment_tags
-from bench.store.tracker import Tracker
+from bench.store.tracker import Tracker, check_store
 from bench.studies import Study, resolve
 from bench.training import TrainResult
 
@@ -141,12 +142,15 @@ def _split_params(splits: data.Splits) -> dict[str, object]:
     return {f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()}
 
 
-def _progress_hook(label: str, epochs: int) -> training.EpochHook:
+def _progress_hook(label: str, epochs: int, eta: Eta | None = None) -> training.EpochHook:
     def hook(epoch: int, m: Mapping[str, float]) -> None:
+        if eta is not None:
+            eta.advance()
         progress.info(
-            "%s epoch %*d/%d  loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | %.1fs",
+            "%s epoch %*d/%d  loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | %.1fs%s",
             label, len(str(epochs)), epoch + 1, epochs, m[schema.LOSS], m[schema.ACCURACY],
             m[schema.VAL_LOSS], m[schema.VAL_ACCURACY], m[schema.EPOCH_SECONDS],
+            f" | {eta.text()}" if eta is not None else "",
         )
 
     return hook
@@ -164,9 +168,13 @@ def train_and_log(
     extra_params: Sequence[dict[str, object]] | None = None,
     parent_run_id: str | None = None,
     log_model: bool = True,
+    namings: Sequence[artifacts.ModelNaming] | None = None,
+    eta: Eta | None = None,
 ) -> list[TrainResult]:
-    """Members of one variant trained together, each its own MLflow run: params first,
-    curves per epoch, artifacts last. Every run ends FINISHED, or all end FAILED or KILLED."""
+    """Members of one variant trained together, each its own MLflow run: params and datasets
+    first, curves per epoch, artifacts last. Every run ends FINISHED, or all end FAILED or
+    KILLED. ``namings``: each member's model name (default: the variant, "-tuned" when tuned)
+    and registered model."""
     from bench.models.build import build_model
 
     count = build_model(variant, members[0], input_shape=splits.input_shape).count_params()
@@ -174,6 +182,7 @@ def train_and_log(
     with contextlib.ExitStack() as stack:
         run_ids = []
         for hp, name, more in zip(members, run_names, extra, strict=True):
+            stopping.check()  # no run starts once a stop is requested; the open ones end KILLED
             params = {
                 **variant.structure_params(), **hp.as_params(), schema.TASK: splits.task, schema.PARAMS: count,
                 **_split_params(splits), **more,
@@ -182,14 +191,18 @@ def train_and_log(
             run = tracker.run(name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id,
                               description=variant.description)
             run_ids.append(stack.enter_context(run))
+            tracker.log_datasets(run_ids[-1], artifacts.split_datasets(splits))
         hooks = [
-            [tracker.epoch_hook(run_id), _progress_hook(label, hp.epochs)]
+            [tracker.epoch_hook(run_id), _progress_hook(label, hp.epochs, eta)]
             for run_id, label, hp in zip(run_ids, labels, members, strict=True)
         ]
         results = training.train_population(variant, members, splits, on_epoch=hooks)
-        for run_id, result in zip(run_ids, results, strict=True):
-            artifacts.log_training(tracker, run_id, result, splits=splits, log_model=log_model)
+        default = artifacts.ModelNaming(variant.name + ("-tuned" if kind == schema.KIND_TUNED else ""))
+        for run_id, result, naming in zip(run_ids, results, namings or [default] * len(results), strict=True):
+            stopping.check()
+            artifacts.log_training(tracker, run_id, result, splits=splits, log_model=log_model, naming=naming)
             result.run_id = run_id
+        stopping.check()  # a run ends FINISHED only where no stop was requested before it closed
     for label, result in zip(labels, results, strict=True):
         summary = (
             f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
@@ -211,6 +224,12 @@ def _release(results: Sequence[TrainResult]) -> None:
     gc.collect()
 
 
+def default_experiment(study, task: str) -> str:
+    """The study's name; with another ``--task``, the study's name and that task (its runs
+    never land among the study's own task's)."""
+    return study.name if task == study.task else f"{study.name}-{task}"
+
+
 def run_comparison(
     settings: Settings,
     *,
@@ -218,17 +237,22 @@ def run_comparison(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     log_models: bool = True,
+    register: bool = False,
 ) -> ComparisonResult:
     """Train every (variant, seed) of ``settings`` under one parent run and log the table."""
     study = settings.study
-    # Everything that can fail on bad input fails here, before any run exists.
+    # Everything that can fail on bad input fails here, before any run exists: the store
+    # first (nothing is written, not even the data cache, when it is unusable).
     for name in settings.variants:
         get_variant(name)
+    experiment = experiment or default_experiment(study, settings.task)
+    check_store(tracking_uri, experiment)
     splits = data.load(
         settings.task, data_dir=data_dir, validation_size=settings.validation_size,
         limit=settings.limit, standardize=study.protocol.standardize,
     )
-    tracker = Tracker(tracking_uri, experiment or study.name, description=study.description)
+    stopping.check()
+    tracker = Tracker(tracking_uri, experiment, description=study.description)
     stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
     if stale:
         progress.warning(
@@ -237,6 +261,7 @@ def run_comparison(
     description = study.description + (
         "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
     )
+    stopping.check()  # opening the store takes seconds the first time
     with tracker.run(
         f"compare-{study.name}",
         kind=schema.KIND_COMPARISON,
@@ -245,10 +270,12 @@ def run_comparison(
               **environment_tags(training.device_description())},
         description=description,
     ) as parent_id:
-        results, names, rows = _train_all(tracker, settings, splits, parent_id, log_models)
+        results, names, rows = _train_all(tracker, settings, splits, parent_id, log_models, register)
+        stopping.check()
         table = tables.run_table(rows)
         seed_stats = artifacts.SeedStatistics(table)
         side_by_side = _log_outcome(tracker, parent_id, settings, splits, table, seed_stats, results, names)
+        stopping.check()
     return ComparisonResult(
         table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
         experiment_name=tracker.experiment_name, tracking_uri=tracker.uri, results=results,
@@ -257,7 +284,7 @@ def run_comparison(
 
 
 def _train_all(
-    tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool
+    tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool, register: bool
 ) -> tuple[list[TrainResult], list[str], list[dict[str, object]]]:
     """Every population of the comparison (a variant's seeds), one child run per member."""
     study = settings.study
@@ -269,8 +296,11 @@ def _train_all(
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
     )
     results, names, rows = [], [], []
-    for vname, setting, members in _chunks(settings.populations()):
-        reference = study.references.get(vname)
+    chunks = _chunks(settings.populations())
+    eta = Eta(sum(hp.epochs for _, _, members in chunks for hp in members))  # every member-epoch to train
+    for vname, setting, members in chunks:
+        # The notebook's numbers are for the study's own task, never beside another task's results.
+        reference = study.references.get(vname) if settings.task == study.task else None
         run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
         first = len(results) + 1
         trained = train_and_log(
@@ -281,12 +311,25 @@ def _train_all(
             * len(members),
             parent_run_id=parent_id,
             log_model=log_models,
+            namings=[_naming(vname, setting, hp.seed, settings, register) for hp in members],
+            eta=eta,
         )
         for name, result in zip(run_names, trained, strict=True):
             results.append(result)
             names.append(name)
             rows.append(tables.row_from_result(result, name, setting, reference))
     return results, names, rows
+
+
+def _naming(variant: str, setting: str, seed: int, settings: Settings, register: bool) -> artifacts.ModelNaming:
+    """A run's model: named for its variant (and setting, where tuned); with ``--register``
+    a version of ``<task>-<variant>``, the first seed's carrying the alias ``default`` or
+    ``tuned``."""
+    name = variant if setting == schema.SETTING_DEFAULT else f"{variant}-{setting}"
+    if not register:
+        return artifacts.ModelNaming(name)
+    alias = setting if seed == settings.seeds[0] else None
+    return artifacts.ModelNaming(name, registered=f"{settings.task}-{variant}", alias=alias)
 
 
 def _chunks(populations: list[tuple[str, str, list[HParams]]]) -> list[tuple[str, str, list[HParams]]]:

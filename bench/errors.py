@@ -38,3 +38,7 @@ class TrackingError(FatalError):
 
 class StorageError(FatalError):
     """The Optuna storage URL is malformed or unreachable."""
+
+
+class NoStudyError(StorageError):
+    """The Optuna storage works but holds no study of that name."""

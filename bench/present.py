@@ -105,6 +105,8 @@ def tuning(results: Sequence) -> str:
     for r in results:
         c = r.counts
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
+        if r.best_is_default:
+            params += " (= default)"
         best = "" if r.best_value is None else f"{r.best_value:.4f}"
         tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
         out.append(f"| {r.settings.variant} | {r.settings.study_name} | {c['complete']} | {c['pruned']} | "

@@ -144,6 +144,8 @@ class Ranking:
 
     def marks(self) -> dict[str, str]:
         """Per variant, how it stands against the top-ranked one, e.g. "worse than best (p=0.012)"."""
+        if not self.order:
+            return {}
         best = self.best
         out = {}
         for v in self.order:
@@ -185,13 +187,19 @@ class Ranking:
         )
 
 
+#: Statuses of runs that did not end (MLflow's FAILED, KILLED, RUNNING, as reports show them).
+UNFINISHED = ("failed", "killed", "running")
+
+
 def score_matrix(table: pd.DataFrame, setting: str = "default") -> pd.DataFrame:
     """Seeds x variants of test accuracy for one setting; only seeds every variant ran.
 
     A diverged run has no test score; it counts as accuracy 0 (the recipe failed on that
-    seed), so a variant cannot climb the ranking by diverging.
+    seed), so a variant cannot climb the ranking by diverging. A run that never finished
+    (failed, killed, still running: the process, not the recipe, stopped) is missing data:
+    that seed is left out, and a variant with no finished run is not ranked.
     """
-    rows = table[table["setting"] == setting]
+    rows = table[(table["setting"] == setting) & ~table["status"].isin(UNFINISHED)]
     scores = rows.pivot_table(index="seed", columns="variant", values="test_accuracy", aggfunc="first", dropna=False)
     ran = rows.pivot_table(index="seed", columns="variant", values="status", aggfunc="first")
     order = list(dict.fromkeys(rows["variant"]))

@@ -28,17 +28,18 @@ Pruner = Literal[PRUNERS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and NaN are never a setting; pydantic would accept them in any float field.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Protocol(_Strict):
-    epochs: int = Field(20, gt=0)
-    batch_size: int = Field(128, gt=0)
+    epochs: int = Field(20, gt=0, le=100_000)
+    batch_size: int = Field(128, gt=0, le=1 << 20)
     optimizer: Optimizer = "adam"
     learning_rate: float | None = Field(None, gt=0)
     dropout: float | None = Field(None, ge=0, lt=1)
-    seeds: int = Field(1, gt=0)
-    validation_size: int = Field(DEFAULT_VALIDATION_SIZE, gt=0)
+    seeds: int = Field(1, gt=0, le=10_000)
+    validation_size: int = Field(DEFAULT_VALIDATION_SIZE, gt=0, le=2**31 - 1)
     # Standardise pixels with the training split's mean and std (seed 003) instead of /255.
     standardize: bool = False
 
@@ -46,8 +47,8 @@ class Protocol(_Strict):
 class Override(_Strict):
     """Per-variant changes to the protocol (a notebook that trained its models differently)."""
 
-    epochs: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
+    epochs: int | None = Field(None, gt=0, le=100_000)
+    batch_size: int | None = Field(None, gt=0, le=1 << 20)
     optimizer: Optimizer | None = None
     learning_rate: float | None = Field(None, gt=0)
 
@@ -97,7 +98,7 @@ class SearchSpace(_Strict):
         if self.dropout is not None and not (self.dropout.low >= 0 and self.dropout.high < 1):
             raise ValueError("dropout: the range must lie in [0, 1)")
         if self.batch_size is not None and not all(
-            isinstance(b, int) and b > 0 for b in self.batch_size.choices
+            isinstance(b, int) and 0 < b <= 1 << 20 for b in self.batch_size.choices
         ):
             raise ValueError("batch_size: choices must be positive integers")
         if self.optimizer is not None:
@@ -108,8 +109,8 @@ class SearchSpace(_Strict):
 
 
 class Tuning(_Strict):
-    trials: int = Field(50, gt=0)
-    epochs: int | None = Field(None, gt=0)  # None: the protocol's epochs
+    trials: int = Field(50, gt=0, le=1_000_000)
+    epochs: int | None = Field(None, gt=0, le=100_000)  # None: the protocol's epochs
     # successive halving: the best accuracy per epoch trained in benchmarks/pruners.py
     pruner: Pruner = "successive-halving"
 
@@ -244,9 +245,45 @@ def load_study(study: str | Path | None = None) -> Study:
     return parse_study(text, source=str(path))
 
 
+#: Nesting deeper than any study needs (a study is three levels deep) is refused before
+#: parsing: PyYAML recurses per level and a few hundred levels overflow Python's stack.
+MAX_DEPTH = 20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of flow brackets or of block indentation in ``text``."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    indents = {len(line) - len(line.lstrip(" ")) for line in text.splitlines() if line.strip()}
+    return max(deepest, len(indents))
+
+
 def parse_study(text: str, *, source: str = "<study>") -> Study:
+    if _depth(text) > MAX_DEPTH:
+        raise StudyError(f"{source}: nested more than {MAX_DEPTH} levels deep; a study is a few keys deep")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise StudyError(f"{source}: nested too deeply to read") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

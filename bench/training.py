@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bench import stopping
 from bench.data import Splits
 from bench.models.spec import HParams, Variant
 from bench.result import (  # noqa: F401  (re-exported: the training API)
@@ -115,14 +116,17 @@ def _monitor(health: Health, hooks: Sequence[EpochHook], history: dict[str, list
             self._t0 = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
+            stopping.check()
             self._t0 = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
+            stopping.check()  # once per execution (steps_per_execution steps): a stop ends fit here
             loss = (logs or {}).get("loss")
             if loss is not None and health.batch(float(loss), len(history["loss"]) + 1):
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
+            stopping.check()  # an interrupted epoch is not recorded
             logs = dict(logs or {})
             metrics = {k: float(logs.get(k, float("nan"))) for k in HISTORY_KEYS[:4]}
             metrics["epoch_seconds"] = time.perf_counter() - self._t0
@@ -208,6 +212,7 @@ def _fit_keras(
     steps_per_execution: int, jit_compile: bool | None,
 ) -> TrainResult:
     """One model with Keras' own ``fit`` (the engine for convolutional variants)."""
+    stopping.check()
     seed_everything(hparams.seed)
     model = _compiled_model(variant, hparams, splits, steps_per_execution, jit_compile)
     train_ds = make_train_dataset(splits.x_train, splits.y_train, hparams.batch_size, hparams.seed)

@@ -165,5 +165,5 @@ def test_an_unwritable_artifact_location_fails_before_any_run(write_study, track
     result = CliRunner().invoke(cli, ["compare", "--study", str(study), "--experiment", "blocked"])
     assert result.exit_code == 1, result.output
     [line] = _error_lines(result.stderr)
-    assert f"artifact location {blocker / 'artifacts'} is not writable: Not a directory" in line
+    assert f"artifact location {blocker / 'artifacts'} is not writable: {blocker} is a file, not a folder" in line
     assert _runs(client) == []

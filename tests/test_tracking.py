@@ -18,10 +18,11 @@ from bench import compare, data
 from bench.compare import ComparisonResult, Settings, run_comparison
 from bench.errors import TrackingError
 from bench.models import get_variant
+from bench.store.probe import check_tracking_uri
 from bench.store.schema import EXPERIMENT_KIND_VALUE as EXPERIMENT_KIND
 from bench.store.schema import MLFLOW_EXPERIMENT_KIND as EXPERIMENT_KIND_TAG
 from bench.store.tracker import Tracker
-from bench.store.uri import check_tracking_uri, redact
+from bench.store.uri import redact
 from bench.studies import load_study
 from bench.training import HISTORY_KEYS
 from tests.support import (
@@ -461,7 +462,7 @@ def _under_a_file(tmp_path: Path) -> str:
         (lambda tmp: f"sqlite:///{tmp}/no-such-folder/mlflow.db", "does not exist"),
         (_under_a_file, "is a file, not a folder"),
         (_not_sqlite, "is not an SQLite database"),
-        (lambda tmp: f"file://{tmp}/no/such/folder", "not a writable directory"),
+        (lambda tmp: f"file://{tmp}/no/such/folder", "MLflow 3 no longer writes file stores"),
         (lambda tmp: f"http://127.0.0.1:{free_port()}", "is unreachable"),
         (lambda tmp: "http://:5000", "no host"),
     ],
@@ -473,7 +474,7 @@ def _under_a_file(tmp_path: Path) -> str:
         "missing-folder",
         "folder-is-a-file",
         "not-sqlite",
-        "file-store-missing-folder",
+        "file-store",
         "unreachable-server",
         "http-no-host",
     ],
@@ -504,7 +505,6 @@ def test_check_tracking_uri_accepts_good_stores(tmp_path):
     check_tracking_uri(f"sqlite:///{tmp_path}/new.db")  # a new file in an existing folder
     existing = tmp_path / "existing.db"
     sqlite3.connect(existing).close()
-    check_tracking_uri(f"sqlite:///{existing}")
-    check_tracking_uri(f"file://{tmp_path}/runs")
+    check_tracking_uri(f"sqlite:///{existing}")  # an empty database: MLflow creates its schema
     check_tracking_uri("sqlite:///relative.db")  # relative to the cwd (tmp_path)
     assert not (tmp_path / "new.db").exists() and not (tmp_path / "relative.db").exists()

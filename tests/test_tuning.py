@@ -187,7 +187,8 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
     # the sampler proposes for that trial number (replayed here without any training).
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
     [s] = settings_for(path, tracking_uri)
-    for t in trials:
+    assert trials[0].params == {"learning_rate": 0.001} and trials[0].user_attrs["bench_default"]  # the default
+    for t in trials[1:]:
         replay = optuna.create_study(sampler=make_sampler(0, t.number), direction="maximize")
         suggest(replay.ask(), s.study.search_space, s.base, get_variant("vanilla-shallow"))
         assert replay.trials[0].params == t.params
@@ -283,7 +284,8 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         ([], {"learning_rate": {"low": 0.1, "high": 0.01}}, "inverted"),
         ([], {"learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "low > 0"),
         ([], {"momentum": {"low": 0.1, "high": 0.9}}, "momentum"),
-        (["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"], None, "cannot open Optuna storage"),
+        (["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"], None,
+         "Optuna storage postgresql://bench:***@127.0.0.1:1/nothing is unreachable"),
         (["--storage", "ftp://example/x"], None, "unsupported Optuna storage"),
         (["--workers", "2", "--storage", "sqlite:///optuna.db"], None, "concurrent"),
         (["--pruner", "sometimes"], None, "sometimes"),

@@ -149,8 +149,10 @@ def test_a_name_cannot_be_registered_twice():
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"learning_rate": 0.0}, "learning rate must be > 0"),
-        ({"learning_rate": -1e-3}, "learning rate must be > 0"),
+        ({"learning_rate": 0.0}, "learning rate must be a finite number > 0"),
+        ({"learning_rate": -1e-3}, "learning rate must be a finite number > 0"),
+        ({"learning_rate": float("inf")}, "learning rate must be a finite number > 0"),
+        ({"seed": 2**31}, "seed must be in 0..2147483647"),
         ({"batch_size": 0}, "batch size must be > 0"),
         ({"batch_size": -32}, "batch size must be > 0"),
         ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'; known: adam, sgd, rmsprop"),

@@ -10,6 +10,7 @@ layers; :mod:`bench.models.registry` names them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -182,6 +183,11 @@ class Variant:
 OPTIMIZERS = ("adam", "sgd", "rmsprop")  # the names bench.models.build maps to Keras classes
 
 
+#: The largest seed: TensorFlow takes seeds as 32-bit signed integers (a study's trials and
+#: a comparison's seeds count up from the one given, and must stay at or below it too).
+MAX_SEED = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class HParams:
     """How a variant is trained. ``dropout`` (when set) replaces every hidden dropout rate."""
@@ -196,14 +202,16 @@ class HParams:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise VariantError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise VariantError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
+            raise VariantError(f"learning rate must be a finite number > 0, got {self.learning_rate}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise VariantError(f"dropout rate must be in [0, 1), got {self.dropout}")
         if self.batch_size <= 0:
             raise VariantError(f"batch size must be > 0, got {self.batch_size}")
         if self.epochs <= 0:
             raise VariantError(f"epochs must be > 0, got {self.epochs}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise VariantError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
 
     def replace(self, **changes: object) -> HParams:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

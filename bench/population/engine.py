@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench import stopping
 from bench.data import Splits
 from bench.models.spec import HParams, Variant
 from bench.population.net import StackedNet
@@ -155,6 +156,7 @@ class Population:
         val_loss, val_acc = loop.validate()
         share = (time.perf_counter() - t0) / len(live)  # this epoch's wall time per member trained
         for k in live:
+            stopping.check()  # an epoch a stop interrupted is not recorded (its runs end KILLED)
             metrics = {
                 schema.LOSS: float(loss[k]), schema.ACCURACY: float(acc[k]),
                 schema.VAL_LOSS: float(val_loss[k]), schema.VAL_ACCURACY: float(val_acc[k]),

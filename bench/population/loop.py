@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from bench import stopping
 from bench.data import Splits
 from bench.population.net import StackedNet
 from bench.population.optim import StackedOptimizer
@@ -107,13 +108,15 @@ class CompiledLoop:
     def train_epoch(self, orders: np.ndarray, on_chunk=None) -> tuple[np.ndarray, np.ndarray]:
         """One pass over the training split in each member's ``orders`` (K, n): mean loss and
         accuracy per member. ``on_chunk(loss_so_far)`` is called after every call (divergence
-        checks) and may return True to stop the epoch early."""
+        checks) and may return True to stop the epoch early. A requested stop
+        (:mod:`bench.stopping`) raises before the next call."""
         order = tf.constant(orders)
         k, full, bs = self.net.k, self.full_steps, self.batch_size
         steps = tf.constant(np.ascontiguousarray(orders[:, : full * bs].reshape(k, full, bs).transpose(1, 0, 2)))
         loss_sum, hits = np.zeros(k), np.zeros(k)
         seen = 0
         for first in range(0, full, STEPS_PER_CALL):
+            stopping.check()
             count = min(STEPS_PER_CALL, full - first)
             loss, right = self._steps(steps, tf.constant(first), tf.constant(count))
             loss_sum += loss.numpy()
@@ -122,6 +125,7 @@ class CompiledLoop:
             if on_chunk is not None and on_chunk(loss_sum / seen):
                 return loss_sum / seen, hits / seen
         if self.tail:
+            stopping.check()
             loss, right = self._tail(order)
             loss_sum += loss.numpy()
             hits += right.numpy()

@@ -9,6 +9,7 @@ what to write is made here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,9 @@ from bench import figures, stats
 from bench.data import Splits, class_balance, summary
 from bench.models import get_variant
 from bench.results import table as tables
+from bench.store import models as store_models
 from bench.store import schema
+from bench.store.datasets import SplitData, digest
 from bench.store.tracker import Tracker
 from bench.store.uri import sanitize_name
 from bench.training import HISTORY_KEYS, STATUS_DIVERGED, TrainResult
@@ -28,8 +31,21 @@ Histories = Mapping[str, Mapping[str, list[float]]]
 # --------------------------------------------------------------------------- a training run
 
 
-def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: Splits, log_model: bool = True) -> str | None:
-    """Test scores, status, figures, tables and the model of one finished training run."""
+@dataclass(frozen=True)
+class ModelNaming:
+    """What a training run's model is called: its LoggedModel ``name`` (variant, and setting
+    where tuned) and, where it is registered, the registered model and the alias to point
+    at the new version."""
+
+    name: str
+    registered: str | None = None
+    alias: str | None = None
+
+
+def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: Splits, log_model: bool = True,
+                 naming: ModelNaming | None = None) -> str | None:
+    """Test scores, status, figures, tables and the model of one finished training run. The
+    model is logged first, so the test scores are logged against it and the test dataset."""
     tracker.set_tags(
         run_id,
         {
@@ -38,7 +54,9 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
             **({schema.STATUS_MESSAGE: result.message} if result.message else {}),
         },
     )
-    tracker.log_metrics(run_id, tables.result_metrics(result))
+    scores = tables.result_metrics(result)
+    tested = {k: scores.pop(k) for k in (schema.TEST_LOSS, schema.TEST_ACCURACY)}
+    tracker.log_metrics(run_id, scores)
     history = pd.DataFrame({k: result.history[k] for k in HISTORY_KEYS})
     history.index.name = "epoch"
     tracker.log_text(run_id, history.to_csv(), "history.csv")
@@ -50,13 +68,42 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
     if result.test_predictions is not None:
         _log_predictions(tracker, run_id, result.test_predictions, splits, title)
     model = result.keras_model()
-    if model is None or result.status == STATUS_DIVERGED:
-        return None
-    from bench.models.build import weight_tensors
+    uri = model_id = None
+    if model is not None and result.status != STATUS_DIVERGED:
+        from bench.models.build import weight_tensors
 
-    tracker.log_figure(run_id, figures.weight_violins(weight_tensors(model), title), "figures/weights_violin.png")
-    _log_batch_norm(tracker, run_id, model, title)
-    return log_serving_model(tracker, run_id, model, splits) if log_model else None
+        tracker.log_figure(run_id, figures.weight_violins(weight_tensors(model), title), "figures/weights_violin.png")
+        _log_batch_norm(tracker, run_id, model, title)
+        if log_model:
+            naming = naming or ModelNaming(result.variant)
+            uri, model_id = log_serving_model(tracker, run_id, model, splits, name=naming.name,
+                                              params=result.hparams.as_params())
+            if naming.registered:
+                store_models.register_model(tracker, uri, naming.registered, naming.alias,
+                                       {schema.SEED_TAG: str(result.hparams.seed), schema.RUN_ID_TAG: run_id})
+    tracker.log_metrics(run_id, tested, dataset=split_datasets(splits)[-1], model_id=model_id)
+    return uri
+
+
+def split_datasets(splits: Splits) -> list[SplitData]:
+    """The train, validation and test splits as MLflow datasets (digests computed once per
+    set of splits)."""
+    key = id(splits)
+    if key not in _DATASETS:
+        while len(_DATASETS) >= 2:
+            del _DATASETS[next(iter(_DATASETS))]
+        source = splits.source.split(": ", 1)[-1] if ": " in splits.source else splits.source
+        parts = (("train", splits.x_train, splits.y_train), ("validation", splits.x_val, splits.y_val),
+                 ("test", splits.x_test, splits.y_test))
+        _DATASETS[key] = (splits, [
+            SplitData(name=f"{splits.task}-{split}", digest=digest(x, y), source=source or splits.task,
+                      context=schema.DATA_CONTEXTS[split], rows=len(x), features_shape=tuple(x.shape[1:]))
+            for split, x, y in parts
+        ])
+    return _DATASETS[key][1]
+
+
+_DATASETS: dict[int, tuple[Splits, list[SplitData]]] = {}  # the splits are held: their id stays theirs
 
 
 def _log_confusion(tracker: Tracker, run_id: str, confusion: np.ndarray, class_names: list[str], title: str) -> None:
@@ -103,16 +150,18 @@ def _log_batch_norm(tracker: Tracker, run_id: str, model, title: str) -> None:
     )
 
 
-def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits) -> str:
-    """Log the model as an MLflow Keras model that takes raw uint8 images."""
+def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits, *, name: str,
+                      params: Mapping[str, object]) -> tuple[str, str]:
+    """Log the model as an MLflow Keras model that takes raw uint8 images (its URI and id)."""
     from importlib import metadata
 
     from bench.models.build import serving_model
 
     serving = serving_model(model, scale=splits.scale, offset=splits.offset)
     pins = [f"{lib}=={metadata.version(lib)}" for lib in ("tensorflow", "keras")]
-    return tracker.log_keras_model(
-        run_id, serving, input_name="raw_image", input_dtype=np.uint8, pip_requirements=pins
+    return store_models.log_keras_model(
+        tracker, run_id, serving, name=name, params=params, input_name="raw_image", input_dtype=np.uint8,
+        pip_requirements=pins,
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import figures, stats
+from bench.errors import BenchError
 from bench.results import table as tables
 from bench.results.artifacts import ranking_figure
 from bench.store import schema
@@ -80,6 +81,12 @@ class Report:
         return _HTML.format(title=html.escape(self.title), body="\n".join(body))
 
     def write(self, out: Path) -> dict[str, Path]:
+        try:
+            return self._write(out)
+        except OSError as exc:
+            raise BenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
+
+    def _write(self, out: Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
         files = out / "report_files"
         files.mkdir(exist_ok=True)

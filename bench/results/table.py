@@ -118,7 +118,13 @@ def row_from_result(result: TrainResult, run: str, setting: str, reference: Refe
 
 
 def row_from_stored(run: StoredRun) -> dict[str, object]:
+    """A stored run's row. A run that did not end FINISHED shows MLflow's status (failed,
+    killed, running), whatever its ``bench.status`` tag said while it trained, and no scores:
+    it never counts as a result, nor as the best."""
     m, p = run.metrics, run.params
+    finished = run.status == "FINISHED"
+    if not finished:
+        m = {k: v for k, v in m.items() if k not in (schema.TEST_ACCURACY, schema.TEST_LOSS)}
     default_setting = schema.SETTING_TUNED if run.kind == schema.KIND_TUNED else schema.SETTING_DEFAULT
     return table_row(
         run=run.name,
@@ -126,7 +132,7 @@ def row_from_stored(run: StoredRun) -> dict[str, object]:
         setting=p.get(schema.SETTING, default_setting),
         seed=int(p.get(schema.SEED, 0)),
         params=int(p.get(schema.PARAMS, 0)),
-        status=run.tags.get(schema.STATUS, run.status.lower()),
+        status=run.tags.get(schema.STATUS, "ok") if finished else run.status.lower(),
         epochs=int(m.get(schema.EPOCHS_RUN, 0)),
         best_epoch=None if schema.BEST_EPOCH not in m else int(m[schema.BEST_EPOCH]),
         metrics=m,
@@ -235,7 +241,8 @@ def ranking_sentence(ranking: stats.Ranking) -> str:
 
 def rankings(table: pd.DataFrame) -> dict[str, stats.Ranking]:
     """The ranking of every setting in the table (default, tuned), in the table's order."""
-    return {setting: stats.rank(table, setting) for setting in dict.fromkeys(table["setting"])}
+    ranked = {setting: stats.rank(table, setting) for setting in dict.fromkeys(table["setting"])}
+    return {setting: r for setting, r in ranked.items() if r.order}  # a setting with no finished run is not ranked
 
 
 def grouped_histories(

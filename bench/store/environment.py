@@ -6,10 +6,12 @@ neither TensorFlow nor Optuna.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 from bench.store import schema
 
@@ -24,13 +26,17 @@ def _version(distribution: str) -> str:
 
 
 def git_commit() -> str | None:
-    """HEAD of the working directory's repository, ``-dirty`` when tracked files changed."""
+    """HEAD of the repository bench's code runs from (an editable install's checkout),
+    ``-dirty`` when tracked files changed; None for an installed package or without git."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():  # an installed package: its folder is no checkout of bench
+        return None
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -45,7 +51,20 @@ def environment_tags(device: str = "") -> dict[str, str]:
     tags[schema.HOST_CPUS] = str(os.cpu_count())
     if device:
         tags[schema.DEVICE] = device
-    commit = git_commit()
-    if commit:
-        tags[schema.GIT_COMMIT] = commit
+    tags.update(git_tags())
     return tags
+
+
+@functools.cache
+def git_tags() -> dict[str, str]:
+    """The commit as MLflow's UI shows it (``mlflow.source.git.commit``), whether the tree
+    was dirty, and bench's own ``commit[-dirty]`` tag; empty outside a git checkout. Read
+    once per process: every run bench creates carries them."""
+    commit = git_commit()
+    if not commit:
+        return {}
+    return {
+        schema.GIT_COMMIT: commit,
+        schema.MLFLOW_GIT_COMMIT: commit.removesuffix("-dirty"),
+        schema.GIT_DIRTY: str(commit.endswith("-dirty")).lower(),
+    }

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
 from bench.store import schema
-from bench.store.uri import first_line, redact, resolve_tracking_uri, sqlite_path
+from bench.store.probe import check_tracking_uri
+from bench.store.uri import first_line, redact, resolve_tracking_uri
 
 
 @dataclass
@@ -49,8 +50,8 @@ class StoreReader:
 
     def __init__(self, tracking_uri: str | None, client: MlflowClient | None = None) -> None:
         self.uri = resolve_tracking_uri(tracking_uri)
-        if self.uri.startswith("sqlite:///") and not sqlite_path(self.uri).exists():
-            raise TrackingError(f"no MLflow store at {redact(self.uri)}")
+        if client is None:
+            check_tracking_uri(self.uri, write=False)  # exists, reachable, MLflow's schema: before MLflow opens it
         self.client = client or MlflowClient(self.uri)
 
     def parents(self, experiment: str | None = None, run_ids: Sequence[str] = ()) -> list[str]:
@@ -58,7 +59,7 @@ class StoreReader:
         try:
             if run_ids:
                 for run_id in run_ids:
-                    self.client.get_run(run_id)
+                    self._check_parent(self.client.get_run(run_id))
                 return list(run_ids)
             if experiment is None:
                 raise TrackingError("name the runs (--run-id) or the experiment (--experiment) to report on")
@@ -80,6 +81,17 @@ class StoreReader:
         if not runs:
             raise TrackingError(f"experiment {experiment!r} holds no comparison or tuning run")
         return [runs[0].info.run_id]
+
+    @staticmethod
+    def _check_parent(run) -> None:
+        """A report is built from a comparison's or a study's parent run, nothing else."""
+        kind = run.data.tags.get(schema.KIND)
+        if kind in schema.PARENT_KINDS:
+            return
+        parent = run.data.tags.get(schema.MLFLOW_PARENT_RUN_ID)
+        what = f"a {kind} run" if kind else "not a bench run"
+        hint = f"; report on its parent: --run-id {parent}" if parent else ""
+        raise TrackingError(f"run {run.info.run_id} is {what}, not a comparison or tuning study{hint}")
 
     def load(self, parent_run_id: str) -> StoredComparison:
         try:

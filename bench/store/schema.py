@@ -18,6 +18,7 @@ KIND_STUDY = "study"  # parent of one Optuna study's trials
 KIND_TRIAL = "trial"  # one Optuna trial
 KIND_BENCHMARK = "benchmark"  # benchmarks/train_speed.py
 TRAINING_KINDS = (KIND_TRAIN, KIND_TUNED)  # runs that train and test a model
+TRAINED_KINDS = (KIND_TRAIN, KIND_TUNED, KIND_TRIAL)  # runs that train (system metrics while they do)
 PARENT_KINDS = (KIND_COMPARISON, KIND_STUDY)  # runs a report can be built from
 COMPARISON_KINDS = (KIND_COMPARISON, KIND_TRAIN, KIND_TUNED)  # what a comparison makes
 
@@ -42,10 +43,15 @@ REPORT_ERROR = "bench.report_error"
 PRUNE_REASON = "bench.prune_reason"
 VARIANT_TAG = "bench.variant"
 SEED_TAG = "bench.seed"
+RUN_ID_TAG = "bench.run_id"  # a registered model version: the run that trained it
 STUDY_TAG = "bench.study"
 TASK_TAG = "bench.task"
 UNHEALTHY_RUNS = "bench.unhealthy_runs"
-GIT_COMMIT = "bench.git_commit"
+GIT_COMMIT = "bench.git_commit"  # the commit, "-dirty" when tracked files had changed
+MLFLOW_DATA_CONTEXT = "mlflow.data.context"  # a dataset input's role: training, validation or test
+DATA_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}  # split -> context
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"  # the commit alone: the UI shows this one
+GIT_DIRTY = "bench.git_dirty"  # "true" when tracked files differed from the commit
 VERSION_PREFIX = "bench.version."  # + python, tensorflow, keras, mlflow, optuna, numpy
 HOST_PREFIX = "bench.host."  # + platform, cpus
 HOST_PLATFORM = HOST_PREFIX + "platform"
@@ -164,6 +170,7 @@ TRIAL_HEARTBEAT = "bench:heartbeat"
 TRIAL_FAIL_REASON = "bench:fail_reason"
 # Trial user attrs: the trial's MLflow run, and why it failed or was pruned.
 TRIAL_RUN_ID = "mlflow_run_id"
+TRIAL_DEFAULT = "bench_default"  # user attr of the enqueued trial 0: the study's untuned setting
 TRIAL_REASON = "reason"
 # Study user attrs: its parent MLflow run, what it tunes, its retrained best.
 STUDY_PARENT_RUN_ID = "mlflow_parent_run_id"

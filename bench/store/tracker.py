@@ -20,9 +20,13 @@ from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
 from bench.store import _experiments, _stale, owner, schema
+from bench.store._system import SystemMetrics
+from bench.store.datasets import SplitData
+from bench.store.environment import git_tags
+from bench.store.probe import check_tracking_uri
 from bench.store.uri import (
     check_artifact_location,
-    check_tracking_uri,
+    check_name,
     first_line,
     redact,
     resolve_tracking_uri,
@@ -36,12 +40,24 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _BATCH = 100  # params per log_batch call (MLflow's limit)
 
 
+def check_store(tracking_uri: str | None, experiment: str) -> str:
+    """Everything that can be known about a store before writing to it (its URI, what it
+    holds, the experiment's name, an SQLite store's artifact folder), checked without writing
+    anything. Returns the resolved URI."""
+    uri = resolve_tracking_uri(tracking_uri)
+    check_name(experiment, "experiment")
+    check_tracking_uri(uri)
+    planned = _experiments.artifact_location(uri, experiment)
+    if planned is not None:
+        check_artifact_location(planned)
+    return uri
+
+
 class Tracker:
     """One experiment in one store; opens runs and logs into them."""
 
     def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "") -> None:
-        self.uri = resolve_tracking_uri(tracking_uri)
-        check_tracking_uri(self.uri)
+        self.uri = check_store(tracking_uri, experiment)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
@@ -55,6 +71,7 @@ class Tracker:
                 self.experiment_id = _experiments.ensure_experiment(self.client, self.uri, experiment, description)
         except MlflowException as exc:
             raise TrackingError(f"tracking store {redact(self.uri)}: {first_line(exc)}") from None
+        self._system = SystemMetrics(self.uri)
         experiment_entity = self.client.get_experiment(self.experiment_id)
         self.experiment_name = experiment_entity.name
         check_artifact_location(experiment_entity.artifact_location)
@@ -130,6 +147,7 @@ class Tracker:
             all_tags[schema.MLFLOW_PARENT_RUN_ID] = parent_run_id
         adopted = None if parent_run_id else self._take_adopted()
         existing = resume_run_id or adopted
+        run_id = None
         try:
             if existing:
                 self.client.update_run(existing, status="RUNNING", name=name)
@@ -139,8 +157,15 @@ class Tracker:
                 run_id = self._create(name, all_tags)
             if params:
                 self.log_params(run_id, params)
-        except MlflowException as exc:
-            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+            if kind in schema.TRAINED_KINDS:
+                self._system.start(run_id)
+        except BaseException as exc:
+            if run_id is not None:  # opened, then failed or interrupted: ended here, never left RUNNING
+                with contextlib.suppress(Exception):
+                    self.end_run_on_error(run_id, name, exc)
+            if isinstance(exc, MlflowException):
+                raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+            raise
         return run_id
 
     def create_run(self, name: str, *, kind: str) -> str:
@@ -160,7 +185,7 @@ class Tracker:
 
     @staticmethod
     def _base_tags(kind: str) -> dict[str, str]:
-        return {schema.KIND: kind, schema.OWNER: owner.identity()}
+        return {schema.KIND: kind, schema.OWNER: owner.identity(), **git_tags()}
 
     def _create(self, name: str, tags: Mapping[str, str]) -> str:
         from mlflow.tracking.context import registry
@@ -169,6 +194,7 @@ class Tracker:
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
+        self._system.stop(run_id)
         with contextlib.suppress(Exception):
             if reason:
                 self.client.set_tag(run_id, schema.ERROR, redact(reason)[:5000])
@@ -213,16 +239,25 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:5000]) for k, v in tags.items()])
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0) -> None:
-        """Finite values only (NaN and missing scores are left out, not logged as NaN)."""
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0, *,
+                    dataset: SplitData | None = None, model_id: str | None = None) -> None:
+        """Finite values only (NaN and missing scores are left out, not logged as NaN);
+        measured on ``dataset`` (its name and digest) by the logged model ``model_id``."""
         now = int(time.time() * 1000)
+        linked = {"model_id": model_id, "run_id": run_id}
+        if dataset is not None:
+            linked.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
         items = [
-            Metric(k, float(v), now, step)
+            Metric(k, float(v), now, step, **linked)
             for k, v in metrics.items()
             if v is not None and math.isfinite(float(v))
         ]
         if items:
             self.client.log_batch(run_id, metrics=items)
+
+    def log_datasets(self, run_id: str, splits: Sequence[SplitData]) -> None:
+        """The data the run used, one MLflow dataset per split with its context."""
+        self.client.log_inputs(run_id, datasets=[split.as_input() for split in splits])
 
     def epoch_hook(self, run_id: str) -> Callable[[int, Mapping[str, float]], None]:
         """Per-epoch metrics straight into the store, so a crash loses nothing logged so far."""
@@ -246,25 +281,3 @@ class Tracker:
 
     def log_artifacts(self, run_id: str, folder: str, path: str) -> None:
         self.client.log_artifacts(run_id, folder, path)
-
-    def log_keras_model(
-        self, run_id: str, model, *, input_name: str, input_dtype, pip_requirements: Sequence[str]
-    ) -> str:
-        """Log a Keras model with MLflow's flavour and a tensor signature (its input's dtype
-        and shape, float32 outputs); returns its ``models:/`` URI."""
-        import numpy as np
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
-
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(input_dtype), (-1, *model.input_shape[1:]), input_name)]),
-            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]),
-        )
-        # The flavour logs to the fluent active run. Leaving it marks the run FINISHED;
-        # :meth:`run` sets the final status right after, so a later failure still ends it FAILED.
-        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            info = mlflow.keras.log_model(
-                model, name="model", signature=signature, pip_requirements=list(pip_requirements)
-            )
-        self.set_tags(run_id, {schema.MODEL_URI: info.model_uri})
-        return info.model_uri

@@ -6,10 +6,8 @@ before any run exists, instead of MLflow's minutes of retries and a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import sqlite3
 import tempfile
 import urllib.error
 import urllib.parse
@@ -19,22 +17,24 @@ from pathlib import Path
 from bench.errors import TrackingError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
-def redact(uri: str) -> str:
-    """Hide the password (or token) in a URI: ``postgresql://u:***@host/db``."""
-    try:
-        parts = urllib.parse.urlsplit(uri)
-    except ValueError:
-        return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    netloc = f"{parts.username}:***@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+#: ``scheme://user:password@``: the password of any URL inside a text, parsed or not.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]*):[^\s/]*@")
+#: ``?password=...`` / ``&token=...``: credentials passed as query parameters.
+_QUERY_SECRET = re.compile(
+    r"([?&;](?:password|passwd|pwd|pass|token|access_token|secret|api_key|apikey|key|sslpassword)=)[^&;#\s'\"]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """Hide every password or token in ``text``: the ``user:password@`` of any URL in it (a
+    whole URI or a sentence quoting one, parsable or not) and credential query parameters:
+    ``postgresql://u:***@host/db``, ``...?password=***``."""
+    if not isinstance(text, str):
+        text = str(text)
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -51,86 +51,46 @@ def sqlite_path(uri: str) -> Path:
     return Path(path if path.startswith("/") or path == ":memory:" else path).expanduser()
 
 
-def check_tracking_uri(uri: str) -> None:
-    """Fail fast, before any run exists, on a malformed, unwritable or unreachable store."""
-    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
-    if scheme not in _SCHEMES:
-        raise TrackingError(
-            f"malformed tracking URI {redact(uri)!r}: expected sqlite:///path.db, "
-            "http(s)://host:port, postgresql://..., or file:///dir"
-        )
-    if scheme == "sqlite":
-        path = sqlite_path(uri)
-        folder = path.parent if str(path.parent) else Path(".")
-        if folder.exists() and not folder.is_dir():
-            raise TrackingError(f"tracking store folder {folder} is a file, not a folder")
-        if not folder.is_dir():
-            raise TrackingError(f"tracking store folder {folder} does not exist")
-        target = path if path.exists() else folder
-        if not os.access(target, os.W_OK):
-            raise TrackingError(f"tracking store {path} is not writable")
-        if path.exists():
-            try:
-                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
-                    con.execute("select count(*) from sqlite_master").fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise TrackingError(f"tracking store {path} is not an SQLite database: {exc}") from None
-    elif scheme == "file":
-        folder = Path(urllib.parse.urlsplit(uri).path)
-        probe = folder if folder.exists() else folder.parent
-        if not probe.is_dir() or not os.access(probe, os.W_OK):
-            raise TrackingError(f"tracking folder {folder} is not a writable directory")
-    elif scheme in ("http", "https"):
-        parts = urllib.parse.urlsplit(uri)
-        if not parts.hostname:
-            raise TrackingError(f"malformed tracking URI {redact(uri)!r}: no host")
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:  # noqa: S310
-                resp.read(64)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TrackingError(f"tracking server {redact(uri)} is unreachable: {reason}") from None
-    elif scheme in ("postgresql", "mysql", "mssql"):
-        _check_database(uri, scheme)
-
-
-def _check_database(uri: str, scheme: str) -> None:
-    """The driver is installed and the database answers within 10 s (MLflow itself would
-    retry for minutes, then print a traceback)."""
-    import sqlalchemy
-    import sqlalchemy.exc
-
-    try:
-        args = {"connect_timeout": 10} if scheme in ("postgresql", "mysql") else {}
-        engine = sqlalchemy.create_engine(uri, connect_args=args)
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        raise TrackingError(
-            f"tracking store {redact(uri)}: {first_line(exc)} (is its database driver installed? "
-            "for PostgreSQL: pip install 'bench[postgres]')"
-        ) from None
-    try:
-        with engine.connect():
-            pass
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = first_line(getattr(exc, "orig", None) or exc)
-        raise TrackingError(f"tracking store {redact(uri)} is unreachable: {reason}") from None
-    finally:
-        engine.dispose()
-
-
 def check_artifact_location(location: str) -> None:
     """Fail before any run exists when a local artifact folder cannot be written (a server
     or cloud artifact store is checked when the first artifact is written)."""
     parts = urllib.parse.urlsplit(location)
     if parts.scheme not in ("", "file"):
         return
-    folder = Path(urllib.request.url2pathname(parts.path))
+    check_writable_folder(Path(urllib.request.url2pathname(parts.path)), "artifact location")
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """``folder`` exists and is writable, or can be created: its nearest existing ancestor is
+    a writable folder. Nothing is created (a probe file is written there and removed)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TrackingError(f"{what} {folder} is not writable: {existing} is a file, not a folder")
+    if any(len(part.encode()) > 255 for part in folder.parts):
+        raise TrackingError(f"{what} {folder}: a folder name longer than 255 bytes")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".bench-write-check-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".bench-write-check-"):
             pass
     except OSError as exc:
-        raise TrackingError(f"artifact location {folder} is not writable: {exc.strerror or exc}") from None
+        raise TrackingError(f"{what} {folder} is not writable: {exc.strerror or exc}") from None
+
+
+#: MLflow keeps experiment names up to 500 characters, but each becomes a folder name (255
+#: bytes at most on Linux) and the report's folder name adds to it.
+MAX_NAME = 200
+
+
+def check_name(name: str, what: str) -> None:
+    """An experiment or study name that bench can store: not empty, at most :data:`MAX_NAME`
+    characters, no control characters."""
+    if not name or not name.strip():
+        raise TrackingError(f"{what} name is empty")
+    if len(name) > MAX_NAME:
+        raise TrackingError(f"{what} name is {len(name)} characters long; at most {MAX_NAME}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise TrackingError(f"{what} name {name!r} contains control characters")
 
 
 def sanitize_name(name: str) -> str:
@@ -145,9 +105,25 @@ def first_line(exc: BaseException) -> str:
     return redact(text[0]) if text else type(exc).__name__
 
 
-def browse_hint(uri: str, experiment_id: str | None = None) -> str:
-    """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local store."""
+#: Where ``mlflow ui`` serves by default (the command bench prints starts it there).
+LOCAL_UI = "http://127.0.0.1:5000"
+#: The MLflow 3 UI opens in its GenAI mode unless told otherwise; this URL parameter opens
+#: the model-training view (Runs, Models, Model registry) and is remembered by the browser.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment (or one of its runs) in the model-training view."""
+    page = f"{base.rstrip('/')}/#/experiments"
+    if experiment_id:
+        page += f"/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{page}?{TRAINING_VIEW}"
+
+
+def browse_hint(uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local
+    store and the page to open once it runs; both in the model-training view."""
     if uri.startswith(("http://", "https://")):
-        page = f"{redact(uri).rstrip('/')}/#/experiments"
-        return f"{page}/{experiment_id}" if experiment_id else page
-    return f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"
+        return ui_url(redact(uri), experiment_id, run_id)
+    command = f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"
+    return f"{command}   then open {ui_url(LOCAL_UI, experiment_id, run_id)}"

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from bench import stopping
 from bench.errors import BenchError, FatalError, TrackingError
 from bench.models import get_variant
 from bench.population import Population
 from bench.result import STATUS_DIVERGED
+from bench.results.artifacts import split_datasets
 from bench.store import schema
 from bench.store.tracker import Tracker
 from bench.store.uri import first_line
-from bench.tuning.search import suggest
+from bench.tuning.search import suggest, trial_seed
 from bench.tuning.settings import TuneSettings, load_splits
 from bench.tuning.worker import (
     Heartbeat,
@@ -66,7 +68,7 @@ class PopulationWorker(Worker):
             try:
                 while self._fill(population, deadline) or self.flights:
                     if not self.flights:  # the remaining trials run elsewhere: wait for them
-                        time.sleep(min(s.heartbeat, 2.0))
+                        stopping.sleep(min(s.heartbeat, 2.0))
                         continue
                     for k in population.run_epoch():
                         self._leave(population, k)
@@ -76,6 +78,7 @@ class PopulationWorker(Worker):
 
     def _fill(self, population: Population, deadline: float | None) -> bool:
         """Ask trials for the free slots; False once the study needs nothing more of us."""
+        stopping.check()  # between epochs, before the next ask
         with self.store.claim():
             fail_stale_trials(self.store, self.tracker, self.s.grace)
             c = counts(self.store.study)
@@ -83,17 +86,21 @@ class PopulationWorker(Worker):
             if finished >= self.s.trials:
                 return False
             for k in population.free:
+                stopping.check()  # the trials entered so far are in flight: _abandon fails them
                 if (deadline is not None and time.monotonic() >= deadline) or finished + c["running"] >= self.s.trials:
                     break
-                self._enter(population, k, self._ask(c))
+                trial = self._ask(c)
+                self._enter(population, k, trial)
                 c["running"] += 1
-                c["total"] += 1
+                # An enqueued trial (the default, trial 0) was already counted: the next new
+                # trial's number, which seeds its sampler, follows the highest number handed out.
+                c["total"] = max(c["total"], trial.number + 1)
         return deadline is None or time.monotonic() < deadline
 
     def _enter(self, population: Population, k: int, trial: optuna.Trial) -> None:
         s, splits = self.s, self.splits
         variant = get_variant(s.variant)
-        hp = suggest(trial, s.study.search_space, s.base.replace(seed=s.seed + trial.number), variant)
+        hp = suggest(trial, s.study.search_space, s.base.replace(seed=trial_seed(s.seed, trial.number)), variant)
         params = {
             **variant.structure_params(), **hp.as_params(), schema.TASK: s.task, schema.TRIAL_NUMBER: trial.number,
             schema.OPTUNA_STUDY: s.study_name, **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
@@ -103,8 +110,9 @@ class PopulationWorker(Worker):
             name, kind=schema.KIND_TRIAL, params=params, parent_run_id=self.parent_run_id,
             tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant},
         )
+        self.flights[k] = _InFlight(trial, run_id, name)  # from here on, _abandon closes its run
         trial.set_user_attr(schema.TRIAL_RUN_ID, run_id)
-        self.flights[k] = _InFlight(trial, run_id, name)
+        self.tracker.log_datasets(run_id, split_datasets(splits)[:2])  # trials never see the test split
         population.start(k, hp, [self.tracker.epoch_hook(run_id), reporter(trial)])
 
     def _leave(self, population: Population, k: int) -> None:
@@ -167,7 +175,6 @@ def make_worker(s, splits, tracker, store, parent_run_id: str) -> Worker:
 def worker_main(s: TuneSettings, parent_run_id: str, index: int, optuna_verbosity: int) -> None:
     """Entry point of a spawned worker process (logging as its parent command set it up)."""
     import os
-    import signal
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -177,15 +184,16 @@ def worker_main(s: TuneSettings, parent_run_id: str, index: int, optuna_verbosit
     logging.getLogger("bench").setLevel(logging.INFO)
     optuna.logging.set_verbosity(optuna_verbosity)
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    # Recorded, acted on at the next boundary. No escape on a second signal: Ctrl-C in a terminal
+    # reaches this process and its parent, which passes it on as SIGTERM (the parent escapes).
+    stopping.install(escape=False)
     try:
         make_worker(s, load_splits(s), Tracker(s.tracking_uri, s.experiment), load_study(s, create=False),
                     parent_run_id).loop()
+        stopping.check()  # a stop that came after the last boundary still ends the worker non-zero
     except KeyboardInterrupt:
-        pass
+        log.info("interrupted: the trials in flight failed, their runs ended KILLED")
+        sys.exit(stopping.EXIT_STATUS)
     except BenchError as exc:
         log.error("error: %s", exc)
         sys.exit(1)

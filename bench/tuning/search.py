@@ -8,6 +8,7 @@ import optuna
 
 from bench.errors import BenchError
 from bench.models import HParams, Variant
+from bench.models.spec import MAX_SEED
 from bench.store import schema
 from bench.studies import PRUNERS, SearchSpace
 
@@ -26,6 +27,36 @@ def suggest(trial: optuna.Trial, space: SearchSpace, base: HParams, variant: Var
     return dataclasses.replace(base, **changes)
 
 
+def default_params(space: SearchSpace, base: HParams, variant: Variant) -> dict[str, object] | None:
+    """The study's untuned setting (what ``bench compare`` trains) as a point of the search
+    space, to be trial 0: the best trial is then never worse on validation than the
+    default. None when the default lies outside the space (it cannot be a trial there)."""
+    from bench.models.build import make_optimizer
+
+    # Keras keeps its default as a float32 variable: 7 significant digits are its value.
+    lr = base.learning_rate if base.learning_rate is not None else float(f"{float(make_optimizer(base).learning_rate):.7g}")
+    params: dict[str, object] = {schema.LEARNING_RATE: lr}
+    if space.dropout is not None and variant.has_dropout:
+        rates = {b.dropout for b in variant.blocks if b.dropout}
+        if base.dropout is None and len(rates) != 1:
+            return None  # blocks with different rates: no single dropout value is the default
+        params[schema.DROPOUT] = base.dropout if base.dropout is not None else rates.pop()
+    if space.batch_size is not None:
+        params[schema.BATCH_SIZE] = base.batch_size
+    if space.optimizer is not None:
+        params[schema.OPTIMIZER] = base.optimizer
+    ranges = {schema.LEARNING_RATE: space.learning_rate, schema.DROPOUT: space.dropout}
+    for key, value in params.items():
+        r = ranges.get(key)
+        if r is not None and not r.low <= float(value) <= r.high:
+            return None
+    if space.batch_size is not None and base.batch_size not in space.batch_size.choices:
+        return None
+    if space.optimizer is not None and base.optimizer not in space.optimizer.choices:
+        return None
+    return params
+
+
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
@@ -38,6 +69,12 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     raise BenchError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")
 
 
+def trial_seed(seed: int, trial_number: int) -> int:
+    """Trial ``n``'s seed, ``seed + n``, wrapped to stay a valid seed (0..MAX_SEED) however
+    large ``--seed`` and the trial numbers grow."""
+    return (seed + trial_number) % (MAX_SEED + 1)
+
+
 def make_sampler(seed: int, trial_number: int) -> optuna.samplers.TPESampler:
     """TPE seeded for one trial number: ``seed + number``.
 
@@ -46,4 +83,4 @@ def make_sampler(seed: int, trial_number: int) -> optuna.samplers.TPESampler:
     ``n`` gets the same proposal however many workers share the study. ``constant_liar``
     keeps TPE from proposing again what a running trial on another worker is trying.
     """
-    return optuna.samplers.TPESampler(seed=seed + trial_number, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=trial_seed(seed, trial_number), constant_liar=True)

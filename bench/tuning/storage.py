@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 
-from bench.errors import StorageError
+from bench.errors import NoStudyError, StorageError
 from bench.store.uri import redact, resolve_tracking_uri, sanitize_name
 
 STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
@@ -45,6 +45,13 @@ def journal_path(url: str) -> Path | None:
     if "://" not in url and url.endswith((".journal", ".log")):
         return Path(url)
     return None
+
+
+def storage_exists(url: str) -> bool:
+    """Whether opening ``url`` would read an existing storage rather than create one (a
+    database server always counts as existing)."""
+    path = journal_path(url) or _sqlite_file(url)
+    return path is None or str(path) == ":memory:" or path.expanduser().exists()
 
 
 def supports_concurrency(url: str) -> bool:
@@ -108,7 +115,7 @@ class OpenedStorage:
         """Serialises "count trials, then ask for one" between the workers of one study."""
         if self.engine is not None and self.engine.dialect.name == "postgresql":
             return AdvisoryLock(self.engine, study_name)
-        path = journal_path(self.url)
+        path = journal_path(self.url) or _sqlite_file(self.url)
         folder = path.expanduser().resolve().parent if path is not None else Path.cwd()
         return FileLock(folder / f".{sanitize_name(study_name)}.claim.lock")
 
@@ -126,11 +133,13 @@ def connect(url: str) -> OpenedStorage:
             path = path.expanduser().resolve()
             if not path.parent.is_dir():
                 raise StorageError(f"storage folder {path.parent} does not exist")
+            _check_journal(path)
             from optuna.storages.journal import JournalFileBackend, JournalStorage
 
             return OpenedStorage(url, JournalStorage(JournalFileBackend(str(path))))
         scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
         if scheme in ("sqlite", "postgresql", "mysql"):
+            _check_database(url)
             rdb = _rdb_storage(url, scheme)
             return OpenedStorage(url, rdb, rdb.engine)
         if scheme == "redis":
@@ -146,6 +155,61 @@ def connect(url: str) -> OpenedStorage:
         f"unsupported Optuna storage URL {redact(url)!r}: use journal:///path/file.journal, "
         "sqlite:///file.db, postgresql://user:pass@host/db or mysql://..."
     )
+
+
+def _check_journal(path: Path) -> None:
+    """Every line of an existing journal is one whole JSON record. Optuna skips a damaged
+    last line when it reads, then appends after it, and the study never opens again."""
+    import json
+
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise StorageError(f"Optuna journal {path} is a folder, not a file")
+    with open(path, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line and number == len(lines):
+            break  # the newline that ends the last record
+        try:
+            json.loads(line)
+            whole = number < len(lines)  # a record without its newline was cut off mid-write
+        except ValueError:
+            whole = False
+        if not whole:
+            raise StorageError(
+                f"Optuna journal {path} is damaged at line {number} of {len(lines) - (not lines[-1])} (a write cut "
+                f"off, or edited by hand); back it up, then keep its first {number - 1} lines: "
+                f"head -n {number - 1} FILE > FIXED"
+            )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") and len(url) > len("sqlite:///") else None
+
+
+def _check_database(url: str) -> None:
+    """An Optuna storage must be an Optuna database or an empty one: never the MLflow store
+    or another application's database (Optuna would add its tables to it)."""
+    from bench.errors import TrackingError
+    from bench.store.probe import database_contents, sqlite_contents
+
+    path = _sqlite_file(url)
+    if url.startswith("sqlite") and path is None or path is not None and str(path) == ":memory:":
+        raise StorageError(f"Optuna storage {url!r}: name a database file, sqlite:///path/optuna.db")
+    if path is not None and not path.expanduser().exists():
+        if not path.expanduser().parent.is_dir():
+            raise StorageError(f"storage folder {path.expanduser().parent} does not exist")
+        return
+    try:
+        contents = sqlite_contents(path.expanduser()) if path is not None else database_contents(url, "Optuna storage")
+    except TrackingError as exc:
+        raise StorageError(str(exc)) from None
+    if contents.kind not in ("empty", "optuna"):
+        what = "the MLflow store" if contents.kind == "mlflow" else contents.describe()
+        raise StorageError(f"Optuna storage {redact(url)} is {what}, not an Optuna database; "
+                           "give Optuna its own (the default is a journal file beside the MLflow store)")
 
 
 def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -207,5 +271,5 @@ def open_study(
         else:
             study = optuna.load_study(study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner)
     except KeyError:
-        raise StorageError(f"no Optuna study {study_name!r} in {redact(url)}") from None
+        raise NoStudyError(f"no Optuna study {study_name!r} in {redact(url)}") from None
     return StudyStore(study, opened, opened.storage.get_study_id_from_name(study_name))

@@ -24,17 +24,19 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench import data
+from bench import data, stopping
 from bench.compare import train_and_log
-from bench.errors import BenchError, StorageError
+from bench.errors import BenchError, NoStudyError, StorageError
 from bench.models import HParams, get_variant
+from bench.results.artifacts import ModelNaming
 from bench.results.report import log_report
 from bench.store import schema
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
 from bench.studies import Study
 from bench.tuning.pool import make_worker, worker_main
-from bench.tuning.settings import TuneSettings, load_splits, plan
+from bench.tuning.search import default_params
+from bench.tuning.settings import TuneSettings, check_identity, load_splits, plan
 from bench.tuning.storage import StudyStore, supports_concurrency
 from bench.tuning.worker import best_trial, counts, fail_stale_trials, load_study
 
@@ -52,6 +54,7 @@ class TuneResult:
     tuned_run_id: str | None
     tuned_test_accuracy: float | None
     experiment_id: str = ""
+    best_is_default: bool = False  # the best trial is trial 0, the study's untuned setting
 
 
 def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
@@ -70,12 +73,17 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     study = store.study
     # Several `bench tune` processes (machines) may start on one study at once: the first
     # creates the parent run under the claim lock, the others find and share it.
+    stopping.check()
     with store.claim():
         parent_id = _parent_run(study, tracker)
         fresh = parent_id is None
         if fresh:
             parent_id = tracker.create_run(f"study-{s.study_name}", kind=schema.KIND_STUDY)
             study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
+        defaults = default_params(s.study.search_space, s.base, get_variant(s.variant))
+        if defaults is not None and not study.get_trials(deepcopy=False):
+            # Trial 0 is the untuned setting: the best trial is never worse on validation.
+            study.enqueue_trial(defaults, user_attrs={schema.TRIAL_DEFAULT: True}, skip_if_exists=True)
     study.set_user_attr(schema.STUDY_TASK, s.task)
     study.set_user_attr(schema.STUDY_VARIANT, s.variant)
     c = counts(study)
@@ -95,12 +103,15 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
         running = {t.user_attrs.get(schema.TRIAL_RUN_ID) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         tracker.close_stale_children(parent_id, running)
         final, best, tuned_run_id, tuned_acc = _retrain_once(s, store, splits, tracker, parent_id)
+        stopping.check()
         _log_study(tracker, parent_id, study, final, best, tuned_acc)
         log_report(tracker, parent_id)
+        stopping.check()  # the study's run ends FINISHED only where no stop was requested
     return TuneResult(
         settings=s, parent_run_id=parent_id, counts=final,
         best_params=dict(best.params) if best else {}, best_value=best.value if best else None,
         tuned_run_id=tuned_run_id, tuned_test_accuracy=tuned_acc, experiment_id=tracker.experiment_id,
+        best_is_default=bool(best and best.user_attrs.get(schema.TRIAL_DEFAULT)),
     )
 
 
@@ -122,6 +133,7 @@ def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
 def _run_workers(s: TuneSettings, workers: int, here, parent_run_id: str) -> None:
     """This process is the worker (``here()`` makes it), or it starts ``workers`` processes
     and waits for them."""
+    stopping.check()
     if workers == 1:
         here().loop()
         return
@@ -133,20 +145,38 @@ def _run_workers(s: TuneSettings, workers: int, here, parent_run_id: str) -> Non
     for p in procs:
         p.start()
     try:
+        _wait(procs)
+    except KeyboardInterrupt:  # a second signal: stop at once (the next start closes their runs)
         for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+            p.kill()
         for p in procs:
             p.join()
         raise
+    stopping.check()  # the workers stopped on this process's request: it stops too
     stopped = [str(i) for i, p in enumerate(procs, start=1) if p.exitcode != 0]
     if stopped:
         raise BenchError(
             f"worker {', '.join(stopped)} stopped with an error (shown above); the study keeps "
             "its finished trials: rerun the same command to continue"
         )
+
+
+def _wait(procs: list) -> None:
+    """Wait for the worker processes. A stop requested here (Ctrl-C, SIGTERM) is passed on to
+    those still running as SIGTERM, once; each stops at its next boundary, failing its trials
+    in flight and ending their runs KILLED, and exits."""
+    from multiprocessing.connection import wait
+
+    passed_on = False
+    while any(p.exitcode is None for p in procs):
+        if stopping.requested() and not passed_on:
+            for p in procs:
+                if p.exitcode is None:
+                    p.terminate()
+            passed_on = True
+        wait([p.sentinel for p in procs if p.exitcode is None], timeout=0.2)
+    for p in procs:
+        p.join()
 
 
 def _retrain_once(
@@ -197,9 +227,12 @@ def best_params(
     found, missing = {}, []
     for s in planned:
         try:
-            best = best_trial(load_study(s, create=False).study)
-        except StorageError:
+            store = load_study(s, create=False)
+        except NoStudyError:
             best = None
+        else:
+            check_identity(s, store.storage)  # a study of another variant or task is an error, not "missing"
+            best = best_trial(store.study)
         if best is None:
             missing.append(f"{s.variant} (study {s.study_name!r})")
         else:
@@ -221,6 +254,7 @@ def _retrain_best(
         tracker, get_variant(s.variant), [hp], splits, run_names=[f"tuned-{s.variant}"], kind=schema.KIND_TUNED,
         labels=[f"[{s.variant} tuned]"],
         extra_params=[{schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: best.number}], parent_run_id=parent_id,
+        namings=[ModelNaming(f"{s.variant}-tuned", registered=f"{s.task}-{s.variant}", alias=schema.SETTING_TUNED)],
     )
     study.set_user_attr(schema.STUDY_TUNED_RUN_ID, result.run_id)
     study.set_user_attr(schema.STUDY_TUNED_TEST_ACCURACY, result.test_accuracy)

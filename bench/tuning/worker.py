@@ -16,17 +16,19 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import TrialState
 
-from bench import data, training
+from bench import data, stopping, training
+from bench.clock import Eta
 from bench.errors import FatalError
 from bench.models import get_variant
+from bench.results.artifacts import split_datasets
 from bench.store import owner, schema
 from bench.store.tracker import Tracker
-from bench.tuning.search import make_pruner, make_sampler, suggest
+from bench.tuning.search import make_pruner, make_sampler, suggest, trial_seed
 from bench.tuning.settings import TuneSettings
 from bench.tuning.storage import StudyStore, open_study
 
@@ -124,6 +126,11 @@ class Worker:
     tracker: Tracker
     store: StudyStore
     parent_run_id: str
+    eta: Eta | None = field(default=None, init=False, repr=False)  # the trials still wanted when this worker began
+
+    def __post_init__(self) -> None:
+        c = counts(self.store.study)
+        self.eta = Eta(max(1, self.s.trials - c["complete"] - c["pruned"]))
 
     def run_trial(self, trial: optuna.Trial) -> Outcome:
         """Train one trial and tell Optuna how it ended. One ``try`` decides: a FatalError
@@ -145,11 +152,12 @@ class Worker:
     def _train(self, trial: optuna.Trial, run: dict[str, str]) -> Outcome:
         s, splits = self.s, self.splits
         variant = get_variant(s.variant)
-        hp = suggest(trial, s.study.search_space, s.base.replace(seed=s.seed + trial.number), variant)
+        hp = suggest(trial, s.study.search_space, s.base.replace(seed=trial_seed(s.seed, trial.number)), variant)
         params = {
             **variant.structure_params(), **hp.as_params(), schema.TASK: s.task, schema.TRIAL_NUMBER: trial.number,
             schema.OPTUNA_STUDY: s.study_name, **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
         }
+        stopping.check()  # no trial run starts once a stop is requested (the trial fails)
         try:
             with self.tracker.run(
                 f"trial-{trial.number}", kind=schema.KIND_TRIAL, params=params, parent_run_id=self.parent_run_id,
@@ -158,6 +166,7 @@ class Worker:
             ) as run_id:
                 run["id"] = run_id
                 trial.set_user_attr(schema.TRIAL_RUN_ID, run_id)
+                self.tracker.log_datasets(run_id, split_datasets(splits)[:2])  # trials never see the test split
                 with Heartbeat(self.store, lambda: [trial.number], s.heartbeat):
                     result = training.train(
                         variant, hp, splits, on_epoch=[self.tracker.epoch_hook(run_id), reporter(trial)],
@@ -196,15 +205,17 @@ class Worker:
     def _show(self, trial: optuna.Trial, outcome: Outcome) -> None:
         c = counts(self.store.study)
         best = best_trial(self.store.study)
+        finished = c["complete"] + c["pruned"]
+        self.eta.advance()
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         if outcome.value is not None:
             detail = f" val_acc {outcome.value:.4f}"
         else:
             detail = f": {outcome.reason}" if outcome.reason else ""
         progress.info(
-            "[%s] trial #%d %s%s (%s) | finished %d/%d, best %s",
-            self.s.variant, trial.number, outcome.state.name, detail, shown, c["complete"] + c["pruned"], self.s.trials,
-            "-" if best is None else f"{best.value:.4f} (#{best.number})",
+            "[%s] trial #%d %s%s (%s) | finished %d/%d, best %s | %s",
+            self.s.variant, trial.number, outcome.state.name, detail, shown, finished, self.s.trials,
+            "-" if best is None else f"{best.value:.4f} (#{best.number})", self.eta.text(),
         )
 
     # -- the loop
@@ -214,6 +225,7 @@ class Worker:
         s = self.s
         deadline = None if s.timeout is None else time.monotonic() + s.timeout
         while deadline is None or time.monotonic() < deadline:
+            stopping.check()  # between trials, before the next ask
             with self.store.claim():
                 fail_stale_trials(self.store, self.tracker, s.grace)
                 c = counts(self.store.study)
@@ -222,7 +234,7 @@ class Worker:
                     return
                 trial = self._ask(c) if finished + c["running"] < s.trials else None
             if trial is None:  # the remaining trials are running elsewhere: wait for them
-                time.sleep(min(s.heartbeat, 2.0))
+                stopping.sleep(min(s.heartbeat, 2.0))
                 continue
             self.run_trial(trial)
 
@@ -236,7 +248,10 @@ class Worker:
 
 
 def reporter(trial: optuna.Trial) -> training.EpochHook:
-    """Report each epoch's validation accuracy to the trial; raise TrialPruned when Optuna says so."""
+    """Report each epoch's validation accuracy to the trial; raise TrialPruned when Optuna
+    says so. The study's default setting (trial 0) is never pruned: the best trial is
+    measured against its full run."""
+    default = bool(trial.user_attrs.get(schema.TRIAL_DEFAULT))
 
     def report(epoch: int, metrics: Mapping[str, float]) -> None:
         value = metrics[schema.VAL_ACCURACY]
@@ -244,7 +259,7 @@ def reporter(trial: optuna.Trial) -> training.EpochHook:
             # Optuna's step is the resource spent: epochs trained (1-based), so successive
             # halving's first rung (min_resource=1) judges after one epoch, not two.
             trial.report(value, epoch + 1)
-            if trial.should_prune():
+            if not default and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_accuracy {value:.4f})")
 
     return report

@@ -1,0 +1,268 @@
+"""MLflow 3 as its users expect it, queried back from a store that ``bench compare`` and
+``bench tune`` wrote: datasets, named and registered models, system metrics, the git
+commit, trial 0 = the default, and the UI's model-training view in a real browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from bench import data
+from bench.cli import cli
+from bench.tuning import open_storage
+from tests.support import study_yaml
+
+STUDY = "toy-mlflow3"
+
+
+@dataclass
+class Written:
+    folder: Path
+    uri: str
+    compare_output: str
+    tune_output: str
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri)
+
+    def runs(self, kind: str) -> list:
+        c = self.client
+        ids = [e.experiment_id for e in c.search_experiments()]
+        return c.search_runs(ids, f"tags.`bench.kind` = '{kind}'", max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def written(module_store) -> Written:
+    folder = module_store.workdir
+    study = folder / f"{STUDY}.yaml"
+    study.write_text(study_yaml(STUDY, variants=["vanilla-shallow", "dropout-shallow"]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+        compared = CliRunner().invoke(cli, ["compare", "--study", str(study), "--register", "--seeds", "2",
+                                            "--tracking-uri", module_store.uri])
+        assert compared.exit_code == 0, compared.output
+        tuned = CliRunner().invoke(cli, ["tune", "--study", str(study), "--variants", "dropout-shallow", "--trials", "4",
+                                         "--epochs", "2", "--tracking-uri", module_store.uri])
+        assert tuned.exit_code == 0, tuned.output
+    return Written(folder, module_store.uri, compared.output, tuned.output)
+
+
+def test_every_training_run_logs_its_splits_as_datasets(written):
+    for kind, contexts in (("train", {"training", "validation", "test"}), ("tuned", {"training", "validation", "test"}),
+                           ("trial", {"training", "validation"})):
+        runs = written.runs(kind)
+        assert runs, kind
+        for run in runs:
+            inputs = {
+                next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+                for d in run.inputs.dataset_inputs
+            }
+            assert set(inputs) == contexts, (kind, inputs)
+            assert inputs["training"].name == "fashion_mnist-train"
+            assert len(inputs["training"].digest) == 10
+            assert '"num_rows": 2200' in inputs["training"].profile  # the tiny training split
+    # The digest follows the data: another split, another digest.
+    [train] = written.runs("train")[:1]
+    digests = {d.dataset.name: d.dataset.digest for d in train.inputs.dataset_inputs}
+    assert len(set(digests.values())) == 3
+
+
+def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_scores(written):
+    c = written.client
+    ids = [e.experiment_id for e in c.search_experiments()]
+    models = c.search_logged_models(ids)
+    names = sorted(m.name for m in models)
+    assert names == ["dropout-shallow", "dropout-shallow", "dropout-shallow-tuned", "vanilla-shallow", "vanilla-shallow"]
+    for model in models:
+        run = c.get_run(model.source_run_id)
+        assert model.params["learning_rate"] == run.data.params["learning_rate"]
+        tested = {m.key: m for m in model.metrics if m.key.startswith("test_")}
+        assert set(tested) == {"test_accuracy", "test_loss"}
+        assert tested["test_accuracy"].value == run.data.metrics["test_accuracy"]
+        assert tested["test_accuracy"].dataset_name == "fashion_mnist-test"
+
+
+def test_the_tuned_model_is_registered_and_loads_by_its_alias(written):
+    c = written.client
+    tuned = c.get_model_version_by_alias("fashion_mnist-dropout-shallow", "tuned")
+    [run] = written.runs("tuned")
+    assert tuned.run_id == run.info.run_id
+    assert c.get_model_version_by_alias("fashion_mnist-vanilla-shallow", "default").tags["bench.seed"] == "0"
+    assert len(c.search_model_versions("name = 'fashion_mnist-vanilla-shallow'")) == 2  # --register: every seed
+    mlflow.set_tracking_uri(written.uri)
+    model = mlflow.pyfunc.load_model("models:/fashion_mnist-dropout-shallow@tuned")
+    splits = data.load("fashion_mnist", validation_size=200)
+    predicted = np.argmax(model.predict(splits.raw_test_images()), axis=1)  # raw uint8 images in
+    assert float(np.mean(predicted == splits.y_test)) == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_training_runs_record_system_metrics_and_the_git_commit(written):
+    for kind in ("train", "tuned", "trial"):
+        for run in written.runs(kind):
+            system = {k for k in run.data.metrics if k.startswith("system/")}
+            assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, kind
+    head = subprocess.run(["git", "-C", str(Path(__file__).parents[1]), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    for run in written.runs("train") + written.runs("comparison"):
+        assert run.data.tags["mlflow.source.git.commit"] == head
+        assert run.data.tags["bench.git_dirty"] in ("true", "false")
+
+
+def test_trial_0_is_the_default_and_the_best_is_never_worse_on_validation(written):
+    storage = open_storage(f"journal://{written.folder}/optuna.journal")
+    [summary] = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    first = study.trials[0]
+    assert first.params == {"learning_rate": 0.001, "dropout": 0.5}  # Adam's default, the variant's rate
+    assert first.user_attrs["bench_default"] is True
+    assert first.state == optuna.trial.TrialState.COMPLETE  # never pruned
+    assert study.best_value >= first.value
+
+
+def test_links_open_the_model_training_view(written):
+    for output in (written.compare_output, written.tune_output):
+        [line] = [line for line in output.splitlines() if line.startswith(("browse:", "browse runs:"))]
+        assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+\?workflowType=machine_learning$", line), line
+
+
+# --------------------------------------------------------------------------- the UI in a browser
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no Chromium (.ci/system-packages installs Debian's)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dom(url: str, profile: Path) -> str:
+    return subprocess.run(
+        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180, check=True,
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def ui(written, tmp_path_factory):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", written.uri, "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("mlflow ui did not start")
+        yield f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("chromium")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _text(dom: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", " ", dom, flags=re.S)))
+
+
+def test_the_printed_link_opens_the_runs_in_the_training_view(written, ui):
+    base, profile = ui
+    [line] = [line for line in written.compare_output.splitlines() if line.startswith("browse:")]
+    url = line.split("then open ", 1)[1].replace("http://127.0.0.1:5000", base)
+    page = _text(_dom(url, profile / "runs"))
+    assert "Run Name" in page and "Dataset" in page  # the runs table, with its Dataset column
+    assert f"compare-{STUDY}" in page  # the comparison's parent run (its children nest under it)
+    # The control: the same page without the parameter opens the GenAI overview, no runs table.
+    plain = _text(_dom(url.split("?")[0], profile / "plain"))
+    assert "Overview" in plain and "Run Name" not in plain
+
+
+def test_a_training_runs_page_shows_its_datasets(written, ui):
+    base, profile = ui
+    run = written.runs("train")[0]
+    page = _text(_dom(f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning",
+                      profile / "run"))
+    assert "fashion_mnist-train" in page and "training" in page
+    assert f"fashion_mnist-{run.data.tags['bench.variant']}" in page  # registered with --register
+
+
+def test_the_models_view_lists_the_variant_named_models(written, ui):
+    base, profile = ui
+    experiment = written.client.get_experiment_by_name(STUDY).experiment_id
+    dom = _dom(f"{base}/#/experiments/{experiment}/models?workflowType=machine_learning", profile / "models")
+    assert "vanilla-shallow" in dom and "dropout-shallow" in dom
+    registry = _dom(f"{base}/#/models?workflowType=machine_learning", profile / "registry")
+    assert "fashion_mnist-dropout-shallow" in registry
+
+
+def test_a_runs_system_metrics_tab_has_charts(written, ui):
+    base, profile = ui
+    run = written.runs("train")[0]
+    url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/system-metrics?workflowType=machine_learning"
+    page = _text(_dom(url, profile / "system"))
+    # The tab's header counts its charts; headless Chromium's virtual time draws the charts'
+    # bodies only sometimes (virtualised off-screen), so their count is what is checked.
+    charts = re.search(r"System metrics \((\d+)\)", page)
+    assert charts and int(charts.group(1)) >= 5, page[:2000]
+
+
+# --------------------------------------------------------------------------- everyday CLI conventions
+
+
+def test_progress_lines_show_elapsed_and_remaining_time(written):
+    epochs = [line for line in written.compare_output.splitlines() if " epoch " in line]
+    assert epochs and all("| elapsed " in line for line in epochs)
+    assert any(" left" in line for line in epochs[:-1])  # an estimate while work remains
+    trials = [line for line in written.tune_output.splitlines() if "] trial #" in line]
+    assert trials and all("| elapsed " in line for line in trials)
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("bench train dropout-", {"dropout-shallow", "dropout-deep"}),
+        ("bench compare --variants vanilla-shallow,batchnorm-r", {"vanilla-shallow,batchnorm-residual-deep"}),
+        ("bench tune --study seed-00", {"seed-000", "seed-001", "seed-002", "seed-003", "seed-004"}),
+        ("bench compare --task mn", {"mnist"}),
+    ],
+)
+def test_shell_completion_offers_variants_studies_and_tasks(words, expected, monkeypatch):
+    monkeypatch.setenv("_BENCH_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
+    result = CliRunner().invoke(cli, [], prog_name="bench")
+    offered = {line.split(",", 1)[1] for line in result.output.splitlines() if line.startswith("plain,")}
+    assert offered == expected, result.output
+
+
+def test_help_names_the_environment_variables():
+    out = " ".join(CliRunner().invoke(cli, ["tune", "--help"]).output.split())  # unwrapped
+    for var in ("BENCH_DATA_DIR", "MLFLOW_TRACKING_URI", "BENCH_OPTUNA_STORAGE"):
+        assert f"[env var: {var}]" in out
