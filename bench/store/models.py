@@ -6,6 +6,9 @@ apart so the tracker stays about runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from collections.abc import Mapping, Sequence
 
 import mlflow
@@ -15,6 +18,8 @@ from bench.errors import TrackingError
 from bench.store import schema
 from bench.store.tracker import Tracker
 from bench.store.uri import first_line, redact
+
+log = logging.getLogger(__name__)
 
 
 def log_keras_model(
@@ -47,9 +52,11 @@ def register_model(tracker: Tracker, model_uri: str, name: str, alias: str | Non
     """A new version of registered model ``name`` from ``model_uri`` (``alias``, if given,
     pointing at it); returns the version."""
     try:
-        version = mlflow.register_model(model_uri, name, tags=dict(tags))
+        with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints two lines of its own there
+            version = mlflow.register_model(model_uri, name, tags=dict(tags))
         if alias:
             tracker.client.set_registered_model_alias(name, alias, version.version)
     except MlflowException as exc:
         raise TrackingError(f"cannot register {name!r} in {redact(tracker.uri)}: {first_line(exc)}") from None
+    log.info("registered %s version %s%s", name, version.version, f" (alias {alias})" if alias else "")
     return str(version.version)
