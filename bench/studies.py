@@ -42,6 +42,8 @@ class Protocol(_Strict):
     validation_size: int = Field(DEFAULT_VALIDATION_SIZE, gt=0, le=2**31 - 1)
     # Standardise pixels with the training split's mean and std (seed 003) instead of /255.
     standardize: bool = False
+    # Test, log and score the weights of the best validation epoch instead of the last one's.
+    restore_best: bool = False
 
 
 class Override(_Strict):
@@ -157,6 +159,7 @@ class Study(_Strict):
             batch_size=p.batch_size,
             epochs=p.epochs,
             seed=seed,
+            restore_best=p.restore_best,
         )
         if variant is not None and variant in self.overrides:
             hp = hp.replace(**self.overrides[variant].model_dump())

@@ -106,6 +106,19 @@ def make_eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(2)
 
 
+def _best_keeper(best: dict[str, object]):
+    """A Keras callback keeping the weights of the best validation-accuracy epoch in ``best``."""
+    import keras
+
+    class BestWeights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            val = float((logs or {}).get("val_accuracy", float("nan")))
+            if np.isfinite(val) and val > float(best.get("val", -1.0)):
+                best.update(val=val, weights=self.model.get_weights())
+
+    return BestWeights()
+
+
 def _monitor(health: Health, hooks: Sequence[EpochHook], history: dict[str, list[float]]):
     """A Keras callback: records the history, times epochs, asks ``health``, calls the hooks."""
     import keras
@@ -220,15 +233,21 @@ def _fit_keras(
     history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
     health = Health(splits.num_classes)
     t0 = time.perf_counter()
+    best: dict[str, object] = {}
+    callbacks = [_monitor(health, on_epoch, history)]
+    if hparams.restore_best:
+        callbacks.insert(0, _best_keeper(best))
     model.fit(
         train_ds,
         epochs=hparams.epochs,
         validation_data=val_ds,
-        callbacks=[_monitor(health, on_epoch, history)],
+        callbacks=callbacks,
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=0,
     )
     train_seconds = time.perf_counter() - t0
+    if best:
+        model.set_weights(best["weights"])  # the best validation epoch's, as the population loop keeps
     health.final(history)
     if health.status != STATUS_OK:
         log.warning("%s: training %s: %s", variant.name, health.status, health.message)

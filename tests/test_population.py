@@ -204,3 +204,31 @@ def test_dropout_members_score_like_keras_dropout_over_seeds(tiny_splits):
     assert min(ours) > 0.5 and min(keras_fit) > 0.5  # chance is 0.1
     assert stats.ttest_ind(ours, keras_fit, equal_var=False).pvalue > 0.01, (ours, keras_fit)
     assert abs(np.mean(ours) - np.mean(keras_fit)) < 0.05
+
+
+def _val_accuracy(model, splits) -> float:
+    probs = model.predict(splits.x_val, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=1) == splits.y_val))
+
+
+@pytest.mark.parametrize(
+    ("name", "learning_rate", "wanders"),
+    [
+        ("dropout-shallow", 0.1, True),  # the compiled loop; this rate makes validation fall after epoch 1
+        ("lenet5-relu", 0.02, False),  # Keras' fit (on the tiny data it climbs, or dies: no rate wanders)
+    ],
+)
+def test_restore_best_keeps_the_best_validation_epochs_weights(tiny_splits, name, learning_rate, wanders):
+    from bench.training import train
+    from bench.tuning.worker import judge
+
+    hp = HParams(learning_rate=learning_rate, batch_size=64, epochs=4, seed=2)
+    kept = train(get_variant(name), hp.replace(restore_best=True), tiny_splits, evaluate_test=False)
+    last = train(get_variant(name), hp, tiny_splits, evaluate_test=False)
+    assert kept.history["val_accuracy"] == pytest.approx(last.history["val_accuracy"])  # the same training
+    best = max(kept.history["val_accuracy"])
+    if wanders:
+        assert best > kept.history["val_accuracy"][-1]  # the case that matters: the best epoch is not the last
+    assert _val_accuracy(kept.keras_model(), tiny_splits) == pytest.approx(best, abs=1e-6)
+    assert _val_accuracy(last.keras_model(), tiny_splits) == pytest.approx(last.history["val_accuracy"][-1], abs=1e-6)
+    assert judge(kept).value == best and judge(last).value == last.history["val_accuracy"][-1]

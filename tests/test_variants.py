@@ -177,6 +177,7 @@ def test_hparams_replace_and_params():
         "batch_size": "32",
         "epochs": "50",
         "seed": "0",
+        "restore_best": "False",
     }
 
 

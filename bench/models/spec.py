@@ -198,6 +198,10 @@ class HParams:
     batch_size: int = 32
     epochs: int = 50
     seed: int = 0
+    #: Keep the weights of the epoch with the best validation accuracy (Keras'
+    #: ``EarlyStopping(restore_best_weights=True)`` idea, without stopping early): the
+    #: model tested, logged and scored is that epoch's, not the last one's.
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -66,7 +66,8 @@ class Slot:
     seconds: float = 0.0
     running: bool = True
     error: Exception | None = None  # what one of its hooks raised (a pruned trial, a store failure)
-    weights: list[np.ndarray] | None = None  # as they were when it stopped
+    weights: list[np.ndarray] | None = None  # as they were when it stopped (or at its best epoch)
+    best: tuple[float, list[np.ndarray]] | None = None  # restore_best: (val accuracy, weights) of the best epoch
 
     def result(self, net: StackedNet, splits: Splits, device: str) -> TrainResult:
         variant = net.variant
@@ -124,7 +125,7 @@ class Population:
         slot = self.slots[k]
         slot.running = False
         self._c.loop.active[k].assign(0.0)
-        slot.weights = self._c.net.member_values(k)
+        slot.weights = slot.best[1] if slot.best is not None else self._c.net.member_values(k)
 
     def finish(self, k: int) -> tuple[TrainResult, Exception | None]:
         """Free slot ``k``: the member's result, and the error one of its hooks raised, if any."""
@@ -171,6 +172,9 @@ class Population:
         for key in HISTORY_KEYS:
             slot.history[key].append(metrics[key])
         slot.epoch += 1
+        val = metrics[schema.VAL_ACCURACY]
+        if slot.hparams.restore_best and np.isfinite(val) and (slot.best is None or val > slot.best[0]):
+            slot.best = (val, self._c.net.member_values(k))
         done = slot.health.epoch(metrics, slot.epoch) or slot.epoch >= slot.hparams.epochs
         try:
             for hook in slot.hooks:

@@ -110,7 +110,8 @@ LEARNING_RATE = "learning_rate"
 DROPOUT = "dropout"
 BATCH_SIZE = "batch_size"
 EPOCHS = "epochs"
-HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED)
+RESTORE_BEST = "restore_best"  # the best validation epoch's weights are the model's
+HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST)
 TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER)  # what a search space may vary
 
 # The notebook's reported numbers beside ours (a training run's params).

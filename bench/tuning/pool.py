@@ -22,7 +22,6 @@ from bench import stopping
 from bench.errors import BenchError, FatalError, TrackingError
 from bench.models import get_variant
 from bench.population import Population
-from bench.result import STATUS_DIVERGED
 from bench.results.artifacts import split_datasets
 from bench.store import schema
 from bench.store.tracker import Tracker
@@ -35,6 +34,7 @@ from bench.tuning.worker import (
     Worker,
     counts,
     fail_stale_trials,
+    judge,
     load_study,
     reporter,
 )
@@ -128,10 +128,8 @@ class PopulationWorker(Worker):
         elif error is not None:
             outcome = Outcome(reason=f"{type(error).__name__}: {error}")
             log.warning("trial #%d failed: %s", flight.trial.number, outcome.reason)
-        elif result.status == STATUS_DIVERGED:
-            outcome = Outcome(TrialState.PRUNED, reason=f"diverged: {result.message}")
         else:
-            outcome = Outcome(TrialState.COMPLETE, value=result.final_val_accuracy, reason=result.message)
+            outcome = judge(result)
         if outcome.state == TrialState.FAIL:
             self.tracker.end_run(flight.run_id, "FAILED", outcome.reason)
         else:

@@ -122,7 +122,9 @@ def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
         schema.OPTUNA_STUDY: s.study_name, schema.OPTUNA_STORAGE: redact(s.storage), schema.VARIANT: s.variant,
         schema.TASK: s.task, schema.TRIALS: s.trials, schema.EPOCHS: s.epochs,
         schema.SAMPLER: "TPESampler (seed + trial number, constant liar)", schema.SAMPLER_SEED: s.seed,
-        schema.PRUNER: s.pruner, schema.OBJECTIVE_DEFINITION: "val_accuracy (last epoch)",
+        schema.PRUNER: s.pruner, schema.OBJECTIVE_DEFINITION: (
+            "val_accuracy (best epoch, whose weights the model keeps)" if s.base.restore_best
+            else "val_accuracy (last epoch)"),
         schema.SEARCH_SPACE: s.study.search_space.model_dump_json(exclude_none=True),
         **{f"{schema.BASE_PREFIX}{k}": v for k, v in s.base.as_params().items()},
         **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},

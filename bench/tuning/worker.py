@@ -172,7 +172,7 @@ class Worker:
                         variant, hp, splits, on_epoch=[self.tracker.epoch_hook(run_id), reporter(trial)],
                         evaluate_test=False,
                     )
-                outcome = _judge(result)
+                outcome = judge(result)
                 self._tag(run_id, outcome, result.status, result.message)
         except optuna.TrialPruned as exc:
             outcome = Outcome(TrialState.PRUNED, reason=str(exc))
@@ -265,8 +265,10 @@ def reporter(trial: optuna.Trial) -> training.EpochHook:
     return report
 
 
-def _judge(result: training.TrainResult) -> Outcome:
+def judge(result: training.TrainResult) -> Outcome:
     """A diverged run is pruned (its settings are useless, not broken); the rest complete."""
     if result.status == training.STATUS_DIVERGED:
         return Outcome(TrialState.PRUNED, reason=f"diverged: {result.message}")
-    return Outcome(TrialState.COMPLETE, value=result.final_val_accuracy, reason=result.message)
+    # With restore_best the model kept is the best epoch's, and so is the score it is judged by.
+    value = result.best_val_accuracy if result.hparams.restore_best else result.final_val_accuracy
+    return Outcome(TrialState.COMPLETE, value=value, reason=result.message)
