@@ -252,7 +252,7 @@ def run_comparison(
         limit=settings.limit, standardize=study.protocol.standardize,
     )
     stopping.check()
-    tracker = Tracker(tracking_uri, experiment, description=study.description)
+    tracker = Tracker(tracking_uri, experiment, description=study.description, checked=True)
     stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
     if stale:
         progress.warning(

@@ -29,6 +29,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def chromium() -> str:
+    """Debian's headless browser (``.ci/system-packages`` installs it)."""
+    import pytest
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Debian's chromium is needed for the browser tests: run .ci/system-packages")
+    return found
+
+
 def postgres_bin() -> Path | None:
     """The folder of Debian's PostgreSQL server programs (initdb, pg_ctl), if installed."""
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):

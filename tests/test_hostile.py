@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
-import socket
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.cli import cli
 from bench.data import FILES
+from tests.services import free_port
 from tests.support import make_task_arrays, study_yaml, write_task
 
 SECRET = "pw123secret"
@@ -32,12 +32,6 @@ STUDY = "toy-hostile"
 
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- the workspace
@@ -87,9 +81,14 @@ class Workspace:
     def uri(self) -> str:
         return f"sqlite:///{self.root}/mlflow.db"
 
-    def file(self, name: str, content: bytes | str = b"") -> Path:
+    def path(self, name: str) -> Path:
+        """Where a case's input file goes (its folder made)."""
         path = self.root / "inputs" / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def file(self, name: str, content: bytes | str = b"") -> Path:
+        path = self.path(name)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         return path
 
@@ -120,15 +119,13 @@ def _snapshot(*folders: Path) -> dict[str, str]:
 def _optuna_sqlite(w: Workspace) -> Path:
     import optuna
 
-    path = w.root / "inputs" / "optuna.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = w.path("optuna.db")
     optuna.create_study(study_name="someone-elses", storage=f"sqlite:///{path}")
     return path
 
 
 def _foreign_sqlite(w: Workspace) -> Path:
-    path = w.root / "inputs" / "notes.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = w.path("notes.db")
     with sqlite3.connect(path) as con:
         con.execute("create table notes (id integer primary key, text varchar)")
         con.execute("insert into notes (text) values ('my notes')")
@@ -136,8 +133,7 @@ def _foreign_sqlite(w: Workspace) -> Path:
 
 
 def _old_mlflow(w: Workspace) -> Path:
-    path = w.root / "inputs" / "old-mlflow.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = w.path("old-mlflow.db")
     shutil.copy2(w.root / "mlflow.db", path)
     with sqlite3.connect(path) as con:
         con.execute("update alembic_version set version_num = '0584bdc529eb'")  # an MLflow 2.x revision
@@ -146,8 +142,7 @@ def _old_mlflow(w: Workspace) -> Path:
 
 def _corrupt_mlflow(w: Workspace) -> Path:
     """A copy of the store with one of its pages overwritten (what a disk error leaves)."""
-    path = w.root / "inputs" / "corrupt-mlflow.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = w.path("corrupt-mlflow.db")
     data = bytearray((w.root / "mlflow.db").read_bytes())
     with sqlite3.connect(w.root / "mlflow.db") as con:
         page = con.execute("pragma page_size").fetchone()[0]
@@ -212,7 +207,7 @@ def _report(w: Workspace, *extra: str) -> list[str]:
 CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
     # 1. passwords in error texts; bench report checks its store first
     "report-server-with-password-unreachable": (
-        lambda w: _report(w, "--experiment", STUDY, "--tracking-uri", f"http://user:{SECRET}@127.0.0.1:{_free_port()}"),
+        lambda w: _report(w, "--experiment", STUDY, "--tracking-uri", f"http://user:{SECRET}@127.0.0.1:{free_port()}"),
         "is unreachable"),
     "report-database-with-password-unreachable": (
         lambda w: _report(w, "--experiment", STUDY, "--tracking-uri", f"postgresql://u:{SECRET}@127.0.0.1:1/db"),

@@ -5,8 +5,6 @@ commit, trial 0 = the default, and the UI's model-training view in a real browse
 from __future__ import annotations
 
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,29 +17,25 @@ import numpy as np
 import optuna
 import pytest
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
 
 from bench import data
 from bench.cli import cli
 from bench.tuning import open_storage
-from tests.support import study_yaml
+from tests.services import chromium, free_port
+from tests.support import Store, study_yaml
 
 STUDY = "toy-mlflow3"
 
 
-@dataclass
-class Written:
-    folder: Path
-    uri: str
-    compare_output: str
-    tune_output: str
+@dataclass(frozen=True)
+class Written(Store):
+    """The module's store, and what the two commands printed."""
 
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(self.uri)
+    compare_output: str = ""
+    tune_output: str = ""
 
     def runs(self, kind: str) -> list:
-        c = self.client
+        c = self.client()
         ids = [e.experiment_id for e in c.search_experiments()]
         return c.search_runs(ids, f"tags.`bench.kind` = '{kind}'", max_results=1000)
 
@@ -83,7 +77,7 @@ def test_every_training_run_logs_its_splits_as_datasets(written):
 
 
 def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_scores(written):
-    c = written.client
+    c = written.client()
     ids = [e.experiment_id for e in c.search_experiments()]
     models = c.search_logged_models(ids)
     names = sorted(m.name for m in models)
@@ -98,7 +92,7 @@ def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_sco
 
 
 def test_the_tuned_model_is_registered_and_loads_by_its_alias(written):
-    c = written.client
+    c = written.client()
     tuned = c.get_model_version_by_alias("fashion_mnist-dropout-shallow", "tuned")
     [run] = written.runs("tuned")
     assert tuned.run_id == run.info.run_id
@@ -124,7 +118,7 @@ def test_training_runs_record_system_metrics_and_the_git_commit(written):
 
 
 def test_trial_0_is_the_default_and_the_best_is_never_worse_on_validation(written):
-    storage = open_storage(f"journal://{written.folder}/optuna.journal")
+    storage = open_storage(f"journal://{written.workdir}/optuna.journal")
     [summary] = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     first = study.trials[0]
@@ -143,23 +137,9 @@ def test_links_open_the_model_training_view(written):
 # --------------------------------------------------------------------------- the UI in a browser
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no Chromium (.ci/system-packages installs Debian's)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _dom(url: str, profile: Path) -> str:
     return subprocess.run(
-        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
         capture_output=True, text=True, timeout=180, check=True,
     ).stdout
@@ -167,7 +147,7 @@ def _dom(url: str, profile: Path) -> str:
 
 @pytest.fixture(scope="module")
 def ui(written, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", written.uri, "--host", "127.0.0.1",
          "--port", str(port)],
@@ -215,7 +195,7 @@ def test_a_training_runs_page_shows_its_datasets(written, ui):
 
 def test_the_models_view_lists_the_variant_named_models(written, ui):
     base, profile = ui
-    experiment = written.client.get_experiment_by_name(STUDY).experiment_id
+    experiment = written.client().get_experiment_by_name(STUDY).experiment_id
     dom = _dom(f"{base}/#/experiments/{experiment}/models?workflowType=machine_learning", profile / "models")
     assert "vanilla-shallow" in dom and "dropout-shallow" in dom
     registry = _dom(f"{base}/#/models?workflowType=machine_learning", profile / "registry")

@@ -4,7 +4,6 @@ rebuilt, and rendered by a real browser (Debian's headless Chromium)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from bench.cli import cli
+from tests.services import chromium
 from tests.support import artifact_paths, download, write_toy_study
 
 VARIANTS = ("vanilla-shallow", "dropout-shallow", "batchnorm-shallow")
@@ -128,13 +128,6 @@ def test_report_contents_come_from_the_store(compared, tmp_path):
         assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("Debian's chromium is needed for the browser test: run .ci/system-packages")
-    return found
-
-
 _CHECK = """<script>
 window.addEventListener('load', () => {
   const imgs = [...document.images];
@@ -150,7 +143,7 @@ def _render(html_path: Path, tmp_path: Path) -> dict[str, int]:
     page = tmp_path / f"checked-{html_path.name}"
     page.write_text(html_path.read_text().replace("</body>", _CHECK), encoding="utf-8")
     out = subprocess.run(
-        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
          page.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,

@@ -179,10 +179,7 @@ def _check_server(uri: str) -> None:
     parts = urllib.parse.urlsplit(uri)
     if not parts.hostname:
         raise TrackingError(f"malformed tracking URI {redact(uri)!r}: no host")
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    if ":" in parts.hostname:
-        host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-    plain = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    plain = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # no credentials
     request = urllib.request.Request(plain.rstrip("/") + "/health")
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)

@@ -56,8 +56,10 @@ def check_store(tracking_uri: str | None, experiment: str) -> str:
 class Tracker:
     """One experiment in one store; opens runs and logs into them."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "") -> None:
-        self.uri = check_store(tracking_uri, experiment)
+    def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "",
+                 checked: bool = False) -> None:
+        """``checked``: :func:`check_store` already passed for this store and experiment."""
+        self.uri = resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts

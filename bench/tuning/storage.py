@@ -196,7 +196,7 @@ def _check_database(url: str) -> None:
     from bench.store.probe import database_contents, sqlite_contents
 
     path = _sqlite_file(url)
-    if url.startswith("sqlite") and path is None or path is not None and str(path) == ":memory:":
+    if url.startswith("sqlite") and (path is None or str(path) == ":memory:"):
         raise StorageError(f"Optuna storage {url!r}: name a database file, sqlite:///path/optuna.db")
     if path is not None and not path.expanduser().exists():
         if not path.expanduser().parent.is_dir():
