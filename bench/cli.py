@@ -282,8 +282,11 @@ def _finish(outcome) -> None:
 @click.option("--register", is_flag=True,
               help="Register every model as a version of <task>-<variant> in the Model registry "
                    "(the first seed's with the alias 'default' or 'tuned').")
+@click.option("--fresh", is_flag=True,
+              help="Start a new comparison even where an interrupted one with the same settings "
+                   "could be resumed (by default its finished runs are kept and only the rest is trained).")
 def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
-            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name, register):
+            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name, register, fresh):
     """Train the study's variants side by side; one parent run, one child run each."""
     from dataclasses import replace
 
@@ -305,7 +308,7 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
         raise click.UsageError("--register needs the models: drop --no-model")
     outcome = run_comparison(
         settings, data_dir=data_dir, tracking_uri=tracking_uri, experiment=experiment,
-        log_models=not no_model, register=register,
+        log_models=not no_model, register=register, fresh=fresh,
     )
     _finish(outcome)
 

@@ -18,8 +18,9 @@ from bench.models import HParams, Variant, get_variant
 from bench.results import artifacts
 from bench.results import table as tables
 from bench.results.report import log_report
-from bench.store import schema
+from bench.store import resume, schema
 from bench.store.environment import environment_tags
+from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
 from bench.studies import Study, resolve
 from bench.training import TrainResult
@@ -90,6 +91,17 @@ class Settings:
         """(variant, setting, hyperparameters) for every run, in the order they are trained."""
         return [(name, setting, hp) for name, setting, members in self.populations() for hp in members]
 
+    def fingerprint(self, splits: data.Splits, **logged: object) -> str:
+        """What makes two comparisons the same: the protocol, every run's hyperparameters,
+        the data's content and what is logged (``logged``). Its value tags the parent run, so
+        that an interrupted comparison is found and resumed (:mod:`bench.store.resume`)."""
+        return resume.fingerprint({
+            "params": self.params(splits),
+            "jobs": [(name, setting, hp.as_params()) for name, setting, hp in self.jobs()],
+            "data": [d.digest for d in artifacts.split_datasets(splits)],
+            "logged": logged,
+        })
+
     def params(self, splits: data.Splits) -> dict[str, object]:
         """The parent run's params, namespaced ``protocol.*`` so they never collide with the
         raw entry-point params that ``mlflow run`` logs on the same run."""
@@ -132,6 +144,7 @@ class ComparisonResult:
     notes: tuple[str, ...] = ()
     summary: pd.DataFrame | None = None  # per variant and setting, over seeds
     rankings: dict[str, stats.Ranking] = field(default_factory=dict)
+    resumed: int = 0  # runs kept from the interrupted comparison this one resumed
 
     @property
     def failed(self) -> list[TrainResult]:
@@ -238,8 +251,12 @@ def run_comparison(
     experiment: str | None = None,
     log_models: bool = True,
     register: bool = False,
+    fresh: bool = False,
 ) -> ComparisonResult:
-    """Train every (variant, seed) of ``settings`` under one parent run and log the table."""
+    """Train every (variant, seed) of ``settings`` under one parent run and log the table.
+
+    An interrupted comparison with the same fingerprint in the experiment is resumed: its
+    finished runs are kept and only the rest is trained (``fresh``: start a new one anyway)."""
     study = settings.study
     # Everything that can fail on bad input fails here, before any run exists: the store
     # first (nothing is written, not even the data cache, when it is unusable).
@@ -258,6 +275,8 @@ def run_comparison(
         progress.warning(
             "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s", len(stale), ", ".join(stale)
         )
+    key = settings.fingerprint(splits, models=log_models, register=register)
+    resumed = None if fresh else _resumable(tracker, key)
     description = study.description + (
         "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
     )
@@ -266,47 +285,86 @@ def run_comparison(
         f"compare-{study.name}",
         kind=schema.KIND_COMPARISON,
         params=settings.params(splits),
-        tags={schema.STUDY_TAG: study.name, schema.TASK_TAG: settings.task,
+        tags={schema.STUDY_TAG: study.name, schema.TASK_TAG: settings.task, schema.COMPARISON_KEY: key,
               **environment_tags(training.device_description())},
         description=description,
+        resume_run_id=resumed.parent_run_id if resumed else None,
     ) as parent_id:
-        results, names, rows = _train_all(tracker, settings, splits, parent_id, log_models, register)
+        kept = resumed.kept if resumed else {}
+        results, outcome = _train_all(tracker, settings, splits, parent_id, log_models, register, kept)
         stopping.check()
-        table = tables.run_table(rows)
+        table = tables.run_table(outcome.rows)
         seed_stats = artifacts.SeedStatistics(table)
-        side_by_side = _log_outcome(tracker, parent_id, settings, splits, table, seed_stats, results, names)
+        side_by_side = _log_outcome(tracker, parent_id, settings, splits, table, seed_stats, outcome)
         stopping.check()
     return ComparisonResult(
         table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
         experiment_name=tracker.experiment_name, tracking_uri=tracker.uri, results=results,
-        notes=tuple(study.notes), summary=seed_stats.summary, rankings=seed_stats.rankings,
+        notes=tuple(study.notes), summary=seed_stats.summary, rankings=seed_stats.rankings, resumed=len(kept),
     )
+
+
+def _resumable(tracker: Tracker, key: str) -> resume.Resumable | None:
+    """The interrupted comparison with fingerprint ``key`` to go on with, if any, its
+    unfinished runs deleted. Under ``mlflow run``, whose run must become the parent, none."""
+    found = resume.find(tracker, key)
+    if found is None:
+        return None
+    if tracker.adopts:
+        progress.warning(
+            "comparison %s with these settings was interrupted; not resumed under `mlflow run`, which "
+            "created a new parent run (run `bench compare` with the same options to resume it)", found.parent_run_id,
+        )
+        return None
+    resume.prepare(tracker, found)
+    progress.info(
+        "resuming comparison %s (%s): %d finished run(s) kept%s", found.parent_run_id, found.status.lower(),
+        len(found.kept),
+        f", {len(found.discarded)} unfinished deleted ({', '.join(found.discarded)})" if found.discarded else "",
+    )
+    return found
+
+
+@dataclass
+class _Outcome:
+    """Every run of a comparison, trained now or kept from the interrupted one, in job order."""
+
+    rows: list[dict[str, object]] = field(default_factory=list)
+    histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 def _train_all(
-    tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool, register: bool
-) -> tuple[list[TrainResult], list[str], list[dict[str, object]]]:
-    """Every population of the comparison (a variant's seeds), one child run per member."""
+    tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool, register: bool,
+    kept: Mapping[str, StoredRun],
+) -> tuple[list[TrainResult], _Outcome]:
+    """Every population of the comparison (a variant's seeds) not in ``kept``, one child run
+    per member; then every run's row and curves, the kept ones' read from the store."""
     study = settings.study
-    total = len(settings.jobs())
+    jobs = [(name, setting, hp, settings.run_name(name, hp.seed, setting)) for name, setting, hp in settings.jobs()]
     progress.info(
-        "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]",
-        study.name, total, len(settings.variants), len(settings.seeds),
+        "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]%s",
+        study.name, len(jobs), len(settings.variants), len(settings.seeds),
         ", default and tuned" if settings.tuned else "", settings.task,
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
+        f"; {len(kept)} already finished" if kept else "",
     )
-    results, names, rows = [], [], []
-    chunks = _chunks(settings.populations())
+    position = {run: i + 1 for i, (*_, run) in enumerate(jobs)}
+    todo = [
+        (name, setting, [hp for hp in members if settings.run_name(name, hp.seed, setting) not in kept])
+        for name, setting, members in settings.populations()
+    ]
+    chunks = _chunks([t for t in todo if t[2]])
     eta = Eta(sum(hp.epochs for _, _, members in chunks for hp in members))  # every member-epoch to train
+    trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
     for vname, setting, members in chunks:
         # The notebook's numbers are for the study's own task, never beside another task's results.
         reference = study.references.get(vname) if settings.task == study.task else None
         run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
-        first = len(results) + 1
-        trained = train_and_log(
+        results = train_and_log(
             tracker, get_variant(vname), members, splits, run_names=run_names,
             kind=schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED,
-            labels=[f"[{first + i}/{total}] {name}" for i, name in enumerate(run_names)],
+            labels=[f"[{position[name]}/{len(jobs)}] {name}" for name in run_names],
             extra_params=[{schema.STUDY: study.name, schema.SETTING: setting, **tables.reference_params(reference)}]
             * len(members),
             parent_run_id=parent_id,
@@ -314,11 +372,18 @@ def _train_all(
             namings=[_naming(vname, setting, hp.seed, settings, register) for hp in members],
             eta=eta,
         )
-        for name, result in zip(run_names, trained, strict=True):
-            results.append(result)
-            names.append(name)
-            rows.append(tables.row_from_result(result, name, setting, reference))
-    return results, names, rows
+        for name, result in zip(run_names, results, strict=True):
+            trained[name] = (result, tables.row_from_result(result, name, setting, reference))
+    outcome = _Outcome()
+    for vname, _, _, name in jobs:
+        if name in trained:
+            outcome.rows.append(trained[name][1])
+            outcome.histories[name] = trained[name][0].history
+        else:
+            outcome.rows.append(tables.row_from_stored(kept[name]))
+            outcome.histories[name] = kept[name].histories
+        outcome.groups[name] = get_variant(vname).group
+    return [result for result, _ in trained.values()], outcome
 
 
 def _naming(variant: str, setting: str, seed: int, settings: Settings, register: bool) -> artifacts.ModelNaming:
@@ -349,7 +414,7 @@ def _chunks(populations: list[tuple[str, str, list[HParams]]]) -> list[tuple[str
 
 def _log_outcome(
     tracker: Tracker, parent_id: str, settings: Settings, splits: data.Splits, table: pd.DataFrame,
-    seed_stats: artifacts.SeedStatistics, results: list[TrainResult], names: list[str],
+    seed_stats: artifacts.SeedStatistics, outcome: _Outcome,
 ) -> pd.DataFrame | None:
     """The comparison's tables, figures, statistics and report on its parent run."""
     study = settings.study
@@ -358,15 +423,13 @@ def _log_outcome(
         tracker.log_text(parent_id, side_by_side.to_csv(index=False), "tuned_vs_default.csv")
         tracker.log_text(parent_id, tables.to_markdown(side_by_side), "tuned_vs_default.md")
     artifacts.log_comparison(
-        tracker, parent_id, table,
-        {n: r.history for n, r in zip(names, results, strict=True)},
-        {n: get_variant(r.variant).group for n, r in zip(names, results, strict=True)},
+        tracker, parent_id, table, outcome.histories, outcome.groups,
         title=study.name, splits=splits, notes=study.notes, reference_source=study.reference_source,
         seed_statistics=seed_stats,
     )
-    healthy = [r.test_accuracy for r in results if r.healthy and r.test_accuracy is not None]
-    tracker.set_tags(parent_id, {schema.UNHEALTHY_RUNS: str(sum(not r.healthy for r in results))})
-    if healthy:
+    healthy = table[table["status"] == "ok"]["test_accuracy"].dropna()
+    tracker.set_tags(parent_id, {schema.UNHEALTHY_RUNS: str(int((table["status"] != "ok").sum()))})
+    if len(healthy):
         tracker.log_metrics(parent_id, {schema.BEST_TEST_ACCURACY: float(np.max(healthy))})
     log_report(tracker, parent_id)
     return side_by_side

@@ -83,7 +83,8 @@ def comparison(outcome) -> str:
         out.append("")
     out += [
         f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})",
-        f"parent run: {outcome.parent_run_id}",
+        f"parent run: {outcome.parent_run_id}"
+        + (f" (resumed: {outcome.resumed} finished run(s) kept, not retrained)" if outcome.resumed else ""),
         f"store:      {redact(outcome.tracking_uri)}",
         f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}",
     ]

@@ -383,6 +383,63 @@ def test_a_failing_run_ends_failed_never_running(monkeypatch, toy_two, client):
     assert "RuntimeError: injected failure in training" in failed.data.tags["bench.error"]
 
 
+def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch, tmp_path, client):
+    """Run again with the same settings, an interrupted comparison goes on in the same parent
+    run: finished runs are kept untouched (not retrained), unfinished ones deleted and
+    trained again, and the outcome covers every run. A finished comparison is never
+    reopened, and ``fresh`` starts a new one."""
+    settings = Settings.from_study(
+        load_study(write_toy_study(tmp_path, "toy-resume", variants=["vanilla-shallow", "batchnorm-shallow"])), seeds=2
+    )
+    real = compare.training.train_population
+    _train_failing_on(monkeypatch, 2, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(settings, log_models=False)
+    [first] = all_runs_of_kind(client, "comparison")
+    assert first.info.status == "KILLED"
+    before = {r.info.run_name: r for r in children_of(client, first)}
+    assert {n: r.info.status for n, r in before.items()} == {
+        "vanilla-shallow/s0": "FINISHED", "vanilla-shallow/s1": "FINISHED",
+        "batchnorm-shallow/s0": "KILLED", "batchnorm-shallow/s1": "KILLED",
+    }
+
+    calls = _train_failing_on(monkeypatch, 0, RuntimeError("never"))  # counts, never fails
+    result = run_comparison(settings, log_models=False)
+    assert calls == ["batchnorm-shallow"]  # only what had not finished
+    assert result.parent_run_id == first.info.run_id and result.resumed == 2
+    parent = client.get_run(first.info.run_id)
+    assert parent.info.status == "FINISHED"
+    after = {r.info.run_name: r for r in children_of(client, parent)}
+    assert sorted(after) == sorted(before) and {r.info.status for r in after.values()} == {"FINISHED"}
+    for name in ("vanilla-shallow/s0", "vanilla-shallow/s1"):  # the very same runs
+        assert after[name].info.run_id == before[name].info.run_id
+        assert after[name].info.end_time == before[name].info.end_time
+    for name in ("batchnorm-shallow/s0", "batchnorm-shallow/s1"):  # trained again, the old ones deleted
+        assert after[name].info.run_id != before[name].info.run_id
+        assert client.get_run(before[name].info.run_id).info.lifecycle_stage == "deleted"
+    assert result.table["run"].tolist() == list(before)
+    assert result.table["test_accuracy"].notna().all()
+    stored = pd.read_csv(download(client, parent.info.run_id, "comparison.csv", tmp_path / "csv"))
+    assert stored["run"].tolist() == list(before)
+    for row in stored.itertuples():
+        assert row.test_accuracy == pytest.approx(after[row.run].data.metrics["test_accuracy"])
+    assert "report/report.md" in artifact_paths(client, parent.info.run_id, "report")
+
+    again = run_comparison(settings, log_models=False)  # finished: a new repetition, not reopened
+    assert again.parent_run_id != first.info.run_id and again.resumed == 0
+    _train_failing_on(monkeypatch, 1, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(settings, log_models=False)
+    monkeypatch.setattr(compare.training, "train_population", real)
+    fresh = run_comparison(settings, log_models=False, fresh=True)
+    assert fresh.resumed == 0
+    assert len(all_runs_of_kind(client, "comparison")) == 4
+
+
+def all_runs_of_kind(client: MlflowClient, kind: str) -> list:
+    return [r for r in all_runs(client) if r.data.tags.get("bench.kind") == kind]
+
+
 def test_an_interrupt_ends_runs_killed(monkeypatch, toy_two, client):
     _train_failing_on(monkeypatch, 1, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):

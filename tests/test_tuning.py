@@ -235,6 +235,33 @@ def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_pat
     assert {r.info.status for r in runs_of(client, "study")} == {"FAILED"}
 
 
+def test_a_failed_default_trial_is_queued_again_on_resume(tmp_path, tracking_uri, client, monkeypatch):
+    """Trial 0 (the untuned setting) failing, e.g. interrupted, must not drop the default
+    from the study: the next `bench tune` queues it again, and it is scored."""
+    from bench.store.tracker import Tracker
+
+    real = Tracker.epoch_hook
+
+    def failing_hook(self, run_id):
+        def hook(epoch, metrics):
+            raise OSError(28, "No space left on device")
+        return hook
+
+    monkeypatch.setattr(Tracker, "epoch_hook", failing_hook)
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=3)
+    args = ["tune", "--study", str(path), "--study-name", "again"]
+    assert CliRunner().invoke(cli, args).exit_code == 1
+    monkeypatch.setattr(Tracker, "epoch_hook", real)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="again", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    trials = study.get_trials()
+    defaults = [t for t in trials if t.user_attrs.get("bench_default")]
+    assert [t.state for t in defaults] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert defaults[1].params == {"learning_rate": 0.001}
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
 def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_uri, client):
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2, epochs=400)
     storage = f"journal://{tmp_path}/optuna.journal"

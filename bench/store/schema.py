@@ -47,6 +47,7 @@ RUN_ID_TAG = "bench.run_id"  # a registered model version: the run that trained 
 STUDY_TAG = "bench.study"
 TASK_TAG = "bench.task"
 UNHEALTHY_RUNS = "bench.unhealthy_runs"
+COMPARISON_KEY = "bench.comparison_key"  # a comparison's fingerprint (bench.store.resume)
 GIT_COMMIT = "bench.git_commit"  # the commit, "-dirty" when tracked files had changed
 MLFLOW_DATA_CONTEXT = "mlflow.data.context"  # a dataset input's role: training, validation or test
 DATA_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}  # split -> context

@@ -181,6 +181,11 @@ class Tracker:
         except MlflowException as exc:
             raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
 
+    @property
+    def adopts(self) -> bool:
+        """True while a run created by ``mlflow run`` waits to become the next parent run."""
+        return self._adopted is not None
+
     def _take_adopted(self) -> str | None:
         adopted, self._adopted = self._adopted, None
         return adopted

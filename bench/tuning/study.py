@@ -57,6 +57,15 @@ class TuneResult:
     best_is_default: bool = False  # the best trial is trial 0, the study's untuned setting
 
 
+def _has_default(study: optuna.Study) -> bool:
+    """Whether the study's untuned setting is scored, queued or being trained (a failed
+    attempt does not count)."""
+    return any(
+        t.user_attrs.get(schema.TRIAL_DEFAULT) and t.state != TrialState.FAIL
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
 def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     """Run (or resume) one study to ``s.trials`` finished trials, then retrain the best."""
     if workers <= 0:
@@ -81,9 +90,10 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
             parent_id = tracker.create_run(f"study-{s.study_name}", kind=schema.KIND_STUDY)
             study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
         defaults = default_params(s.study.search_space, s.base, get_variant(s.variant))
-        if defaults is not None and not study.get_trials(deepcopy=False):
+        if defaults is not None and not _has_default(study):
             # Trial 0 is the untuned setting: the best trial is never worse on validation.
-            study.enqueue_trial(defaults, user_attrs={schema.TRIAL_DEFAULT: True}, skip_if_exists=True)
+            # Queued again when it failed (interrupted, crashed): the study always scores it.
+            study.enqueue_trial(defaults, user_attrs={schema.TRIAL_DEFAULT: True})
     study.set_user_attr(schema.STUDY_TASK, s.task)
     study.set_user_attr(schema.STUDY_VARIANT, s.variant)
     c = counts(study)
