@@ -406,7 +406,11 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
               help="Folder for the reports (one subfolder per run).")
 @click.option("--tracking-uri", default=None, callback=_empty_is_none, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
               help="MLflow store [default: sqlite:///mlflow.db].")
-def report(run_ids, experiment, out, tracking_uri):
+@click.option("--format", "formats", type=click.Choice(["both", "html", "markdown"]), default="both", show_default=True,
+              help="html: one self-contained file (figures embedded); markdown: report.md with its figures "
+                   "as PNG files beside it (small, for a repository).")
+@click.option("--flat", is_flag=True, help="Write into --out itself, not a subfolder per run (one run only).")
+def report(run_ids, experiment, out, tracking_uri, formats, flat):
     """Build an HTML and a Markdown report from what the MLflow store holds."""
     from pathlib import Path
 
@@ -414,14 +418,17 @@ def report(run_ids, experiment, out, tracking_uri):
     from bench.store.reader import StoreReader
     from bench.store.uri import check_writable_folder, sanitize_name
 
+    if flat and len(run_ids) > 1:
+        raise click.UsageError("--flat writes one report: name one --run-id (or an --experiment)")
     check_writable_folder(Path(out), "--out folder")  # before the store is read: nothing half-written
     reader = StoreReader(tracking_uri)
+    kinds = ("html", "markdown") if formats == "both" else (formats,)
     for run_id in reader.parents(experiment, run_ids):
         stored = reader.load(run_id)
         # Names come from the store (anyone who can log there): one safe folder name, inside --out.
-        folder = Path(out) / sanitize_name(f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}")
-        paths = build(stored).write(folder)
-        click.echo(f"{stored.parent.name} ({run_id}): {paths['html']}  {paths['markdown']}")
+        name = sanitize_name(f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}")
+        paths = build(stored).write(Path(out) if flat else Path(out) / name, kinds)
+        click.echo(f"{stored.parent.name} ({run_id}): " + "  ".join(str(paths[k]) for k in kinds))
 
 
 @cli.command(name="list")

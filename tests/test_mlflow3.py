@@ -4,6 +4,7 @@ commit, trial 0 = the default, and the UI's model-training view in a real browse
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -115,6 +116,16 @@ def test_training_runs_record_system_metrics_and_the_git_commit(written):
     for run in written.runs("train") + written.runs("comparison"):
         assert run.data.tags["mlflow.source.git.commit"] == head
         assert run.data.tags["bench.git_dirty"] in ("true", "false")
+    for run in written.runs("comparison") + written.runs("study"):  # what a published report names
+        assert run.data.tags["bench.command"] and run.data.tags["bench.host.cpus"] == str(os.cpu_count())
+        assert "bench.version.tensorflow" in run.data.tags
+
+
+def test_the_command_is_recorded_as_a_shell_would_take_it_back(monkeypatch):
+    from bench.store import environment
+
+    monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/bench", "compare", "--experiment", "a b", "--seeds", "5"])
+    assert environment.command() == "bench compare --experiment 'a b' --seeds 5"
 
 
 def test_trial_0_is_the_default_and_the_best_is_never_worse_on_validation(written):

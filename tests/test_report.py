@@ -128,6 +128,27 @@ def test_report_contents_come_from_the_store(compared, tmp_path):
         assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_markdown_report_for_a_repository_is_small_and_flat(compared, tmp_path):
+    """``--format markdown --flat``: report.md and its PNGs right in --out, no HTML with
+    embedded images, the same Markdown as the logged report."""
+    out = tmp_path / "results" / "seeded"
+    result = CliRunner().invoke(cli, ["report", "--tracking-uri", compared.uri, "--out", str(out),
+                                      "--experiment", "seeded", "--format", "markdown", "--flat"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "report_files"]
+    logged = Path(download(compared.client, compared.parent_id, "report", tmp_path / "logged"))
+    assert (out / "report.md").read_text() == (logged / "report.md").read_text()
+    assert "base64" not in (out / "report.md").read_text()
+    for image in re.findall(r"\]\((report_files/[^)]+)\)", (out / "report.md").read_text()):
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flat_refuses_several_runs(compared, tmp_path):
+    result = CliRunner().invoke(cli, ["report", "--tracking-uri", compared.uri, "--out", str(tmp_path), "--flat",
+                                      "--run-id", compared.parent_id, "--run-id", compared.parent_id])
+    assert result.exit_code == 2 and "--flat writes one report" in result.output
+
+
 _CHECK = """<script>
 window.addEventListener('load', () => {
   const imgs = [...document.images];

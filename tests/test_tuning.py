@@ -355,7 +355,9 @@ def test_compare_tuned_shows_default_and_tuned_side_by_side(tmp_path, tracking_u
     )
     assert len(children) == 4  # default and tuned, two seeds each
     report = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path))).read_text()
-    assert "**Effect of tuning**" in report and "Ranking (tuned)" in report
+    assert "**Effect of tuning on test accuracy**" in report and "Ranking (tuned)" in report
+    hyper = report.split("**Tuned hyperparameters**", 1)[1].split("**Effect of tuning", 1)[0]
+    assert "learning_rate tuned" in hyper and f"{best['learning_rate']:.3g}" in hyper and "0.001" in hyper
     effect = Path(client.download_artifacts(parent.info.run_id, "tuning_effect.csv", str(tmp_path))).read_text()
     assert effect.startswith("variant,seeds,delta_mean")
     acc = {

@@ -80,22 +80,25 @@ class Report:
             body.append("</section>")
         return _HTML.format(title=html.escape(self.title), body="\n".join(body))
 
-    def write(self, out: Path) -> dict[str, Path]:
+    def write(self, out: Path, formats: tuple[str, ...] = ("html", "markdown")) -> dict[str, Path]:
+        """``report.html`` (figures embedded) and/or ``report.md`` (figures in ``report_files/``)."""
         try:
-            return self._write(out)
+            return self._write(out, formats)
         except OSError as exc:
             raise BenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
 
-    def _write(self, out: Path) -> dict[str, Path]:
+    def _write(self, out: Path, formats: tuple[str, ...]) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
-        files = out / "report_files"
-        files.mkdir(exist_ok=True)
-        for name, png in self.images.items():
-            (files / name).write_bytes(png)
         paths = {"html": out / "report.html", "markdown": out / "report.md"}
-        paths["html"].write_text(self.html(), encoding="utf-8")
-        paths["markdown"].write_text(self.markdown(), encoding="utf-8")
-        return paths
+        if "markdown" in formats:
+            files = out / "report_files"
+            files.mkdir(exist_ok=True)
+            for name, png in self.images.items():
+                (files / name).write_bytes(png)
+            paths["markdown"].write_text(self.markdown(), encoding="utf-8")
+        if "html" in formats:
+            paths["html"].write_text(self.html(), encoding="utf-8")
+        return {k: v for k, v in paths.items() if k in formats}
 
 
 _HTML = """<!doctype html>
@@ -158,10 +161,12 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
     ])
     results.tables.append(("", tables.summary_frame(stats.aggregate(table), rankings)))
     every = table.drop(columns=["setting"]) if set(table["setting"]) == {schema.SETTING_DEFAULT} else table
+    tuning = _tuning_section(table, runs, rankings)
     return [
         *sections,
         results,
         _ranking_section(table, rankings, images),
+        *([tuning] if tuning else []),
         Section("Every run", tables=[("", _rounded(every))]),
         _curves_section(table, runs, images),
         _confusion_section(stored, table, runs, images, scratch),
@@ -176,19 +181,30 @@ def _ranking_section(table: pd.DataFrame, rankings: dict[str, stats.Ranking], im
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
         section.images.append((f"Critical-difference diagram ({setting}): bars join variants not significantly different", name))
+    return section
+
+
+def _tuning_section(table: pd.DataFrame, runs: list[StoredRun], rankings: dict[str, stats.Ranking]) -> Section | None:
+    """Default vs tuned: the hyperparameters tuning chose and what they did on test."""
     effect = stats.tuning_effect(table)
-    if effect is not None:
+    if effect is None:
+        return None
+    section = Section("Default vs tuned", text=[
+        "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
+        "were left as they were), then tuned minus default test accuracy per variant over paired seeds: "
+        "mean, 95% t-interval, paired t-test, Holm-corrected across variants. Where tuning kept the "
+        "default setting the two are the same runs and there is nothing to test."
+    ])
+    chosen = tables.tuned_hyperparameters(runs)
+    if chosen is not None:
+        section.tables.append(("Tuned hyperparameters", chosen))
+    section.tables.append(("Effect of tuning on test accuracy", _rounded(effect)))
+    tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
+    if tuned is not None and default is not None:
         section.text.append(
-            "Default vs tuned: tuned minus default test accuracy per variant over paired seeds "
-            "(paired t-test, Holm-corrected across variants)."
+            "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the ranking: default "
+            + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
         )
-        section.tables.append(("Effect of tuning", _rounded(effect)))
-        tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
-        if tuned is not None and default is not None:
-            section.text.append(
-                "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the ranking: default "
-                + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
-            )
     return section
 
 

@@ -195,6 +195,37 @@ def tuned_vs_default(table: pd.DataFrame, tuned: Mapping[str, Mapping[str, objec
     return frame.set_index("variant").loc[order].reset_index()
 
 
+def tuned_hyperparameters(runs: Sequence[StoredRun]) -> pd.DataFrame | None:
+    """Per tuned variant: every tunable hyperparameter that tuning changed, default and
+    tuned, read from the runs' params (None without tuned runs)."""
+    first: dict[tuple[str, str], Mapping[str, str]] = {}
+    for run in runs:
+        if run.kind in schema.TRAINING_KINDS:
+            first.setdefault((run.params.get(schema.VARIANT, run.name), run.params.get(schema.SETTING, "")), run.params)
+    rows = []
+    for (variant, setting), tuned in first.items():
+        if setting != schema.SETTING_TUNED:
+            continue
+        default = first.get((variant, schema.SETTING_DEFAULT), {})
+        row: dict[str, object] = {"variant": variant}
+        for key in schema.TUNABLE:
+            if key in tuned and tuned[key] != "default":
+                row[f"{key} default"] = _param(default.get(key, ""))
+                row[f"{key} tuned"] = _param(tuned[key])
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("") if rows else None
+
+
+def _param(value: str) -> str:
+    """A hyperparameter as a reader wants it: 3 significant digits; "default" as the variant's own."""
+    if value == "default":
+        return "variant's"
+    try:
+        return f"{float(value):.3g}" if "." in value or "e" in value else value
+    except ValueError:
+        return value
+
+
 def summary_frame(summary: pd.DataFrame, rankings: Mapping[str, stats.Ranking]) -> pd.DataFrame:
     """The over-seeds table with formatted cells (terminal and reports)."""
     rows = []

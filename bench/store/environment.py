@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -49,6 +51,8 @@ def environment_tags(device: str = "") -> dict[str, str]:
     tags.update({schema.VERSION_PREFIX + lib: _version(lib) for lib in _LIBRARIES})
     tags[schema.HOST_PLATFORM] = platform.platform()
     tags[schema.HOST_CPUS] = str(os.cpu_count())
+    tags.update(_hardware())
+    tags[schema.COMMAND] = command()
     if device:
         tags[schema.DEVICE] = device
     tags.update(git_tags())
@@ -68,3 +72,30 @@ def git_tags() -> dict[str, str]:
         schema.MLFLOW_GIT_COMMIT: commit.removesuffix("-dirty"),
         schema.GIT_DIRTY: str(commit.endswith("-dirty")).lower(),
     }
+
+
+def command() -> str:
+    """The command line this process runs, as a shell would take it back (``bench ...``
+    for the console script, whatever launched it)."""
+    args = list(sys.argv)
+    if args and Path(args[0]).name in ("bench", "__main__.py"):
+        args[0] = "bench"
+    return " ".join(shlex.quote(a) for a in args)
+
+
+@functools.cache
+def _hardware() -> dict[str, str]:
+    """The CPU model and the memory, where Linux says them."""
+    found = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                found[schema.HOST_CPU] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                found[schema.HOST_MEMORY] = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return found

@@ -57,7 +57,10 @@ VERSION_PREFIX = "bench.version."  # + python, tensorflow, keras, mlflow, optuna
 HOST_PREFIX = "bench.host."  # + platform, cpus
 HOST_PLATFORM = HOST_PREFIX + "platform"
 HOST_CPUS = HOST_PREFIX + "cpus"
-ENVIRONMENT_PREFIXES = (VERSION_PREFIX, HOST_PREFIX, DEVICE, GIT_COMMIT)  # what a report lists
+HOST_CPU = HOST_PREFIX + "cpu"  # the CPU model
+HOST_MEMORY = HOST_PREFIX + "memory"
+COMMAND = "bench.command"  # the command line that made a parent run (redacted like every tag)
+ENVIRONMENT_PREFIXES = (VERSION_PREFIX, HOST_PREFIX, DEVICE, GIT_COMMIT, COMMAND)  # what a report lists
 
 # --------------------------------------------------------------------------- Optuna's, in MLflow
 OPTUNA_STATE = "optuna.state"  # tag on a trial's run: COMPLETE / PRUNED / FAIL

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench import data, stopping
+from bench import data, stopping, training
 from bench.compare import train_and_log
 from bench.errors import BenchError, NoStudyError, StorageError
 from bench.models import HParams, get_variant
 from bench.results.artifacts import ModelNaming
 from bench.results.report import log_report
 from bench.store import schema
+from bench.store.environment import environment_tags
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
 from bench.studies import Study
@@ -104,7 +105,8 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     with tracker.run(
         f"study-{s.study_name}", kind=schema.KIND_STUDY, resume_run_id=parent_id,
         params=_study_params(s, splits) if fresh else None,
-        tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant, schema.TASK_TAG: s.task},
+        tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant, schema.TASK_TAG: s.task,
+              **environment_tags(training.device_description())},
         description=f"Optuna study {s.study_name}: {s.variant} on {s.task}",
     ) as parent_id:
         study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
