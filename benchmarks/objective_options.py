@@ -23,7 +23,12 @@ Usage (the measurement behind results/objective.md):
         --tracking-uri sqlite:///.runs/issue15/mlflow.db \\
         --storage journal:///.runs/issue15/optuna.journal \\
         --study default --study best-epoch \\
-        --comparison core-fashion-mnist --comparison core-fashion-mnist-best-epoch
+        --comparison core-fashion-mnist --comparison core-fashion-mnist-best-epoch \\
+        --candidate objective-mean-last-5
+
+``--candidate EXPERIMENT`` scores plain comparisons run with chosen hyperparameters (here
+the trials the mean-of-the-last-epochs rule picks, passed as ``--learning-rate``) against
+the default runs of the first ``--comparison``, paired by seed.
 """
 
 from __future__ import annotations
@@ -109,36 +114,65 @@ def print_selection(args, client) -> None:
                       f"{_f(p.get('dropout'), '.3f')} | " + " | ".join(retrain) + " |")
 
 
-def print_outcome(args, client) -> None:
-    from bench import stats
+def seeded_tables(client, reader, experiment: str) -> list[tuple[str, object]]:
+    """(parent run id, run table) of every FINISHED comparison over seeds in ``experiment``, newest first."""
     from bench.results import table as tables
+
+    exp = client.get_experiment_by_name(experiment)
+    runs = [] if exp is None else client.search_runs(
+        [exp.experiment_id], "tags.`bench.kind` = 'comparison' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=50)
+    return [
+        (r.info.run_id, tables.stored_run_table(reader.load(r.info.run_id).children))
+        for r in runs if int(r.data.params.get("protocol.seeds", "1")) > 1
+    ]
+
+
+def print_outcome(args, client) -> None:
+    import pandas as pd
+
     from bench.store.reader import StoreReader
 
     reader = StoreReader(args.tracking_uri, client)
     for experiment in args.comparison:
-        exp = client.get_experiment_by_name(experiment)
-        runs = [] if exp is None else client.search_runs(
-            [exp.experiment_id], "tags.`bench.kind` = 'comparison' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=20)
-        parent = next((r for r in runs if int(r.data.params.get("protocol.seeds", "1")) > 1), None)
         print(f"\n## Outcome: experiment {experiment}\n")
-        if parent is None:
+        found = seeded_tables(client, reader, experiment)
+        if not found:
             print("(no finished comparison over seeds yet)")
             continue
-        stored = reader.load(parent.info.run_id)
-        table = tables.stored_run_table(stored.children)
-        effect = stats.tuning_effect(table)
-        if effect is None:
-            print("(no tuned runs)")
-            continue
-        means = table.pivot_table(index="variant", columns="setting", values="test_accuracy", aggfunc="mean")
-        print(f"comparison run {parent.info.run_id}, {int(effect['seeds'].max())} seeds\n")
-        print("| variant | default test | tuned test | tuned - default [95% CI] | p (Holm) | tuned >= default |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for r in effect.itertuples():
-            print(f"| {r.variant} | {means.loc[r.variant, 'default']:.4f} | {means.loc[r.variant, 'tuned']:.4f} | "
-                  f"{r.delta_mean:+.4f} [{r.delta_ci95_low:+.4f}, {r.delta_ci95_high:+.4f}] | {_f(r.p_holm, '.3g')} | "
-                  f"{'yes' if r.delta_mean >= 0 else 'NO'} |")
+        parent, table = found[0]
+        print_effect(table, f"comparison run {parent}")
+    if args.candidate and args.comparison:
+        found = seeded_tables(client, reader, args.comparison[0])
+        if not found:
+            return
+        baseline = found[0][1]
+        candidates = [t for experiment in args.candidate for _, t in seeded_tables(client, reader, experiment)]
+        for experiment in args.candidate:
+            print(f"\n## Outcome: the runs of experiment {experiment} against the defaults of {args.comparison[0]}\n")
+        if not candidates:
+            print("(no finished comparison over seeds yet)")
+            return
+        tuned = pd.concat(candidates).assign(setting="tuned")
+        default = baseline[(baseline["setting"] == "default") & baseline["variant"].isin(set(tuned["variant"]))]
+        print_effect(pd.concat([default, tuned]), "paired by seed")
+
+
+def print_effect(table, source: str) -> None:
+    from bench import stats
+
+    effect = stats.tuning_effect(table)
+    if effect is None:
+        print("(no tuned runs)")
+        return
+    means = table.pivot_table(index="variant", columns="setting", values="test_accuracy", aggfunc="mean")
+    print(f"{source}, {int(effect['seeds'].max())} seeds\n")
+    print("| variant | default test | tuned test | tuned - default [95% CI] | p (Holm) | tuned >= default |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in effect.itertuples():
+        print(f"| {r.variant} | {means.loc[r.variant, 'default']:.4f} | {means.loc[r.variant, 'tuned']:.4f} | "
+              f"{r.delta_mean:+.4f} [{r.delta_ci95_low:+.4f}, {r.delta_ci95_high:+.4f}] | {_f(r.p_holm, '.3g')} | "
+              f"{'yes' if r.delta_mean >= 0 else 'NO'} |")
 
 
 def _f(value, fmt: str = ".4f") -> str:
@@ -151,6 +185,9 @@ def main() -> None:
     parser.add_argument("--storage", required=True, help="the Optuna storage bench tune used")
     parser.add_argument("--study", action="append", default=[], help="study file or name (repeatable)")
     parser.add_argument("--comparison", action="append", default=[], help="experiment of a compare --tuned (repeatable)")
+    parser.add_argument("--candidate", action="append", default=[],
+                        help="experiment of plain comparisons with chosen hyperparameters, scored against the "
+                             "default runs of the first --comparison, paired by seed (repeatable)")
     parser.add_argument("--last-k", type=int, default=5)
     args = parser.parse_args()
     from mlflow.tracking import MlflowClient

@@ -116,3 +116,16 @@ def test_slugs_follow_githubs_rules():
         "the-seed-notebooks-numbers-beside-ours-measured"
     )
     assert slug("Seeds, statistics and reports") == "seeds-statistics-and-reports"
+
+
+def test_every_number_in_the_readmes_results_is_in_a_published_report():
+    """The README's Results section quotes results/; nothing there is typed by hand."""
+    text = README.read_text()
+    section = text.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    reports = "\n".join(p.read_text() for p in sorted((ROOT / "results").rglob("report.md")))
+    numbers = set(re.findall(r"\b\d\.\d{4}\b", section))
+    assert numbers, "the Results section quotes no scores"
+    missing = sorted(n for n in numbers if n not in reports)
+    assert not missing, f"in README.md's Results but in no results/**/report.md: {missing}"
+    for run in re.findall(r"parent run ([0-9a-f]{8})", section):
+        assert f"({run}" in reports, f"parent run {run} is not one of results/'s reports"

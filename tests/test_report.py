@@ -124,6 +124,17 @@ def test_report_contents_come_from_the_store(compared, tmp_path):
         assert f"{child.data.metrics['test_accuracy']:.4f}" in md
     parent = compared.client.get_run(compared.parent_id)
     assert parent.data.tags["bench.version.tensorflow"] in md
+    # every pair's Holm-adjusted p-value, as logged in ranking_pvalues.csv, diagonal blank
+    logged = pd.read_csv(download(compared.client, compared.parent_id, "ranking_pvalues.csv", tmp_path / "p"), index_col=0)
+    pairs = md.split("**Every pair (default): paired t-test p-values, Holm-adjusted over all pairs**", 1)[1]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in pairs.split("\n\n", 2)[1].splitlines()[2:]}
+    assert set(rows) == set(VARIANTS)
+    header = [c.strip() for c in pairs.split("\n\n", 2)[1].splitlines()[0].split("|")[2:-1]]
+    for a, cells in rows.items():
+        for b, cell in zip(header, cells, strict=True):
+            p = logged.loc[a, b]
+            assert cell == ("" if a == b else f"{p:.3g}" if 0 < p < 1e-3 else f"{p:.4f}"), (a, b)
     for image in re.findall(r"\]\((report_files/[^)]+)\)", md):
         assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -9,6 +9,7 @@ ranking sentence shown in the terminal and in reports are made here too.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -210,10 +211,25 @@ def tuned_hyperparameters(runs: Sequence[StoredRun]) -> pd.DataFrame | None:
         row: dict[str, object] = {"variant": variant}
         for key in schema.TUNABLE:
             if key in tuned and tuned[key] != "default":
-                row[f"{key} default"] = _param(default.get(key, ""))
+                row[f"{key} default"] = _param(_variant_value(default, key))
                 row[f"{key} tuned"] = _param(tuned[key])
         rows.append(row)
-    return pd.DataFrame(rows).fillna("") if rows else None
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows).fillna("")
+    same = [k for k in schema.TUNABLE if f"{k} tuned" in frame and frame[f"{k} tuned"].eq(frame[f"{k} default"]).all()]
+    return frame.drop(columns=[f"{k} {s}" for k in same for s in ("default", "tuned")])  # left as they were
+
+
+def _variant_value(params: Mapping[str, str], key: str) -> str:
+    """A run's hyperparameter; a dropout rate left to the variant read from its layer
+    summary (``D0.5``) when every dropout layer has the same rate."""
+    value = params.get(key, "")
+    if key == schema.DROPOUT and value == "default":
+        rates = set(re.findall(r"\bD([0-9.]+)", params.get(schema.VARIANT_SUMMARY, "")))
+        if len(rates) == 1:
+            return rates.pop()
+    return value
 
 
 def _param(value: str) -> str:

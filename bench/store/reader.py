@@ -18,6 +18,13 @@ from bench.store import schema
 from bench.store.probe import check_tracking_uri
 from bench.store.uri import first_line, redact, resolve_tracking_uri
 
+#: The curves read back per run kind: all of a training run's; a trial's validation accuracy
+#: (how many epochs it trained before it completed or was pruned).
+_HISTORIES = {
+    **{kind: schema.HISTORY for kind in schema.TRAINING_KINDS},
+    schema.KIND_TRIAL: (schema.VAL_ACCURACY,),
+}
+
 
 @dataclass
 class StoredRun:
@@ -101,16 +108,15 @@ class StoreReader:
                 order_by=["attributes.start_time ASC"], max_results=10_000,
             )
             experiment = self.client.get_experiment(parent.info.experiment_id).name
-            stored = [self._stored(r, with_history=r.data.tags.get(schema.KIND) in schema.TRAINING_KINDS)
-                      for r in children]
+            stored = [self._stored(r, history=_HISTORIES.get(r.data.tags.get(schema.KIND), ())) for r in children]
         except MlflowException as exc:
             raise TrackingError(f"{redact(self.uri)}: {first_line(exc)}") from None
         return StoredComparison(self.uri, experiment, self._stored(parent), stored, self._artifact)
 
-    def _stored(self, run, *, with_history: bool = False) -> StoredRun:
+    def _stored(self, run, *, history: Sequence[str] = ()) -> StoredRun:
         histories = {}
-        if with_history:
-            for key in schema.HISTORY:
+        if history:
+            for key in history:
                 points = sorted(self.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
                 histories[key] = [m.value for m in points]
         return StoredRun(

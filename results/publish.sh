@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Rebuild results/ from the MLflow store its runs were recorded in (the runs are named by id:
+# every folder here is the report `bench report` builds from exactly these runs).
+#   results/publish.sh sqlite:////work/main/.runs/issue15/mlflow.db
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MLFLOW_TRACKING_URI=${1:?usage: results/publish.sh TRACKING_URI}
+bench=${BENCH:-.venv/bin/bench}
+report() {  # folder run-id
+    rm -rf "results/$1" && "$bench" report --run-id "$2" --out "results/$1" --format markdown --flat
+}
+# Part 1: Fashion-MNIST, seed 000's six variants, default vs tuned over 5 seeds (default study)
+report core-fashion-mnist 7679ac97135741f78ce3903c8070cdb7
+report core-fashion-mnist/tuning/vanilla-shallow dc3b14d903604442a6a171cfc3029b05
+report core-fashion-mnist/tuning/vanilla-deep 9308e9575e8e45e1a200657f2046a69c
+report core-fashion-mnist/tuning/dropout-shallow 754bd32c10bd442b8b02446ba9ca95f0
+report core-fashion-mnist/tuning/dropout-deep 293215454b5940318c53aa25ceaa17a6
+report core-fashion-mnist/tuning/batchnorm-shallow 1c5b6573e3f749f9b41320ca427a24d4
+report core-fashion-mnist/tuning/batchnorm-residual-deep 491d12ae348b4600878f4e412cb33ebd
