@@ -8,7 +8,8 @@ the retraining), each plus a random delay. Every time the process must exit non-
 :data:`EXIT_WITHIN` seconds of the signal, leave no run RUNNING (and no trial RUNNING),
 create no run and log no epoch after the signal (a :data:`MARGIN` allows for the store call
 in progress when it arrived), and never hand a run to the stale-run clean-up of the next
-start. The same command run again afterwards completes the work.
+start. The same command run again afterwards completes the work (a comparison resumes the
+last interrupted one: its finished runs are kept, the rest trained).
 
 Several signalled runs share one store (a lane): signal, check, run again and signal again,
 and finally run to completion. The lanes run side by side.
@@ -290,17 +291,30 @@ def _compare_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     study.write_text(study_yaml("sig", variants=["vanilla-shallow", "batchnorm-shallow"], epochs=2))
     cmd = [sys.executable, "-m", "bench", "compare", "--study", str(study), "--seeds", "2", "--no-model"]
     shots = []
-    for moment in moments:
-        shot = _run(cmd, folder, moment)
+    for moment in moments:  # --fresh: each signalled run has the whole comparison ahead of it
+        shot = _run([*cmd, "--fresh"], folder, moment)
         shot.lag = _check_stopped(shot, folder)
         shots.append(shot)
+    interrupted = [r for r in _runs(folder) if r.data.tags["bench.kind"] == "comparison"]
     final = _run(cmd, folder, None)
     assert final.returncode == 0, final.stderr[-3000:]
-    runs = [r for r in _runs(folder) if r.info.start_time >= final.started * 1000]
-    assert sorted(r.data.tags["bench.kind"] for r in runs) == ["comparison"] + ["train"] * 4
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    assert all("test_accuracy" in r.data.metrics for r in runs if r.data.tags["bench.kind"] == "train")
-    assert not [r for r in _runs(folder) if r.info.status not in ("FINISHED", "KILLED")]
+    # The rerun resumed the last interrupted comparison: one parent FINISHED, holding exactly
+    # the four runs, FINISHED and tested, whichever attempt trained them; the unfinished deleted.
+    runs = _runs(folder)
+    [parent] = [r for r in runs if r.data.tags["bench.kind"] == "comparison" and r.info.status == "FINISHED"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                and r.info.lifecycle_stage == "active"]
+    assert sorted(r.info.run_name for r in children) == sorted(
+        f"{v}/s{s}" for v in ("vanilla-shallow", "batchnorm-shallow") for s in (0, 1))
+    assert {r.info.status for r in children} == {"FINISHED"}
+    assert all("test_accuracy" in r.data.metrics for r in children)
+    assert not [r for r in runs if r.info.status not in ("FINISHED", "KILLED")]
+    assert not [r for r in runs if r.info.status == "KILLED" and r.info.lifecycle_stage == "active"
+                and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    if interrupted:
+        newest = max(interrupted, key=lambda r: r.info.start_time)
+        assert f"resuming comparison {newest.info.run_id}" in final.stderr, final.stderr[-3000:]
+        assert parent.info.run_id == newest.info.run_id
     return shots
 
 
