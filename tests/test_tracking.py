@@ -425,15 +425,19 @@ def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch
         assert row.test_accuracy == pytest.approx(after[row.run].data.metrics["test_accuracy"])
     assert "report/report.md" in artifact_paths(client, parent.info.run_id, "report")
 
-    again = run_comparison(settings, log_models=False)  # finished: a new repetition, not reopened
-    assert again.parent_run_id != first.info.run_id and again.resumed == 0
+    # Finished: never reopened, a new repetition starts (interrupted at once here) ...
+    monkeypatch.setattr(compare.training, "train_population", real)
     _train_failing_on(monkeypatch, 1, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         run_comparison(settings, log_models=False)
-    monkeypatch.setattr(compare.training, "train_population", real)
-    fresh = run_comparison(settings, log_models=False, fresh=True)
-    assert fresh.resumed == 0
-    assert len(all_runs_of_kind(client, "comparison")) == 4
+    [again] = [r for r in all_runs_of_kind(client, "comparison") if r.info.run_id != first.info.run_id]
+    assert again.info.status == "KILLED"
+    # ... and --fresh starts another instead of resuming that one.
+    _train_failing_on(monkeypatch, 1, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(settings, log_models=False, fresh=True)
+    parents = all_runs_of_kind(client, "comparison")
+    assert len(parents) == 3 and client.get_run(first.info.run_id).info.status == "FINISHED"
 
 
 def all_runs_of_kind(client: MlflowClient, kind: str) -> list:
