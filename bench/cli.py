@@ -301,7 +301,8 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
         found = best_params(settings.study, list(settings.variants), task=task,
                             storage=storage,
                             study_name=study_name, tracking_uri=tracking_uri)
-        settings = replace(settings, tuned=tuple(found.items()))
+        settings = replace(settings, tuned=tuple((v, t.params) for v, t in found.items()),
+                           tuned_from=tuple((v, t.origin) for v, t in found.items()))
     elif storage or study_name:
         raise click.UsageError("--storage and --study-name only apply with --tuned")
     if register and no_model:

@@ -41,6 +41,7 @@ class Settings:
     validation_size: int
     limit: int | None = None
     tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
+    tuned_from: tuple[tuple[str, str], ...] = ()  # variant -> the Optuna study and trial they come from
     per_variant: tuple[tuple[str, HParams], ...] = ()  # the study's overrides, after the CLI's
 
     @classmethod
@@ -365,8 +366,8 @@ def _train_all(
             tracker, get_variant(vname), members, splits, run_names=run_names,
             kind=schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED,
             labels=[f"[{position[name]}/{len(jobs)}] {name}" for name in run_names],
-            extra_params=[{schema.STUDY: study.name, schema.SETTING: setting, **tables.reference_params(reference)}]
-            * len(members),
+            extra_params=[{schema.STUDY: study.name, schema.SETTING: setting, **tables.reference_params(reference),
+                           **_origin(settings, vname, setting)}] * len(members),
             parent_run_id=parent_id,
             log_model=log_models,
             namings=[_naming(vname, setting, hp.seed, settings, register) for hp in members],
@@ -384,6 +385,12 @@ def _train_all(
             outcome.histories[name] = kept[name].histories
         outcome.groups[name] = get_variant(vname).group
     return [result for result, _ in trained.values()], outcome
+
+
+def _origin(settings: Settings, variant: str, setting: str) -> dict[str, str]:
+    """A tuned run's ``tuned_from`` param: the Optuna study and trial its hyperparameters are."""
+    origin = dict(settings.tuned_from).get(variant) if setting == schema.SETTING_TUNED else None
+    return {schema.TUNED_FROM: origin} if origin else {}
 
 
 def _naming(variant: str, setting: str, seed: int, settings: Settings, register: bool) -> artifacts.ModelNaming:

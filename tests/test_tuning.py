@@ -367,6 +367,9 @@ def test_compare_tuned_shows_default_and_tuned_side_by_side(tmp_path, tracking_u
     settings = {r.data.params["setting"]: r for r in children if r.data.params["seed"] == "0"}
     assert set(settings) == {"default", "tuned"}
     assert float(settings["tuned"].data.params["learning_rate"]) == pytest.approx(best["learning_rate"])
+    origin = f"{s.study_name} trial {load_optuna_study(s, create=False).best_trial.number}"
+    assert settings["tuned"].data.params["tuned_from"] == origin and "tuned_from" not in settings["default"].data.params
+    assert origin in hyper
     assert settings["default"].data.params["learning_rate"] != settings["tuned"].data.params["learning_rate"]
     text = client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))
     rows = Path(text).read_text().splitlines()

@@ -213,10 +213,13 @@ def tuned_hyperparameters(runs: Sequence[StoredRun]) -> pd.DataFrame | None:
             if key in tuned and tuned[key] != "default":
                 row[f"{key} default"] = _param(_variant_value(default, key))
                 row[f"{key} tuned"] = _param(tuned[key])
+        row["from"] = tuned.get(schema.TUNED_FROM, "")
         rows.append(row)
     if not rows:
         return None
     frame = pd.DataFrame(rows).fillna("")
+    if not frame["from"].astype(bool).any():
+        frame = frame.drop(columns=["from"])
     same = [k for k in schema.TUNABLE if f"{k} tuned" in frame and frame[f"{k} tuned"].eq(frame[f"{k} default"]).all()]
     return frame.drop(columns=[f"{k} {s}" for k in same for s in ("default", "tuned")])  # left as they were
 

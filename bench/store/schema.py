@@ -76,6 +76,7 @@ SETTING = "setting"
 SEED = "seed"
 TRIAL_NUMBER = "trial_number"
 BEST_TRIAL = "best_trial"
+TUNED_FROM = "tuned_from"  # a compare --tuned run: "<Optuna study> trial <n>" its hyperparameters are
 SPLIT_PREFIX = "split."  # + train, validation, test: images per split
 PROTOCOL_PREFIX = "protocol."  # a comparison's settings (kept apart from `mlflow run`'s params)
 TUNING_PREFIX = "tuning."  # a study's settings, likewise

@@ -228,10 +228,18 @@ def tuned_hparams(s: TuneSettings, study: optuna.Study | None = None) -> HParams
     return dataclasses.replace(s.base, **{k: v for k, v in best.params.items()})
 
 
+@dataclass(frozen=True)
+class Tuned:
+    """A variant's tuned hyperparameters and where they come from (``<study> trial <n>``)."""
+
+    params: dict[str, object]
+    origin: str
+
+
 def best_params(
     study: Study, variants: list[str], *, task: str | None, storage: str | None,
     study_name: str | None, tracking_uri: str | None,
-) -> dict[str, dict[str, object]]:
+) -> dict[str, Tuned]:
     """Each variant's best hyperparameters from its Optuna study (for ``compare --tuned``)."""
     planned = plan(
         study, variants=variants, task=task, trials=None, epochs=None, storage=storage,
@@ -250,7 +258,7 @@ def best_params(
         if best is None:
             missing.append(f"{s.variant} (study {s.study_name!r})")
         else:
-            found[s.variant] = dict(best.params)
+            found[s.variant] = Tuned(dict(best.params), f"{s.study_name} trial {best.number}")
     if missing:
         raise BenchError(
             f"no tuned hyperparameters in {redact(planned[0].storage)} for: {', '.join(missing)}; "
