@@ -106,9 +106,10 @@ def print_selection(args, client) -> None:
                 continue
             optuna_study = optuna.load_study(study_name=name, storage=storage)
             final, best, test = retrain_score(client, f"{study.name}-tuning", name)
-            for i, row in enumerate(selection(optuna_study, args.last_k)):
+            own = "best" if study.protocol.restore_best else "last"  # the rule the study itself scores by
+            for row in selection(optuna_study, args.last_k):
                 p = row["params"]
-                retrain = [_f(final), _f(best), _f(test)] if i == 0 else ["", "", ""]
+                retrain = [_f(final), _f(best), _f(test)] if row["rule"] == own else ["", "", ""]
                 print(f"| {variant} | {row['rule']} | {row['trial']} | {'yes' if row['default'] else ''} | "
                       f"{row['score']:.4f} | {p.get('learning_rate', ''):.3g} | "
                       f"{_f(p.get('dropout'), '.3f')} | " + " | ".join(retrain) + " |")
