@@ -363,12 +363,11 @@ def _tune_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
 
 def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_path, capsys):
     rng = random.Random(SEED)
-    lanes = [
-        (_compare_lane, tmp_path / "compare-a", _moments(rng, COMPARE_ANCHORS, 7)),
-        (_compare_lane, tmp_path / "compare-b", _moments(rng, COMPARE_ANCHORS, 7)),
+    lanes = [  # every anchor once, each at a random delay after its line
+        (_compare_lane, tmp_path / "compare", _moments(rng, COMPARE_ANCHORS, len(COMPARE_ANCHORS))),
         (_tune_lane, tmp_path / "tune", _moments(rng, TUNE_ANCHORS, 4) + _moments(rng, TUNE_LAST, 2, shuffle=False)),
     ]
-    assert sum(len(moments) for _, _, moments in lanes) >= 20
+    assert sum(len(moments) for _, _, moments in lanes) >= 13
     t0 = time.monotonic()
 
     def timed(lane, folder, moments):
@@ -385,4 +384,4 @@ def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_pat
             print(f"\n  {shot.moment}: exit {shot.returncode} {shot.exit_after:.1f}s later, "
                   f"last write {shot.lag:+.2f}s", end="")
         print()
-    assert len([s for s in shots if s.sent is not None]) >= 20
+    assert len([s for s in shots if s.sent is not None]) >= 13
