@@ -17,3 +17,5 @@ report core-fashion-mnist/tuning/dropout-shallow 754bd32c10bd442b8b02446ba9ca95f
 report core-fashion-mnist/tuning/dropout-deep 293215454b5940318c53aa25ceaa17a6
 report core-fashion-mnist/tuning/batchnorm-shallow 1c5b6573e3f749f9b41320ca427a24d4
 report core-fashion-mnist/tuning/batchnorm-residual-deep 491d12ae348b4600878f4e412cb33ebd
+# The tuning objective (results/objective.md): the best-epoch study's comparison
+report core-fashion-mnist-best-epoch b4961cc3ec904ce4a762f674605cdb03
