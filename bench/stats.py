@@ -28,7 +28,7 @@ import scikit_posthocs as sp
 from scipy import stats
 
 ALPHA = 0.05
-POSTHOC = ("ttest", "wilcoxon")
+POSTHOC = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank"}  # name -> what reports call it
 
 SUMMARY_COLUMNS = [
     "variant",

@@ -182,15 +182,12 @@ def _ranking_section(table: pd.DataFrame, rankings: dict[str, stats.Ranking], im
         if r.testable and len(r.pvalues) > 2:
             pairs = r.pvalues.loc[r.order, r.order].astype(float)
             pairs = pairs.mask(np.eye(len(pairs), dtype=bool)).rename_axis("variant").reset_index()
-            section.tables.append((f"Every pair ({setting}): {_POSTHOC.get(r.posthoc, r.posthoc)} p-values, "
+            section.tables.append((f"Every pair ({setting}): {stats.POSTHOC[r.posthoc]} p-values, "
                                    "Holm-adjusted over all pairs", _rounded(pairs)))
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
         section.images.append((f"Critical-difference diagram ({setting}): bars join variants not significantly different", name))
     return section
-
-
-_POSTHOC = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank"}
 
 
 def _tuning_section(table: pd.DataFrame, runs: list[StoredRun], rankings: dict[str, stats.Ranking]) -> Section | None:
