@@ -83,16 +83,14 @@ class Shot:
 
 #: (regex of the progress line, most seconds after it) for each command.
 COMPARE_ANCHORS = [
-    (None, 0.6),
-    (r"^loaded ", 1.0),  # TensorFlow loads next
+    (None, 1.6),  # before the handlers, or while the data or TensorFlow load
     (r"^comparison ", 1.5),  # the parent run is open; the first population compiles
     (r"epoch 1/2", 0.3),  # between two epochs
     (r"done in", 0.1),  # the first population is done: its models are released (gc)
-    (r"\[3/4\].*epoch 1/2", 0.3),  # the second variant trains
     (r"\[4/4\].*done in", 1.0),  # the comparison's figures and report
 ]
+# (An interrupt in the second population and its resume: tests/test_tracking.py.)
 TUNE_ANCHORS = [
-    (None, 0.6),
     (r"^tuning ", 3.0),  # the study's run is open; the workers start
     (r"^\[w\d\] loaded ", 2.0),  # a worker asks for trials and trains them
     (r"trial #\d+ (COMPLETE|PRUNED)", 0.1),  # right after a trial finished
@@ -365,9 +363,9 @@ def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_pat
     rng = random.Random(SEED)
     lanes = [  # every anchor once, each at a random delay after its line
         (_compare_lane, tmp_path / "compare", _moments(rng, COMPARE_ANCHORS, len(COMPARE_ANCHORS))),
-        (_tune_lane, tmp_path / "tune", _moments(rng, TUNE_ANCHORS, 4) + _moments(rng, TUNE_LAST, 2, shuffle=False)),
+        (_tune_lane, tmp_path / "tune", _moments(rng, TUNE_ANCHORS, 3) + _moments(rng, TUNE_LAST, 2, shuffle=False)),
     ]
-    assert sum(len(moments) for _, _, moments in lanes) >= 13
+    assert sum(len(moments) for _, _, moments in lanes) == 10
     t0 = time.monotonic()
 
     def timed(lane, folder, moments):
@@ -384,4 +382,4 @@ def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_pat
             print(f"\n  {shot.moment}: exit {shot.returncode} {shot.exit_after:.1f}s later, "
                   f"last write {shot.lag:+.2f}s", end="")
         print()
-    assert len([s for s in shots if s.sent is not None]) >= 13
+    assert len([s for s in shots if s.sent is not None]) == 10

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import training
-from bench.models import CORE_VARIANTS, HParams, Variant, get_variant, list_variants
+from bench.models import HParams, Variant, get_variant
 from bench.models.build import build_model
 from bench.training import DEAD_PATIENCE, HISTORY_KEYS, TrainResult, train
 from tests.support import LENET_LIKE, TINY_TEST, TINY_VALIDATION
@@ -49,24 +49,8 @@ def _check_result(result: TrainResult, variant: Variant, epochs: int) -> None:
     assert result.final_val_accuracy == result.history["val_accuracy"][-1]
 
 
-def _outside_the_studies() -> list[str]:
-    """Variants no study file lists: the toy run of every study (tests/test_studies.py)
-    trains all the others through the whole pipeline, so they are not trained twice."""
-    from bench.studies import STUDIES_DIR, load_study
-
-    listed = {name for path in STUDIES_DIR.glob("*.yaml") for name in load_study(path).variant_names}
-    return [name for name in list_variants() if name not in listed]
-
-
-@pytest.mark.parametrize("name", list(CORE_VARIANTS) + _outside_the_studies())
-def test_every_variant_trains_one_epoch(name, tiny_splits):
-    result = train(get_variant(name), ONE_EPOCH, tiny_splits)
-    _check_result(result, get_variant(name), epochs=1)
-    if name in CORE_VARIANTS:  # seed 000's six all learn the tiny data in one epoch
-        assert result.status == "ok", result.message
-        assert result.history["val_accuracy"][0] > 0.3
-    else:
-        assert result.status != "diverged", result.message
+# Every registered variant trains end to end in the toy run of its study
+# (tests/test_studies.py, which also requires every variant to be in a study).
 
 
 def test_a_declared_conv_variant_trains(tiny_splits):

@@ -147,14 +147,24 @@ def test_rerun_resumes_to_the_requested_total(tmp_path, tracking_uri, client):
 
 
 def test_same_sampler_seed_proposes_the_same_trials(tmp_path, tracking_uri):
-    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2)
-    [a] = settings_for(path, tracking_uri, study_name="a")
-    [b] = settings_for(path, tracking_uri, study_name="b")
-    tune(a)
-    tune(b)
-    pa = [t.params for t in load_optuna_study(a, create=False).get_trials()]
-    pb = [t.params for t in load_optuna_study(b, create=False).get_trials()]
-    assert pa == pb
+    """What trial n tries depends on --seed and n only (no training needed to see it; the
+    two-worker test below checks real workers' trials against this replay)."""
+    path = write_tune_study(tmp_path, variants=("dropout-shallow",), trials=4)
+    [s] = settings_for(path, tracking_uri)
+    variant = get_variant("dropout-shallow")
+
+    def proposals(seed: int) -> list[dict]:
+        study = optuna.create_study(direction="maximize")
+        for n in range(4):
+            study.sampler = make_sampler(seed, n)  # as a worker does before each ask
+            trial = study.ask()
+            suggest(trial, s.study.search_space, s.base, variant)
+            study.tell(trial, 0.5 + 0.1 * n)
+        return [t.params for t in study.trials]
+
+    assert proposals(0) == proposals(0)
+    assert proposals(0) != proposals(7)
+    assert all(set(p) == {"learning_rate", "dropout"} for p in proposals(0))
 
 
 def _tune_cmd(path: Path, tmp_path: Path, *extra: str) -> list[str]:
