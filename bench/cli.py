@@ -440,12 +440,15 @@ def list_cmd(pattern, show_studies):
     if show_studies:
         from bench.studies import list_studies, load_study
 
-        for path in list_studies():
+        paths = list_studies()
+        width = max((len(p.stem) for p in paths), default=0) + 1
+        for path in paths:
             try:
                 s = load_study(path)
-                click.echo(f"{path.stem:<14} {s.task:<14} {len(s.variant_names)} variants  {s.description.strip()[:70]}")
+                count = f"{len(s.variant_names)} variant{'s' if len(s.variant_names) != 1 else ''}"
+                click.echo(f"{path.stem:<{width}} {s.task:<14} {count:<11} {s.description.strip()[:70]}")
             except BenchError as exc:
-                click.echo(f"{path.stem:<14} INVALID: {exc}")
+                click.echo(f"{path.stem:<{width}} INVALID: {exc}")
         return
     from bench import present
     from bench.models import get_variant, list_variants

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -51,11 +53,33 @@ def _reset_mlflow_state() -> None:
         mlflow.end_run()
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite MLflow store with its schema made: creating one runs MLflow's ~50
+    migrations (2 s), so each worker makes it once and every test starts from a copy."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def copy_empty_store(template: Path, workdir: Path) -> None:
+    """``template`` as ``workdir/mlflow.db``, its Default experiment's artifacts under
+    ``workdir/mlruns/0`` as if the store had been created there."""
+    target = workdir / "mlflow.db"
+    shutil.copyfile(template, target)
+    with contextlib.closing(sqlite3.connect(target)) as con, con:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                    (str(workdir / "mlruns" / "0"),))
+
+
 @contextlib.contextmanager
-def isolated_environment(mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path) -> Iterator[str]:
+def isolated_environment(mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path, empty_store: Path) -> Iterator[str]:
     """Point every store, cache and data source at ``workdir`` / ``data_dir``; yield the URI."""
     import mlflow
 
+    copy_empty_store(empty_store, workdir)
     uri = f"sqlite:///{workdir}/mlflow.db"
     for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         mp.delenv(var, raising=False)
@@ -94,14 +118,14 @@ def _restore_process_state() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data: TinyData) -> Iterator[str]:
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data: TinyData, empty_store: Path) -> Iterator[str]:
     """Every test: its own MLflow store, data cache and Keras home; the tiny data; cwd = tmp."""
-    with isolated_environment(monkeypatch, tmp_path, tiny_data.root) as uri:
+    with isolated_environment(monkeypatch, tmp_path, tiny_data.root, empty_store) as uri:
         yield uri
 
 
 @pytest.fixture(scope="module")
-def module_store(tmp_path_factory: pytest.TempPathFactory, tiny_data: TinyData) -> Iterator[Store]:
+def module_store(tmp_path_factory: pytest.TempPathFactory, tiny_data: TinyData, empty_store: Path) -> Iterator[Store]:
     """An isolated environment shared by one module's tests (for expensive shared runs).
 
     Each test's own ``isolated`` environment is layered on top and undone after it, so
@@ -110,7 +134,7 @@ def module_store(tmp_path_factory: pytest.TempPathFactory, tiny_data: TinyData) 
     workdir = tmp_path_factory.mktemp("module-store")
     with (
         pytest.MonkeyPatch.context() as mp,
-        isolated_environment(mp, workdir, tiny_data.root) as uri,
+        isolated_environment(mp, workdir, tiny_data.root, empty_store) as uri,
     ):
         yield Store(workdir, uri)
 
