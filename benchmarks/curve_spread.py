@@ -1,0 +1,98 @@
+"""How much one run's number can move: read a comparison's learning curves back and measure.
+
+A seed notebook reports one run per variant, scored at its last epoch. Where our mean over
+seeds differs from that number, two measured things say how far one such draw can land
+from the mean: the spread of the final test accuracy over our seeds, and how much each
+run's validation accuracy moves over its last epochs (a run stopped one epoch earlier or
+later would have scored that differently). This script prints, per variant of a stored
+comparison (training nothing):
+
+* test accuracy over the seeds: mean, min, max, and the notebook's number when the study
+  records one, with the difference in points;
+* validation accuracy over each run's last ``--last-k`` epochs: the lowest and highest
+  value any seed reached there, and the largest epoch-to-epoch change;
+* training accuracy at the last epoch against validation (the generalisation gap) and
+  whether validation still rose over the last ``--last-k`` epochs (a run still learning).
+
+Usage (the numbers behind results/seed-000/README.md):
+
+    python benchmarks/curve_spread.py --tracking-uri sqlite:///.runs/issue15/mlflow.db \\
+        --run-id <comparison parent run id> [--last-k 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def spread(children, last_k: int) -> list[dict[str, object]]:
+    """One row per variant (and setting) of a comparison's FINISHED training runs."""
+    from bench.results.table import row_from_stored
+
+    groups: dict[str, list] = {}
+    refs: dict[str, float | None] = {}
+    for run in children:
+        row = row_from_stored(run)
+        if row["status"] in ("failed", "killed", "running") or row["test_accuracy"] is None:
+            continue
+        key = row["variant"] + ("" if row["setting"] == "default" else f" ({row['setting']})")
+        groups.setdefault(key, []).append(run)
+        refs[key] = row["ref_test_accuracy"]
+    rows = []
+    for key, runs in groups.items():
+        tests = [r.metrics["test_accuracy"] for r in runs]
+        tails = [r.histories.get("val_accuracy", [])[-last_k:] for r in runs]
+        tails = [t for t in tails if t]
+        steps = [abs(b - a) for t in tails for a, b in zip(t, t[1:], strict=False)]
+        ref = refs[key]
+        mean = sum(tests) / len(tests)
+        train_last = [r.histories["accuracy"][-1] for r in runs if r.histories.get("accuracy")]
+        val_last = [t[-1] for t in tails]
+        rows.append({
+            "variant": key,
+            "seeds": len(runs),
+            "test mean": mean,
+            "test min": min(tests),
+            "test max": max(tests),
+            "notebook": ref,
+            "Δ pts": None if ref is None else 100 * (mean - ref),
+            f"val min (last {last_k})": min((min(t) for t in tails), default=None),
+            f"val max (last {last_k})": max((max(t) for t in tails), default=None),
+            "largest epoch step": max(steps, default=None),
+            "train − val (last)": (sum(train_last) / len(train_last) - sum(val_last) / len(val_last))
+            if train_last and val_last else None,
+            f"val rise (last {last_k})": sum(t[-1] - t[0] for t in tails) / len(tails) if tails else None,
+        })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--run-id", required=True, help="a comparison's parent run")
+    parser.add_argument("--last-k", type=int, default=10)
+    args = parser.parse_args()
+
+    import pandas as pd
+
+    from bench.store.reader import StoreReader
+
+    reader = StoreReader(args.tracking_uri)
+    stored = reader.load(args.run_id)
+    for run in stored.children:  # the training curves (the reader keeps only what reports plot)
+        for key in ("accuracy", "val_accuracy"):
+            points = sorted(reader.client.get_metric_history(run.run_id, key), key=lambda m: m.step)
+            run.histories[key] = [p.value for p in points]
+    frame = pd.DataFrame(spread(stored.children, args.last_k))
+    print(f"comparison {args.run_id} ({stored.experiment_name}), last {args.last_k} epochs\n")
+    print(frame.to_markdown(index=False, floatfmt=".4f"))
+
+
+if __name__ == "__main__":
+    main()
