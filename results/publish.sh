@@ -19,3 +19,5 @@ report core-fashion-mnist/tuning/batchnorm-shallow 1c5b6573e3f749f9b41320ca427a2
 report core-fashion-mnist/tuning/batchnorm-residual-deep 491d12ae348b4600878f4e412cb33ebd
 # The tuning objective (results/objective.md): the best-epoch study's comparison
 report core-fashion-mnist-best-epoch b4961cc3ec904ce4a762f674605cdb03
+# Part 2: seed notebook 000 at its own protocol (batch 32, 50 epochs), 3 seeds
+report seed-000 ba6824648acb4902bbc743f32d7a2f9b
