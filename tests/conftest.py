@@ -55,7 +55,7 @@ def _reset_mlflow_state() -> None:
 
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty SQLite MLflow store with its schema made: creating one runs MLflow's ~50
+    """An empty SQLite MLflow store with its schema made: creating one runs MLflow's 68
     migrations (2 s), so each worker makes it once and every test starts from a copy."""
     from mlflow.tracking import MlflowClient
 
