@@ -87,6 +87,9 @@ def test_list_studies():
         assert "fashion_mnist" in rows[name]
         assert "6 variants" in rows[name]
         assert "INVALID" not in rows[name]
+    assert re.search(r"^best-mlp-mnist +mnist +1 variant +\S", rows["best-mlp-mnist"])  # singular
+    # the longest name still leaves the columns aligned
+    assert len({line.index(" fashion_mnist ") for line in rows.values() if " fashion_mnist " in line}) == 1
 
 
 def test_list_studies_flags_an_invalid_study_in_the_working_folder(tmp_path):
