@@ -21,3 +21,8 @@ report core-fashion-mnist/tuning/batchnorm-residual-deep 491d12ae348b4600878f4e4
 report core-fashion-mnist-best-epoch b4961cc3ec904ce4a762f674605cdb03
 # Part 2: seed notebook 000 at its own protocol (batch 32, 50 epochs), 3 seeds
 report seed-000 ba6824648acb4902bbc743f32d7a2f9b
+# Part 3: MNIST, seed notebook 004's three MLPs, default vs tuned over 5 seeds
+report seed-004 a4ffec5d2914400aa31a2207bdae8c26
+report seed-004/tuning/mlp-64-64-dropout 205ff4bbcc634b5d8a472566c76fd7ee
+report seed-004/tuning/mlp-400-300-dropout 88bbbddc442145ac882b5119f59511a0
+report seed-004/tuning/mlp-64-16-l2 e113df473cf74749a54eac870b3c237b
