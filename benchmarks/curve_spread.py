@@ -14,7 +14,7 @@ comparison (training nothing):
 * training accuracy at the last epoch against validation (the generalisation gap) and
   whether validation still rose over the last ``--last-k`` epochs (a run still learning).
 
-Usage (the numbers behind results/seed-000/README.md):
+Usage (the numbers behind results/README.md's seed 000 section):
 
     python benchmarks/curve_spread.py --tracking-uri sqlite:///.runs/issue15/mlflow.db \\
         --run-id <comparison parent run id> [--last-k 10]
@@ -32,28 +32,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def spread(children, last_k: int) -> list[dict[str, object]]:
-    """One row per variant (and setting) of a comparison's FINISHED training runs."""
+    """One row per variant (and setting) of a comparison's finished training runs."""
+    from statistics import fmean
+
     from bench.results.table import row_from_stored
+    from bench.store import schema
 
     groups: dict[str, list] = {}
     refs: dict[str, float | None] = {}
     for run in children:
-        row = row_from_stored(run)
-        if row["status"] in ("failed", "killed", "running") or row["test_accuracy"] is None:
+        row = row_from_stored(run)  # no test score unless the run FINISHED
+        if row["test_accuracy"] is None:
             continue
-        key = row["variant"] + ("" if row["setting"] == "default" else f" ({row['setting']})")
+        key = schema.display_key(row["variant"], row["setting"])
         groups.setdefault(key, []).append(run)
         refs[key] = row["ref_test_accuracy"]
     rows = []
     for key, runs in groups.items():
-        tests = [r.metrics["test_accuracy"] for r in runs]
-        tails = [r.histories.get("val_accuracy", [])[-last_k:] for r in runs]
-        tails = [t for t in tails if t]
+        tests = [r.metrics[schema.TEST_ACCURACY] for r in runs]
+        tails = [t for t in (r.histories.get(schema.VAL_ACCURACY, [])[-last_k:] for r in runs) if t]
         steps = [abs(b - a) for t in tails for a, b in zip(t, t[1:], strict=False)]
-        ref = refs[key]
-        mean = sum(tests) / len(tests)
-        train_last = [r.histories["accuracy"][-1] for r in runs if r.histories.get("accuracy")]
-        val_last = [t[-1] for t in tails]
+        train_last = [r.histories[schema.ACCURACY][-1] for r in runs if r.histories.get(schema.ACCURACY)]
+        ref, mean = refs[key], fmean(tests)
         rows.append({
             "variant": key,
             "seeds": len(runs),
@@ -65,9 +65,8 @@ def spread(children, last_k: int) -> list[dict[str, object]]:
             f"val min (last {last_k})": min((min(t) for t in tails), default=None),
             f"val max (last {last_k})": max((max(t) for t in tails), default=None),
             "largest epoch step": max(steps, default=None),
-            "train − val (last)": (sum(train_last) / len(train_last) - sum(val_last) / len(val_last))
-            if train_last and val_last else None,
-            f"val rise (last {last_k})": sum(t[-1] - t[0] for t in tails) / len(tails) if tails else None,
+            "train − val (last)": fmean(train_last) - fmean(t[-1] for t in tails) if train_last and tails else None,
+            f"val rise (last {last_k})": fmean(t[-1] - t[0] for t in tails) if tails else None,
         })
     return rows
 
@@ -83,12 +82,7 @@ def main() -> None:
 
     from bench.store.reader import StoreReader
 
-    reader = StoreReader(args.tracking_uri)
-    stored = reader.load(args.run_id)
-    for run in stored.children:  # the training curves (the reader keeps only what reports plot)
-        for key in ("accuracy", "val_accuracy"):
-            points = sorted(reader.client.get_metric_history(run.run_id, key), key=lambda m: m.step)
-            run.histories[key] = [p.value for p in points]
+    stored = StoreReader(args.tracking_uri).load(args.run_id)  # training runs come with their curves
     frame = pd.DataFrame(spread(stored.children, args.last_k))
     print(f"comparison {args.run_id} ({stored.experiment_name}), last {args.last_k} epochs\n")
     print(frame.to_markdown(index=False, floatfmt=".4f"))

@@ -146,6 +146,13 @@ def test_rerun_resumes_to_the_requested_total(tmp_path, tracking_uri, client):
     assert len(runs_of(client, "study")) == 1  # the parent run is reused, not duplicated
 
 
+def _replayed(seed: int, number: int, s, variant) -> dict:
+    """What trial ``number`` of a study tuned with ``--seed seed`` tries, without training."""
+    replay = optuna.create_study(sampler=make_sampler(seed, number), direction="maximize")
+    suggest(replay.ask(), s.study.search_space, s.base, variant)
+    return replay.trials[0].params
+
+
 def test_same_sampler_seed_proposes_the_same_trials(tmp_path, tracking_uri):
     """What trial n tries depends on --seed and n only (no training needed to see it; the
     two-worker test below checks real workers' trials against this replay)."""
@@ -154,13 +161,7 @@ def test_same_sampler_seed_proposes_the_same_trials(tmp_path, tracking_uri):
     variant = get_variant("dropout-shallow")
 
     def proposals(seed: int) -> list[dict]:
-        study = optuna.create_study(direction="maximize")
-        for n in range(4):
-            study.sampler = make_sampler(seed, n)  # as a worker does before each ask
-            trial = study.ask()
-            suggest(trial, s.study.search_space, s.base, variant)
-            study.tell(trial, 0.5 + 0.1 * n)
-        return [t.params for t in study.trials]
+        return [_replayed(seed, n, s, variant) for n in range(4)]
 
     assert proposals(0) == proposals(0)
     assert proposals(0) != proposals(7)
@@ -199,9 +200,7 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
     [s] = settings_for(path, tracking_uri)
     assert trials[0].params == {"learning_rate": 0.001} and trials[0].user_attrs["bench_default"]  # the default
     for t in trials[1:]:
-        replay = optuna.create_study(sampler=make_sampler(0, t.number), direction="maximize")
-        suggest(replay.ask(), s.study.search_space, s.base, get_variant("vanilla-shallow"))
-        assert replay.trials[0].params == t.params
+        assert _replayed(0, t.number, s, get_variant("vanilla-shallow")) == t.params
     runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
     assert sorted(runs) == list(range(6))
     statuses = {}
