@@ -11,8 +11,9 @@ comparison (training nothing):
   records one, with the difference in points;
 * validation accuracy over each run's last ``--last-k`` epochs: the lowest and highest
   value any seed reached there, and the largest epoch-to-epoch change;
-* training accuracy at the last epoch against validation (the generalisation gap) and
-  whether validation still rose over the last ``--last-k`` epochs (a run still learning).
+* training accuracy at the last epoch, and against validation (the generalisation gap);
+  whether validation still rose over the last ``--last-k`` epochs (a run still learning),
+  and at which epoch validation peaked (mean over seeds, of how many trained).
 
 Usage (the numbers behind results/README.md's seed 000 section):
 
@@ -53,6 +54,8 @@ def spread(children, last_k: int) -> list[dict[str, object]]:
         tails = [t for t in (r.histories.get(schema.VAL_ACCURACY, [])[-last_k:] for r in runs) if t]
         steps = [abs(b - a) for t in tails for a, b in zip(t, t[1:], strict=False)]
         train_last = [r.histories[schema.ACCURACY][-1] for r in runs if r.histories.get(schema.ACCURACY)]
+        curves = [c for c in (r.histories.get(schema.VAL_ACCURACY, []) for r in runs) if c]
+        peaks = [1 + max(range(len(c)), key=c.__getitem__) for c in curves]
         ref, mean = refs[key], fmean(tests)
         rows.append({
             "variant": key,
@@ -65,8 +68,11 @@ def spread(children, last_k: int) -> list[dict[str, object]]:
             f"val min (last {last_k})": min((min(t) for t in tails), default=None),
             f"val max (last {last_k})": max((max(t) for t in tails), default=None),
             "largest epoch step": max(steps, default=None),
+            "train acc (last)": fmean(train_last) if train_last else None,
             "train − val (last)": fmean(train_last) - fmean(t[-1] for t in tails) if train_last and tails else None,
             f"val rise (last {last_k})": fmean(t[-1] - t[0] for t in tails) if tails else None,
+            "best val epoch": fmean(peaks) if peaks else None,
+            "epochs": max((len(c) for c in curves), default=None),
         })
     return rows
 

@@ -26,3 +26,6 @@ report seed-004 a4ffec5d2914400aa31a2207bdae8c26
 report seed-004/tuning/mlp-64-64-dropout 205ff4bbcc634b5d8a472566c76fd7ee
 report seed-004/tuning/mlp-400-300-dropout 88bbbddc442145ac882b5119f59511a0
 report seed-004/tuning/mlp-64-16-l2 e113df473cf74749a54eac870b3c237b
+# Part 4: how far an MLP gets, MNIST (seed 004's 400-300 + dropout, 60 epochs, best epoch kept)
+report best-mlp-mnist ed5f568db0504a079b879d3b78932a7b
+report best-mlp-mnist/tuning/mlp-400-300-dropout 489f29c33b4348ddb09cdccf2a47ec81
