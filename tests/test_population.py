@@ -13,6 +13,8 @@ member and its Keras twin end; the checks below use networks where round-off sta
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -20,9 +22,10 @@ import tensorflow as tf
 
 from bench.models import Dense, HParams, Variant, get_variant
 from bench.models.build import build_model, make_optimizer
-from bench.population import supports, train_population
+from bench.population import Population, supports, train_population
 from bench.population.loop import epoch_order
 from bench.population.net import StackedNet, hashed_uniform
+from bench.result import Health
 
 L2_NET = Variant("test-l2", family="l2", group="test", blocks=(Dense(32, l2=1e-3), Dense(16, l2=1e-3)))
 BN_RESIDUAL = Variant(
@@ -142,6 +145,35 @@ def test_a_diverging_member_stops_and_the_others_go_on(tiny_splits):
     wild, calm = train_population(variant, members, tiny_splits, on_epoch=hooks)
     assert wild.status == "diverged" and wild.epochs_run == 1 and seen[0] == [0]
     assert calm.status == "ok" and calm.epochs_run == 3 and seen[1] == [0, 1, 2]
+
+
+class _Pruned(Exception):
+    pass
+
+
+def _prune(epoch: int, metrics: dict[str, float]) -> None:
+    raise _Pruned(f"pruned after epoch {epoch + 1}")
+
+
+def test_a_member_its_hook_stopped_is_not_judged_by_the_epoch_it_stopped_at(tiny_splits, caplog):
+    """A pruner stopping a trial after one epoch at chance does not make it a dead run (the
+    tuning log said 'training dead' of pruned trials); a member that trained to its end is judged."""
+    variant = get_variant("vanilla-shallow")
+    stuck = HParams(learning_rate=1e-9, batch_size=32, epochs=2, seed=0)
+    population = Population(variant, 2, tiny_splits, batch_size=32, optimizer="adam")
+    population.start(0, stuck, [])
+    population.start(1, stuck, [_prune])  # as bench tune's pool runs trials with Optuna's reporter
+    with caplog.at_level(logging.WARNING, logger="bench.population.engine"):
+        while population.running:
+            population.run_epoch()
+        (ran, _), (pruned, error) = population.finish(0), population.finish(1)
+    assert isinstance(error, _Pruned)
+    assert ran.status == "dead" and "at chance" in ran.message
+    judged = Health(tiny_splits.num_classes)
+    judged.final(pruned.history)
+    assert judged.status == "dead"  # where the pruned member stopped, it was at chance too
+    assert pruned.epochs_run == 1 and pruned.status == "ok" and pruned.message == ""
+    assert sum("training dead" in r.getMessage() for r in caplog.records) == 1  # the member that ran only
 
 
 def test_hashed_uniform_masks_are_uniform_and_per_member():

@@ -71,7 +71,8 @@ class Slot:
 
     def result(self, net: StackedNet, splits: Splits, device: str) -> TrainResult:
         variant = net.variant
-        self.health.final(self.history)
+        if self.error is None:  # a member its hook stopped (a pruned trial) did not end: no verdict on its end
+            self.health.final(self.history)
         if self.health.status != STATUS_OK:
             log.warning("%s (seed %d): training %s: %s", variant.name, self.hparams.seed, self.health.status,
                         self.health.message)
