@@ -29,3 +29,7 @@ report seed-004/tuning/mlp-64-16-l2 e113df473cf74749a54eac870b3c237b
 # Part 4: how far an MLP gets, MNIST (seed 004's 400-300 + dropout, 60 epochs, best epoch kept)
 report best-mlp-mnist ed5f568db0504a079b879d3b78932a7b
 report best-mlp-mnist/tuning/mlp-400-300-dropout 489f29c33b4348ddb09cdccf2a47ec81
+# Part 4: how far an MLP gets, Fashion-MNIST (vanilla-deep and dropout-deep, 60 epochs, best epoch kept)
+report best-mlp-fashion-mnist 31408165fd4a44138678ec157f7fe077
+report best-mlp-fashion-mnist/tuning/vanilla-deep 5f04c3ee1549413f8eee0beb619b016e
+report best-mlp-fashion-mnist/tuning/dropout-deep 439bd2a06e2748a79b14bc865d27b1e5
