@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench import data, stats, stopping, training
+from bench import data, repeats, stats, stopping, training
 from bench.clock import Eta
 from bench.models import HParams, Variant, get_variant
 from bench.results import artifacts
@@ -184,11 +184,15 @@ def train_and_log(
     log_model: bool = True,
     namings: Sequence[artifacts.ModelNaming] | None = None,
     eta: Eta | None = None,
+    same_as: Sequence[TrainResult] | None = None,
+    release: bool = True,
 ) -> list[TrainResult]:
     """Members of one variant trained together, each its own MLflow run: params and datasets
     first, curves per epoch, artifacts last. Every run ends FINISHED, or all end FAILED or
     KILLED. ``namings``: each member's model name (default: the variant, "-tuned" when tuned)
-    and registered model."""
+    and registered model. ``same_as``: results already trained with exactly these
+    hyperparameters, logged again instead of training the members (training is deterministic
+    per seed: it would end in the same weights). ``release``: drop the models afterwards."""
     from bench.models.build import build_model
 
     count = build_model(variant, members[0], input_shape=splits.input_shape).count_params()
@@ -202,21 +206,33 @@ def train_and_log(
                 **_split_params(splits), **more,
             }
             tags = {schema.VARIANT_TAG: variant.name, schema.SEED_TAG: str(hp.seed)}
+            if same_as is not None:
+                tags[schema.SAME_AS] = str(same_as[len(run_ids)].run_id)
             run = tracker.run(name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id,
                               description=variant.description)
             run_ids.append(stack.enter_context(run))
             tracker.log_datasets(run_ids[-1], artifacts.split_datasets(splits))
         hooks = [
-            [tracker.epoch_hook(run_id), _progress_hook(label, hp.epochs, eta)]
+            [tracker.epoch_hook(run_id)] + ([_progress_hook(label, hp.epochs, eta)] if same_as is None else [])
             for run_id, label, hp in zip(run_ids, labels, members, strict=True)
         ]
-        results = training.train_population(variant, members, splits, on_epoch=hooks)
+        if same_as is None:
+            results = training.train_population(variant, members, splits, on_epoch=hooks)
+        else:
+            results = [repeats.repeat(twin, hp, h) for twin, hp, h in zip(same_as, members, hooks, strict=True)]
         default = artifacts.ModelNaming(variant.name + ("-tuned" if kind == schema.KIND_TUNED else ""))
         for run_id, result, naming in zip(run_ids, results, namings or [default] * len(results), strict=True):
             stopping.check()
             artifacts.log_training(tracker, run_id, result, splits=splits, log_model=log_model, naming=naming)
             result.run_id = run_id
         stopping.check()  # a run ends FINISHED only where no stop was requested before it closed
+    _say_done(labels, results)
+    if release:
+        _release(results)
+    return results
+
+
+def _say_done(labels: Sequence[str], results: Sequence[TrainResult]) -> None:
     for label, result in zip(labels, results, strict=True):
         summary = (
             f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
@@ -224,8 +240,6 @@ def train_and_log(
             else "no test score"
         )
         progress.info("%s done in %.1fs: %s, %s", label, result.train_seconds, result.status, summary)
-    _release(results)
-    return results
 
 
 def _release(results: Sequence[TrainResult]) -> None:
@@ -356,12 +370,16 @@ def _train_all(
         for name, setting, members in settings.populations()
     ]
     chunks = _chunks([t for t in todo if t[2]])
-    eta = Eta(sum(hp.epochs for _, _, members in chunks for hp in members))  # every member-epoch to train
+    twins = repeats.Repeats(chunks)  # tuned runs that kept the default are logged again, not retrained
+    eta = Eta(sum(hp.epochs for _, _, members in chunks for hp in members) - twins.epochs)  # member-epochs to train
     trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
-    for vname, setting, members in chunks:
+    for vname, setting, members, repeat in twins.plan():
         # The notebook's numbers are for the study's own task, never beside another task's results.
         reference = study.references.get(vname) if settings.task == study.task else None
         run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
+        same_as, held = twins.take(vname, members) if repeat else None, twins.holds(vname, setting, members)
+        if same_as:
+            progress.info("%s: tuning kept the default setting; its default runs are logged again as tuned", vname)
         results = train_and_log(
             tracker, get_variant(vname), members, splits, run_names=run_names,
             kind=schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED,
@@ -372,7 +390,13 @@ def _train_all(
             log_model=log_models,
             namings=[_naming(vname, setting, hp.seed, settings, register) for hp in members],
             eta=eta,
+            same_as=same_as,
+            release=not held,
         )
+        if same_as:
+            _release([*same_as, *results])
+        elif held:
+            twins.hold(vname, members, results)
         for name, result in zip(run_names, results, strict=True):
             trained[name] = (result, tables.row_from_result(result, name, setting, reference))
     outcome = _Outcome()

@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"bench.result", "bench.studies"},
     {"bench.population"},
     {"bench.training"},
-    {"bench.results"},
+    {"bench.results", "bench.repeats"},
     {"bench.compare"},
     {"bench.tuning"},
     {"bench.present", "bench.completion"},

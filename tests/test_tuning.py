@@ -438,3 +438,49 @@ def test_a_trial_gets_the_same_result_alone_or_in_a_population(tmp_path, trackin
     for n in a:
         assert a[n].params == c[n].params
         assert a[n].value == pytest.approx(c[n].value, abs=1e-6)
+
+
+def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path, tracking_uri, client, monkeypatch):
+    """Where tuning kept the default setting (trial 0 won), its tuned runs are the default
+    runs logged a second time: the same curves, scores and model, trained once."""
+    from dataclasses import replace
+
+    from bench import training
+    from bench.compare import Settings, run_comparison
+
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow", "dropout-shallow"), epochs=2)
+    trained: list[tuple[str, list[float | None]]] = []
+    real = training.train_population
+
+    def counting(variant, members, splits, **kw):
+        trained.append((variant.name, [hp.learning_rate for hp in members]))
+        return real(variant, members, splits, **kw)
+
+    monkeypatch.setattr(training, "train_population", counting)
+    settings = Settings.from_study(load_study(path), seeds=2)
+    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow really changed
+    tuned = {"vanilla-shallow": {"learning_rate": 0.001}, "dropout-shallow": {"learning_rate": 0.003, "dropout": 0.2}}
+    settings = replace(settings, tuned=tuple(tuned.items()))
+    run_comparison(settings, tracking_uri=tracking_uri, log_models=True)
+
+    assert sorted(name for name, _ in trained) == ["dropout-shallow", "dropout-shallow", "vanilla-shallow"]
+    assert sum(len(lrs) for _, lrs in trained) == 6  # of 8 runs
+    [parent] = runs_of(client, "comparison")
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    runs = {(r.data.tags["bench.variant"], r.data.params["setting"], r.data.params["seed"]): r for r in children}
+    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in children)
+    for seed in ("0", "1"):
+        default, again = runs["vanilla-shallow", "default", seed], runs["vanilla-shallow", "tuned", seed]
+        assert again.data.tags["bench.same_as"] == default.info.run_id
+        scores = [{k: v for k, v in r.data.metrics.items() if not k.startswith("system/")} for r in (default, again)]
+        assert again.data.params["learning_rate"] == "0.001" and scores[0] == scores[1] and "test_accuracy" in scores[0]
+        curves = [[m.value for m in client.get_metric_history(r.info.run_id, "val_accuracy")] for r in (default, again)]
+        assert curves[0] == curves[1] and len(curves[0]) == 2
+        assert client.search_logged_models([parent.info.experiment_id],
+                                           filter_string=f"source_run_id = '{again.info.run_id}'")
+        changed = runs["dropout-shallow", "tuned", seed]
+        assert "bench.same_as" not in changed.data.tags and changed.data.params["dropout"] == "0.2"
+    table = Path(client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))).read_text()
+    row = next(line for line in table.splitlines() if line.startswith("vanilla-shallow,"))
+    assert row.split(",")[1] == row.split(",")[2]  # default and tuned means: the same runs

@@ -108,6 +108,14 @@ def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
     return cls() if hparams.learning_rate is None else cls(learning_rate=hparams.learning_rate)
 
 
+def learning_rate_of(hparams: HParams) -> float:
+    """The learning rate ``hparams`` trains with: its own, else the optimizer's Keras default
+    (kept as a float32 variable: 7 significant digits are its value)."""
+    if hparams.learning_rate is not None:
+        return hparams.learning_rate
+    return float(f"{float(make_optimizer(hparams).learning_rate):.7g}")
+
+
 def serving_model(model: keras.Model, scale: float = 1.0 / 255.0, offset: float = 0.0) -> keras.Model:
     """Wrap a trained model so it takes raw uint8 images: ``x = raw * scale + offset`` (the
     data's preprocessing, :attr:`bench.data.Splits.scale` / ``offset``) is built in."""

@@ -31,11 +31,9 @@ def default_params(space: SearchSpace, base: HParams, variant: Variant) -> dict[
     """The study's untuned setting (what ``bench compare`` trains) as a point of the search
     space, to be trial 0: the best trial is then never worse on validation than the
     default. None when the default lies outside the space (it cannot be a trial there)."""
-    from bench.models.build import make_optimizer
+    from bench.models.build import learning_rate_of
 
-    # Keras keeps its default as a float32 variable: 7 significant digits are its value.
-    lr = base.learning_rate if base.learning_rate is not None else float(f"{float(make_optimizer(base).learning_rate):.7g}")
-    params: dict[str, object] = {schema.LEARNING_RATE: lr}
+    params: dict[str, object] = {schema.LEARNING_RATE: learning_rate_of(base)}
     if space.dropout is not None and variant.has_dropout:
         rates = {b.dropout for b in variant.blocks if b.dropout}
         if base.dropout is None and len(rates) != 1:
