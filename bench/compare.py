@@ -199,15 +199,15 @@ def train_and_log(
     extra = list(extra_params) if extra_params is not None else [{}] * len(members)
     with contextlib.ExitStack() as stack:
         run_ids = []
-        for hp, name, more in zip(members, run_names, extra, strict=True):
+        for hp, name, more, twin in zip(members, run_names, extra, same_as or [None] * len(members), strict=True):
             stopping.check()  # no run starts once a stop is requested; the open ones end KILLED
             params = {
                 **variant.structure_params(), **hp.as_params(), schema.TASK: splits.task, schema.PARAMS: count,
                 **_split_params(splits), **more,
             }
             tags = {schema.VARIANT_TAG: variant.name, schema.SEED_TAG: str(hp.seed)}
-            if same_as is not None:
-                tags[schema.SAME_AS] = str(same_as[len(run_ids)].run_id)
+            if twin is not None:
+                tags[schema.SAME_AS] = str(twin.run_id)
             run = tracker.run(name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id,
                               description=variant.description)
             run_ids.append(stack.enter_context(run))
@@ -373,11 +373,11 @@ def _train_all(
     twins = repeats.Repeats(chunks)  # tuned runs that kept the default are logged again, not retrained
     eta = Eta(sum(hp.epochs for _, _, members in chunks for hp in members) - twins.epochs)  # member-epochs to train
     trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
-    for vname, setting, members, repeat in twins.plan():
+    for vname, setting, members, repeat in twins.plan:
         # The notebook's numbers are for the study's own task, never beside another task's results.
         reference = study.references.get(vname) if settings.task == study.task else None
         run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
-        same_as, held = twins.take(vname, members) if repeat else None, twins.holds(vname, setting, members)
+        same_as, held = (twins.take(vname, members) if repeat else None), twins.holds(vname, setting, members)
         if same_as:
             progress.info("%s: tuning kept the default setting; its default runs are logged again as tuned", vname)
         results = train_and_log(
@@ -394,7 +394,7 @@ def _train_all(
             release=not held,
         )
         if same_as:
-            _release([*same_as, *results])
+            _release(same_as)  # train_and_log released their copies
         elif held:
             twins.hold(vname, members, results)
         for name, result in zip(run_names, results, strict=True):

@@ -5,6 +5,7 @@ logs the default runs a second time as the tuned ones instead of training them a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 from bench.models import HParams, get_variant
@@ -14,21 +15,20 @@ from bench.store import schema
 Chunk = tuple[str, str, list[HParams]]  # (variant, setting, members trained together)
 
 
+@functools.cache
 def effective(variant: str, hp: HParams) -> HParams:
     """``hp`` as training sees it: the optimizer's default learning rate and the variant's
     dropout rate written out (a tuned setting that kept the default spells them out)."""
     from bench.models.build import learning_rate_of
 
-    rates = {b.dropout for b in get_variant(variant).blocks if b.dropout}
-    dropout = hp.dropout if hp.dropout is not None or len(rates) != 1 else next(iter(rates))
+    dropout = hp.dropout if hp.dropout is not None else get_variant(variant).dropout_rate
     return hp.replace(learning_rate=learning_rate_of(hp), dropout=dropout)
 
 
 def repeat(twin: TrainResult, hp: HParams, hooks: Sequence[EpochHook]) -> TrainResult:
-    """``twin``'s result as the result of a run whose hyperparameters train the same way:
-    its curves replayed into the run's hooks (the store), nothing trained."""
-    if effective(twin.variant, twin.hparams) != effective(twin.variant, hp):
-        raise ValueError(f"{twin.variant}: {hp} is not the setting {twin.hparams} was trained with")
+    """``twin``'s result as the result of a run whose hyperparameters train the same way
+    (:class:`Repeats` pairs them): its curves replayed into the run's hooks (the store),
+    nothing trained."""
     for epoch in range(twin.epochs_run):
         metrics = {key: values[epoch] for key, values in twin.history.items()}
         for hook in hooks:
@@ -44,36 +44,26 @@ class Repeats:
     def __init__(self, chunks: Sequence[Chunk]) -> None:
         fresh = {(name, effective(name, hp)) for name, setting, members in chunks
                  if setting == schema.SETTING_DEFAULT for hp in members}
-        self.wanted = {(name, effective(name, hp)) for name, setting, members in chunks
-                       if setting == schema.SETTING_TUNED for hp in members} & fresh
-        self.chunks = chunks
-        self._held: dict[tuple[str, HParams], TrainResult] = {}
-
-    def is_repeat(self, name: str, hp: HParams) -> bool:
-        return (name, effective(name, hp)) in self.wanted
-
-    @property
-    def epochs(self) -> int:
-        """Member-epochs not trained."""
-        return sum(hp.epochs for name, setting, members in self.chunks if setting == schema.SETTING_TUNED
-                   for hp in members if self.is_repeat(name, hp))
-
-    def plan(self) -> list[tuple[str, str, list[HParams], bool]]:
-        """The chunks in order, each tuned one split into its repeating members (``True``:
-        logged again, not trained) and the rest."""
-        out = []
-        for name, setting, members in self.chunks:
-            if setting != schema.SETTING_TUNED:
-                out.append((name, setting, members, False))
+        wanted = {(name, effective(name, hp)) for name, setting, members in chunks
+                  if setting == schema.SETTING_TUNED for hp in members} & fresh
+        #: The chunks in order, each tuned one split into its repeating members (``True``:
+        #: logged again, not trained) and the rest.
+        self.plan: list[tuple[str, str, list[HParams], bool]] = []
+        for name, setting, members in chunks:
+            again = [hp for hp in members if (name, effective(name, hp)) in wanted]
+            if setting != schema.SETTING_TUNED or not again:
+                self.plan.append((name, setting, members, False))
                 continue
-            again = [hp for hp in members if self.is_repeat(name, hp)]
-            rest = [hp for hp in members if not self.is_repeat(name, hp)]
-            out += [(name, setting, group, group is again) for group in (again, rest) if group]
-        return out
+            rest = [hp for hp in members if hp not in again]
+            self.plan += [(name, setting, again, True)] + ([(name, setting, rest, False)] if rest else [])
+        #: Member-epochs not trained.
+        self.epochs = sum(hp.epochs for *_, members, again in self.plan if again for hp in members)
+        self._wanted = wanted
+        self._held: dict[tuple[str, HParams], TrainResult] = {}
 
     def holds(self, name: str, setting: str, members: Sequence[HParams]) -> bool:
         """A default chunk whose results a tuned chunk will log again (keep its models)."""
-        return setting == schema.SETTING_DEFAULT and any(self.is_repeat(name, hp) for hp in members)
+        return setting == schema.SETTING_DEFAULT and any((name, effective(name, hp)) in self._wanted for hp in members)
 
     def hold(self, name: str, members: Sequence[HParams], results: Sequence[TrainResult]) -> None:
         self._held.update({(name, effective(name, hp)): r for hp, r in zip(members, results, strict=True)})

@@ -51,11 +51,11 @@ def spread(children, last_k: int) -> list[dict[str, object]]:
     rows = []
     for key, runs in groups.items():
         tests = [r.metrics[schema.TEST_ACCURACY] for r in runs]
-        tails = [t for t in (r.histories.get(schema.VAL_ACCURACY, [])[-last_k:] for r in runs) if t]
+        curves = [c for c in (r.histories.get(schema.VAL_ACCURACY, []) for r in runs) if c]
+        tails = [c[-last_k:] for c in curves]
         steps = [abs(b - a) for t in tails for a, b in zip(t, t[1:], strict=False)]
         train_last = [r.histories[schema.ACCURACY][-1] for r in runs if r.histories.get(schema.ACCURACY)]
-        curves = [c for c in (r.histories.get(schema.VAL_ACCURACY, []) for r in runs) if c]
-        peaks = [1 + max(range(len(c)), key=c.__getitem__) for c in curves]
+        peaks = [1 + r.metrics[schema.BEST_EPOCH] for r in runs if schema.BEST_EPOCH in r.metrics]  # 0-based
         ref, mean = refs[key], fmean(tests)
         rows.append({
             "variant": key,

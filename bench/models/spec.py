@@ -105,6 +105,12 @@ class Variant:
         return any(b.dropout > 0 for b in self.blocks)
 
     @property
+    def dropout_rate(self) -> float | None:
+        """The one dropout rate every dropout block uses; None without dropout or with several."""
+        rates = {b.dropout for b in self.blocks if b.dropout}
+        return rates.pop() if len(rates) == 1 else None
+
+    @property
     def has_batch_norm(self) -> bool:
         return self.input_batch_norm or any(b.batch_norm for b in self.blocks)
 

@@ -35,10 +35,10 @@ def default_params(space: SearchSpace, base: HParams, variant: Variant) -> dict[
 
     params: dict[str, object] = {schema.LEARNING_RATE: learning_rate_of(base)}
     if space.dropout is not None and variant.has_dropout:
-        rates = {b.dropout for b in variant.blocks if b.dropout}
-        if base.dropout is None and len(rates) != 1:
+        dropout = base.dropout if base.dropout is not None else variant.dropout_rate
+        if dropout is None:
             return None  # blocks with different rates: no single dropout value is the default
-        params[schema.DROPOUT] = base.dropout if base.dropout is not None else rates.pop()
+        params[schema.DROPOUT] = dropout
     if space.batch_size is not None:
         params[schema.BATCH_SIZE] = base.batch_size
     if space.optimizer is not None:
