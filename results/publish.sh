@@ -26,6 +26,14 @@ report seed-004 a4ffec5d2914400aa31a2207bdae8c26
 report seed-004/tuning/mlp-64-64-dropout 205ff4bbcc634b5d8a472566c76fd7ee
 report seed-004/tuning/mlp-400-300-dropout 88bbbddc442145ac882b5119f59511a0
 report seed-004/tuning/mlp-64-16-l2 e113df473cf74749a54eac870b3c237b
+# Part 3: MNIST, seed notebook 001's depth study (2, 3, 5 hidden layers, plain vs dropout + batch norm)
+report seed-001 4d726135ffbd4295916551478a9a1c2d
+report seed-001/tuning/mlp2-plain fb136e21171c4b9585a8df5ba37597ee
+report seed-001/tuning/mlp2-dropout-bn 575ce501a23442459507fb12800a9cf3
+report seed-001/tuning/mlp3-plain d06a71ef9fd141a381eb37ac6f774bfb
+report seed-001/tuning/mlp3-dropout-bn bfa8e5f0cdcc46c78aec3faca2b10ce6
+report seed-001/tuning/mlp5-plain 461fe752937445b09dd8e5cea5255af5
+report seed-001/tuning/mlp5-dropout-bn a4be7301a58245a4af72edbbf26e1f73
 # Part 4: how far an MLP gets, MNIST (seed 004's 400-300 + dropout, 60 epochs, best epoch kept)
 report best-mlp-mnist ed5f568db0504a079b879d3b78932a7b
 report best-mlp-mnist/tuning/mlp-400-300-dropout 489f29c33b4348ddb09cdccf2a47ec81
