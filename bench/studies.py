@@ -115,6 +115,9 @@ class Tuning(_Strict):
     epochs: int | None = Field(None, gt=0, le=100_000)  # None: the protocol's epochs
     # successive halving: the best accuracy per epoch trained in benchmarks/pruners.py
     pruner: Pruner = "successive-halving"
+    # The epoch at which the pruner first judges a trial (successive halving's and Hyperband's
+    # min_resource, the median pruner's warm-up): raise it where good settings start slowly.
+    min_epochs: int = Field(1, gt=0, le=100_000)
 
 
 class Study(_Strict):

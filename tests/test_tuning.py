@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from bench.cli import cli
+from bench.errors import StudyError
 from bench.models import get_variant
 from bench.studies import load_study
 from bench.tuning import load_optuna_study, make_sampler, open_storage, plan, suggest, tune
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropout-shallow",),
                      search_space: dict | None = None, epochs: int = 1, trials: int = 3,
-                     pruner: str = "none") -> Path:
+                     pruner: str = "none", min_epochs: int | None = None) -> Path:
     doc = {
         "name": name,
         "task": "fashion_mnist",
@@ -34,6 +35,8 @@ def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropou
         "protocol": {"epochs": epochs, "batch_size": 64, "validation_size": 200},
         "tuning": {"trials": trials, "pruner": pruner},
     }
+    if min_epochs is not None:
+        doc["tuning"]["min_epochs"] = min_epochs
     if search_space is not None:
         doc["search_space"] = search_space
     path = tmp_path / f"{name}.yaml"
@@ -116,6 +119,37 @@ def test_aggressive_pruner_prunes_and_marks_runs(tmp_path, tracking_uri, client)
     for t in pruned:
         assert runs[t.number].data.tags["optuna.state"] == "PRUNED"
         assert runs[t.number].info.status == "FINISHED"
+
+
+def test_min_epochs_holds_the_pruner_back_until_that_epoch(tmp_path, tracking_uri, client):
+    """tuning.min_epochs: the same search that successive halving prunes after epoch 1
+    (the test above) has no trial stopped by the pruner before epoch 3."""
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=8, epochs=4,
+                            pruner="successive-halving", min_epochs=3)
+    [s] = settings_for(path, tracking_uri)
+    tune(s)
+    study = load_optuna_study(s, create=False)
+    judged = [t for t in study.get_trials()
+              if t.state == TrialState.PRUNED and not t.user_attrs["reason"].startswith("diverged")]
+    assert judged, "successive halving over 8 trials x 4 epochs should prune something"
+    assert all(max(t.intermediate_values) == 3 for t in judged), {t.number: t.intermediate_values for t in judged}
+    [parent] = runs_of(client, "study")
+    assert parent.data.params["tuning.pruner.min_epochs"] == "3"
+
+
+def test_min_epochs_reaches_every_pruner_and_stops_at_the_studys_epochs(tmp_path, tracking_uri):
+    from bench.tuning import make_pruner
+
+    assert make_pruner("successive-halving", 20, 4)._min_resource == 4
+    assert make_pruner("hyperband", 20, 4)._min_resource == 4
+    assert make_pruner("median", 20, 4)._n_warmup_steps == 4
+    path = write_tune_study(tmp_path, trials=2, epochs=5, pruner="hyperband", min_epochs=9)
+    [s] = settings_for(path, tracking_uri)
+    assert s.min_epochs == 5  # a trial cannot train longer than the study's epochs
+    [s] = settings_for(path, tracking_uri, epochs=2)
+    assert s.min_epochs == 2
+    with pytest.raises(StudyError, match="tuning.min_epochs: Input should be greater than 0"):
+        load_study(write_tune_study(tmp_path, name="bad", min_epochs=0))
 
 
 def test_diverging_learning_rate_does_not_crash(tmp_path, tracking_uri, client):

@@ -95,6 +95,7 @@ TRIALS = "trials"
 SAMPLER = "sampler"
 SAMPLER_SEED = "sampler.seed"
 PRUNER = "pruner"
+PRUNER_MIN_EPOCHS = "pruner.min_epochs"
 OBJECTIVE_DEFINITION = "objective"
 SEARCH_SPACE = "search_space"
 

@@ -55,13 +55,15 @@ def default_params(space: SearchSpace, base: HParams, variant: Variant) -> dict[
     return params
 
 
-def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, epochs: int, min_epochs: int = 1) -> optuna.pruners.BasePruner:
+    """The pruner a study names; steps are epochs trained, so no trial is judged before
+    ``min_epochs`` (the median pruner, warmed up by ``min_epochs`` steps, from the one after)."""
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_epochs)
     if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise BenchError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")

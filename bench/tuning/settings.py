@@ -31,6 +31,7 @@ class TuneSettings:
     study_name: str
     seed: int
     pruner: str
+    min_epochs: int  # the pruner's first judgement, after this many epochs (at most `epochs`)
     validation_size: int
     data_dir: str | None
     tracking_uri: str
@@ -85,7 +86,8 @@ def plan(
             TuneSettings(
                 study=study, variant=name, task=resolved.task, trials=trials or study.tuning.trials,
                 epochs=base.epochs, base=base, storage=url, study_name=sname, seed=seed,
-                pruner=pruner or study.tuning.pruner, validation_size=resolved.validation_size,
+                pruner=pruner or study.tuning.pruner, min_epochs=min(study.tuning.min_epochs, base.epochs),
+                validation_size=resolved.validation_size,
                 data_dir=data_dir, tracking_uri=uri, experiment=experiment or f"{study.name}{suffix}-tuning",
                 timeout=timeout, limit=limit, population=population,
             )

@@ -99,8 +99,9 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
     study.set_user_attr(schema.STUDY_VARIANT, s.variant)
     c = counts(study)
     progress.info(
-        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, pruner %s",
+        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, pruner %s%s",
         s.variant, s.task, s.study_name, redact(s.storage), s.trials, c["complete"] + c["pruned"], s.epochs, s.pruner,
+        f" (no trial judged before epoch {s.min_epochs})" if s.min_epochs > 1 else "",
     )
     with tracker.run(
         f"study-{s.study_name}", kind=schema.KIND_STUDY, resume_run_id=parent_id,
@@ -134,7 +135,7 @@ def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
         schema.OPTUNA_STUDY: s.study_name, schema.OPTUNA_STORAGE: redact(s.storage), schema.VARIANT: s.variant,
         schema.TASK: s.task, schema.TRIALS: s.trials, schema.EPOCHS: s.epochs,
         schema.SAMPLER: "TPESampler (seed + trial number, constant liar)", schema.SAMPLER_SEED: s.seed,
-        schema.PRUNER: s.pruner, schema.OBJECTIVE_DEFINITION: (
+        schema.PRUNER: s.pruner, schema.PRUNER_MIN_EPOCHS: s.min_epochs, schema.OBJECTIVE_DEFINITION: (
             "val_accuracy (best epoch, whose weights the model keeps)" if s.base.restore_best
             else "val_accuracy (last epoch)"),
         schema.SEARCH_SPACE: s.study.search_space.model_dump_json(exclude_none=True),

@@ -39,7 +39,7 @@ progress = logging.getLogger("bench.progress")
 def load_study(s: TuneSettings, *, create: bool) -> StudyStore:
     """The settings' Optuna study with the storage and lock bench opened for it."""
     return open_study(
-        s.storage, s.study_name, sampler=make_sampler(s.seed, 0), pruner=make_pruner(s.pruner, s.epochs), create=create
+        s.storage, s.study_name, sampler=make_sampler(s.seed, 0), pruner=make_pruner(s.pruner, s.epochs, s.min_epochs), create=create
     )
 
 
