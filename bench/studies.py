@@ -116,7 +116,8 @@ class Tuning(_Strict):
     # successive halving: the best accuracy per epoch trained in benchmarks/pruners.py
     pruner: Pruner = "successive-halving"
     # The epoch at which the pruner first judges a trial (successive halving's and Hyperband's
-    # min_resource, the median pruner's warm-up): raise it where good settings start slowly.
+    # min_resource; the median pruner warms up this many and judges from the next): raise it
+    # where good settings start slowly.
     min_epochs: int = Field(1, gt=0, le=100_000)
 
 
