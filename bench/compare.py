@@ -391,12 +391,12 @@ def _train_all(
             namings=[_naming(vname, setting, hp.seed, settings, register) for hp in members],
             eta=eta,
             same_as=same_as,
-            release=not held,
+            release=not (held or same_as),
         )
-        if same_as:
-            _release(same_as)  # train_and_log released their copies
-        elif held:
+        if held:
             twins.hold(vname, members, results)
+        elif same_as:
+            _release([*same_as, *results])  # the default results and their copies: one release
         for name, result in zip(run_names, results, strict=True):
             trained[name] = (result, tables.row_from_result(result, name, setting, reference))
     outcome = _Outcome()

@@ -504,17 +504,16 @@ def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     runs = {(r.data.tags["bench.variant"], r.data.params["setting"], r.data.params["seed"]): r for r in children}
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in children)
-    for seed in ("0",):
-        default, again = runs["vanilla-shallow", "default", seed], runs["vanilla-shallow", "tuned", seed]
-        assert again.data.tags["bench.same_as"] == default.info.run_id
-        scores = [{k: v for k, v in r.data.metrics.items() if not k.startswith("system/")} for r in (default, again)]
-        assert again.data.params["learning_rate"] == "0.001" and scores[0] == scores[1] and "test_accuracy" in scores[0]
-        curves = [[m.value for m in client.get_metric_history(r.info.run_id, "val_accuracy")] for r in (default, again)]
-        assert curves[0] == curves[1] and len(curves[0]) == 2
-        assert client.search_logged_models([parent.info.experiment_id],
-                                           filter_string=f"source_run_id = '{again.info.run_id}'")
-        changed = runs["dropout-shallow", "tuned", seed]
-        assert "bench.same_as" not in changed.data.tags and changed.data.params["dropout"] == "0.2"
+    default, again = runs["vanilla-shallow", "default", "0"], runs["vanilla-shallow", "tuned", "0"]
+    assert again.data.tags["bench.same_as"] == default.info.run_id
+    scores = [{k: v for k, v in r.data.metrics.items() if not k.startswith("system/")} for r in (default, again)]
+    assert again.data.params["learning_rate"] == "0.001" and scores[0] == scores[1] and "test_accuracy" in scores[0]
+    curves = [[m.value for m in client.get_metric_history(r.info.run_id, "val_accuracy")] for r in (default, again)]
+    assert curves[0] == curves[1] and len(curves[0]) == 2
+    assert client.search_logged_models([parent.info.experiment_id],
+                                       filter_string=f"source_run_id = '{again.info.run_id}'")
+    changed = runs["dropout-shallow", "tuned", "0"]
+    assert "bench.same_as" not in changed.data.tags and changed.data.params["dropout"] == "0.2"
     table = Path(client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))).read_text()
     row = next(line for line in table.splitlines() if line.startswith("vanilla-shallow,"))
     assert row.split(",")[1] == row.split(",")[2]  # default and tuned means: the same runs
