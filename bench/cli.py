@@ -94,6 +94,8 @@ SEED = _OptionalInt(0, MAX_SEED)
 TRIALS = _OptionalInt(1, 1_000_000)
 WORKERS = _OptionalInt(1, 256)
 POPULATION = _OptionalInt(1, 4096)
+REPEATS = _OptionalInt(1, 100)
+SELECT_SEEDS = _OptionalInt(0, 100)
 
 
 class BenchGroup(click.Group):
@@ -302,7 +304,8 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
                             storage=storage,
                             study_name=study_name, tracking_uri=tracking_uri)
         settings = replace(settings, tuned=tuple((v, t.params) for v, t in found.items()),
-                           tuned_from=tuple((v, t.origin) for v, t in found.items()))
+                           tuned_from=tuple((v, t.origin) for v, t in found.items()),
+                           tuned_record=tuple((v, t.record) for v, t in found.items()))
     elif storage or study_name:
         raise click.UsageError("--storage and --study-name only apply with --tuned")
     if register and no_model:
@@ -357,7 +360,15 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
                    "[default: optuna.journal beside the MLflow store].")
 @click.option("--study-name", default=None, callback=_empty_is_none,
               help="Optuna study name [default: <study>-<task>-<variant>].")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="TPE sampler seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="TPE sampler seed (repeat r uses seed + r x 1,000,003).")
+@click.option("--repeats", type=REPEATS, default=None,
+              help="Independent tuning studies per variant, sampler seeds apart [default: the study's tuning.repeats].")
+@click.option("--select-top", type=REPEATS, default=None,
+              help="Best distinct trials over all repeats re-evaluated on more seeds [default: tuning.select_top].")
+@click.option("--select-seeds", type=SELECT_SEEDS, default=None,
+              help="Training seeds each re-evaluated trial gets; the best mean validation accuracy is the tuned "
+                   "setting (0: the best single trial) [default: tuning.select_seeds].")
 @click.option("--pruner", default=None, callback=_pruner_choice,
               help="median, successive-halving, hyperband or none [default: the study's tuning.pruner].")
 @click.option("--timeout", type=POSITIVE_FLOAT, default=None,
@@ -370,8 +381,9 @@ def train(variant, study, task, epochs, batch_size, learning_rate, validation_si
               help="MLflow store [default: sqlite:///mlflow.db].")
 @click.option("--experiment", default=None, callback=_empty_is_none,
               help="MLflow experiment [default: <study>-tuning].")
-def tune(study, task, variants, trials, epochs, workers, population, storage, study_name, seed, pruner, timeout,
-         validation_size, limit, data_dir, tracking_uri, experiment):
+@click.option("--no-model", is_flag=True, help="Do not log (or register) the retrained tuned model (saves disk).")
+def tune(study, task, variants, trials, epochs, workers, population, storage, study_name, seed, repeats, select_top,
+         select_seeds, pruner, timeout, validation_size, limit, data_dir, tracking_uri, experiment, no_model):
     """Tune learning rate (and dropout) with Optuna on the validation split; every trial in MLflow.
 
     The best configuration is then retrained and tested once (a run tagged bench.kind=tuned).
@@ -381,8 +393,7 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
     from bench.studies import load_study
 
     with stopping.at_once():  # TensorFlow loads with bench.tuning; nothing is open yet
-        from bench.tuning import check, plan
-        from bench.tuning import tune as run_tune
+        from bench.tuning import check, plan, tune_variant
 
     _quiet_optuna()
     loaded = load_study(study)
@@ -391,12 +402,16 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
         loaded, variants=names, task=task, trials=trials, epochs=epochs, storage=storage,
         study_name=study_name, seed=seed, pruner=pruner, timeout=timeout, data_dir=data_dir,
         tracking_uri=tracking_uri, experiment=experiment, validation_size=validation_size, limit=limit,
-        population=population,
+        population=population, repeats=repeats, select_top=select_top, select_seeds=select_seeds,
+        log_model=not no_model,
     )
     for one in settings:
         check(one)  # bad data, a bad storage or a study of another variant fails before anything is written
     _import_tensorflow((click.get_current_context().obj or {}).get("verbose", 0))
-    click.echo(present.tuning([run_tune(s, workers=workers) for s in settings]))
+    by_variant: dict[str, list] = {}
+    for one in settings:
+        by_variant.setdefault(one.variant, []).append(one)
+    click.echo(present.tuning([tune_variant(repeats, workers=workers) for repeats in by_variant.values()]))
 
 
 @cli.command()

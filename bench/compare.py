@@ -42,6 +42,7 @@ class Settings:
     limit: int | None = None
     tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
     tuned_from: tuple[tuple[str, str], ...] = ()  # variant -> the Optuna study and trial they come from
+    tuned_record: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> its tuning's repeats and cost
     per_variant: tuple[tuple[str, HParams], ...] = ()  # the study's overrides, after the CLI's
 
     @classmethod
@@ -411,10 +412,15 @@ def _train_all(
     return [result for result, _ in trained.values()], outcome
 
 
-def _origin(settings: Settings, variant: str, setting: str) -> dict[str, str]:
-    """A tuned run's ``tuned_from`` param: the Optuna study and trial its hyperparameters are."""
-    origin = dict(settings.tuned_from).get(variant) if setting == schema.SETTING_TUNED else None
-    return {schema.TUNED_FROM: origin} if origin else {}
+def _origin(settings: Settings, variant: str, setting: str) -> dict[str, object]:
+    """A tuned run's ``tuned_from`` param (the Optuna study and trial its hyperparameters are)
+    and its tuning record (``tuning_record.*``: repeats, their winners, what tuning cost)."""
+    if setting != schema.SETTING_TUNED:
+        return {}
+    origin = dict(settings.tuned_from).get(variant)
+    record = dict(settings.tuned_record).get(variant, {})
+    return {**({schema.TUNED_FROM: origin} if origin else {}),
+            **{f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in record.items()}}
 
 
 def _naming(variant: str, setting: str, seed: int, settings: Settings, register: bool) -> artifacts.ModelNaming:

@@ -17,8 +17,9 @@ KIND_TUNED = "tuned"  # one variant trained with tuned hyperparameters
 KIND_STUDY = "study"  # parent of one Optuna study's trials
 KIND_TRIAL = "trial"  # one Optuna trial
 KIND_BENCHMARK = "benchmark"  # benchmarks/train_speed.py
+KIND_SELECTION = "selection"  # a tuning candidate re-trained on another seed, scored on validation
 TRAINING_KINDS = (KIND_TRAIN, KIND_TUNED)  # runs that train and test a model
-TRAINED_KINDS = (KIND_TRAIN, KIND_TUNED, KIND_TRIAL)  # runs that train (system metrics while they do)
+TRAINED_KINDS = (KIND_TRAIN, KIND_TUNED, KIND_TRIAL, KIND_SELECTION)  # runs that train (system metrics while they do)
 PARENT_KINDS = (KIND_COMPARISON, KIND_STUDY)  # runs a report can be built from
 COMPARISON_KINDS = (KIND_COMPARISON, KIND_TRAIN, KIND_TUNED)  # what a comparison makes
 
@@ -98,6 +99,14 @@ PRUNER = "pruner"
 PRUNER_MIN_EPOCHS = "pruner.min_epochs"
 OBJECTIVE_DEFINITION = "objective"
 SEARCH_SPACE = "search_space"
+REPEAT = "repeat"  # which of the variant's independent tuning repeats (0-based)
+REPEATS = "repeats"
+SELECT_TOP = "select.top"  # candidates re-evaluated after the repeats
+SELECT_SEEDS = "select.seeds"  # training seeds each candidate is re-evaluated on
+CANDIDATE = "candidate"  # a selection run's candidate: "<Optuna study>#<trial>"
+# A compare --tuned run's tuning record (params, beside tuned_from): what the choice cost
+# and how much it moved between tuning repeats.
+TUNING_RECORD_PREFIX = "tuning_record."
 
 # The variant's structure (bench.models.spec.Variant.structure_params).
 VARIANT = "variant"
@@ -186,5 +195,8 @@ STUDY_TASK = "task"
 STUDY_VARIANT = "variant"
 STUDY_TUNED_RUN_ID = "tuned_run_id"
 STUDY_TUNED_TEST_ACCURACY = "tuned_test_accuracy"
+STUDY_CPU_SECONDS = "bench:cpu_seconds"  # CPU time every bench process spent on the study
+# Repeat 0's study: the selection over every repeat's top trials (bench.tuning.selection).
+STUDY_SELECTION = "bench:selection"
 # Study system attr: the trial number whose best settings were retrained already.
 STUDY_RETRAINED = "bench:retrained"

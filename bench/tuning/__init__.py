@@ -12,7 +12,7 @@ import optuna
 from bench.tuning.search import make_pruner, make_sampler, suggest
 from bench.tuning.settings import TuneSettings, check, plan
 from bench.tuning.storage import STORAGE_ENV, default_storage, open_storage
-from bench.tuning.study import TuneResult, best_params, tune, tuned_hparams
+from bench.tuning.study import TuneResult, best_params, tune, tune_variant, tuned_hparams
 from bench.tuning.worker import load_study
 
 
@@ -35,5 +35,6 @@ __all__ = [
     "plan",
     "suggest",
     "tune",
+    "tune_variant",
     "tuned_hparams",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bench import data
 from bench.errors import BenchError, StorageError
 from bench.models import HParams
+from bench.models.spec import MAX_SEED
 from bench.store import schema
 from bench.store.tracker import check_store
 from bench.store.uri import check_name, redact, resolve_tracking_uri
@@ -41,6 +42,28 @@ class TuneSettings:
     heartbeat: float = HEARTBEAT_SECONDS
     grace: float = GRACE_SECONDS
     population: int | None = None  # trials trained at once per worker; None: by device (bench.population.sizing)
+    repeat: int = 0  # this study is the variant's repeat `repeat` of `repeats` (sampler seeds apart)
+    repeats: int = 1
+    select_top: int = 3
+    select_seeds: int = 0  # 0: no selection, the best trial is the tuned setting
+    first_study: str = ""  # repeat 0's study name: where the selection over the repeats is kept
+    log_model: bool = True  # the retrained tuned model logged (and registered)
+
+    @property
+    def selects(self) -> bool:
+        """Whether the tuned setting is chosen by re-training the top trials on more seeds."""
+        return self.select_seeds > 0
+
+
+#: Repeat r's sampler seed is ``seed + r * REPEAT_STRIDE``: far enough apart that no two
+#: repeats' trials (each seeded ``seed + trial number``) share a seed.
+REPEAT_STRIDE = 1_000_003
+
+
+def repeat_name(study_name: str, repeat: int) -> str:
+    """Repeat 0 keeps the study's name (a study tuned once stays where it was); repeat r > 0
+    is ``<name>-r<r>``."""
+    return study_name if repeat == 0 else f"{study_name}-r{repeat}"
 
 
 def plan(
@@ -61,13 +84,22 @@ def plan(
     validation_size: int | None = None,
     limit: int | None = None,
     population: int | None = None,
+    repeats: int | None = None,
+    select_top: int | None = None,
+    select_seeds: int | None = None,
+    log_model: bool = True,
 ) -> list[TuneSettings]:
-    """One study per variant, with the study file's protocol after the command line's values
-    (:func:`bench.studies.resolve`, as ``bench compare`` applies them)."""
-    if trials is not None and trials <= 0:
-        raise BenchError(f"--trials must be > 0, got {trials}")
-    if population is not None and population <= 0:
-        raise BenchError(f"--population must be > 0, got {population}")
+    """One study per variant and tuning repeat (the variant's repeats next to each other), with
+    the study file's protocol after the command line's values (:func:`bench.studies.resolve`,
+    as ``bench compare`` applies them)."""
+    for flag, value, least in (("--trials", trials, 1), ("--population", population, 1), ("--repeats", repeats, 1),
+                               ("--select-top", select_top, 1), ("--select-seeds", select_seeds, 0)):
+        if value is not None and value < least:
+            raise BenchError(f"{flag} must be >= {least}, got {value}")
+    t = study.tuning
+    repeats = t.repeats if repeats is None else repeats
+    select_top = t.select_top if select_top is None else select_top
+    select_seeds = t.select_seeds if select_seeds is None else select_seeds
     resolved = resolve(
         study, task=task, variants=variants, epochs=epochs or study.tuning.epochs, validation_size=validation_size
     )
@@ -80,18 +112,21 @@ def plan(
             sname = study_name if len(variants) == 1 else f"{study_name}-{name}"
         else:
             sname = f"{study.name}-{resolved.task}-{name}"
-        check_name(sname, "Optuna study")
+        check_name(repeat_name(sname, repeats - 1), "Optuna study")
         base = resolved.hparams_for(name)
-        out.append(
+        out += [
             TuneSettings(
-                study=study, variant=name, task=resolved.task, trials=trials or study.tuning.trials,
-                epochs=base.epochs, base=base, storage=url, study_name=sname, seed=seed,
-                pruner=pruner or study.tuning.pruner, min_epochs=min(study.tuning.min_epochs, base.epochs),
+                study=study, variant=name, task=resolved.task, trials=trials or t.trials,
+                epochs=base.epochs, base=base, storage=url, study_name=repeat_name(sname, r),
+                seed=(seed + r * REPEAT_STRIDE) % (MAX_SEED + 1),
+                pruner=pruner or t.pruner, min_epochs=min(t.min_epochs, base.epochs),
                 validation_size=resolved.validation_size,
                 data_dir=data_dir, tracking_uri=uri, experiment=experiment or f"{study.name}{suffix}-tuning",
-                timeout=timeout, limit=limit, population=population,
+                timeout=timeout, limit=limit, population=population, repeat=r, repeats=repeats,
+                select_top=select_top, select_seeds=select_seeds, first_study=sname, log_model=log_model,
             )
-        )
+            for r in range(repeats)
+        ]
     return out
 
 

@@ -16,9 +16,12 @@ has N (:mod:`bench.tuning.worker`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import multiprocessing
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
@@ -35,6 +38,7 @@ from bench.store.environment import environment_tags
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
 from bench.studies import Study
+from bench.tuning import selection
 from bench.tuning.pool import make_worker, worker_main
 from bench.tuning.search import default_params
 from bench.tuning.settings import TuneSettings, check_identity, load_splits, plan
@@ -56,6 +60,7 @@ class TuneResult:
     tuned_test_accuracy: float | None
     experiment_id: str = ""
     best_is_default: bool = False  # the best trial is trial 0, the study's untuned setting
+    selection: dict[str, object] | None = None  # the re-evaluation that chose best_params, if any
 
 
 def _has_default(study: optuna.Study) -> bool:
@@ -67,8 +72,40 @@ def _has_default(study: optuna.Study) -> bool:
     )
 
 
-def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
-    """Run (or resume) one study to ``s.trials`` finished trials, then retrain the best."""
+def tune_variant(repeats: Sequence[TuneSettings], *, workers: int = 1) -> TuneResult:
+    """A variant's tuning: each repeat's study to ``trials`` finished trials; then, where the
+    study selects (``select_seeds`` > 0), the best trials re-evaluated on more seeds and the
+    winner retrained and tested once (:mod:`bench.tuning.selection`); else repeat 0's best."""
+    results = [tune(s, workers=workers, retrain=not s.selects) for s in repeats]
+    if not repeats[0].selects:
+        return results[0]
+    return _select(repeats, results[0])
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (worker processes) so far."""
+    import resource
+    import time
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+@contextlib.contextmanager
+def _counting_cpu(store: StudyStore, key: str = schema.STUDY_CPU_SECONDS):
+    """Add the CPU time spent inside to the study's running total, also when interrupted."""
+    start = _cpu_seconds()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception), store.claim():
+            spent = float(store.study.user_attrs.get(key, 0.0))
+            store.study.set_user_attr(key, spent + _cpu_seconds() - start)
+
+
+def tune(s: TuneSettings, *, workers: int = 1, retrain: bool = True) -> TuneResult:
+    """Run (or resume) one study to ``s.trials`` finished trials, then (``retrain``) retrain
+    the best."""
     if workers <= 0:
         raise BenchError(f"--workers must be > 0, got {workers}")
     if workers > 1 and not supports_concurrency(s.storage):
@@ -111,11 +148,15 @@ def tune(s: TuneSettings, *, workers: int = 1) -> TuneResult:
         description=f"Optuna study {s.study_name}: {s.variant} on {s.task}",
     ) as parent_id:
         study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
-        _run_workers(s, workers, lambda: make_worker(s, splits, tracker, store, parent_id), parent_id)
+        with _counting_cpu(store):
+            _run_workers(s, workers, lambda: make_worker(s, splits, tracker, store, parent_id), parent_id)
         fail_stale_trials(store, tracker, s.grace)
         running = {t.user_attrs.get(schema.TRIAL_RUN_ID) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         tracker.close_stale_children(parent_id, running)
-        final, best, tuned_run_id, tuned_acc = _retrain_once(s, store, splits, tracker, parent_id)
+        if retrain:
+            final, best, tuned_run_id, tuned_acc = _retrain_once(s, store, splits, tracker, parent_id)
+        else:
+            final, best, tuned_run_id, tuned_acc = counts(study), best_trial(study), None, None
         stopping.check()
         _log_study(tracker, parent_id, study, final, best, tuned_acc)
         log_report(tracker, parent_id)
@@ -235,6 +276,7 @@ class Tuned:
 
     params: dict[str, object]
     origin: str
+    record: dict[str, object] = dataclasses.field(default_factory=dict)  # selection.summary, if selected
 
 
 def best_params(
@@ -249,14 +291,22 @@ def best_params(
     )
     found, missing = {}, []
     for s in planned:
+        if s.repeat:
+            continue  # repeat 0's study holds the selection over every repeat
         try:
             store = load_study(s, create=False)
         except NoStudyError:
-            best = None
+            best, record = None, None
         else:
             check_identity(s, store.storage)  # a study of another variant or task is an error, not "missing"
-            best = best_trial(store.study)
-        if best is None:
+            best, record = best_trial(store.study), stored_selection(store.study)
+        if record is not None:
+            chosen = record["candidates"][record["chosen"]]
+            found[s.variant] = Tuned(
+                dict(record["params"]), f"{chosen['source']}, selected over {len(record['repeats'])} repeats",
+                selection.summary(record),
+            )
+        elif best is None:
             missing.append(f"{s.variant} (study {s.study_name!r})")
         else:
             found[s.variant] = Tuned(dict(best.params), f"{s.study_name} trial {best.number}")
@@ -271,17 +321,96 @@ def best_params(
 def _retrain_best(
     s: TuneSettings, best: FrozenTrial, splits: data.Splits, tracker: Tracker, parent_id: str, study: optuna.Study,
 ) -> tuple[str | None, float | None]:
-    hp = dataclasses.replace(tuned_hparams(s, study), seed=s.seed)
     progress.info("[%s] retraining the best trial #%d (%s) and testing it once", s.variant, best.number, best.params)
+    return _retrain(s, dict(best.params), best.number, splits, tracker, parent_id, study)
+
+
+def _retrain(
+    s: TuneSettings, params: dict[str, object], origin: object, splits: data.Splits, tracker: Tracker,
+    parent_id: str, study: optuna.Study,
+) -> tuple[str | None, float | None]:
+    """Train the chosen setting once more (seed ``s.seed``) and test it: the one test score
+    tuning computes, after every choice is made."""
+    hp = dataclasses.replace(s.base, seed=s.seed, **params)
     [result] = train_and_log(
         tracker, get_variant(s.variant), [hp], splits, run_names=[f"tuned-{s.variant}"], kind=schema.KIND_TUNED,
         labels=[f"[{s.variant} tuned]"],
-        extra_params=[{schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: best.number}], parent_run_id=parent_id,
+        extra_params=[{schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: origin}], parent_run_id=parent_id,
+        log_model=s.log_model,
         namings=[ModelNaming(f"{s.variant}-tuned", registered=f"{s.task}-{s.variant}", alias=schema.SETTING_TUNED)],
     )
     study.set_user_attr(schema.STUDY_TUNED_RUN_ID, result.run_id)
     study.set_user_attr(schema.STUDY_TUNED_TEST_ACCURACY, result.test_accuracy)
     return result.run_id, result.test_accuracy
+
+
+def stored_selection(study: optuna.Study) -> dict[str, object] | None:
+    """Repeat 0's selection record (:mod:`bench.tuning.selection`), if one was made."""
+    text = study.user_attrs.get(schema.STUDY_SELECTION)
+    return json.loads(text) if text else None
+
+
+def _select(repeats: Sequence[TuneSettings], first: TuneResult) -> TuneResult:
+    """Re-evaluate the repeats' best trials on more seeds (or find that done), retrain the
+    winner and test it once; the lock is held throughout, so two processes never both do."""
+    s = repeats[0]
+    stores = [load_study(r, create=False) for r in repeats]
+    store = stores[0]
+    cands = selection.candidates([st.study for st in stores], s.select_top)
+    if not cands:
+        progress.warning("[%s] no trial completed in %d repeat(s): nothing to select", s.variant, len(repeats))
+        return first
+    splits = load_splits(s)
+    tracker = Tracker(s.tracking_uri, s.experiment)
+    key = selection.record_key(cands, s)
+    tuned_run_id, tuned_acc = None, None
+    with store.claim(), tracker.run(f"study-{s.study_name}", kind=schema.KIND_STUDY,
+                                    resume_run_id=first.parent_run_id) as parent_id:
+        record = stored_selection(store.study)
+        if record is None or record["key"] != key:
+            progress.info(
+                "[%s] selecting: %d candidates (the best of %d repeats and the default) x %d seeds, on validation",
+                s.variant, len(cands), len(repeats), s.select_seeds,
+            )
+            start = _cpu_seconds()
+            scores = selection.evaluate(s, cands, splits, tracker, parent_id)
+            record = selection.make_record(s, cands, scores, [st.study for st in stores], _cpu_seconds() - start)
+            store.study.set_user_attr(schema.STUDY_SELECTION, json.dumps(record))
+        chosen = record["candidates"][record["chosen"]]
+        _show_selection(s, record)
+        if store.study_system_attrs().get(schema.STUDY_RETRAINED) != f"selection:{key}":
+            progress.info("[%s] retraining the selected %s and testing it once", s.variant, chosen["source"])
+            tuned_run_id, tuned_acc = _retrain(s, record["params"], chosen["source"], splits, tracker, parent_id,
+                                               store.study)
+            store.set_study_system_attr(schema.STUDY_RETRAINED, f"selection:{key}")
+        _log_selection(tracker, parent_id, record)
+        log_report(tracker, parent_id)
+        stopping.check()
+    return dataclasses.replace(
+        first, best_params=dict(record["params"]), best_value=float(chosen["mean"]), tuned_run_id=tuned_run_id,
+        tuned_test_accuracy=tuned_acc, best_is_default=bool(chosen["default"]), selection=record,
+    )
+
+
+def _show_selection(s: TuneSettings, record: dict[str, object]) -> None:
+    for i, c in enumerate(record["candidates"]):
+        progress.info(
+            "[%s] %s %s%s: trial %.4f, %d seeds %.4f%s", s.variant, "*" if i == record["chosen"] else " ",
+            c["source"], " (default)" if c["default"] else "", c["tuning_value"], len(c["values"]), c["mean"],
+            "  <- selected" if i == record["chosen"] else "",
+        )
+
+
+def _log_selection(tracker: Tracker, run_id: str, record: dict[str, object]) -> None:
+    """The selection on repeat 0's parent run: a table of candidates and the summary as params."""
+    import pandas as pd
+
+    rows = [{"candidate": c["source"], "default": c["default"], "trial_val_accuracy": c["tuning_value"],
+             "mean_val_accuracy": c["mean"], "seeds": len(c["values"]), "selected": i == record["chosen"], **c["params"]}
+            for i, c in enumerate(record["candidates"])]
+    tracker.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), "selection.csv")
+    tracker.log_text(run_id, json.dumps(record, indent=1, sort_keys=True), "selection.json")
+    tracker.set_tags(run_id, {f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in selection.summary(record).items()})
 
 
 def _log_study(
