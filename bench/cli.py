@@ -87,6 +87,7 @@ def _quiet_optuna() -> None:
 
 POSITIVE = _OptionalInt(1)
 POSITIVE_FLOAT = _OptionalFloat()
+MARGIN = click.FloatRange(0, 1, min_open=True, max_open=True)
 EPOCHS = _OptionalInt(1, 100_000)
 BATCH_SIZE = _OptionalInt(1, 1 << 20)
 SEEDS = _OptionalInt(1, 10_000)
@@ -287,8 +288,11 @@ def _finish(outcome) -> None:
 @click.option("--fresh", is_flag=True,
               help="Start a new comparison even where an interrupted one with the same settings "
                    "could be resumed (by default its finished runs are kept and only the rest is trained).")
+@click.option("--margin", type=MARGIN, default=None, help="Equivalence margin in test accuracy (0.005 = half "
+              "a point; default: the study's equivalence_margin).")
 def compare(study, task, epochs, batch_size, learning_rate, validation_size, limit, data_dir,
-            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name, register, fresh):
+            tracking_uri, experiment, no_model, variants, seeds, tuned, storage, study_name, register, fresh,
+            margin):
     """Train the study's variants side by side; one parent run, one child run each."""
     from dataclasses import replace
 
@@ -296,6 +300,8 @@ def compare(study, task, epochs, batch_size, learning_rate, validation_size, lim
 
     settings = _settings(study, variants, task, epochs, batch_size, seeds, learning_rate,
                          validation_size, limit)
+    if margin is not None:
+        settings = replace(settings, study=settings.study.model_copy(update={"equivalence_margin": margin}))
     if tuned:
         _quiet_optuna()
         from bench.tuning import best_params
@@ -426,26 +432,23 @@ def tune(study, task, variants, trials, epochs, workers, population, storage, st
               help="html: one self-contained file (figures embedded); markdown: report.md with its figures "
                    "as PNG files beside it (small, for a repository).")
 @click.option("--flat", is_flag=True, help="Write into --out itself, not a subfolder per run (one run only).")
-def report(run_ids, experiment, out, tracking_uri, formats, flat):
+@click.option("--margin", type=MARGIN, default=None, help="Equivalence margin in test accuracy to judge by "
+              "(default: the one the comparison logged, else 0.005).")
+@click.option("--published", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Rebuild every report of DIR/manifest.yaml (e.g. results) from the runs shipped in it.")
+def report(run_ids, experiment, out, tracking_uri, formats, flat, margin, published):
     """Build an HTML and a Markdown report from what the MLflow store holds."""
-    from pathlib import Path
+    from bench.results.published import rebuild, write_reports
 
-    from bench.results.report import build
-    from bench.store.reader import StoreReader
-    from bench.store.uri import check_writable_folder, sanitize_name
-
+    if published:  # results/: every report of its manifest, from the runs shipped beside them
+        for path in rebuild(published, margin=margin):
+            click.echo(str(path))
+        return
     if flat and len(run_ids) > 1:
         raise click.UsageError("--flat writes one report: name one --run-id (or an --experiment)")
-    check_writable_folder(Path(out), "--out folder")  # before the store is read: nothing half-written
-    reader = StoreReader(tracking_uri)
     kinds = ("html", "markdown") if formats == "both" else (formats,)
-    for run_id in reader.parents(experiment, run_ids):
-        stored = reader.load(run_id)
-        # Names come from the store (anyone who can log there): one safe folder name, inside --out.
-        name = sanitize_name(f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}")
-        paths = build(stored).write(Path(out) if flat else Path(out) / name, kinds)
-        click.echo(f"{stored.parent.name} ({run_id}): " + "  ".join(str(paths[k]) for k in kinds))
-
+    for line in write_reports(tracking_uri, experiment, run_ids, out, kinds, flat=flat, margin=margin):
+        click.echo(line)
 
 @cli.command(name="list")
 @click.argument("pattern", default="*")

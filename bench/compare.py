@@ -123,6 +123,7 @@ class Settings:
             schema.DATA_SOURCE: splits.source,
             **_split_params(splits),
             **({schema.LIMIT: self.limit} if self.limit else {}),
+            **self.study.analysis_params(self.variants),
             **{
                 f"{schema.OVERRIDE_PREFIX}{name}": ", ".join(
                     f"{k}={v}" for k, v in hp.as_params().items()
@@ -310,7 +311,7 @@ def run_comparison(
         results, outcome = _train_all(tracker, settings, splits, parent_id, log_models, register, kept)
         stopping.check()
         table = tables.run_table(outcome.rows)
-        seed_stats = artifacts.SeedStatistics(table)
+        seed_stats = artifacts.SeedStatistics(table, study.analysis(settings.variants))
         side_by_side = _log_outcome(tracker, parent_id, settings, splits, table, seed_stats, outcome)
         stopping.check()
     return ComparisonResult(

@@ -254,9 +254,10 @@ def learning_curve_bands(
 
 def ranking_diagram(mean_rank: pd.Series, pvalues: pd.DataFrame, significant: bool, title: str,
                     alpha: float = 0.05) -> Figure:
-    """A critical-difference diagram (scikit-posthocs): mean rank over seeds, 1 = best, with
-    bars joining variants whose difference is not significant. ``significant`` is the
-    omnibus gate: when the Friedman test does not reject, every variant is joined."""
+    """Mean rank over seeds, 1 = best, with bars joining variants that ``pvalues`` (the
+    post-hoc tests, already adjusted) do not separate at ``alpha``; drawn by scikit-posthocs'
+    ``critical_difference_diagram``, but the bars are those tests', not Nemenyi's critical
+    difference. ``significant`` False joins every variant (an omnibus gate, where one is used)."""
     import scikit_posthocs as sp
 
     sig = pvalues if significant else pd.DataFrame(1.0, index=pvalues.index, columns=pvalues.columns)

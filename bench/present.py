@@ -61,13 +61,15 @@ def summary_table(summary: pd.DataFrame, rankings: dict[str, stats.Ranking]) -> 
 
 
 def comparison(outcome) -> str:
-    """Everything ``bench compare`` and ``bench train`` print when they finish."""
+    """Everything ``bench compare`` and ``bench train`` print when they finish (the verdicts
+    judged by the study's margin, as the comparison computed them)."""
     out = [""]
     if outcome.summary is not None and int(outcome.summary["seeds"].max()) > 1:
-        out.append(summary_table(outcome.summary, outcome.rankings))
+        ranked = outcome.rankings
+        out.append(summary_table(outcome.summary, ranked))
         out.append("")
-        out += [textwrap.fill(ranking_sentence(r), width=WIDTH) for r in outcome.rankings.values()]
-        out.append("(every run: comparison.csv in the parent run)")
+        out += [textwrap.fill(ranking_sentence(r), width=WIDTH) for r in ranked.values()]
+        out.append("(every run: comparison.csv; every pair's verdict: report/report.md in the parent run)")
     else:
         out.append(run_table(outcome.table))
     out.append("")

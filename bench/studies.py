@@ -8,6 +8,7 @@ keys and wrong types are errors), so a typo never silently changes an experiment
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,9 +16,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench import stats
 from bench.data import DEFAULT_VALIDATION_SIZE, get_task
 from bench.errors import BenchError, StudyError
-from bench.models import OPTIMIZERS, HParams, list_variants
+from bench.models import OPTIMIZERS, HParams, get_variant, list_variants
+from bench.store import schema
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 DEFAULT_STUDY = "default"
@@ -145,6 +148,12 @@ class Study(_Strict):
     overrides: dict[str, Override] = {}
     search_space: SearchSpace = SearchSpace()
     tuning: Tuning = Tuning()
+    # The smallest difference in test accuracy that matters (0.005: half a point): within it
+    # a pair can be shown equivalent, and the report says how many seeds would resolve it.
+    equivalence_margin: float = Field(stats.DEFAULT_MARGIN, gt=0, lt=1)
+    # factor -> level -> variants, e.g. {depth: {shallow: [...], deep: [...]}}; not given:
+    # the variants' family x group where that is a complete crossed design.
+    factors: dict[str, dict[str, list[str]]] | None = None
 
     @field_validator("task")
     @classmethod
@@ -158,7 +167,24 @@ class Study(_Strict):
             unknown = sorted(set(keys) - set(names))
             if unknown:
                 raise ValueError(f"{what} for variants not in the study: {', '.join(unknown)}")
+        if self.factors is not None:
+            stats.check_factors(self.factors, names)
         return self
+
+    def analysis(self, variants: Sequence[str]) -> stats.Analysis:
+        """The margin and the factors over ``variants``: declared, else the variants' family x
+        group where that is a complete crossed design (else none)."""
+        if self.factors is not None:
+            factors = stats.restrict(self.factors, variants)
+        else:
+            factors = stats.derive_factors((v, get_variant(v).family, get_variant(v).group) for v in variants)
+        return stats.Analysis(self.equivalence_margin, factors)
+
+    def analysis_params(self, variants: Sequence[str]) -> dict[str, object]:
+        """:meth:`analysis` as a comparison's protocol params (factors as JSON, "{}": none),
+        which reports read back."""
+        a = self.analysis(variants)
+        return {schema.EQUIVALENCE_MARGIN: a.margin, schema.FACTORS: stats.dumps_factors(a.factors)}
 
     @property
     def variant_names(self) -> list[str]:

@@ -14,7 +14,7 @@ without training anything:
    seed), read from the study's retrain run.
 2. **Outcome.** For every comparison named with ``--comparison EXPERIMENT`` (its newest
    FINISHED comparison with tuned runs): tuned minus default test accuracy per variant over
-   the paired seeds, its 95% interval and the Holm-corrected paired t-test (bench's own
+   the paired seeds, its Bonferroni interval and paired t-test verdict (bench's own
    ``stats.tuning_effect``), and whether tuned >= default in the mean.
 
 Usage (the measurement behind results/objective.md):
@@ -168,11 +168,11 @@ def print_effect(table, source: str) -> None:
         return
     means = table.pivot_table(index="variant", columns="setting", values="test_accuracy", aggfunc="mean")
     print(f"{source}, {int(effect['seeds'].max())} seeds\n")
-    print("| variant | default test | tuned test | tuned - default [95% CI] | p (Holm) | tuned >= default |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| variant | default test | tuned test | tuned - default [CI, Bonferroni] | p (Bonferroni) | verdict | tuned >= default |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in effect.itertuples():
         print(f"| {r.variant} | {means.loc[r.variant, 'default']:.4f} | {means.loc[r.variant, 'tuned']:.4f} | "
-              f"{r.delta_mean:+.4f} [{r.delta_ci95_low:+.4f}, {r.delta_ci95_high:+.4f}] | {_f(r.p_holm, '.3g')} | "
+              f"{r.delta_mean:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {_f(r.p_adjusted, '.3g')} | {r.verdict} | "
               f"{'yes' if r.delta_mean >= 0 else 'NO'} |")
 
 

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from bench.cli import cli
+from bench.results.report import build
+from bench.store.reader import StoredComparison, StoredRun
 from tests.services import chromium
 from tests.support import artifact_paths, download, write_toy_study
 
@@ -54,7 +56,7 @@ def compared(module_store) -> Compared:
 
 def test_terminal_shows_means_intervals_and_the_ranking(compared):
     out = compared.output
-    assert "test acc mean ± std" in out and "95% CI" in out and "vs best (paired t, Holm, 5%)" in out
+    assert "test acc mean ± std" in out and "95% CI" in out and "vs best (paired t, Bonferroni, 5%)" in out
     assert "ranking (default):" in out and "Friedman test over 2 seeds" in out
     for v in VARIANTS:
         assert re.search(rf"^\| {re.escape(v)} +\| 2 ", out, re.MULTILINE), v
@@ -124,9 +126,9 @@ def test_report_contents_come_from_the_store(compared, tmp_path):
         assert f"{child.data.metrics['test_accuracy']:.4f}" in md
     parent = compared.client.get_run(compared.parent_id)
     assert parent.data.tags["bench.version.tensorflow"] in md
-    # every pair's Holm-adjusted p-value, as logged in ranking_pvalues.csv, diagonal blank
+    # every pair's Bonferroni-adjusted p-value, as logged in ranking_pvalues.csv, diagonal blank
     logged = pd.read_csv(download(compared.client, compared.parent_id, "ranking_pvalues.csv", tmp_path / "p"), index_col=0)
-    pairs = md.split("**Every pair (default): paired t-test p-values, Holm-adjusted over all pairs**", 1)[1]
+    pairs = md.split("**Every pair (default): paired t-test p-values, Bonferroni-adjusted over all pairs**", 1)[1]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in pairs.split("\n\n", 2)[1].splitlines()[2:]}
     assert set(rows) == set(VARIANTS)
@@ -219,3 +221,104 @@ def test_report_on_a_missing_store(tmp_path):
     result = CliRunner().invoke(cli, ["report", "--tracking-uri", uri, "--experiment", "x"])
     assert result.exit_code != 0 and "no MLflow store at" in result.output
     assert not (tmp_path / "none.db").exists()
+
+
+# --------------------------------------------------------------------------- verdicts, power and contrasts
+
+BANNED = ("no difference", "not significantly different", "no significant difference", "Holm")
+
+
+def test_the_parent_logs_the_margin_the_factors_and_every_pairs_verdict(compared, tmp_path):
+    parent = compared.client.get_run(compared.parent_id)
+    assert parent.data.params["protocol.equivalence_margin"] == "0.005"
+    assert parent.data.params["protocol.factors"] == "{}"  # three families at one depth: no crossed design
+    assert 0 <= parent.data.metrics["iman_davenport_p"] <= 1
+    pairs = pd.read_csv(download(compared.client, compared.parent_id, "pairs.csv", tmp_path))
+    assert len(pairs) == 3 and set(pairs["a"]) | set(pairs["b"]) == set(VARIANTS)
+    assert set(pairs["verdict"]) <= {"better", "worse", "equivalent", "inconclusive", "identical scores"}
+    md = Path(download(compared.client, compared.parent_id, "report/report.md", tmp_path / "r")).read_text()
+    assert "## How the verdicts are made" in md and "±0.005 test accuracy (0.5 points)" in md
+    assert "**Every pair (default): A − B over the seeds where both runs are healthy**" in md
+    assert "Mean ranks (default); bars join variants whose paired t-tests (Bonferroni) do not separate them" in md
+    assert not any(phrase in md for phrase in BANNED)
+    assert not any(phrase in compared.output for phrase in BANNED)
+
+
+def test_bench_report_judges_by_another_margin_when_asked(compared, tmp_path):
+    folder = _rebuild(compared, tmp_path / "out", "--run-id", compared.parent_id, "--margin", "0.02")
+    md = (folder / "report.md").read_text()
+    assert "±0.02 test accuracy (2 points)" in md and "TOST p (±0.02)" in md and "±0.005" not in md
+    result = CliRunner().invoke(cli, ["report", "--tracking-uri", compared.uri, "--out", str(tmp_path), "--margin", "5"])
+    assert result.exit_code == 2 and "--margin" in result.output
+
+
+FAMILIES, DEPTHS = ("vanilla", "dropout", "batchnorm"), ("shallow", "deep")
+
+
+def _factorial_store(factors: str | None, seeds: int = 6) -> StoredComparison:
+    """A comparison of a 3 x 2 design as a store would return it: deep is a point better, the
+    families alike; vanilla-deep diverged on seed 1."""
+    rng = np.random.default_rng(7)
+    children = []
+    for family in FAMILIES:
+        for depth in DEPTHS:
+            for seed in range(seeds):
+                name = f"{family}-{depth}"
+                diverged = name == "vanilla-deep" and seed == 1
+                acc = 0.88 + (0.01 if depth == "deep" else 0) + 0.002 * seed + rng.normal(0, 0.0008)
+                curve = [0.5, 0.8]
+                children.append(StoredRun(
+                    run_id=f"{name}-{seed}", name=f"{name}/s{seed}", kind="train", status="FINISHED", start_time=0,
+                    params={"variant": name, "setting": "default", "seed": str(seed), "params": "1000",
+                            "variant.family": family, "variant.group": depth},
+                    metrics={} if diverged else {"test_accuracy": acc, "test_loss": 1 - acc, "train_seconds": 1.0},
+                    tags={"bench.status": "diverged" if diverged else "ok"},
+                    histories={k: curve for k in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds")},
+                ))
+    params = {"protocol.study": "factorial", "protocol.equivalence_margin": "0.005"}
+    if factors is not None:
+        params["protocol.factors"] = factors
+    parent = StoredRun(run_id="p" * 32, name="compare-factorial", kind="comparison", status="FINISHED",
+                       start_time=0, params=params, metrics={}, tags={})
+    return StoredComparison("sqlite://", "factorial", parent, children, lambda *args: None)
+
+
+def test_a_factorial_report_has_the_contrasts_beside_the_pairs():
+    logged = '{"family":' + str({f: [f"{f}-{d}" for d in DEPTHS] for f in FAMILIES}).replace("'", '"') + \
+        ',"depth":' + str({d: [f"{f}-{d}" for f in FAMILIES] for d in DEPTHS}).replace("'", '"') + "}"
+    md = build(_factorial_store(logged)).markdown()
+    section = md.split("## Factorial contrasts (default)", 1)[1].split("\n## ", 1)[0]
+    assert "Factors (default): family: vanilla, dropout, batchnorm; depth: shallow, deep." in section
+    assert "Over 5 seeds with a healthy run in every cell (1 dropped)." in section
+    assert "**Planned contrasts (default): Bonferroni within each term**" in section
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[3:-1]]
+            for line in section.splitlines() if line.startswith("| depth ") or line.startswith("| family ")}
+    assert rows["deep - shallow"][0] == "5" and rows["deep - shallow"][5] == "better"
+    assert {rows[c][5] for c in ("dropout - vanilla", "batchnorm - vanilla", "batchnorm - dropout")} <= {
+        "equivalent", "inconclusive"}
+    assert "(deep - shallow) at dropout - at vanilla" in section
+    assert "**Repeated-measures ANOVA (default), seed as subject (statsmodels AnovaRM)**" in section
+    assert "| family × depth |" in section
+    assert "**Every pair (default): A − B over the seeds where both runs are healthy**" in md  # beside, not instead
+    assert "| excluded" in md and "1 diverged" in md
+    assert not any(phrase in md for phrase in BANNED)
+
+
+def test_a_comparison_logged_before_factors_were_derives_them_from_its_runs():
+    md = build(_factorial_store(None)).markdown()
+    assert "Factors (default): family: vanilla, dropout, batchnorm; group: shallow, deep." in md
+    assert "## Factorial contrasts" not in build(_factorial_store("{}")).markdown()  # logged as none: none
+
+
+def test_compare_margin_overrides_the_studys_and_the_report_judges_by_it(module_store, tmp_path):
+    path = write_toy_study(module_store.workdir, "margined", variants=VARIANTS[:2], epochs=1, learning_rate=0.001)
+    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--seeds", "2", "--no-model", "--margin", "0.02",
+                                      "--tracking-uri", module_store.uri])
+    assert result.exit_code == 0, result.output
+    assert "margin ±0.02" in " ".join(result.stdout.split())
+    parent_id = re.search(r"^parent run: ([0-9a-f]{32})$", result.stdout, re.MULTILINE).group(1)
+    client = MlflowClient(module_store.uri)
+    assert client.get_run(parent_id).data.params["protocol.equivalence_margin"] == "0.02"
+    md = Path(download(client, parent_id, "report/report.md", tmp_path)).read_text()
+    assert "±0.02 test accuracy (2 points)" in md
+    assert pd.read_csv(download(client, parent_id, "pairs.csv", tmp_path / "p"))["verdict"].notna().all()

@@ -199,6 +199,15 @@ BROKEN = {
         study_yaml("toy", variants=["vanilla-shallow"], references={"vanilla-shallow": {"test_accuracy": 88.06}}),
         "references.vanilla-shallow.test_accuracy",
     ),
+    "margin-0": (study_yaml("toy") + "equivalence_margin: 0\n", "equivalence_margin"),
+    "margin-in-points": (study_yaml("toy") + "equivalence_margin: 1.5\n", "equivalence_margin"),
+    "factor-of-another-variant": (
+        study_yaml("toy") + "factors: {bn: {plain: [vanilla-shallow], bn: [vanilla-deep]}}\n",
+        "level 'bn' names variants not in the study: vanilla-deep",
+    ),
+    "factor-with-one-level": (
+        study_yaml("toy") + "factors: {bn: {plain: [vanilla-shallow, batchnorm-shallow]}}\n", "needs 2 or more levels",
+    ),
 }
 
 
@@ -213,6 +222,28 @@ def test_malformed_studies_name_the_file(case, tmp_path):
     assert str(path) in message
     assert expected in message
     assert "\n" not in message  # one line for the CLI
+
+
+def test_a_study_declares_its_margin_and_factors_and_logs_them_for_the_report():
+    from bench import stats
+
+    text = study_yaml("toy", variants=["vanilla-shallow", "vanilla-deep", "batchnorm-shallow", "batchnorm-residual-deep"])
+    declared = parse_study(text + "equivalence_margin: 0.01\nfactors:\n  depth:\n"
+                           "    shallow: [vanilla-shallow, batchnorm-shallow]\n"
+                           "    deep: [vanilla-deep, batchnorm-residual-deep]\n")
+    params = declared.analysis_params(declared.variant_names)
+    assert params["equivalence_margin"] == 0.01
+    assert stats.loads_factors(params["factors"]) == {
+        "depth": {"shallow": ["vanilla-shallow", "batchnorm-shallow"], "deep": ["vanilla-deep", "batchnorm-residual-deep"]}
+    }
+    assert declared.analysis(["vanilla-shallow", "vanilla-deep"]).factors == {  # a comparison of some variants
+        "depth": {"shallow": ["vanilla-shallow"], "deep": ["vanilla-deep"]}
+    }
+    assert declared.analysis(["vanilla-shallow", "batchnorm-shallow"]).factors is None  # one level left
+    derived = parse_study(text)  # no factors declared: family x group, a complete 2 x 2
+    assert derived.equivalence_margin == 0.005
+    assert list(derived.analysis(derived.variant_names).factors) == ["family", "group"]
+    assert derived.analysis_params(["vanilla-shallow", "batchnorm-shallow"])["factors"] == "{}"
 
 
 def test_parse_study_names_its_source():

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropout-shallow",),
                      search_space: dict | None = None, epochs: int = 1, trials: int = 3,
-                     pruner: str = "none", min_epochs: int | None = None) -> Path:
+                     pruner: str = "none", min_epochs: int | None = None, **tuning: object) -> Path:
     doc = {
         "name": name,
         "task": "fashion_mnist",
@@ -37,6 +37,7 @@ def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropou
     }
     if min_epochs is not None:
         doc["tuning"]["min_epochs"] = min_epochs
+    doc["tuning"].update(tuning)
     if search_space is not None:
         doc["search_space"] = search_space
     path = tmp_path / f"{name}.yaml"
@@ -105,6 +106,60 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
     assert float(tuned.data.params["learning_rate"]) == pytest.approx(study.best_params["learning_rate"])
     assert tuned.data.metrics["test_accuracy"] == pytest.approx(result.tuned_test_accuracy)
     assert "bench.model_uri" in tuned.data.tags
+
+
+def test_repeats_and_selection_choose_on_validation_and_record_it(tmp_path, tracking_uri, client):
+    """Two repeats (two Optuna studies, sampler seeds apart), then the top 2 distinct trials
+    and the default re-trained on 2 unseen seeds each: the winner is the best mean validation
+    score, recorded in repeat 0's study; only the retrained winner is ever tested. A rerun
+    finds the selection made; compare --tuned trains the selected setting and logs the record."""
+    from bench.tuning import tune_variant
+    from bench.tuning.selection import SELECT_SEED_BASE
+    from bench.tuning.study import stored_selection
+
+    path = write_tune_study(tmp_path, trials=3, epochs=1, repeats=2, select_top=2, select_seeds=2)
+    repeats = settings_for(path, tracking_uri)
+    assert [s.study_name for s in repeats] == ["tunetoy-fashion_mnist-dropout-shallow",
+                                               "tunetoy-fashion_mnist-dropout-shallow-r1"]
+    assert repeats[1].seed - repeats[0].seed == 1_000_003
+    result = tune_variant(repeats)
+
+    studies = [load_optuna_study(s, create=False) for s in repeats]
+    assert [len(st.get_trials()) for st in studies] == [3, 3]
+    assert {t.params["learning_rate"] for t in studies[0].get_trials()[1:]}.isdisjoint(
+        t.params["learning_rate"] for t in studies[1].get_trials()[1:])  # other sampler seeds, other proposals
+    record = stored_selection(studies[0])
+    cands = record["candidates"]
+    assert 2 <= len(cands) <= 3 and any(c["default"] for c in cands)
+    means = [sum(c["values"]) / 2 for c in cands]
+    assert record["chosen"] == max(range(len(cands)), key=lambda i: means[i])
+    assert result.best_params == record["params"] == cands[record["chosen"]]["params"]
+
+    selection_runs = runs_of(client, "selection")
+    assert len(selection_runs) == 2 * len(cands)
+    assert {int(r.data.params["seed"]) for r in selection_runs} == {SELECT_SEED_BASE, SELECT_SEED_BASE + 1}
+    for run in selection_runs:
+        assert "test_accuracy" not in run.data.metrics and run.info.status == "FINISHED"
+        i = [c["source"] for c in cands].index(run.data.params["candidate"])
+        assert run.data.metrics["objective"] == pytest.approx(
+            cands[i]["values"][int(run.data.params["seed"]) - SELECT_SEED_BASE])
+    [tuned] = runs_of(client, "tuned")
+    assert float(tuned.data.params["learning_rate"]) == pytest.approx(record["params"]["learning_rate"])
+    parent = client.get_run(tuned.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["tuning_record.repeats"] == "2"
+    assert studies[0].user_attrs["bench:cpu_seconds"] > 0 and studies[1].user_attrs["bench:cpu_seconds"] > 0
+
+    tune_variant(settings_for(path, tracking_uri))  # resumed: nothing more to train or select
+    assert len(runs_of(client, "selection")) == len(selection_runs) and len(runs_of(client, "tuned")) == 1
+
+    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned", "--seeds", "1", "--no-model",
+                                      "--tracking-uri", tracking_uri])
+    assert result.exit_code == 0, result.output
+    [run] = [r for r in runs_of(client, "tuned") if r.data.params.get("setting") == "tuned"]
+    assert float(run.data.params["learning_rate"]) == pytest.approx(record["params"]["learning_rate"])
+    assert run.data.params["tuning_record.repeats"] == "2"
+    assert run.data.params["tuning_record.candidates"] == str(len(cands))
+    assert "selected over 2 repeats" in run.data.params["tuned_from"]
 
 
 def test_aggressive_pruner_prunes_and_marks_runs(tmp_path, tracking_uri, client):

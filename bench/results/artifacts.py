@@ -212,12 +212,17 @@ def log_comparison(
 
 
 class SeedStatistics:
-    """A comparison's statistics over seeds: the summary, rankings per setting, tuning effect."""
+    """A comparison's statistics over seeds: the summary, rankings and factor contrasts per
+    setting, the tuning effect. ``analysis`` (margin, factors) None: read from the parent
+    run's protocol params when logged (:func:`log_seed_statistics`), as the report reads them."""
 
-    def __init__(self, table: pd.DataFrame) -> None:
+    def __init__(self, table: pd.DataFrame, analysis: stats.Analysis | None = None) -> None:
+        self.analysis = analysis
+        a = analysis or stats.Analysis()
         self.summary = stats.aggregate(table)
-        self.rankings = tables.rankings(table)
-        self.tuning_effect = stats.tuning_effect(table)
+        self.rankings = tables.rankings(table, a)
+        self.tuning_effect = stats.tuning_effect(table, margin=a.margin, alpha=a.alpha)
+        self.factorials = tables.factorials(table, a)
 
 
 def log_seed_statistics(
@@ -230,7 +235,8 @@ def log_seed_statistics(
     *,
     title: str,
 ) -> None:
-    """Over-seeds statistics: the summary table, aggregate metrics, rankings, bands."""
+    """Over-seeds statistics: the summary table, aggregate metrics, rankings with every
+    pair's verdict, factor contrasts, the tuning effect, bands."""
     summary_table = seed_stats.summary
     tracker.log_text(run_id, summary_table.to_csv(index=False), "summary.csv")
     tracker.log_text(run_id, tables.to_markdown(summary_table), "summary.md")
@@ -242,13 +248,7 @@ def log_seed_statistics(
                 metrics[f"{key}.{what}.{stat}"] = getattr(r, f"{what}_{stat}")
     tracker.log_metrics(run_id, metrics)
     for setting, ranking in seed_stats.rankings.items():
-        suffix = "" if setting == schema.SETTING_DEFAULT else f"_{sanitize_name(setting)}"
-        tracker.log_text(run_id, ranking.table().to_csv(index=False), f"ranking{suffix}.csv")
-        tracker.log_text(run_id, ranking.pvalues.to_csv(), f"ranking{suffix}_pvalues.csv")
-        if ranking.friedman_p is not None:
-            tracker.log_metrics(run_id, {f"{schema.FRIEDMAN_P}{suffix}": ranking.friedman_p})
-        title_r = f"{title}: mean rank on test accuracy over {len(ranking.scores)} seeds ({setting})"
-        tracker.log_figure(run_id, ranking_figure(ranking, title_r), f"figures/ranking{suffix}.png")
+        _log_ranking(tracker, run_id, setting, ranking, seed_stats.factorials.get(setting), title)
     if seed_stats.tuning_effect is not None:
         tracker.log_text(run_id, seed_stats.tuning_effect.to_csv(index=False), "tuning_effect.csv")
     if int(summary_table["seeds"].max()) > 1:
@@ -258,9 +258,29 @@ def log_seed_statistics(
             tracker.log_figure(run_id, fig, f"figures/curves_{sanitize_name(group)}.png")
 
 
+def _log_ranking(tracker: Tracker, run_id: str, setting: str, ranking: stats.Ranking,
+                 factorial: stats.Factorial | None, title: str) -> None:
+    """One setting's ranking, p-values, verdicts (``pairs.csv``), contrasts and figure."""
+    suffix = "" if setting == schema.SETTING_DEFAULT else f"_{sanitize_name(setting)}"
+    tracker.log_text(run_id, ranking.table().to_csv(index=False), f"ranking{suffix}.csv")
+    tracker.log_text(run_id, ranking.pvalues.to_csv(), f"ranking{suffix}_pvalues.csv")
+    tracker.log_text(run_id, ranking.pairs.to_csv(index=False), f"pairs{suffix}.csv")
+    if ranking.omnibus is not None:
+        tracker.log_metrics(run_id, {f"{schema.FRIEDMAN_P}{suffix}": ranking.omnibus.chi2_p,
+                                     f"{schema.IMAN_DAVENPORT_P}{suffix}": ranking.omnibus.p})
+    if factorial is not None:
+        tracker.log_text(run_id, factorial.contrasts.to_csv(index=False), f"contrasts{suffix}.csv")
+        if factorial.anova is not None:
+            tracker.log_text(run_id, factorial.anova.to_csv(index=False), f"anova{suffix}.csv")
+    title_r = f"{title}: mean rank on test accuracy over {len(ranking.scores)} seeds ({setting})"
+    tracker.log_figure(run_id, ranking_figure(ranking, title_r), f"figures/ranking{suffix}.png")
+
+
 def ranking_figure(ranking: stats.Ranking, title: str):
-    """The critical-difference diagram of one ranking (comparison runs and reports alike)."""
-    return figures.ranking_diagram(ranking.mean_rank, ranking.pvalues, ranking.omnibus_rejects, title)
+    """Mean ranks over seeds, with bars joining the variants whose paired tests (Bonferroni)
+    do not separate them (comparison runs and reports alike). Not a Nemenyi
+    critical-difference diagram, though scikit-posthocs draws it with that function."""
+    return figures.ranking_diagram(ranking.mean_rank, ranking.pvalues, True, title)
 
 
 def log_dataset(tracker: Tracker, run_id: str, splits: Splits, title: str) -> None:

@@ -23,7 +23,8 @@ import pandas as pd
 from bench import figures, stats
 from bench.errors import BenchError
 from bench.results import table as tables
-from bench.results.artifacts import ranking_figure
+from bench.results import verdicts
+from bench.results.artifacts import SeedStatistics, ranking_figure
 from bench.store import schema
 from bench.store.reader import StoredComparison, StoredRun, StoreReader
 from bench.store.tracker import Tracker
@@ -123,8 +124,9 @@ figcaption {{ color: #555; font-size: 12px; }} nav ol {{ columns: 2; }}
 # --------------------------------------------------------------------------- building
 
 
-def build(stored: StoredComparison) -> Report:
-    """The report of one parent run: a comparison or a tuning study."""
+def build(stored: StoredComparison, margin: float | None = None) -> Report:
+    """The report of one parent run: a comparison or a tuning study. ``margin``: the
+    equivalence margin to judge by instead of the one the comparison logged."""
     parent = stored.parent
     images: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +134,7 @@ def build(stored: StoredComparison) -> Report:
         if parent.kind == schema.KIND_STUDY:
             sections = _study_sections(stored, images, scratch)
         else:
-            sections = _comparison_sections(stored, images, scratch)
+            sections = _comparison_sections(stored, images, scratch, margin)
     sections.append(_environment(parent))
     started = dt.datetime.fromtimestamp(parent.start_time / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (
@@ -142,7 +144,8 @@ def build(stored: StoredComparison) -> Report:
     return Report(f"bench report: {parent.name}", subtitle, sections, images)
 
 
-def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path) -> list[Section]:
+def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path,
+                         margin: float | None = None) -> list[Section]:
     parent = stored.parent
     runs = [r for r in stored.children if r.kind in schema.TRAINING_KINDS]
     table = tables.stored_run_table(runs)
@@ -153,20 +156,23 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
     if table.empty:
         sections.append(Section("Results", text=["No training run of this comparison finished."]))
         return sections
-    rankings = tables.rankings(table)
+    analysis = verdicts.analysis(parent.params, runs, margin)
+    seed_stats = SeedStatistics(table, analysis)
     results = Section("Results over seeds", text=[
-        "Test accuracy and loss per variant: mean ± sample standard deviation over seeds and the 95% "
-        "t-interval of the mean. 'vs best' compares each variant with the top-ranked one: paired t-tests "
-        "over seeds, Holm-corrected, claimed only when the Friedman test rejects 'all variants are equal'. "
-        "'ref acc' is the notebook's single reported run."
+        "Test accuracy and loss per variant over its healthy runs: mean ± sample standard deviation over "
+        "seeds and the 95% t-interval of the mean ('seeds': healthy/all where runs were left out, named in "
+        "'excluded'). 'vs best' is each variant's verdict against the top-ranked one (see 'How the verdicts "
+        "are made'). 'ref acc' is the notebook's single reported run."
     ])
-    results.tables.append(("", tables.summary_frame(stats.aggregate(table), rankings)))
+    results.tables.append(("", tables.summary_frame(seed_stats.summary, seed_stats.rankings)))
     every = table.drop(columns=["setting"]) if set(table["setting"]) == {schema.SETTING_DEFAULT} else table
-    tuning = _tuning_section(table, runs, rankings)
+    tuning = _tuning_section(seed_stats, runs, analysis.margin)
     return [
         *sections,
         results,
-        _ranking_section(table, rankings, images),
+        Section("How the verdicts are made", text=verdicts.method(analysis)),
+        _ranking_section(seed_stats.rankings, images),
+        *[_factorial_section(f, analysis.margin) for f in seed_stats.factorials.values()],
         *([tuning] if tuning else []),
         Section("Every run", tables=[("", _rounded(every))]),
         _curves_section(table, runs, images),
@@ -174,42 +180,60 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
     ]
 
 
-def _ranking_section(table: pd.DataFrame, rankings: dict[str, stats.Ranking], images: dict[str, bytes]) -> Section:
+def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes]) -> Section:
     section = Section("Ranking")
     for setting, r in rankings.items():
         section.text.append(tables.ranking_sentence(r))
         section.tables.append((f"Ranking ({setting})", _rounded(r.table())))
+        if not r.pairs.empty:
+            shown = verdicts.tests_frame(r.pairs, {"a": "A", "b": "B"}, r.margin)
+            section.tables.append((f"Every pair ({setting}): A − B over the seeds where both runs are healthy", shown))
         if r.testable and len(r.pvalues) > 2:
             pairs = r.pvalues.loc[r.order, r.order].astype(float)
             pairs = pairs.mask(np.eye(len(pairs), dtype=bool)).rename_axis("variant").reset_index()
             section.tables.append((f"Every pair ({setting}): {stats.POSTHOC[r.posthoc]} p-values, "
-                                   "Holm-adjusted over all pairs", _rounded(pairs)))
+                                   "Bonferroni-adjusted over all pairs", _rounded(pairs)))
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
-        section.images.append((f"Critical-difference diagram ({setting}): bars join variants not significantly different", name))
+        section.images.append((f"Mean ranks ({setting}); bars join variants whose {stats.POSTHOC[r.posthoc]}s "
+                               "(Bonferroni) do not separate them", name))
     return section
 
 
-def _tuning_section(table: pd.DataFrame, runs: list[StoredRun], rankings: dict[str, stats.Ranking]) -> Section | None:
+def _factorial_section(f: stats.Factorial, margin: float) -> Section:
+    """Main effects and interactions of one setting, beside the repeated-measures ANOVA."""
+    section = Section(f"Factorial contrasts ({f.setting})", text=verdicts.factorial_text(f, margin))
+    if not f.contrasts.empty:
+        shown = verdicts.tests_frame(f.contrasts, {"term": "term", "contrast": "contrast"}, margin)
+        section.tables.append((f"Planned contrasts ({f.setting}): Bonferroni within each term", shown))
+    if f.anova is not None:
+        section.tables.append((f"Repeated-measures ANOVA ({f.setting}), seed as subject (statsmodels AnovaRM)",
+                               verdicts.anova_frame(f.anova)))
+    return section
+
+
+def _tuning_section(seed_stats: SeedStatistics, runs: list[StoredRun], margin: float) -> Section | None:
     """Default vs tuned: the hyperparameters tuning chose and what they did on test."""
-    effect = stats.tuning_effect(table)
+    effect, rankings = seed_stats.tuning_effect, seed_stats.rankings
     if effect is None:
         return None
     section = Section("Default vs tuned", text=[
         "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
-        "were left as they were), then tuned minus default test accuracy per variant over paired seeds: "
-        "mean, 95% t-interval, paired t-test, Holm-corrected across variants. Where tuning kept the "
-        "default setting the two are the same runs and there is nothing to test."
+        "were left as they were), then tuned minus default test accuracy per variant over the seeds where "
+        "both runs are healthy, one family (Bonferroni across variants). Where tuning kept the default "
+        "setting the two are the same runs ('identical scores') and there is nothing to test.",
+        f"Verdicts: {verdicts.verdict_counts(effect)}. {verdicts.power_sentence(effect, margin)}".strip(),
     ])
     chosen = tables.tuned_hyperparameters(runs)
     if chosen is not None:
         section.tables.append(("Tuned hyperparameters", chosen))
-    section.tables.append(("Effect of tuning on test accuracy", _rounded(effect)))
+    section.tables.append(("Effect of tuning on test accuracy",
+                           verdicts.tests_frame(effect, {"variant": "variant"}, margin)))
     tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
     if tuned is not None and default is not None:
         section.text.append(
-            "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the ranking: default "
-            + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
+            "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the order of the "
+            "mean ranks: default " + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
         )
     return section
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from bench import stats
+from bench.results import verdicts
 from bench.store import schema
 from bench.store.reader import StoredRun
 from bench.studies import Reference
@@ -246,7 +247,8 @@ def _param(value: str) -> str:
 
 
 def summary_frame(summary: pd.DataFrame, rankings: Mapping[str, stats.Ranking]) -> pd.DataFrame:
-    """The over-seeds table with formatted cells (terminal and reports)."""
+    """The over-seeds table with formatted cells (terminal and reports). Means and intervals
+    are over the healthy runs; the runs left out are named in "excluded"."""
     rows = []
     for r in summary.itertuples():
         ranking = rankings.get(r.setting)
@@ -256,6 +258,7 @@ def summary_frame(summary: pd.DataFrame, rankings: Mapping[str, stats.Ranking]) 
             {
                 "variant": schema.display_key(r.variant, r.setting),
                 "seeds": f"{r.healthy}/{r.seeds}" if r.healthy != r.seeds else str(r.seeds),
+                "excluded": r.excluded,
                 "params": f"{r.params:,}",
                 "test acc mean ± std": _pm(r.test_accuracy_mean, r.test_accuracy_std),
                 "95% CI": _ci(r.test_accuracy_ci95_low, r.test_accuracy_ci95_high),
@@ -264,35 +267,59 @@ def summary_frame(summary: pd.DataFrame, rankings: Mapping[str, stats.Ranking]) 
                 "ref acc": _num(r.ref_test_accuracy),
                 "Δ vs ref": "" if r.delta_vs_ref is None or r.delta_vs_ref != r.delta_vs_ref else f"{r.delta_vs_ref:+.4f}",
                 "mean rank": "" if mean_rank is None else f"{mean_rank:.2f}",
-                "vs best (paired t, Holm, 5%)": mark,
+                "vs best (paired t, Bonferroni, 5%)": mark,
                 "seconds": f"{r.train_seconds_mean:.1f}",
             }
         )
     frame = pd.DataFrame(rows)
     if frame["ref acc"].eq("").all():
         frame = frame.drop(columns=["ref acc", "Δ vs ref"])
+    if frame["excluded"].eq("").all():
+        frame = frame.drop(columns=["excluded"])
     return frame
 
 
 def ranking_sentence(ranking: stats.Ranking) -> str:
-    """One paragraph: the omnibus test and the groups that cannot be told apart."""
-    if not ranking.testable:
+    """One paragraph: the omnibus test, the pairs' verdicts and power, and the groups of
+    variants that no pairwise test separates. Never "no difference": a pair the tests do not
+    separate is equivalent (within the margin) or inconclusive, and says which."""
+    if not ranking.testable and ranking.pairs["test"].eq("").all():
         return f"ranking ({ranking.setting}): " + "; ".join(ranking.notes or ["not testable"])
-    if ranking.friedman_p is not None:
-        head = f"Friedman test over {len(ranking.scores)} seeds: p = {ranking.friedman_p:.3g}"
+    n = len(ranking.scores)
+    o = ranking.omnibus
+    if o is not None:
+        head = (f"Friedman test over {n} seeds: chi² = {o.chi2:.3g}, p = {o.chi2_p:.3g}; Iman-Davenport "
+                f"F({o.df[0]}, {o.df[1]}) = {o.f:.3g}, p = {o.p:.3g}")
+    elif len(ranking.order) == 2:
+        head = f"paired t-test over {int(ranking.pairs['seeds'].iloc[0])} seeds"
     else:
-        head = f"paired t-test over {len(ranking.scores)} seeds"
-    verdict = "the variants differ" if ranking.omnibus_rejects else "no significant difference between the variants"
+        head = f"no omnibus test ({n} seeds where every variant's run is healthy)"
+    omnibus = ("the variants differ at 5%" if ranking.omnibus_rejects
+               else "'all equal' is not rejected at 5%, which does not show that they are equal")
+    pairs = (f"Pairs (paired t, Bonferroni over {int(ranking.pairs['test'].ne('').sum())}, margin "
+             f"±{ranking.margin:g}): {verdicts.verdict_counts(ranking.pairs)}.")
     groups = ranking.groups()
-    joined = "; ".join(" ≈ ".join(g) for g in groups) if groups else "none"
-    text = f"ranking ({ranking.setting}): {head} ({verdict} at 5%). Not significantly different: {joined}."
-    return " ".join([text, *ranking.notes])
+    joined = "; ".join("[" + ", ".join(g) + "]" for g in groups) if groups else "none"
+    text = (f"ranking ({ranking.setting}): {head} ({omnibus}). {pairs} "
+            f"{verdicts.power_sentence(ranking.pairs, ranking.margin)} "
+            f"Not separated by the {stats.POSTHOC[ranking.posthoc]}s: {joined}.")
+    return " ".join([" ".join(text.split()), *ranking.notes])
 
 
-def rankings(table: pd.DataFrame) -> dict[str, stats.Ranking]:
+def rankings(table: pd.DataFrame, analysis: stats.Analysis | None = None) -> dict[str, stats.Ranking]:
     """The ranking of every setting in the table (default, tuned), in the table's order."""
-    ranked = {setting: stats.rank(table, setting) for setting in dict.fromkeys(table["setting"])}
+    a = analysis or stats.Analysis()
+    ranked = {setting: stats.rank(table, setting, margin=a.margin, alpha=a.alpha)
+              for setting in dict.fromkeys(table["setting"])}
     return {setting: r for setting, r in ranked.items() if r.order}  # a setting with no finished run is not ranked
+
+
+def factorials(table: pd.DataFrame, analysis: stats.Analysis | None) -> dict[str, stats.Factorial]:
+    """The factor contrasts of every setting, where the comparison has factors."""
+    if analysis is None or not analysis.factors:
+        return {}
+    return {setting: stats.factorial(table, setting, analysis.factors, margin=analysis.margin, alpha=analysis.alpha)
+            for setting in dict.fromkeys(table["setting"])}
 
 
 def grouped_histories(

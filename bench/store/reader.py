@@ -100,6 +100,13 @@ class StoreReader:
         hint = f"; report on its parent: --run-id {parent}" if parent else ""
         raise TrackingError(f"run {run.info.run_id} is {what}, not a comparison or tuning study{hint}")
 
+    def run(self, run_id: str) -> StoredRun:
+        """One run's params, metrics and tags (no histories)."""
+        try:
+            return self._stored(self.client.get_run(run_id))
+        except MlflowException as exc:
+            raise TrackingError(f"{redact(self.uri)}: {first_line(exc)}") from None
+
     def load(self, parent_run_id: str) -> StoredComparison:
         try:
             parent = self.client.get_run(parent_run_id)

@@ -91,6 +91,8 @@ VALIDATION_SIZE = "validation_size"
 PREPROCESSING = "preprocessing"
 DATA_SOURCE = "data_source"
 LIMIT = "limit"
+EQUIVALENCE_MARGIN = "equivalence_margin"  # the smallest effect of interest (bench.stats)
+FACTORS = "factors"  # JSON: factor -> level -> variants; "{}": none
 # A study's settings (under tuning.), besides study, storage, variant, task and epochs.
 TRIALS = "trials"
 SAMPLER = "sampler"
@@ -161,6 +163,7 @@ TRIALS_PREFIX = "trials."  # study: + complete, pruned, failed, total
 BEST_TRIAL_METRIC = "best_trial"
 TUNED_TEST_ACCURACY = "tuned_test_accuracy"
 FRIEDMAN_P = "friedman_p"  # + _<setting> for settings other than default
+IMAN_DAVENPORT_P = "iman_davenport_p"  # likewise: the omnibus test's F-corrected p-value
 STATS = ("mean", "std", "ci95_low", "ci95_high")  # <key>.<test metric>.<stat> over seeds
 
 

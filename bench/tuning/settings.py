@@ -92,10 +92,8 @@ def plan(
     """One study per variant and tuning repeat (the variant's repeats next to each other), with
     the study file's protocol after the command line's values (:func:`bench.studies.resolve`,
     as ``bench compare`` applies them)."""
-    for flag, value, least in (("--trials", trials, 1), ("--population", population, 1), ("--repeats", repeats, 1),
-                               ("--select-top", select_top, 1), ("--select-seeds", select_seeds, 0)):
-        if value is not None and value < least:
-            raise BenchError(f"{flag} must be >= {least}, got {value}")
+    _check_counts(trials=trials, population=population, repeats=repeats, select_top=select_top,
+                  select_seeds=select_seeds)
     t = study.tuning
     repeats = t.repeats if repeats is None else repeats
     select_top = t.select_top if select_top is None else select_top
@@ -128,6 +126,13 @@ def plan(
             for r in range(repeats)
         ]
     return out
+
+
+def _check_counts(**counts: int | None) -> None:
+    for name, value in counts.items():
+        least = 0 if name == "select_seeds" else 1
+        if value is not None and value < least:
+            raise BenchError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
 
 
 def load_splits(s: TuneSettings) -> data.Splits:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+import bench.tuning.selection as selection
 from bench import data, stopping, training
 from bench.compare import train_and_log
 from bench.errors import BenchError, NoStudyError, StorageError
@@ -38,7 +39,6 @@ from bench.store.environment import environment_tags
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
 from bench.studies import Study
-from bench.tuning import selection
 from bench.tuning.pool import make_worker, worker_main
 from bench.tuning.search import default_params
 from bench.tuning.settings import TuneSettings, check_identity, load_splits, plan
@@ -118,20 +118,7 @@ def tune(s: TuneSettings, *, workers: int = 1, retrain: bool = True) -> TuneResu
     tracker = Tracker(s.tracking_uri, s.experiment, description=s.study.description)
     store = load_study(s, create=True)
     study = store.study
-    # Several `bench tune` processes (machines) may start on one study at once: the first
-    # creates the parent run under the claim lock, the others find and share it.
-    stopping.check()
-    with store.claim():
-        parent_id = _parent_run(study, tracker)
-        fresh = parent_id is None
-        if fresh:
-            parent_id = tracker.create_run(f"study-{s.study_name}", kind=schema.KIND_STUDY)
-            study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
-        defaults = default_params(s.study.search_space, s.base, get_variant(s.variant))
-        if defaults is not None and not _has_default(study):
-            # Trial 0 is the untuned setting: the best trial is never worse on validation.
-            # Queued again when it failed (interrupted, crashed): the study always scores it.
-            study.enqueue_trial(defaults, user_attrs={schema.TRIAL_DEFAULT: True})
+    parent_id, fresh = _open_parent(s, store, tracker)
     study.set_user_attr(schema.STUDY_TASK, s.task)
     study.set_user_attr(schema.STUDY_VARIANT, s.variant)
     c = counts(study)
@@ -167,6 +154,26 @@ def tune(s: TuneSettings, *, workers: int = 1, retrain: bool = True) -> TuneResu
         tuned_run_id=tuned_run_id, tuned_test_accuracy=tuned_acc, experiment_id=tracker.experiment_id,
         best_is_default=bool(best and best.user_attrs.get(schema.TRIAL_DEFAULT)),
     )
+
+
+def _open_parent(s: TuneSettings, store: StudyStore, tracker: Tracker) -> tuple[str, bool]:
+    """The study's parent run (created when new) and whether it is new. Several `bench tune`
+    processes (machines) may start on one study at once: the first creates the parent run
+    under the claim lock, the others find and share it."""
+    stopping.check()
+    study = store.study
+    with store.claim():
+        parent_id = _parent_run(study, tracker)
+        fresh = parent_id is None
+        if fresh:
+            parent_id = tracker.create_run(f"study-{s.study_name}", kind=schema.KIND_STUDY)
+            study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
+        defaults = default_params(s.study.search_space, s.base, get_variant(s.variant))
+        if defaults is not None and not _has_default(study):
+            # Trial 0 is the untuned setting: the best trial is never worse on validation.
+            # Queued again when it failed (interrupted, crashed): the study always scores it.
+            study.enqueue_trial(defaults, user_attrs={schema.TRIAL_DEFAULT: True})
+    return parent_id, fresh
 
 
 def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
