@@ -292,7 +292,43 @@ def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch:
         if path is not None:
             images[f"{fig_name}.png"] = path.read_bytes()
             section.images.append((fig_name.replace("_", " "), f"{fig_name}.png"))
-    return [_protocol(parent, schema.TUNING_PREFIX), section]
+    selection = _selection_section(stored)
+    return [_protocol(parent, schema.TUNING_PREFIX), section, *([selection] if selection else [])]
+
+
+def _selection_section(stored: StoredComparison) -> Section | None:
+    """The re-evaluation after the tuning repeats (:mod:`bench.tuning.selection`): each
+    candidate's validation accuracy per selection seed, their mean, and which won."""
+    runs = [r for r in stored.children if r.kind == schema.KIND_SELECTION]
+    if not runs:
+        return None
+    rows: dict[str, dict[str, object]] = {}
+    for r in sorted(runs, key=lambda r: int(r.params.get(schema.SEED, 0))):
+        row = rows.setdefault(r.params.get(schema.CANDIDATE, r.name), {
+            "candidate": r.params.get(schema.CANDIDATE, r.name),
+            **{k: r.params[k] for k in schema.TUNABLE if k in r.params}, "values": []})
+        row["values"].append(r.metrics.get(schema.OBJECTIVE))
+    frame = pd.DataFrame([{**{k: v for k, v in row.items() if k != "values"},
+                           "seeds": len(row["values"]),
+                           "val_accuracy (mean over seeds)": float(np.mean(row["values"])),
+                           "per seed": ", ".join(f"{v:.4f}" for v in row["values"])} for row in rows.values()])
+    frame = frame.sort_values("val_accuracy (mean over seeds)", ascending=False, kind="stable")
+    chosen = stored.parent.tags.get(schema.TUNING_RECORD_PREFIX + "selected", "")
+    text = [
+        "After the tuning repeats, the best distinct trials of all repeats and the default setting were each "
+        f"trained again on {int(frame['seeds'].max())} training seeds that no trial used and scored on the "
+        "validation split (never the test split); the highest mean is the tuned setting"
+        + (f": {chosen}." if chosen else "."),
+    ]
+    record = {k.removeprefix(schema.TUNING_RECORD_PREFIX): v for k, v in stored.parent.tags.items()
+              if k.startswith(schema.TUNING_RECORD_PREFIX)}
+    if record.get("repeat_winners"):
+        text.append(f"Each repeat's best trial (validation accuracy, one seed): {record['repeat_winners']}; "
+                    f"spread {record.get('repeat_winner_spread', '-')}, {record.get('distinct_winners', '-')} "
+                    f"distinct winners. Tuning cost over all repeats and the selection: "
+                    f"{record.get('trials_complete', '-')} complete and {record.get('trials_pruned', '-')} pruned "
+                    f"trials, {record.get('epochs', '-')} epochs, {record.get('cpu_seconds', '-')} CPU seconds.")
+    return Section("Selection over the repeats", text=text, tables=[("Candidates, best first", _rounded(frame))])
 
 
 def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
@@ -309,7 +345,7 @@ def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
     for r in stored.children:
         if r.kind == schema.KIND_TUNED and schema.TEST_ACCURACY in r.metrics:
             text.append(
-                f"Retrained with the best hyperparameters ({r.name}): test accuracy {r.metrics[schema.TEST_ACCURACY]:.4f}."
+                f"Retrained with the tuned setting ({r.name}): test accuracy {r.metrics[schema.TEST_ACCURACY]:.4f}."
             )
     return text
 

@@ -89,12 +89,40 @@ def open_copy(shipped: Path, scratch: Path | None = None) -> str:
     return f"sqlite:///{(scratch / DATABASE).resolve()}"
 
 
+def snapshot(live: Path, shipped: Path) -> None:
+    """A consistent copy of a store that runs may be writing to: the database through
+    SQLite's online backup (without the system metrics), the journal up to its last
+    complete record, the artifacts added since the last snapshot (files are written once
+    and never changed)."""
+    live, shipped = Path(live), Path(shipped)
+    shipped.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(f"file:{live / DATABASE}?mode=ro", uri=True) as src, \
+            sqlite3.connect(shipped / (DATABASE + ".tmp")) as dst:
+        src.backup(dst)
+        # System metrics (CPU, memory, disk every few seconds) are half the rows and no
+        # result rests on them: the shipped store leaves them out.
+        for table in ("metrics", "latest_metrics"):
+            dst.execute(f"DELETE FROM {table} WHERE key LIKE 'system/%'")
+    with sqlite3.connect(shipped / (DATABASE + ".tmp")) as dst:
+        dst.execute("VACUUM")
+    (shipped / (DATABASE + ".tmp")).replace(shipped / DATABASE)
+    if (live / JOURNAL).is_file():
+        data = (live / JOURNAL).read_bytes()
+        (shipped / JOURNAL).write_bytes(data[: data.rfind(b"\n") + 1])
+    if (live / ARTIFACTS).is_dir():
+        shutil.copytree(live / ARTIFACTS, shipped / ARTIFACTS, dirs_exist_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Open a shipped store (results/runs) where it now is.")
     parser.add_argument("shipped", type=Path, help="folder with mlflow.db, optuna.journal and mlartifacts/")
     parser.add_argument("--to", type=Path, default=None, help="where the working copy goes [default: a temp folder]")
+    parser.add_argument("--snapshot-of", type=Path, default=None, metavar="LIVE",
+                        help="first make SHIPPED a consistent snapshot of the store in LIVE (runs may be writing)")
     args = parser.parse_args(argv)
     try:
+        if args.snapshot_of is not None:
+            snapshot(args.snapshot_of, args.shipped)
         uri = open_copy(args.shipped, args.to)
     except (OSError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
