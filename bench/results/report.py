@@ -149,7 +149,7 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
     parent = stored.parent
     runs = [r for r in stored.children if r.kind in schema.TRAINING_KINDS]
     table = tables.stored_run_table(runs)
-    sections = [_protocol(parent, schema.PROTOCOL_PREFIX)]
+    sections = [_protocol(parent, schema.PROTOCOL_PREFIX, runs)]
     notes = _notes(parent)
     if notes:
         sections.append(Section("Notes on the protocol", text=notes))
@@ -293,7 +293,7 @@ def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch:
             images[f"{fig_name}.png"] = path.read_bytes()
             section.images.append((fig_name.replace("_", " "), f"{fig_name}.png"))
     selection = _selection_section(stored)
-    return [_protocol(parent, schema.TUNING_PREFIX), section, *([selection] if selection else [])]
+    return [_protocol(parent, schema.TUNING_PREFIX, stored.children), section, *([selection] if selection else [])]
 
 
 def _selection_section(stored: StoredComparison) -> Section | None:
@@ -350,10 +350,26 @@ def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
     return text
 
 
-def _protocol(parent: StoredRun, prefix: str) -> Section:
+def _protocol(parent: StoredRun, prefix: str, children: list[StoredRun] | None = None) -> Section:
     rows = [(k.removeprefix(prefix), v) for k, v in sorted(parent.params.items()) if k.startswith(prefix)]
     frame = pd.DataFrame(rows, columns=["setting", "value"])
-    return Section("Protocol", tables=[("", frame)])
+    section = Section("Protocol", tables=[("", frame)])
+    data = _datasets(children or [])
+    if data is not None:
+        section.tables.append(("Data the runs used (MLflow datasets: the content's digest, whatever path it "
+                               "was read from)", data))
+    return section
+
+
+def _datasets(runs: list[StoredRun]) -> pd.DataFrame | None:
+    """Every distinct dataset the runs logged, with how many runs used it."""
+    seen: dict[tuple[str, str, str], int] = {}
+    for r in runs:
+        for d in r.datasets:
+            seen[d] = seen.get(d, 0) + 1
+    if not seen:
+        return None
+    return pd.DataFrame([{"split": c, "dataset": n, "digest": g, "runs": str(k)} for (n, g, c), k in seen.items()])
 
 
 def _notes(parent: StoredRun) -> list[str]:

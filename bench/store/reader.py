@@ -39,6 +39,8 @@ class StoredRun:
     metrics: dict[str, float]
     tags: dict[str, str]
     histories: dict[str, list[float]] = field(default_factory=dict)
+    # The MLflow datasets the run logged: (name, digest, context: training / validation / test).
+    datasets: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +138,8 @@ class StoreReader:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             histories=histories,
+            datasets=[(d.dataset.name, d.dataset.digest, _context(d)) for d in run.inputs.dataset_inputs]
+            if run.inputs is not None else [],
         )
 
     def _artifact(self, run_id: str, path: str, dst: Path) -> Path | None:
@@ -144,3 +148,7 @@ class StoreReader:
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
         except (MlflowException, OSError):
             return None
+
+
+def _context(dataset_input) -> str:
+    return next((t.value for t in dataset_input.tags if t.key == "mlflow.data.context"), "")
