@@ -154,6 +154,9 @@ class Study(_Strict):
     # factor -> level -> variants, e.g. {depth: {shallow: [...], deep: [...]}}; not given:
     # the variants' family x group where that is a complete crossed design.
     factors: dict[str, dict[str, list[str]]] | None = None
+    # The ranking's pairwise test, by name from the registry (bench.stats.POSTHOC_TESTS):
+    # "ttest" (the verdicts' own paired t-tests) or "wilcoxon" (signed-rank, for many seeds).
+    posthoc: str = "ttest"
 
     @field_validator("task")
     @classmethod
@@ -169,6 +172,8 @@ class Study(_Strict):
                 raise ValueError(f"{what} for variants not in the study: {', '.join(unknown)}")
         if self.factors is not None:
             stats.check_factors(self.factors, names)
+        if self.posthoc not in stats.POSTHOC_TESTS:
+            raise ValueError(f"posthoc: unknown test {self.posthoc!r}; known: {', '.join(stats.POSTHOC_TESTS)}")
         return self
 
     def analysis(self, variants: Sequence[str]) -> stats.Analysis:
@@ -178,13 +183,14 @@ class Study(_Strict):
             factors = stats.restrict(self.factors, variants)
         else:
             factors = stats.derive_factors((v, get_variant(v).family, get_variant(v).group) for v in variants)
-        return stats.Analysis(self.equivalence_margin, factors)
+        return stats.Analysis(self.equivalence_margin, factors, posthoc=self.posthoc)
 
     def analysis_params(self, variants: Sequence[str]) -> dict[str, object]:
         """:meth:`analysis` as a comparison's protocol params (factors as JSON, "{}": none),
         which reports read back."""
         a = self.analysis(variants)
-        return {schema.EQUIVALENCE_MARGIN: a.margin, schema.FACTORS: stats.dumps_factors(a.factors)}
+        return {schema.EQUIVALENCE_MARGIN: a.margin, schema.FACTORS: stats.dumps_factors(a.factors),
+                schema.POSTHOC: a.posthoc}
 
     @property
     def variant_names(self) -> list[str]:

@@ -87,6 +87,31 @@ def test_bonferroni_correction_is_applied():
         assert ranking.pair(x, y)["p_adjusted"] == pytest.approx(min(1.0, 3 * raw))
 
 
+def test_the_ranking_test_is_chosen_by_name_from_a_registry():
+    """A test registered under a name is what rank() uses for the groups; the name is what a
+    study selects and a comparison logs, so a report rebuilds with the same test."""
+    table = _table({"a": 0.88, "b": 0.877, "c": 0.874}, seeds=8)
+    assert {"ttest", "wilcoxon"} <= set(stats.POSTHOC_TESTS)
+    wilcoxon = stats.rank(table, posthoc="wilcoxon")
+    wide = stats.score_matrix(table)
+    raw = sst.wilcoxon(wide["a"], wide["c"], zero_method="zsplit").pvalue
+    assert wilcoxon.pvalues.loc["a", "c"] == pytest.approx(min(1.0, 3 * raw))
+    assert stats.posthoc_label("wilcoxon") == "Wilcoxon signed-rank"
+
+    @stats.register_posthoc("never", "a test that never separates")
+    def _never(pairs, scores):
+        return pd.DataFrame(1.0, index=scores.columns, columns=scores.columns)
+
+    try:
+        never = stats.rank(table, posthoc="never")
+        assert (never.pvalues.to_numpy() == 1.0).all() and never.groups() == [never.order]
+        assert list(never.pairs["verdict"]) == list(stats.rank(table).pairs["verdict"])  # verdicts stay paired t
+    finally:
+        del stats.POSTHOC_TESTS["never"]
+    with pytest.raises(ValueError, match="unknown post-hoc test"):
+        stats.rank(table, posthoc="never")
+
+
 def test_one_seed_cannot_be_ranked_with_confidence():
     ranking = stats.rank(_table({"a": 0.88, "b": 0.80}, seeds=1))
     assert not ranking.testable and not ranking.omnibus_rejects

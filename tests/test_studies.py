@@ -201,6 +201,7 @@ BROKEN = {
     ),
     "margin-0": (study_yaml("toy") + "equivalence_margin: 0\n", "equivalence_margin"),
     "margin-in-points": (study_yaml("toy") + "equivalence_margin: 1.5\n", "equivalence_margin"),
+    "unknown-posthoc": (study_yaml("toy") + "posthoc: nemenyi\n", "unknown test 'nemenyi'"),
     "factor-of-another-variant": (
         study_yaml("toy") + "factors: {bn: {plain: [vanilla-shallow], bn: [vanilla-deep]}}\n",
         "level 'bn' names variants not in the study: vanilla-deep",
@@ -232,7 +233,8 @@ def test_a_study_declares_its_margin_and_factors_and_logs_them_for_the_report():
                            "    shallow: [vanilla-shallow, batchnorm-shallow]\n"
                            "    deep: [vanilla-deep, batchnorm-residual-deep]\n")
     params = declared.analysis_params(declared.variant_names)
-    assert params["equivalence_margin"] == 0.01
+    assert params["equivalence_margin"] == 0.01 and params["posthoc"] == "ttest"
+    assert parse_study(text + "posthoc: wilcoxon\n").analysis_params(["vanilla-shallow"])["posthoc"] == "wilcoxon"
     assert stats.loads_factors(params["factors"]) == {
         "depth": {"shallow": ["vanilla-shallow", "batchnorm-shallow"], "deep": ["vanilla-deep", "batchnorm-residual-deep"]}
     }

@@ -191,11 +191,11 @@ def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes
         if r.testable and len(r.pvalues) > 2:
             pairs = r.pvalues.loc[r.order, r.order].astype(float)
             pairs = pairs.mask(np.eye(len(pairs), dtype=bool)).rename_axis("variant").reset_index()
-            section.tables.append((f"Every pair ({setting}): {stats.POSTHOC[r.posthoc]} p-values, "
+            section.tables.append((f"Every pair ({setting}): {stats.posthoc_label(r.posthoc)} p-values, "
                                    "Bonferroni-adjusted over all pairs", _rounded(pairs)))
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
-        section.images.append((f"Mean ranks ({setting}); bars join variants whose {stats.POSTHOC[r.posthoc]}s "
+        section.images.append((f"Mean ranks ({setting}); bars join variants whose {stats.posthoc_label(r.posthoc)}s "
                                "(Bonferroni) do not separate them", name))
     return section
 

@@ -302,14 +302,14 @@ def ranking_sentence(ranking: stats.Ranking) -> str:
     joined = "; ".join("[" + ", ".join(g) + "]" for g in groups) if groups else "none"
     text = (f"ranking ({ranking.setting}): {head} ({omnibus}). {pairs} "
             f"{verdicts.power_sentence(ranking.pairs, ranking.margin)} "
-            f"Not separated by the {stats.POSTHOC[ranking.posthoc]}s: {joined}.")
+            f"Not separated by the {stats.posthoc_label(ranking.posthoc)}s: {joined}.")
     return " ".join([" ".join(text.split()), *ranking.notes])
 
 
 def rankings(table: pd.DataFrame, analysis: stats.Analysis | None = None) -> dict[str, stats.Ranking]:
     """The ranking of every setting in the table (default, tuned), in the table's order."""
     a = analysis or stats.Analysis()
-    ranked = {setting: stats.rank(table, setting, margin=a.margin, alpha=a.alpha)
+    ranked = {setting: stats.rank(table, setting, margin=a.margin, alpha=a.alpha, posthoc=a.posthoc)
               for setting in dict.fromkeys(table["setting"])}
     return {setting: r for setting, r in ranked.items() if r.order}  # a setting with no finished run is not ranked
 

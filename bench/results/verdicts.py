@@ -21,16 +21,17 @@ def analysis(params: Mapping[str, str], runs: Sequence[StoredRun] = (), margin: 
     from its runs' family and group."""
     logged = params.get(schema.PROTOCOL_PREFIX + schema.EQUIVALENCE_MARGIN)
     chosen = margin if margin is not None else float(logged) if logged else stats.DEFAULT_MARGIN
+    posthoc = params.get(schema.PROTOCOL_PREFIX + schema.POSTHOC, "ttest")
     text = params.get(schema.PROTOCOL_PREFIX + schema.FACTORS)
     if text is not None:
-        return stats.Analysis(chosen, stats.loads_factors(text))
+        return stats.Analysis(chosen, stats.loads_factors(text), posthoc=posthoc)
     structure = {
         r.params.get(schema.VARIANT, r.name): (r.params.get(schema.VARIANT_FAMILY), r.params.get(schema.VARIANT_GROUP))
         for r in runs if r.kind in schema.TRAINING_KINDS
     }
     complete = all(f is not None and g is not None for f, g in structure.values())
     derived = stats.derive_factors((v, f, g) for v, (f, g) in structure.items()) if structure and complete else None
-    return stats.Analysis(chosen, derived)
+    return stats.Analysis(chosen, derived, posthoc=posthoc)
 
 
 def method(analysis: stats.Analysis) -> list[str]:

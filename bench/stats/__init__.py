@@ -67,7 +67,15 @@ from bench.stats.pairs import (
     paired_test,
 )
 from bench.stats.power import POWER, detectable_difference, seeds_needed
-from bench.stats.ranking import POSTHOC, Ranking, healthy_matrix, rank, score_matrix
+from bench.stats.ranking import (
+    POSTHOC_TESTS,
+    Ranking,
+    healthy_matrix,
+    posthoc_label,
+    rank,
+    register_posthoc,
+    score_matrix,
+)
 from bench.stats.summary import HEALTHY, SUMMARY_COLUMNS, UNFINISHED, aggregate, mean_ci
 from bench.stats.tuned import TUNING_COLUMNS, tuning_effect
 
@@ -80,12 +88,13 @@ class Analysis:
     margin: float = DEFAULT_MARGIN
     factors: Factors | None = None
     alpha: float = ALPHA
+    posthoc: str = "ttest"  # the ranking's pairwise test, a name in POSTHOC_TESTS
 
 
 __all__ = [
     "ALPHA", "ANOVA_COLUMNS", "BETTER", "CONTRAST_COLUMNS", "DEFAULT_MARGIN", "EQUIVALENT", "HEALTHY", "IDENTICAL",
-    "INCONCLUSIVE", "POSTHOC", "POWER", "SIGN_FLIP", "SUMMARY_COLUMNS", "T_TEST", "TUNING_COLUMNS", "UNFINISHED", "UNTESTED", "VERDICTS",
+    "INCONCLUSIVE", "POSTHOC_TESTS", "POWER", "SIGN_FLIP", "SUMMARY_COLUMNS", "T_TEST", "TUNING_COLUMNS", "UNFINISHED", "UNTESTED", "VERDICTS",
     "WORSE", "Analysis", "Factorial", "Factors", "Omnibus", "PairTest", "Ranking", "aggregate", "check_factors",
     "derive_factors", "detectable_difference", "dumps_factors", "loads_factors", "factorial", "family_tests", "friedman", "healthy_matrix",
-    "iman_davenport", "mean_ci", "paired_test", "rank", "restrict", "score_matrix", "seeds_needed", "tuning_effect",
+    "iman_davenport", "mean_ci", "paired_test", "posthoc_label", "register_posthoc", "rank", "restrict", "score_matrix", "seeds_needed", "tuning_effect",
 ]

@@ -4,6 +4,7 @@ the omnibus test, and a verdict for every pair."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,7 +25,31 @@ from bench.stats.pairs import (
 )
 from bench.stats.summary import excluded, healthy
 
-POSTHOC = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank"}  # name -> what reports call it
+
+@dataclass(frozen=True)
+class Posthoc:
+    """A registered pairwise test for the ranking's groups: what reports call it and the
+    function giving the Bonferroni-adjusted p-value matrix (from the pair table and the
+    seeds x variants scores)."""
+
+    label: str
+    pvalues: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
+
+
+#: The pairwise tests a study may select (``statistics: {posthoc: <name>}``); the name is
+#: logged with the comparison so ``bench report`` rebuilds with the same test.
+POSTHOC_TESTS: dict[str, Posthoc] = {}
+
+
+def posthoc_label(name: str) -> str:
+    return POSTHOC_TESTS[name].label
+
+
+def register_posthoc(name: str, label: str):
+    def add(fn: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]):
+        POSTHOC_TESTS[name] = Posthoc(label, fn)
+        return fn
+    return add
 PAIR_COLUMNS = ["a", "b", *COLUMNS]
 
 
@@ -169,8 +194,8 @@ def pair_table(matrix: pd.DataFrame, order: list[str], *, margin: float, alpha: 
 def rank(table: pd.DataFrame, setting: str = "default", *, posthoc: str = "ttest", alpha: float = ALPHA,
          margin: float = DEFAULT_MARGIN) -> Ranking:
     """Rank one setting's variants on test accuracy, seeds as paired blocks."""
-    if posthoc not in POSTHOC:
-        raise ValueError(f"unknown post-hoc test {posthoc!r}; known: {', '.join(POSTHOC)}")
+    if posthoc not in POSTHOC_TESTS:
+        raise ValueError(f"unknown post-hoc test {posthoc!r}; known: {', '.join(POSTHOC_TESTS)}")
     matrix = healthy_matrix(table, setting)
     scores = matrix.dropna()
     variants = list(scores.columns)
@@ -179,14 +204,17 @@ def rank(table: pd.DataFrame, setting: str = "default", *, posthoc: str = "ttest
                  else pd.Series(1.0, index=variants))
     order = list(mean_rank.sort_values(kind="stable").index)
     pairs = pair_table(matrix, order, margin=margin, alpha=alpha)
-    pvalues = _pvalues(pairs, variants) if posthoc == "ttest" or len(scores) < 2 else _wilcoxon(scores)
+    pvalues = _t_pvalues(pairs, scores) if len(scores) < 2 else POSTHOC_TESTS[posthoc].pvalues(pairs, scores)
     omnibus = friedman(scores)
     ranking = Ranking(setting, scores, mean_rank, None if omnibus is None else omnibus.chi2_p, pvalues, posthoc,
                       alpha, [], pairs, omnibus, margin)
     return replace(ranking, notes=_notes(ranking, table, matrix))
 
 
-def _pvalues(pairs: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+@register_posthoc("ttest", "paired t-test")
+def _t_pvalues(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """The verdicts' own paired t-tests (the pair table's Bonferroni p-values)."""
+    variants = list(scores.columns)
     out = pd.DataFrame(1.0, index=variants, columns=variants)
     for row in pairs.itertuples():
         p = row.p_adjusted if row.p_adjusted == row.p_adjusted else 1.0  # untested or identical: nothing separates
@@ -194,7 +222,8 @@ def _pvalues(pairs: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     return out
 
 
-def _wilcoxon(scores: pd.DataFrame) -> pd.DataFrame:
+@register_posthoc("wilcoxon", "Wilcoxon signed-rank")
+def _wilcoxon(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Bonferroni-adjusted Wilcoxon signed-rank p-values between paired columns (scikit-posthocs)."""
     long = scores.reset_index(names="seed").melt(id_vars="seed", var_name="variant", value_name="accuracy")
     long = long.sort_values(["variant", "seed"], kind="stable")  # pairs line up by seed

@@ -92,6 +92,7 @@ PREPROCESSING = "preprocessing"
 DATA_SOURCE = "data_source"
 LIMIT = "limit"
 EQUIVALENCE_MARGIN = "equivalence_margin"  # the smallest effect of interest (bench.stats)
+POSTHOC = "posthoc"  # the ranking's pairwise test (bench.stats.POSTHOC_TESTS)
 FACTORS = "factors"  # JSON: factor -> level -> variants; "{}": none
 # A study's settings (under tuning.), besides study, storage, variant, task and epochs.
 TRIALS = "trials"
