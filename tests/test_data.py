@@ -337,11 +337,11 @@ def count_reads(monkeypatch) -> list[Path]:
     calls: list[Path] = []
     real = data.read_idx
 
-    def spy(path, *, kind):
+    def spy(path, *, kind, **kw):
         calls.append(Path(path))
-        return real(path, kind=kind)
+        return real(path, kind=kind, **kw)
 
-    monkeypatch.setattr(data, "read_idx", spy)
+    monkeypatch.setattr(data.idx, "read_idx", spy)
     return calls
 
 

@@ -151,4 +151,4 @@ class StoreReader:
 
 
 def _context(dataset_input) -> str:
-    return next((t.value for t in dataset_input.tags if t.key == "mlflow.data.context"), "")
+    return next((t.value for t in dataset_input.tags if t.key == schema.MLFLOW_DATA_CONTEXT), "")
