@@ -207,9 +207,12 @@ def _table_columns(path: Path, src: FileSource) -> list[str]:
 def _table(path: Path, src: FileSource) -> RawArrays:
     frame = _read_table(path, src.format)
     y = frame.pop(src.label).to_numpy()
+    import pandas as pd
+
     for column in frame.columns:
         if frame[column].dtype.kind not in "uifb":
-            bad = frame[column][~frame[column].map(lambda v: isinstance(v, int | float))].iloc[0]
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            bad = frame[column][numbers.isna() & frame[column].notna()].iloc[0]
             raise DataError(f"{path}: column {column!r} holds text ({bad!r}); every column but {src.label!r} "
                             "must be a number")
     return _split_tail(frame.to_numpy(dtype=np.float32), y, src.test_size, path)
