@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bench import stats
-from bench.data import DEFAULT_VALIDATION_SIZE, get_task
+from bench.data import DEFAULT_VALIDATION_SIZE, FORMATS, FileSource, Task, get_task, register_task
 from bench.errors import BenchError, StudyError
 from bench.models import OPTIMIZERS, HParams, get_variant, list_variants
 from bench.store import schema
@@ -135,10 +143,41 @@ class Tuning(_Strict):
     select_seeds: int = Field(0, ge=0, le=100)
 
 
+class DatasetSource(_Strict):
+    """A dataset file a study declares (:class:`bench.data.FileSource`); ``path`` is relative
+    to the study file."""
+
+    format: Literal[FORMATS]  # type: ignore[valid-type]
+    path: str = Field(min_length=1)
+    label: str = Field("label", min_length=1)  # csv / parquet: the label column
+    test_size: int | None = Field(None, gt=0)  # the last rows are the test split (one-split data)
+
+
+class DeclaredTask(_Strict):
+    """``task: {name, source, validation_size, class_names}``: a dataset declared in the
+    study file instead of one registered in the package."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    source: DatasetSource
+    validation_size: int | None = Field(None, gt=0, le=2**31 - 1)
+    class_names: list[str] | None = Field(None, min_length=2)
+    origin: str = ""  # the study file (set when it is read)
+
+    def as_task(self) -> Task:
+        src = self.source
+        return Task(name=self.name, class_names=tuple(self.class_names or ()), input_shape=None,
+                    source=FileSource(src.format, Path(src.path), src.label, src.test_size),
+                    origin=self.origin or "a study file")
+
+    def register(self) -> None:
+        register_task(self.as_task())
+
+
 class Study(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
     task: str
+    dataset: DeclaredTask | None = None  # the task, where the study file declares it
     variants: list[str] = Field(min_length=1)
     protocol: Protocol = Protocol()
     reference_source: str = ""
@@ -157,6 +196,33 @@ class Study(_Strict):
     # The ranking's pairwise test, by name from the registry (bench.stats.POSTHOC_TESTS):
     # "ttest" (the verdicts' own paired t-tests) or "wilcoxon" (signed-rank, for many seeds).
     posthoc: str = "ttest"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_task(cls, raw: object, info: ValidationInfo) -> object:
+        """``task:`` given as a mapping declares the dataset: its path resolved against the
+        study file's folder, the task registered (before the name is checked), its
+        validation size the protocol's."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("task"), dict):
+            return raw
+        base = Path((info.context or {}).get("base", "."))
+        declared = DeclaredTask.model_validate({**raw["task"], "origin": str((info.context or {}).get("source", ""))})
+        path = Path(declared.source.path).expanduser()
+        source = declared.source.model_copy(update={"path": str(path if path.is_absolute() else base / path)})
+        declared = declared.model_copy(update={"source": source})
+        declared.register()
+        out = {**raw, "task": declared.name, "dataset": declared}
+        if declared.validation_size is not None:
+            protocol = dict(raw.get("protocol") or {})
+            if "validation_size" in protocol:
+                raise ValueError("validation_size is given twice (task and protocol): keep one")
+            out["protocol"] = {**protocol, "validation_size": declared.validation_size}
+        return out
+
+    def __setstate__(self, state) -> None:  # a worker process gets the study pickled: register its task there too
+        super().__setstate__(state)
+        if self.dataset is not None:
+            self.dataset.register()
 
     @field_validator("task")
     @classmethod
@@ -341,7 +407,7 @@ def parse_study(text: str, *, source: str = "<study>") -> Study:
     if not isinstance(raw, dict):
         raise StudyError(f"{source}: a study file must be a mapping of keys (name, task, variants, ...)")
     try:
-        return Study.model_validate(raw)
+        return Study.model_validate(raw, context={"base": Path(source).parent, "source": source})
     except ValidationError as exc:
         raise StudyError(f"{source}: {_format_validation_error(exc)}") from None
     except BenchError as exc:

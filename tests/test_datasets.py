@@ -170,3 +170,65 @@ def test_a_keras_cache_npz_of_floats_is_refused_not_rescaled(tmp_path, monkeypat
     with pytest.raises(DataError, match="float64, expected uint8 pixel values"):
         data.load("mnist", validation_size=100)
     assert _cache(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- declared in a study file
+
+
+def _study(tmp_path: Path, task: str, extra: str = "") -> Path:
+    path = tmp_path / "studies" / "mine.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"name: mine\n{task}\nvariants: [vanilla-shallow]\nprotocol: {{epochs: 1, batch_size: 64}}\n{extra}")
+    return path
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    monkeypatch.setattr(data.tasks, "TASKS", dict(data.TASKS))
+    monkeypatch.setattr(data, "TASKS", data.tasks.TASKS)
+    data._load_raw.cache_clear()
+    yield
+    data._load_raw.cache_clear()
+
+
+def test_a_study_declares_its_dataset_relative_to_itself(tmp_path, fresh_registry):
+    import pickle
+
+    from bench.studies import load_study
+
+    x, y = _blobs()
+    (tmp_path / "studies").mkdir()
+    np.savez(tmp_path / "studies" / "blobs.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
+    path = _study(tmp_path, "task:\n  name: blobs\n  source: {format: npz, path: blobs.npz}\n  validation_size: 50")
+    study = load_study(path)
+    assert study.task == "blobs" and study.protocol.validation_size == 50
+    task = data.get_task("blobs")
+    assert task.source.path == tmp_path / "studies" / "blobs.npz" and task.origin == str(path)
+    assert data.load("blobs", validation_size=50).sizes == {"train": 450, "validation": 50, "test": 100}
+    del data.tasks.TASKS["blobs"]  # a worker process: the study arrives pickled, its task with it
+    assert pickle.loads(pickle.dumps(study)).task == "blobs" and data.get_task("blobs") == task
+
+
+BAD_STUDIES = {
+    "unknown format": ("task:\n  name: t\n  source: {format: xlsx, path: t.xlsx}", "format"),
+    "no source": ("task:\n  name: t", "source"),
+    "unknown key": ("task:\n  name: t\n  source: {format: npz, path: t.npz, sheet: 1}", "sheet"),
+    "shadows a built-in": ("task:\n  name: mnist\n  source: {format: npz, path: t.npz}", r"already declared \(built-in\)"),
+    "bad name": ("task:\n  name: 'a b'\n  source: {format: npz, path: t.npz}", "name"),
+    "validation twice": ("task:\n  name: t\n  source: {format: npz, path: t.npz}\n  validation_size: 5\n"
+                         "protocol: {validation_size: 6}", "duplicate key|given twice"),
+    "one class name": ("task:\n  name: t\n  source: {format: npz, path: t.npz}\n  class_names: [a]", "class_names"),
+    "negative test size": ("task:\n  name: t\n  source: {format: csv, path: t.csv, test_size: -1}", "test_size"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STUDIES))
+def test_a_bad_task_declaration_is_one_error_naming_the_file(tmp_path, fresh_registry, case):
+    from bench.errors import StudyError
+    from bench.studies import load_study
+
+    task, message = BAD_STUDIES[case]
+    path = _study(tmp_path, task)
+    with pytest.raises(StudyError, match=message) as info:
+        load_study(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
