@@ -4,6 +4,7 @@ commit, trial 0 = the default, and the UI's model-training view in a real browse
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -90,6 +91,17 @@ def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_sco
         assert set(tested) == {"test_accuracy", "test_loss"}
         assert tested["test_accuracy"].value == run.data.metrics["test_accuracy"]
         assert tested["test_accuracy"].dataset_name == "fashion_mnist-test"
+        # The kept model's curves (its last epoch here), never the first epoch's, never system metrics.
+        linked = {m.key: m for m in model.metrics if not m.key.startswith("test_")}
+        assert set(linked) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+        last = {k: c.get_metric_history(run.info.run_id, k)[-1] for k in linked}
+        for key, metric in linked.items():
+            assert (metric.step, metric.value) == (last[key].step, last[key].value), key
+        assert model.tags["mlflow.note.content"].startswith(model.name.removesuffix("-tuned") + " trained on fashion_mnist")
+        assert f"test accuracy {run.data.metrics['test_accuracy']:.4f}" in model.tags["mlflow.note.content"]
+        folder = Path(mlflow.artifacts.download_artifacts(f"{model.artifact_location}/serving_input_example.json",
+                                                          dst_path=str(written.workdir / "dl" / model.model_id)))
+        assert np.array(json.loads(folder.read_text())["inputs"]).shape == (2, 28, 28)  # two raw test images
 
 
 def test_the_tuned_model_is_registered_and_loads_by_its_alias(written):
@@ -97,7 +109,11 @@ def test_the_tuned_model_is_registered_and_loads_by_its_alias(written):
     tuned = c.get_model_version_by_alias("fashion_mnist-dropout-shallow", "tuned")
     [run] = written.runs("tuned")
     assert tuned.run_id == run.info.run_id
-    assert c.get_model_version_by_alias("fashion_mnist-vanilla-shallow", "default").tags["bench.seed"] == "0"
+    default = c.get_model_version_by_alias("fashion_mnist-vanilla-shallow", "default")
+    assert default.tags["bench.seed"] == "0"
+    assert default.tags["test_accuracy"] == f"{c.get_run(default.run_id).data.metrics['test_accuracy']:.4f}"
+    assert default.description.startswith("vanilla-shallow trained on fashion_mnist")
+    assert tuned.description.startswith("dropout-shallow trained on fashion_mnist")
     assert len(c.search_model_versions("name = 'fashion_mnist-vanilla-shallow'")) == 2  # --register: every seed
     mlflow.set_tracking_uri(written.uri)
     model = mlflow.pyfunc.load_model("models:/fashion_mnist-dropout-shallow@tuned")

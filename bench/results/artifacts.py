@@ -75,14 +75,42 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
         tracker.log_figure(run_id, figures.weight_violins(weight_tensors(model), title), "figures/weights_violin.png")
         _log_batch_norm(tracker, run_id, model, title)
         if log_model:
-            naming = naming or ModelNaming(result.variant)
-            uri, model_id = log_serving_model(tracker, run_id, model, splits, name=naming.name,
-                                              params=result.hparams.as_params())
-            if naming.registered:
-                store_models.register_model(tracker, uri, naming.registered, naming.alias,
-                                       {schema.SEED_TAG: str(result.hparams.seed), schema.RUN_ID_TAG: run_id})
+            uri, model_id = _log_kept_model(tracker, run_id, result, model, splits, naming or ModelNaming(result.variant))
     tracker.log_metrics(run_id, tested, dataset=split_datasets(splits)[-1], model_id=model_id)
     return uri
+
+
+def _log_kept_model(tracker: Tracker, run_id: str, result: TrainResult, model, splits: Splits,
+                    naming: ModelNaming) -> tuple[str, str]:
+    """The model as a LoggedModel whose metrics are the kept epoch's (the last, or the
+    restored best) and, logged after this, its test scores; registered where named."""
+    description = model_description(result, splits)
+    uri, model_id = log_serving_model(tracker, run_id, model, splits, name=naming.name,
+                                      params=result.hparams.as_params(), description=description)
+    kept = result.best_epoch if result.hparams.restore_best else result.epochs_run - 1
+    store_models.link_metrics(tracker, run_id, model_id, kept,
+                              [k for k in HISTORY_KEYS if k != schema.EPOCH_SECONDS])
+    if naming.registered:
+        scores = {k: f"{v:.4f}" for k, v in ((schema.TEST_ACCURACY, result.test_accuracy),
+                                              (schema.TEST_LOSS, result.test_loss)) if v is not None}
+        store_models.register_model(
+            tracker, uri, naming.registered, naming.alias,
+            {schema.SEED_TAG: str(result.hparams.seed), schema.RUN_ID_TAG: run_id, **scores}, description)
+    return uri, model_id
+
+
+def model_description(result: TrainResult, splits: Splits) -> str:
+    """What a logged or registered model is, in one paragraph: variant, task, hyperparameters,
+    which epoch's weights, test scores."""
+    hp = result.hparams
+    shown = ", ".join(f"{k}={v}" for k, v in hp.as_params().items() if v is not None and k != schema.RESTORE_BEST)
+    kept = (f"the best validation epoch's weights (epoch {result.best_epoch + 1} of {result.epochs_run})"
+            if hp.restore_best and result.best_epoch is not None else f"the weights after epoch {result.epochs_run}")
+    test = (f"; test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f}"
+            if result.test_accuracy is not None and result.test_loss is not None else "")
+    return (f"{result.variant} trained on {splits.task} ({splits.sizes.get('train', len(splits.x_train))} "
+            f"examples) with {shown}; {kept}{test}. Input: raw examples as the data holds them "
+            f"(preprocessing {splits.preprocessing} is built in).")
 
 
 def split_datasets(splits: Splits) -> list[SplitData]:
@@ -151,8 +179,9 @@ def _log_batch_norm(tracker: Tracker, run_id: str, model, title: str) -> None:
 
 
 def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits, *, name: str,
-                      params: Mapping[str, object]) -> tuple[str, str]:
-    """Log the model as an MLflow Keras model that takes raw uint8 images (its URI and id)."""
+                      params: Mapping[str, object], description: str = "") -> tuple[str, str]:
+    """Log the model as an MLflow Keras model that takes raw uint8 images (its URI and id),
+    with two test images as its input example."""
     from importlib import metadata
 
     from bench.models.build import serving_model
@@ -161,7 +190,7 @@ def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits, *, n
     pins = [f"{lib}=={metadata.version(lib)}" for lib in ("tensorflow", "keras")]
     return store_models.log_keras_model(
         tracker, run_id, serving, name=name, params=params, input_name="raw_image", input_dtype=np.uint8,
-        pip_requirements=pins,
+        pip_requirements=pins, input_example=splits.raw_test_images()[:2], description=description,
     )
 
 
