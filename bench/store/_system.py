@@ -5,6 +5,15 @@ MLflow's own monitor (``mlflow.system_metrics``: CPU, memory, disk and network t
 logs ``system/*`` metrics, the run page's "System metrics" tab. MLflow logs a sample only
 after a full sampling interval, so a run shorter than that (a pruned one-epoch trial) would
 have none: each run also gets one closing sample when it ends.
+
+Why not MLflow's public switch: ``mlflow.start_run(log_system_metrics=True)`` (or
+``mlflow.enable_system_metrics_logging()``) starts a monitor for the fluent *active* run of
+the calling thread only, while bench opens its runs through ``MlflowClient`` and keeps
+several open at once (a population's members, parallel trials). So this drives MLflow's own
+``SystemMetricsMonitor`` per run; its ``start`` / ``finish`` are what the fluent API calls.
+The closing sample uses the monitor's collect / publish methods, which are not public: they
+are called inside ``contextlib.suppress`` and a change in them costs only that last sample
+(``tests/test_mlflow3.py`` checks that training runs still get system metrics).
 """
 
 from __future__ import annotations
