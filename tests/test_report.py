@@ -322,3 +322,29 @@ def test_compare_margin_overrides_the_studys_and_the_report_judges_by_it(module_
     md = Path(download(client, parent_id, "report/report.md", tmp_path)).read_text()
     assert "±0.02 test accuracy (2 points)" in md
     assert pd.read_csv(download(client, parent_id, "pairs.csv", tmp_path / "p"))["verdict"].notna().all()
+
+
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<svg onload=alert(1)>",
+           "[click](javascript:alert(1))", "a|b", "two\nlines"]
+
+
+def test_report_markdown_shows_hostile_text_and_never_runs_or_links_it():
+    """Names, notes and descriptions come from anyone who can log to the store (issue 27, I):
+    in report.md they are shown, never run as HTML, never a link, never a broken table."""
+    import pandas as pd
+
+    from bench.results.report import Report, Section
+
+    frame = pd.DataFrame({"variant": HOSTILE, "value": [1.0] * len(HOSTILE)})
+    report = Report(HOSTILE[0], HOSTILE[3], [Section(HOSTILE[1], text=HOSTILE, tables=[(HOSTILE[2], frame)],
+                                                     images=[(HOSTILE[4], "x.png")])], {"x.png": b""})
+    text = report.markdown()
+    for raw in ("<script", "<img", "<svg", "](javascript"):
+        assert raw not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(HOSTILE) and all(line.count(" | ") == 1 for line in rows[2:])  # one cell divider
+    assert "a\\|b" in text
+    html = report.html()
+    for raw in ("<script", "<img src=x", "<svg"):
+        assert raw not in html

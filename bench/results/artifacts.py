@@ -215,7 +215,7 @@ def log_comparison(
     tracker.log_text(run_id, table.to_csv(index=False), "comparison.csv")
     tracker.log_text(run_id, tables.comparison_markdown(table, title, notes, reference_source), "comparison.md")
     if notes:
-        tracker.log_text(run_id, "\n".join(f"- {n}" for n in notes) + "\n", "notes.md")
+        tracker.log_text(run_id, "\n".join(f"- {tables.md_text(n)}" for n in notes) + "\n", "notes.md")
     for group in sorted(set(groups.values())):
         members = {run: h for run, h in histories.items() if groups[run] == group and h[schema.ACCURACY]}
         if members:

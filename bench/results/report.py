@@ -49,17 +49,20 @@ class Report:
     images: dict[str, bytes]  # file name -> PNG bytes
 
     def markdown(self) -> str:
-        out = [f"# {self.title}", "", self.subtitle, ""]
+        """The report as Markdown; every text from the store or a study file is made inert
+        (:func:`bench.results.table.md_text`), as the HTML escapes it."""
+        md, para = tables.md_text, tables.md_paragraph
+        out = [f"# {md(self.title)}", "", para(self.subtitle), ""]
         for s in self.sections:
-            out += [f"## {s.title}", ""]
+            out += [f"## {md(s.title)}", ""]
             for p in s.text:
-                out += [p, ""]
+                out += [para(p), ""]
             for caption, frame in s.tables:
                 if caption:
-                    out += [f"**{caption}**", ""]
-                out += [_rounded(frame).to_markdown(index=False, disable_numparse=True), ""]
+                    out += [f"**{md(caption)}**", ""]
+                out += [tables.md_cells(_rounded(frame)).to_markdown(index=False, disable_numparse=True), ""]
             for caption, name in s.images:
-                out += [f"![{caption}](report_files/{name})", ""]
+                out += [f"![{md(caption).replace(']', '')}](report_files/{name})", ""]
         return "\n".join(out)
 
     def html(self) -> str:

@@ -8,6 +8,7 @@ ranking sentence shown in the terminal and in reports are made here too.
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from collections.abc import Mapping, Sequence
@@ -333,19 +334,45 @@ def grouped_histories(
     return out
 
 
+def md_text(text: object) -> str:
+    """Text from a store or a study file (names, notes, descriptions: anyone who can log
+    there wrote it) made inert in Markdown: HTML is shown, not run (``<script>``, ``<img
+    onerror>``), a link cannot be formed (``[x](javascript:...)``), a ``|`` does not split a
+    table cell, and a line break does not end one."""
+    out = md_paragraph(str(text))
+    for raw, safe in (("|", "\\|"), ("\r", " "), ("\n", " ")):
+        out = out.replace(raw, safe)
+    return out
+
+
+def md_paragraph(text: str) -> str:
+    """A paragraph bench wrote around such text: HTML escaped and no link formed (``](``),
+    except inside `code spans`, which Markdown already shows as they are."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2 if len(parts) % 2 else 1):  # an unmatched backtick: escape it all
+        parts[i] = html.escape(parts[i], quote=False).replace("](", "]\\(")
+    return "`".join(parts)
+
+
+def md_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Every text cell (and column name) of ``table`` through :func:`md_text`."""
+    safe = table.map(lambda v: md_text(v) if isinstance(v, str) else v)
+    return safe.rename(columns=lambda c: md_text(c))
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     buf = io.StringIO()
-    table.to_markdown(buf, index=False, floatfmt=".4f")
+    md_cells(table).to_markdown(buf, index=False, floatfmt=".4f")
     return buf.getvalue() + "\n"
 
 
 def comparison_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = (), source: str = "") -> str:
     """The comparison table as Markdown, under the study's notes on its protocol."""
-    parts = [f"# {title}", ""]
+    parts = [f"# {md_text(title)}", ""]
     if source:
-        parts += [f"Reference numbers: {source}.", ""]
+        parts += [f"Reference numbers: {md_text(source)}.", ""]
     if notes:
-        parts += ["## Notes on the protocol", "", *[f"- {n}" for n in notes], ""]
+        parts += ["## Notes on the protocol", "", *[f"- {md_text(n)}" for n in notes], ""]
     parts += [to_markdown(table), ""]
     return "\n".join(parts)
 
