@@ -8,6 +8,7 @@ keys and wrong types are errors), so a typo never silently changes an experiment
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,9 @@ Pruner = Literal[PRUNERS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
-    # inf and NaN are never a setting; pydantic would accept them in any float field.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # inf and NaN are never a setting; pydantic would accept them in any float field. Strict
+    # types: `epochs: true` or `epochs: "1"` is an error, not 1 (an int is still a float).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Protocol(_Strict):
@@ -367,17 +369,31 @@ MAX_DEPTH = 20
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last),
+    and reading YAML 1.2 floats: ``1e-3`` is a number, as a reader expects (YAML 1.1, and
+    so PyYAML, wants ``1.0e-3`` and reads ``1e-3`` as text, which strict types refuse)."""
 
     def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)  # merge keys (<<: *anchor) first, as PyYAML's own loader does
         seen = set()
         for key_node, _value in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, not a {type(key).__name__}", key_node.start_mark)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _depth(text: str) -> int:

@@ -202,6 +202,14 @@ BROKEN = {
     "margin-0": (study_yaml("toy") + "equivalence_margin: 0\n", "equivalence_margin"),
     "margin-in-points": (study_yaml("toy") + "equivalence_margin: 1.5\n", "equivalence_margin"),
     "unknown-posthoc": (study_yaml("toy") + "posthoc: nemenyi\n", "unknown test 'nemenyi'"),
+    # Strict types (issue 27, J): no bool or text where a number goes.
+    "epochs-true": (study_yaml("toy").replace("epochs: 1", "epochs: true"), "protocol.epochs: Input should be a valid integer"),
+    "epochs-quoted": (study_yaml("toy").replace("epochs: 1", 'epochs: "1"'), "protocol.epochs: Input should be a valid integer"),
+    "batch-size-choice-true": (study_yaml("toy") + "search_space: {batch_size: {choices: [true, 64]}}\n",
+                               "search_space.batch_size.choices.0"),
+    # Malformed keys (issue 27, N): one line naming the file, not an internal error.
+    "list-key": (study_yaml("toy") + "[a, b]: 1\n", "a key must be a name, not a list"),
+    "map-key": (study_yaml("toy") + "? {a: 1}\n: 2\n", "a key must be a name, not a dict"),
     "factor-of-another-variant": (
         study_yaml("toy") + "factors: {bn: {plain: [vanilla-shallow], bn: [vanilla-deep]}}\n",
         "level 'bn' names variants not in the study: vanilla-deep",
@@ -265,3 +273,13 @@ def test_settings_override_only_what_is_given(tmp_path):
     assert (changed.hparams.epochs, changed.hparams.batch_size, changed.hparams.learning_rate) == (4, 64, 0.5)
     assert changed.seeds == (0,) and changed.task == "mnist"
     assert Path(path).is_file()
+
+
+def test_yaml_merge_keys_and_yaml_1_2_floats_are_read_as_a_reader_expects():
+    """A valid merge key (<<: *anchor) is not malformed (issue 27, N), and 1e-3 is a number
+    (YAML 1.2; PyYAML alone reads it as text, which strict types would refuse)."""
+    study = parse_study("name: toy\ntask: fashion_mnist\nvariants: [vanilla-shallow]\n"
+                        "search_space: {learning_rate: &lr {low: 1e-5, high: 1e-2, log: true}}\n"
+                        "protocol:\n  <<: {epochs: 2, learning_rate: 1e-3}\n  batch_size: 64\n")
+    assert study.protocol.epochs == 2 and study.protocol.learning_rate == 0.001 and study.protocol.batch_size == 64
+    assert study.search_space.learning_rate.low == 1e-5
