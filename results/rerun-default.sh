@@ -13,6 +13,13 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 commit=${1:-f0b38d9}
 tree=${BENCH_RUN_TREE:-/tmp/bench-run-$commit}
 runs=$repo/results/runs
+# A fresh machine: the live store starts from the last shipped snapshot (its artifact paths
+# pointed here); runs it shows RUNNING were cut off and are closed and redone on resume.
+if [ ! -f "$runs/mlflow.db" ] && [ -f "$repo/results/shipped/mlflow.db" ]; then
+  mkdir -p "$runs" && cp -r "$repo/results/shipped/." "$runs/"
+  "$repo/.venv/bin/python" -c "import sys; from pathlib import Path; from bench.store.shipped import relocate; \
+relocate(Path(sys.argv[1]) / 'mlflow.db', Path(sys.argv[1]))" "$runs"
+fi
 [ -d "$tree" ] || git -C "$repo" worktree add --detach "$tree" "$commit"
 test -z "$(git -C "$tree" status --porcelain)" || { echo "error: $tree is not clean" >&2; exit 1; }
 cd "$tree"
