@@ -65,7 +65,7 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
         tracker.log_figure(run_id, figures.learning_curves(result.history, title), "figures/learning_curves.png")
     if result.confusion is not None:
         _log_confusion(tracker, run_id, result.confusion, list(splits.class_names), title)
-    if result.test_predictions is not None:
+    if result.test_predictions is not None and splits.pixels:  # tabular examples are not pictures
         _log_predictions(tracker, run_id, result.test_predictions, splits, title)
     model = result.keras_model()
     uri = model_id = None
@@ -327,6 +327,8 @@ def log_dataset(tracker: Tracker, run_id: str, splits: Splits, title: str) -> No
         lines.append(f"- **{key}**: {value}")
     lines += ["", "## Images per class", "", tables.to_markdown(frame.reset_index())]
     tracker.log_text(run_id, "\n".join(lines) + "\n", "dataset/summary.md")
+    if not splits.pixels:
+        return  # tabular examples are not pictures
     dev_x = splits.x_train[:25]  # the development set starts with the training split
     dev = figures.image_grid(splits.raw(dev_x), [names[y] for y in splits.y_train[:25]],
                              f"{splits.task}: first 25 development images")
