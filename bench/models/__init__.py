@@ -1,13 +1,16 @@
 """Models: variants declared as data (:mod:`.spec`), named in a registry (:mod:`.registry`),
-the seed notebooks' declarations (:mod:`.zoo`) and the one Keras builder (:mod:`.build`).
+the seed notebooks' declarations (:mod:`.zoo`), the one program of layer operations a variant
+compiles to (:mod:`.program`) and the one Keras builder (:mod:`.build`).
 
 Importing the package registers the zoo. The builder imports Keras, so it is not imported
-here: ``from bench.models.build import build_model`` where a model is built.
+here: ``from bench.models.build import build_model`` where a model is built. Counting a
+variant's parameters needs no model: :func:`parameter_count`.
 """
 
 from __future__ import annotations
 
 from bench.models import zoo  # noqa: F401  (registers every seed notebook's variant)
+from bench.models.program import Program, compile_variant, parameter_count
 from bench.models.registry import get_variant, list_variants, register
 from bench.models.spec import OPTIMIZERS, Block, Conv, Dense, HParams, Variant
 from bench.models.zoo import CORE_VARIANTS
@@ -19,8 +22,11 @@ __all__ = [
     "Conv",
     "Dense",
     "HParams",
+    "Program",
     "Variant",
+    "compile_variant",
     "get_variant",
     "list_variants",
+    "parameter_count",
     "register",
 ]

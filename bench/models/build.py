@@ -1,4 +1,5 @@
-"""The one builder: turns a :class:`~bench.models.spec.Variant` into a Keras model."""
+"""The one Keras builder: turns a variant's program (:mod:`bench.models.program`) into a
+Keras model, one layer per operation."""
 
 from __future__ import annotations
 
@@ -6,56 +7,55 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from bench.models.spec import OPTIMIZERS, Conv, Dense, HParams, Variant
+from bench.models import program
+from bench.models.spec import OPTIMIZERS, HParams, Variant
 
 
 def _regularizer(l2: float) -> regularizers.Regularizer | None:
     return regularizers.L2(l2) if l2 else None
 
 
-def _dropout_rate(site_rate: float, hparams: HParams | None) -> float:
-    if not site_rate:
-        return 0.0
-    if hparams is not None and hparams.dropout is not None:
-        return hparams.dropout
-    return site_rate
+def _linear(op: program.Linear) -> layers.Layer:
+    return layers.Dense(
+        op.units,
+        activation=op.activation,
+        use_bias=op.use_bias,
+        kernel_initializer=op.initializer,
+        kernel_regularizer=_regularizer(op.l2),
+        name=op.name,
+    )
 
 
-def _apply_block(x, block: Conv | Dense, variant: Variant, hparams: HParams | None, i: int):
-    name = f"b{i}"
-    if isinstance(block, Conv):
-        x = layers.Conv2D(
-            block.filters,
-            block.kernel_size,
-            strides=block.strides,
-            padding=block.padding,
-            use_bias=block.use_bias,
-            kernel_initializer=block.kernel_initializer or variant.kernel_initializer,
-            kernel_regularizer=_regularizer(block.l2),
-            name=f"{name}_conv",
-        )(x)
-    else:
-        x = layers.Dense(
-            block.units,
-            use_bias=block.use_bias,
-            kernel_initializer=block.kernel_initializer or variant.kernel_initializer,
-            kernel_regularizer=_regularizer(block.l2),
-            name=f"{name}_dense",
-        )(x)
-    rate = _dropout_rate(block.dropout, hparams)
-    if rate and block.dropout_place == "pre":
-        x = layers.Dropout(rate, name=f"{name}_dropout")(x)
-    if block.batch_norm == "pre":
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = layers.Activation(block.activation, name=f"{name}_{block.activation}")(x)
-    if block.batch_norm == "post":
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    if isinstance(block, Conv) and block.pool:
-        pool = layers.MaxPooling2D if block.pool == "max" else layers.AveragePooling2D
-        x = pool(block.pool_size, strides=block.pool_strides, name=f"{name}_{block.pool}pool")(x)
-    if rate and block.dropout_place == "post":
-        x = layers.Dropout(rate, name=f"{name}_dropout")(x)
-    return x
+def _conv(op: program.Conv2D) -> layers.Layer:
+    return layers.Conv2D(
+        op.filters,
+        op.kernel_size,
+        strides=op.strides,
+        padding=op.padding,
+        use_bias=op.use_bias,
+        kernel_initializer=op.initializer,
+        kernel_regularizer=_regularizer(op.l2),
+        name=op.name,
+    )
+
+
+def _pool(op: program.Pool) -> layers.Layer:
+    pool = layers.MaxPooling2D if op.kind == "max" else layers.AveragePooling2D
+    return pool(op.size, strides=op.strides, name=op.name)
+
+
+#: The Keras layer of each operation (a dropout operation is built where its rate is not 0).
+_LAYERS = {
+    program.Reshape: lambda op: layers.Reshape(op.shape, name=op.name),
+    program.Flatten: lambda op: layers.Flatten(name=op.name),
+    program.Linear: _linear,
+    program.Conv2D: _conv,
+    program.BatchNorm: lambda op: layers.BatchNormalization(
+        momentum=op.momentum, epsilon=op.epsilon, name=op.name
+    ),
+    program.Activation: lambda op: layers.Activation(op.function, name=op.name),
+    program.Pool: _pool,
+}
 
 
 def build_model(
@@ -65,33 +65,21 @@ def build_model(
     input_shape: tuple[int, ...] = (28, 28),
     num_classes: int = 10,
 ) -> keras.Model:
-    """Build (uncompiled) the functional model that ``variant`` declares."""
+    """Build (uncompiled) the functional model that ``variant`` declares: one Keras layer per
+    operation of its :func:`~bench.models.program.compile_variant` program, named as it is."""
+    dropout = hparams.dropout if hparams is not None else None
+
+    def apply(op: program.Op, x, outputs: list):
+        if isinstance(op, program.Residual):
+            return layers.Add(name=op.name)([outputs[op.source], x])
+        if isinstance(op, program.Dropout):
+            rate = op.rate_for(dropout)
+            return layers.Dropout(rate, name=op.name)(x) if rate else x
+        return _LAYERS[type(op)](op)(x)
+
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    if variant.is_convolutional and len(input_shape) == 2:
-        x = layers.Reshape((*input_shape, 1), name="add_channel")(x)
-    if variant.input_dropout:
-        x = layers.Dropout(variant.input_dropout, name="input_dropout")(x)
-    if variant.input_batch_norm:
-        x = layers.BatchNormalization(name="input_bn")(x)
-    flattened = False
-    taps = []  # each block's output after its residual addition
-    for i, block in enumerate(variant.blocks):
-        if isinstance(block, Dense) and not flattened:
-            x = layers.Flatten(name="flatten")(x)
-            flattened = True
-        x = _apply_block(x, block, variant, hparams, i)
-        if isinstance(block, Dense) and block.residual_from is not None:
-            x = layers.Add(name=f"b{i}_add_b{block.residual_from}")([taps[block.residual_from], x])
-        taps.append(x)
-    if not flattened:
-        x = layers.Flatten(name="flatten")(x)
-    outputs = layers.Dense(
-        num_classes,
-        activation=variant.output_activation,
-        kernel_initializer=variant.output_initializer or variant.kernel_initializer,
-        name="output",
-    )(x)
+    compiled = program.compile_variant(variant, input_shape, num_classes)
+    outputs = program.walk(compiled, inputs, apply)
     return keras.Model(inputs, outputs, name=variant.name.replace("-", "_"))
 
 
@@ -116,7 +104,9 @@ def learning_rate_of(hparams: HParams) -> float:
     return float(f"{float(make_optimizer(hparams).learning_rate):.7g}")
 
 
-def serving_model(model: keras.Model, scale: float = 1.0 / 255.0, offset: float = 0.0) -> keras.Model:
+def serving_model(
+    model: keras.Model, scale: float = 1.0 / 255.0, offset: float = 0.0
+) -> keras.Model:
     """Wrap a trained model so it takes raw uint8 images: ``x = raw * scale + offset`` (the
     data's preprocessing, :attr:`bench.data.Splits.scale` / ``offset``) is built in."""
     raw = keras.Input(shape=model.input_shape[1:], dtype="uint8", name="raw_image")

@@ -3,8 +3,10 @@
 A :class:`Variant` says which layers a model has, where dropout and batch norm go and
 which blocks are joined by residual additions. :class:`HParams` says how it is trained
 (optimizer, learning rate, dropout rate, batch size, epochs, seed). Tuning produces
-``HParams``; it never invents variants. Only :mod:`bench.models.build` turns a variant into
-layers; :mod:`bench.models.registry` names them.
+``HParams``; it never invents variants. The blocks (:class:`Dense`, :class:`Conv`) are
+declared in :mod:`bench.models.program`, beside the one program of layer operations a
+variant compiles to; :mod:`bench.models.build` turns that program into Keras layers and
+:mod:`bench.models.registry` names the variants.
 """
 
 from __future__ import annotations
@@ -12,53 +14,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 from bench.errors import VariantError
+from bench.models.program import Block, Conv, Dense, compile_variant
 from bench.store import schema
-
-BatchNormPlace = Literal["pre", "post"]  # "pre": linear -> BN -> activation; "post": after it
-DropoutPlace = Literal["pre", "post"]  # "pre": right after the linear layer (seed 002); "post": last
-
-
-@dataclass(frozen=True)
-class Dense:
-    """A fully connected block: Dense -> [Dropout "pre"] -> [BN "pre"] -> activation -> [BN "post"]
-    -> [Dropout "post"] -> [+ skip]."""
-
-    units: int
-    activation: str = "relu"
-    batch_norm: BatchNormPlace | None = None
-    dropout: float = 0.0  # rate at this site; HParams.dropout overrides it when set
-    dropout_place: DropoutPlace = "post"
-    l2: float = 0.0  # L2 penalty on the kernel
-    use_bias: bool = True
-    residual_from: int | None = None  # add the output of block #i (0-based, earlier) to ours
-    kernel_initializer: str | None = None  # None: the variant's
-
-
-@dataclass(frozen=True)
-class Conv:
-    """A 2-D convolution block: Conv -> [Dropout "pre"] -> [BN "pre"] -> activation -> [BN "post"]
-    -> [pool] -> [Dropout "post"]."""
-
-    filters: int
-    kernel_size: int = 5
-    strides: int = 1
-    padding: Literal["valid", "same"] = "valid"
-    activation: str = "relu"
-    batch_norm: BatchNormPlace | None = None
-    use_bias: bool = True
-    pool: Literal["max", "avg"] | None = None
-    pool_size: int = 2
-    pool_strides: int | None = None  # None: same as pool_size
-    dropout: float = 0.0
-    dropout_place: DropoutPlace = "post"
-    l2: float = 0.0
-    kernel_initializer: str | None = None  # None: the variant's
-
-
-Block = Dense | Conv
 
 
 @dataclass(frozen=True)
@@ -128,39 +87,9 @@ class Variant:
         return len(self.blocks)
 
     def summary(self) -> str:
-        """The layers in the order the builder applies them, e.g. ``[0] 512 relu BN -> ...``.
-
-        Within a block: the linear layer, dropout placed "pre", batch norm "pre", the
-        activation, batch norm "post", pooling, dropout "post", the residual addition.
-        """
-        parts = []
-        if self.input_dropout:
-            parts.append(f"D{self.input_dropout:g}")
-        if self.input_batch_norm:
-            parts.append("BN")
-        for i, b in enumerate(self.blocks):
-            if isinstance(b, Conv):
-                tokens = [f"C{b.filters}@{b.kernel_size}x{b.kernel_size}{'' if b.padding == 'valid' else ' same'}"]
-            else:
-                tokens = [f"{b.units}"]
-            if b.l2:
-                tokens.append(f"L2({b.l2:g})")
-            if b.dropout and b.dropout_place == "pre":
-                tokens.append(f"D{b.dropout:g}")
-            if b.batch_norm == "pre":
-                tokens.append("BN")
-            tokens.append(b.activation)
-            if b.batch_norm == "post":
-                tokens.append("BN")
-            if isinstance(b, Conv) and b.pool:
-                stride = "" if b.pool_strides in (None, b.pool_size) else f"/{b.pool_strides}"
-                tokens.append(f"{b.pool}pool{b.pool_size}{stride}")
-            if b.dropout and b.dropout_place == "post":
-                tokens.append(f"D{b.dropout:g}")
-            if isinstance(b, Dense) and b.residual_from is not None:
-                tokens.append(f"+[{b.residual_from}]")
-            parts.append(f"[{i}] {' '.join(tokens)}")
-        return " -> ".join(parts)
+        """The layers in the order the builder applies them, e.g. ``[0] 512 relu BN -> ...``
+        (:meth:`bench.models.program.Program.summary`)."""
+        return compile_variant(self).summary()
 
     def structure_params(self) -> dict[str, str]:
         """The structure as flat MLflow params (``variant.*``)."""

@@ -17,8 +17,8 @@ from bench.population.optim import StackedOptimizer
 
 #: Steps per call into the compiled loop (a few hundred milliseconds of work on a CPU).
 STEPS_PER_CALL = 256
-#: Steps per iteration of the compiled loop: XLA's while loop costs tens of microseconds an
-#: iteration, as much as a small model's step; four steps an iteration measured ~20% faster.
+#: Steps per iteration of the compiled loop (XLA's while loop costs as much per iteration as
+#: a small model's step; measured: docs/speed.md, "Measurements behind the code's constants").
 UNROLL = 4
 #: Validation images per member per compiled step of the validation pass.
 EVAL_CHUNK = 2500

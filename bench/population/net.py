@@ -5,14 +5,15 @@ all K members, instead of K small ones. The arithmetic is Keras' own, member by 
 :meth:`StackedNet.init_member` draws a member's initial weights with the variant's Keras
 initializers (no model built per member), :meth:`StackedNet.load_member` takes them from a
 Keras model that :func:`bench.models.build.build_model` built, and
-:meth:`StackedNet.write_into` writes a member into such a model; ``tests/test_population.py`` checks that a member and a
-Keras model trained on the same batches end with the same weights.
+:meth:`StackedNet.write_into` writes a member into such a model; ``tests/test_population.py``
+checks that a member and a Keras model trained on the same batches end with the same weights.
+The layers are the variant's program (:mod:`bench.models.program`), as the Keras model's are.
 
 The dropout masks come from a counter-based hash of (member seed, step, site, element)
 rather than a random-number generator's state: the same member draws the same masks
 whatever the population's size or the member's slot, and the masks cost a few integer
-operations that XLA fuses into the layer (XLA's CPU generator made dropout variants
-several times slower per epoch than their twins without dropout).
+operations that XLA fuses into the layer (XLA's CPU random-number generator is slow:
+docs/speed.md, "Measurements behind the code's constants").
 """
 
 from __future__ import annotations
@@ -23,18 +24,35 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.models.spec import Dense, HParams, Variant
+from bench.models import program
+from bench.models.spec import HParams, Variant
 
 _GOLDEN = 0x9E3779B9
 
 
+#: Operations the stacked engine runs on flattened inputs (a dropout mask is elementwise, so
+#: the input's dropout may come before the flattening; nothing else may).
+_AFTER_FLATTEN = (
+    program.Flatten,
+    program.Linear,
+    program.BatchNorm,
+    program.Activation,
+    program.Dropout,
+    program.Residual,
+)
+
+
 def supports(variant: Variant) -> bool:
-    """Dense blocks on flattened images, softmax output: every MLP of the seed notebooks."""
+    """Every operation of the variant's program has a stacked form, and the output is a
+    softmax: every MLP of the seed notebooks (not the convolutions, nor batch norm over
+    the unflattened image)."""
+    compiled = program.compile_variant(variant)
+    ops = compiled.ops
+    first = next((i for i, op in enumerate(ops) if isinstance(op, program.Flatten)), len(ops))
     return (
-        not variant.is_convolutional
-        and not variant.input_batch_norm
-        and variant.output_activation == "softmax"
-        and all(isinstance(b, Dense) for b in variant.blocks)
+        all(isinstance(op, program.Dropout) for op in ops[:first])
+        and all(isinstance(op, _AFTER_FLATTEN) for op in ops[first:])
+        and compiled.output.activation == "softmax"  # the engine's loss takes the logits
     )
 
 
@@ -53,106 +71,106 @@ def hashed_uniform(seeds: tf.Tensor, counter: tf.Tensor, shape: Sequence[int]) -
     k = shape[0]
     size = int(np.prod(shape[1:]))
     position = tf.reshape(tf.cast(tf.range(size), tf.uint32), [1, *shape[1:]])
-    key = _mix(tf.cast(seeds, tf.uint32) * tf.constant(_GOLDEN, tf.uint32) + _mix(tf.cast(counter, tf.uint32)))
-    bits = _mix(position * tf.constant(_GOLDEN, tf.uint32) + tf.reshape(key, [k] + [1] * (len(shape) - 1)))
-    return tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)), tf.float32) * (1.0 / (1 << 24))
+    key = _mix(
+        tf.cast(seeds, tf.uint32) * tf.constant(_GOLDEN, tf.uint32)
+        + _mix(tf.cast(counter, tf.uint32))
+    )
+    bits = _mix(
+        position * tf.constant(_GOLDEN, tf.uint32) + tf.reshape(key, [k] + [1] * (len(shape) - 1))
+    )
+    return tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)), tf.float32) * (
+        1.0 / (1 << 24)
+    )
 
 
 def _dense(h: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """Every member's matrix multiply at once; one member's as a plain one (XLA's CPU
-    batched dot with a batch of one measured ~10% slower than the plain dot). K plain
-    products stacked ("towers") measured slower than the batched one: 3.9 s against 2.7 s
-    per member-epoch for 8 members of vanilla-deep at batch 256 on a 2-core CPU."""
+    """Every member's matrix multiply at once; one member's as a plain one, faster on a CPU
+    than a batched product of one (docs/speed.md, "Measurements behind the code's constants")."""
     if kernel.shape[0] == 1:
         flat = h if len(h.shape) == 2 else h[0]
         return tf.matmul(flat, kernel[0])[None]
     return tf.einsum("bi,kio->kbo" if len(h.shape) == 2 else "kbi,kio->kbo", h, kernel)
 
 
+def _variable(k: int, op: program.Op, weight: program.Weight) -> tf.Variable:
+    """A weight of K members: a leading member axis; a vector (a bias, a batch-norm
+    parameter) as (K, 1, n), to broadcast over a batch. Slots start as the initializer's
+    constant (zeros for a kernel) until a member enters."""
+    shape = [k, 1, *weight.shape] if len(weight.shape) == 1 else [k, *weight.shape]
+    initial = tf.ones(shape) if weight.initializer == "ones" else tf.zeros(shape)
+    return tf.Variable(initial, name=f"{op.name}_{weight.attr}", trainable=weight.trainable)
+
+
+Entry = tuple[program.Op, program.Weight, tf.Variable]
+
+
 class StackedNet:
-    """The weights, batch-norm statistics and dropout rates of K members of ``variant``."""
+    """The weights, batch-norm statistics and dropout rates of K members of ``variant``,
+    one variable per weight of its program (:func:`bench.models.program.compile_variant`)."""
 
     def __init__(self, variant: Variant, k: int, *, input_size: int, num_classes: int) -> None:
         if not supports(variant):
-            raise ValueError(f"variant {variant.name!r} cannot be stacked (convolutions or input batch norm)")
+            raise ValueError(
+                f"variant {variant.name!r} cannot be stacked (convolutions or input batch norm)"
+            )
         self.variant, self.k = variant, k
-        self.kernels, self.biases, self.bn = [], [], []
-        width = input_size
-        for i, block in enumerate(variant.blocks):
-            self.kernels.append(tf.Variable(tf.zeros([k, width, block.units]), name=f"b{i}_kernel"))
-            self.biases.append(tf.Variable(tf.zeros([k, 1, block.units]), name=f"b{i}_bias") if block.use_bias else None)
-            self.bn.append(self._bn_variables(i, block.units) if block.batch_norm else None)
-            width = block.units
-        self.out_kernel = tf.Variable(tf.zeros([k, width, num_classes]), name="output_kernel")
-        self.out_bias = tf.Variable(tf.zeros([k, 1, num_classes]), name="output_bias")
-        # Dropout sites: the input (when the variant has input dropout), then each block that has one.
-        self.sites = (["input"] if variant.input_dropout else []) + [i for i, b in enumerate(variant.blocks) if b.dropout]
+        self.program = program.compile_variant(variant, (input_size,), num_classes)
+        #: (operation, weight, stacked variable) of every weight, in the order Keras creates them.
+        self.entries: list[Entry] = [
+            (op, w, _variable(k, op, w)) for op, w in self.program.weights()
+        ]
+        self._vars = {(op.name, w.attr): var for op, w, var in self.entries}
+        self.sites = [op for op in self.program.ops if isinstance(op, program.Dropout)]
         self.rates = tf.Variable(tf.zeros([k, max(1, len(self.sites))]), name="dropout_rates")
         self.seeds = tf.Variable(tf.zeros([k], tf.int32), name="seeds")
-        self.bn_momentum, self.bn_epsilon = 0.99, 1e-3
-
-    def _bn_variables(self, i: int, units: int) -> dict[str, tf.Variable]:
-        shape = [self.k, 1, units]
-        return {
-            "gamma": tf.Variable(tf.ones(shape), name=f"b{i}_gamma"),
-            "beta": tf.Variable(tf.zeros(shape), name=f"b{i}_beta"),
-            "moving_mean": tf.Variable(tf.zeros(shape), name=f"b{i}_moving_mean", trainable=False),
-            "moving_variance": tf.Variable(tf.ones(shape), name=f"b{i}_moving_variance", trainable=False),
-        }
 
     @property
     def trainable(self) -> list[tf.Variable]:
-        out = []
-        for kernel, bias, bn in zip(self.kernels, self.biases, self.bn, strict=True):
-            out.append(kernel)
-            if bias is not None:
-                out.append(bias)
-            if bn is not None:
-                out += [bn["gamma"], bn["beta"]]
-        return [*out, self.out_kernel, self.out_bias]
+        return [var for _op, weight, var in self.entries if weight.trainable]
 
     # -- the forward pass
 
-    def logits(self, x: tf.Tensor, *, training: bool, counter: tf.Tensor | None = None) -> tf.Tensor:
-        """(K, batch, classes) logits; ``x`` is (K, batch, pixels) or, shared, (batch, pixels)."""
-        h = x
-        taps = []
-        for i, block in enumerate(self.variant.blocks):
-            if i == 0 and self.variant.input_dropout:
-                h = self._dropout(h, "input", training, counter)
-            h = _dense(h, self.kernels[i])
-            if self.biases[i] is not None:
-                h = h + self.biases[i]
-            if block.dropout and block.dropout_place == "pre":
-                h = self._dropout(h, i, training, counter)
-            if block.batch_norm == "pre":
-                h = self._batch_norm(i, h, training)
-            h = keras.activations.get(block.activation)(h)
-            if block.batch_norm == "post":
-                h = self._batch_norm(i, h, training)
-            if block.dropout and block.dropout_place == "post":
-                h = self._dropout(h, i, training, counter)
-            if block.residual_from is not None:
-                h = taps[block.residual_from] + h
-            taps.append(h)
-        return _dense(h, self.out_kernel) + self.out_bias
+    def logits(
+        self, x: tf.Tensor, *, training: bool, counter: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """(K, batch, classes) logits; ``x`` is (K, batch, pixels) or, shared, (batch, pixels).
+        The program's operations, in its order; the output's softmax is left to the loss."""
 
-    def _batch_norm(self, i: int, h: tf.Tensor, training: bool) -> tf.Tensor:
-        bn = self.bn[i]
+        def apply(op: program.Op, h: tf.Tensor, outputs: list[tf.Tensor]) -> tf.Tensor:
+            if isinstance(op, program.Linear):
+                h = _dense(h, self._vars[op.name, "kernel"])
+                return h + self._vars[op.name, "bias"] if op.use_bias else h
+            if isinstance(op, program.Dropout):
+                return self._dropout(h, op, training, counter)
+            if isinstance(op, program.BatchNorm):
+                return self._batch_norm(op, h, training)
+            if isinstance(op, program.Activation):
+                return keras.activations.get(op.function)(h)
+            if isinstance(op, program.Residual):
+                return outputs[op.source] + h
+            return h  # Flatten: the inputs come flattened
+
+        return program.walk(self.program, x, apply)
+
+    def _batch_norm(self, op: program.BatchNorm, h: tf.Tensor, training: bool) -> tf.Tensor:
+        moving_mean = self._vars[op.name, "moving_mean"]
+        moving_variance = self._vars[op.name, "moving_variance"]
         if training:
             mean, variance = tf.nn.moments(h, axes=[1], keepdims=True)  # per member, over its batch
-            m = self.bn_momentum
-            bn["moving_mean"].assign(bn["moving_mean"] * m + mean * (1.0 - m))
-            bn["moving_variance"].assign(bn["moving_variance"] * m + variance * (1.0 - m))
+            m = op.momentum
+            moving_mean.assign(moving_mean * m + mean * (1.0 - m))
+            moving_variance.assign(moving_variance * m + variance * (1.0 - m))
         else:
-            mean, variance = bn["moving_mean"], bn["moving_variance"]
-        inv = tf.math.rsqrt(variance + self.bn_epsilon) * bn["gamma"]
-        return (h - mean) * inv + bn["beta"]
+            mean, variance = moving_mean, moving_variance
+        inv = tf.math.rsqrt(variance + op.epsilon) * self._vars[op.name, "gamma"]
+        return (h - mean) * inv + self._vars[op.name, "beta"]
 
-    def _dropout(self, h: tf.Tensor, site: int | str, training: bool, counter: tf.Tensor | None) -> tf.Tensor:
+    def _dropout(
+        self, h: tf.Tensor, op: program.Dropout, training: bool, counter: tf.Tensor | None
+    ) -> tf.Tensor:
         if not training:
             return h
-        j = self.sites.index(site)
+        j = self.sites.index(op)
         if len(h.shape) == 2:
             h = tf.broadcast_to(h[None], [self.k, *h.shape])
         rate = tf.reshape(self.rates[:, j], [self.k] + [1] * (len(h.shape) - 1))
@@ -163,43 +181,33 @@ class StackedNet:
     def penalty(self) -> tf.Tensor:
         """Each member's L2 penalty (K,), as Keras adds its kernel regularisers to the loss."""
         total = tf.zeros([self.k])
-        for kernel, block in zip(self.kernels, self.variant.blocks, strict=True):
-            if block.l2:
-                total += block.l2 * tf.reduce_sum(tf.square(kernel), axis=[1, 2])
+        for op in self.program.ops:
+            if isinstance(op, program.Linear) and op.l2:
+                kernel = self._vars[op.name, "kernel"]
+                total += op.l2 * tf.reduce_sum(tf.square(kernel), axis=[1, 2])
         return total
 
     # -- members in and out
 
-    def _entries(self):
-        """(stacked variable, Keras layer, attribute, initializer) of every weight, in the order
-        :func:`bench.models.build.build_model` creates them."""
-        variant = self.variant
-        for i, block in enumerate(variant.blocks):
-            yield self.kernels[i], f"b{i}_dense", "kernel", block.kernel_initializer or variant.kernel_initializer
-            if self.biases[i] is not None:
-                yield self.biases[i], f"b{i}_dense", "bias", "zeros"
-            if self.bn[i] is not None:
-                for name, init in (("gamma", "ones"), ("beta", "zeros"), ("moving_mean", "zeros"), ("moving_variance", "ones")):
-                    yield self.bn[i][name], f"b{i}_bn", name, init
-        yield self.out_kernel, "output", "kernel", variant.output_initializer or variant.kernel_initializer
-        yield self.out_bias, "output", "bias", "zeros"
-
     def param_count(self) -> int:
         """One member's weights, counted as Keras' ``count_params`` counts them."""
-        return sum(int(np.prod(var.shape[1:])) for var, *_ in self._entries())
+        return self.program.parameter_count()
 
     def initial_values(self, seed: int) -> list[np.ndarray]:
         """A member's initial weights: the variant's Keras initializers, each seeded from
         (``seed``, weight index), so the same seed gives the same network in any slot."""
         values = []
-        for n, (var, _layer, _attr, init) in enumerate(self._entries()):
+        for n, (_op, weight, var) in enumerate(self.entries):
             shape = tuple(var.shape[1:])
-            if init in ("zeros", "ones"):
-                values.append(np.full(shape, 1.0 if init == "ones" else 0.0, np.float32))
+            if weight.initializer in ("zeros", "ones"):
+                values.append(
+                    np.full(shape, 1.0 if weight.initializer == "ones" else 0.0, np.float32)
+                )
                 continue
-            template = keras.initializers.get(init)
-            seeded = type(template).from_config({**template.get_config(), "seed": _weight_seed(seed, n)})
-            values.append(keras.ops.convert_to_numpy(seeded(shape)))
+            template = keras.initializers.get(weight.initializer)
+            config = {**template.get_config(), "seed": _weight_seed(seed, n)}
+            drawn = type(template).from_config(config)(weight.shape)
+            values.append(np.reshape(keras.ops.convert_to_numpy(drawn), shape))
         return values
 
     def init_member(self, k: int, hparams: HParams, seed: int) -> None:
@@ -209,37 +217,33 @@ class StackedNet:
     def load_member(self, k: int, model: keras.Model, hparams: HParams, seed: int) -> None:
         """Put a Keras model's weights (built by ``build_model`` for the member) into slot ``k``."""
         values = []
-        for var, layer_name, attr, _init in self._entries():
-            layer = model.get_layer(layer_name)
-            if attr == "gamma":
-                self.bn_momentum, self.bn_epsilon = float(layer.momentum), float(layer.epsilon)
-            values.append(np.reshape(keras.ops.convert_to_numpy(getattr(layer, attr).value), var.shape[1:]))
+        for op, weight, var in self.entries:
+            value = getattr(model.get_layer(op.name), weight.attr).value
+            values.append(np.reshape(keras.ops.convert_to_numpy(value), var.shape[1:]))
         self._load(k, values, hparams, seed)
 
     def _load(self, k: int, values: Sequence[np.ndarray], hparams: HParams, seed: int) -> None:
-        rates = []
-        for site in self.sites:
-            if site == "input":
-                rates.append(self.variant.input_dropout)
-            else:
-                rate = self.variant.blocks[site].dropout
-                rates.append(hparams.dropout if hparams.dropout is not None else rate)
+        rates = [op.rate_for(hparams.dropout) for op in self.sites]
         rates += [0.0] * (int(self.rates.shape[1]) - len(rates))
-        self._put(tf.constant(k, tf.int32), [tf.constant(v, tf.float32) for v in values],
-                  tf.constant(rates, tf.float32), tf.constant(seed, tf.int32))
+        self._put(
+            tf.constant(k, tf.int32),
+            [tf.constant(v, tf.float32) for v in values],
+            tf.constant(rates, tf.float32),
+            tf.constant(seed, tf.int32),
+        )
 
     @tf.function
     def _put(self, k, values, rates, seed):
         """Every weight, dropout rate and seed of slot ``k`` in one call (not one per variable)."""
         at = tf.reshape(k, [1, 1])
-        for (var, *_), value in zip(self._entries(), values, strict=True):
+        for (_op, _weight, var), value in zip(self.entries, values, strict=True):
             var.scatter_nd_update(at, value[None])
         self.rates.scatter_nd_update(at, rates[None])
         self.seeds.scatter_nd_update(at, seed[None])
 
     @tf.function
     def _get(self, k):
-        return [tf.gather(var, k) for var, *_ in self._entries()]
+        return [tf.gather(var, k) for _op, _weight, var in self.entries]
 
     def member_values(self, k: int) -> list[np.ndarray]:
         """Slot ``k``'s weights as they are now."""
@@ -247,8 +251,8 @@ class StackedNet:
 
     def write_into(self, model: keras.Model, values: Sequence[np.ndarray]) -> keras.Model:
         """Give ``model`` (built by ``build_model`` for the member) the weights ``values``."""
-        for (_var, layer_name, attr, _init), value in zip(self._entries(), values, strict=True):
-            target = getattr(model.get_layer(layer_name), attr)
+        for (op, weight, _var), value in zip(self.entries, values, strict=True):
+            target = getattr(model.get_layer(op.name), weight.attr)
             target.assign(np.reshape(value, target.shape))
         return model
 
