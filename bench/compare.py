@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from bench import data, repeats, stats, stopping, training
-from bench.clock import Eta
-from bench.models import HParams, Variant, get_variant
+from bench import data, runs, stats, stopping, training
+from bench.models import HParams, get_variant
+from bench.result import TrainResult
 from bench.results import artifacts
 from bench.results import table as tables
 from bench.results.report import log_report
@@ -23,7 +21,6 @@ from bench.store.environment import environment_tags
 from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
 from bench.studies import Study, resolve
-from bench.training import TrainResult
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
@@ -158,102 +155,6 @@ def _split_params(splits: data.Splits) -> dict[str, object]:
     return {f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()}
 
 
-def _progress_hook(label: str, epochs: int, eta: Eta | None = None) -> training.EpochHook:
-    def hook(epoch: int, m: Mapping[str, float]) -> None:
-        if eta is not None:
-            eta.advance()
-        progress.info(
-            "%s epoch %*d/%d  loss %.4f acc %.4f | val_loss %.4f val_acc %.4f | %.1fs%s",
-            label, len(str(epochs)), epoch + 1, epochs, m[schema.LOSS], m[schema.ACCURACY],
-            m[schema.VAL_LOSS], m[schema.VAL_ACCURACY], m[schema.EPOCH_SECONDS],
-            f" | {eta.text()}" if eta is not None else "",
-        )
-
-    return hook
-
-
-def train_and_log(
-    tracker: Tracker,
-    variant: Variant,
-    members: Sequence[HParams],
-    splits: data.Splits,
-    *,
-    run_names: Sequence[str],
-    kind: str,
-    labels: Sequence[str],
-    extra_params: Sequence[dict[str, object]] | None = None,
-    parent_run_id: str | None = None,
-    log_model: bool = True,
-    namings: Sequence[artifacts.ModelNaming] | None = None,
-    eta: Eta | None = None,
-    same_as: Sequence[TrainResult] | None = None,
-    release: bool = True,
-) -> list[TrainResult]:
-    """Members of one variant trained together, each its own MLflow run: params and datasets
-    first, curves per epoch, artifacts last. Every run ends FINISHED, or all end FAILED or
-    KILLED. ``namings``: each member's model name (default: the variant, "-tuned" when tuned)
-    and registered model. ``same_as``: results already trained with exactly these
-    hyperparameters, logged again instead of training the members (training is deterministic
-    per seed: it would end in the same weights). ``release``: drop the models afterwards."""
-    from bench.models.build import build_model
-
-    count = build_model(variant, members[0], input_shape=splits.input_shape).count_params()
-    extra = list(extra_params) if extra_params is not None else [{}] * len(members)
-    with contextlib.ExitStack() as stack:
-        run_ids = []
-        for hp, name, more, twin in zip(members, run_names, extra, same_as or [None] * len(members), strict=True):
-            stopping.check()  # no run starts once a stop is requested; the open ones end KILLED
-            params = {
-                **variant.structure_params(), **hp.as_params(), schema.TASK: splits.task, schema.PARAMS: count,
-                **_split_params(splits), **more,
-            }
-            tags = {schema.VARIANT_TAG: variant.name, schema.SEED_TAG: str(hp.seed)}
-            if twin is not None:
-                tags[schema.SAME_AS] = str(twin.run_id)
-            run = tracker.run(name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id,
-                              description=variant.description)
-            run_ids.append(stack.enter_context(run))
-            tracker.log_datasets(run_ids[-1], artifacts.split_datasets(splits))
-        hooks = [
-            [tracker.epoch_hook(run_id)] + ([_progress_hook(label, hp.epochs, eta)] if same_as is None else [])
-            for run_id, label, hp in zip(run_ids, labels, members, strict=True)
-        ]
-        if same_as is None:
-            results = training.train_population(variant, members, splits, on_epoch=hooks)
-        else:
-            results = [repeats.repeat(twin, hp, h) for twin, hp, h in zip(same_as, members, hooks, strict=True)]
-        default = artifacts.ModelNaming(variant.name + ("-tuned" if kind == schema.KIND_TUNED else ""))
-        for run_id, result, naming in zip(run_ids, results, namings or [default] * len(results), strict=True):
-            stopping.check()
-            artifacts.log_training(tracker, run_id, result, splits=splits, log_model=log_model, naming=naming)
-            result.run_id = run_id
-        stopping.check()  # a run ends FINISHED only where no stop was requested before it closed
-    _say_done(labels, results)
-    if release:
-        _release(results)
-    return results
-
-
-def _say_done(labels: Sequence[str], results: Sequence[TrainResult]) -> None:
-    for label, result in zip(labels, results, strict=True):
-        summary = (
-            f"test acc {result.test_accuracy:.4f} loss {result.test_loss:.4f}"
-            if result.test_accuracy is not None
-            else "no test score"
-        )
-        progress.info("%s done in %.1fs: %s, %s", label, result.train_seconds, result.status, summary)
-
-
-def _release(results: Sequence[TrainResult]) -> None:
-    """Drop the Keras models and graph state between runs (memory stays flat over a study)."""
-    import keras
-
-    for result in results:
-        result.release_model()
-    keras.backend.clear_session()
-    gc.collect()
-
-
 def default_experiment(study, task: str) -> str:
     """The study's name; with another ``--task``, the study's name and that task (its runs
     never land among the study's own task's)."""
@@ -355,8 +256,9 @@ def _train_all(
     tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool, register: bool,
     kept: Mapping[str, StoredRun],
 ) -> tuple[list[TrainResult], _Outcome]:
-    """Every population of the comparison (a variant's seeds) not in ``kept``, one child run
-    per member; then every run's row and curves, the kept ones' read from the store."""
+    """Every run of the comparison not in ``kept``, recorded by the run service as child runs
+    (a variant's seeds trained together, a tuned setting that kept the default logged again);
+    then every run's row and curves, the kept ones' read from the store."""
     study = settings.study
     jobs = [(name, setting, hp, settings.run_name(name, hp.seed, setting)) for name, setting, hp in settings.jobs()]
     progress.info(
@@ -367,40 +269,21 @@ def _train_all(
         f"; {len(kept)} already finished" if kept else "",
     )
     position = {run: i + 1 for i, (*_, run) in enumerate(jobs)}
-    todo = [
-        (name, setting, [hp for hp in members if settings.run_name(name, hp.seed, setting) not in kept])
-        for name, setting, members in settings.populations()
-    ]
-    chunks = _chunks([t for t in todo if t[2]])
-    twins = repeats.Repeats(chunks)  # tuned runs that kept the default are logged again, not retrained
-    eta = Eta(sum(hp.epochs for _, _, members in chunks for hp in members) - twins.epochs)  # member-epochs to train
+    batches = []
+    for vname, setting, members in settings.populations():
+        units = [_unit(settings, vname, setting, hp, register) for hp in members]
+        units = [dataclasses.replace(u, label=f"[{position[u.run_name]}/{len(jobs)}] {u.run_name}")
+                 for u in units if u.run_name not in kept]
+        if units:
+            kind = schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED
+            batches.append((setting, runs.Batch(get_variant(vname), kind, tuple(units))))
+    recorded = runs.record(runs.Recording(tracker, splits, parent_run_id=parent_id, log_model=log_models),
+                           [batch for _, batch in batches])
     trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
-    for vname, setting, members, repeat in twins.plan:
-        # The notebook's numbers are for the study's own task, never beside another task's results.
-        reference = study.references.get(vname) if settings.task == study.task else None
-        run_names = [settings.run_name(vname, hp.seed, setting) for hp in members]
-        same_as, held = (twins.take(vname, members) if repeat else None), twins.holds(vname, setting, members)
-        if same_as:
-            progress.info("%s: tuning kept the default setting; its default runs are logged again as tuned", vname)
-        results = train_and_log(
-            tracker, get_variant(vname), members, splits, run_names=run_names,
-            kind=schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED,
-            labels=[f"[{position[name]}/{len(jobs)}] {name}" for name in run_names],
-            extra_params=[{schema.STUDY: study.name, schema.SETTING: setting, **tables.reference_params(reference),
-                           **_origin(settings, vname, setting)}] * len(members),
-            parent_run_id=parent_id,
-            log_model=log_models,
-            namings=[_naming(vname, setting, hp.seed, settings, register) for hp in members],
-            eta=eta,
-            same_as=same_as,
-            release=not (held or same_as),
-        )
-        if held:
-            twins.hold(vname, members, results)
-        elif same_as:
-            _release([*same_as, *results])  # the default results and their copies: one release
-        for name, result in zip(run_names, results, strict=True):
-            trained[name] = (result, tables.row_from_result(result, name, setting, reference))
+    for (setting, batch), results in zip(batches, recorded, strict=True):
+        reference = _reference(settings, batch.variant.name)
+        for unit, result in zip(batch.units, results, strict=True):
+            trained[unit.run_name] = (result, tables.row_from_result(result, unit.run_name, setting, reference))
     outcome = _Outcome()
     for vname, _, _, name in jobs:
         if name in trained:
@@ -411,6 +294,21 @@ def _train_all(
             outcome.histories[name] = kept[name].histories
         outcome.groups[name] = get_variant(vname).group
     return [result for result, _ in trained.values()], outcome
+
+
+def _reference(settings: Settings, variant: str):
+    """The notebook's numbers for ``variant``: for the study's own task only, never beside
+    another task's results."""
+    return settings.study.references.get(variant) if settings.task == settings.study.task else None
+
+
+def _unit(settings: Settings, variant: str, setting: str, hp: HParams, register: bool) -> runs.Unit:
+    """One run of the comparison: its name, params and model."""
+    name = settings.run_name(variant, hp.seed, setting)
+    params = {schema.STUDY: settings.study.name, schema.SETTING: setting,
+              **tables.reference_params(_reference(settings, variant)), **_origin(settings, variant, setting)}
+    return runs.Unit(hp, name, params=params,
+                     naming=_naming(variant, setting, hp.seed, settings, register))
 
 
 def _origin(settings: Settings, variant: str, setting: str) -> dict[str, object]:
@@ -433,21 +331,6 @@ def _naming(variant: str, setting: str, seed: int, settings: Settings, register:
         return artifacts.ModelNaming(name)
     alias = setting if seed == settings.seeds[0] else None
     return artifacts.ModelNaming(name, registered=f"{settings.task}-{variant}", alias=alias)
-
-
-def _chunks(populations: list[tuple[str, str, list[HParams]]]) -> list[tuple[str, str, list[HParams]]]:
-    """Each variant's seeds in populations of the size that trains them fastest here
-    (:func:`bench.population.sizing.seeds_size`); one at a time where they cannot be stacked."""
-    from bench.population import supports
-    from bench.population.sizing import seeds_size
-
-    gpu = training.device_description().startswith("GPU")
-    out = []
-    for name, setting, members in populations:
-        variant = get_variant(name)
-        size = seeds_size(variant, members[0].batch_size, len(members), gpu=gpu).size if supports(variant) else 1
-        out += [(name, setting, members[i : i + size]) for i in range(0, len(members), size)]
-    return out
 
 
 def _log_outcome(

@@ -39,9 +39,32 @@ DEAD_LOSS_FLOOR = 0.99
 #: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
 DIVERGED_LOSS_FACTOR = 1e4
 
-@dataclass
+class TrainedModel:
+    """A result's trained Keras model: built on first use (a population member's weights stay
+    arrays until then), dropped on release. Every result derived from one with
+    :func:`dataclasses.replace` holds the same one, so a run logged again logs the very same
+    model and one release frees it for all of them."""
+
+    __slots__ = ("_factory", "_model")
+
+    def __init__(self, model: object | None = None, factory: Callable[[], object] | None = None) -> None:
+        self._model, self._factory = model, factory
+
+    def get(self) -> object | None:
+        if self._model is None and self._factory is not None:
+            self._model, self._factory = self._factory(), None
+        return self._model
+
+    def release(self) -> None:
+        self._model = self._factory = None
+
+
+@dataclass(frozen=True)
 class TrainResult:
-    """What one training run produced (the contract tracking and tuning rely on)."""
+    """What one training run produced (the contract tracking and tuning rely on): a value.
+    Training makes it, :func:`bench.training.evaluate` derives the tested one, and the run
+    service (:mod:`bench.runs`) the one that names its MLflow run; each with
+    :func:`dataclasses.replace`, never by changing a result someone already holds."""
 
     variant: str
     hparams: HParams
@@ -56,19 +79,25 @@ class TrainResult:
     confusion: np.ndarray | None = None
     device: str = ""
     run_id: str | None = None  # the MLflow run, once tracking has logged it
-    model: object | None = field(default=None, repr=False)
+    #: The trained Keras model, or a :class:`TrainedModel` holding it.
+    model: object | None = field(default=None, repr=False, compare=False)
     #: Builds ``model`` on first use (a population member's weights are kept as arrays until then).
-    model_factory: Callable[[], object] | None = field(default=None, repr=False)
+    model_factory: Callable[[], object] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The one place a result's fields are set after construction: the model, however it
+        # was given, moves into one TrainedModel that every derived result shares.
+        if not isinstance(self.model, TrainedModel):
+            object.__setattr__(self, "model", TrainedModel(self.model, self.model_factory))
+            object.__setattr__(self, "model_factory", None)
 
     def keras_model(self) -> object | None:
         """The trained Keras model, built from the kept weights the first time it is asked for."""
-        if self.model is None and self.model_factory is not None:
-            self.model, self.model_factory = self.model_factory(), None
-        return self.model
+        return self.model.get()
 
     def release_model(self) -> None:
         """Drop the model and its weights (memory), once everything that needs them has run."""
-        self.model = self.model_factory = None
+        self.model.release()
 
     @property
     def epochs_run(self) -> int:

@@ -22,9 +22,9 @@ LAYERS: list[set[str]] = [
     {"bench.result", "bench.studies"},
     {"bench.population"},
     {"bench.training"},
-    {"bench.results", "bench.repeats"},
-    {"bench.compare"},
-    {"bench.tuning"},
+    {"bench.results"},
+    {"bench.runs"},
+    {"bench.compare", "bench.tuning"},  # sibling commands: neither imports the other
     {"bench.present", "bench.completion"},
     {"bench.cli"},
     {"bench.__main__"},
@@ -182,6 +182,61 @@ def test_no_god_modules_classes_or_functions():
             if size > limit:
                 too_big.append(f"{what} {module}.{node.name}: {size} lines")
     assert too_big == []
+
+
+def test_no_command_imports_a_sibling_command():
+    """``compare`` and ``tuning`` both record their runs through the run service below them."""
+    commands = ("bench.compare", "bench.tuning")
+    crossing = [
+        f"{m} -> {t}"
+        for m, targets in _graph().items()
+        for t in targets
+        for mine, other in (commands, commands[::-1])
+        if _unit(m) == mine and _unit(t) == other
+    ]
+    assert crossing == []
+
+
+def test_commands_train_through_the_run_service():
+    """Only the run service calls the training entry points (the trial loop drives slots)."""
+    entry = {"train", "train_population"}
+    callers = set()
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            imported = isinstance(node, ast.ImportFrom) and node.module in {"bench.training", "bench.population"} and any(
+                alias.name in entry for alias in node.names)
+            called = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in entry
+                      and isinstance(node.func.value, ast.Name) and node.func.value.id in {"training", "population"})
+            if imported or called:
+                callers.add(module)
+    assert {_unit(m) for m in callers} <= {"bench.runs", "bench.training"}, sorted(callers)
+
+
+def test_one_trial_loop():
+    """One class in ``bench.tuning`` runs trials (has a ``loop``): a solo trial is a
+    population of one, not a second loop."""
+    loops = [
+        f"{module}.{node.name}"
+        for module, path in MODULES.items()
+        if _unit(module) == "bench.tuning"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(f, ast.FunctionDef) and f.name == "loop" for f in node.body)
+    ]
+    assert loops == ["bench.tuning.worker.Worker"]
+
+
+def test_results_are_values():
+    """A training result is frozen: whoever needs another derives it (dataclasses.replace)."""
+    import dataclasses
+
+    from bench.models import HParams
+    from bench.result import TrainResult
+
+    result = TrainResult(variant="v", hparams=HParams(), params=1, history={}, train_seconds=0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.run_id = "r"  # type: ignore[misc]
+    assert dataclasses.replace(result, run_id="r").model is result.model  # the model holder is shared
 
 
 def test_no_private_optuna_attributes():

@@ -21,6 +21,7 @@ from bench.errors import StudyError
 from bench.models import get_variant
 from bench.studies import load_study
 from bench.tuning import load_optuna_study, make_sampler, open_storage, plan, suggest, tune
+from bench.tuning.settings import load_splits
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -527,6 +528,65 @@ def test_a_trial_gets_the_same_result_alone_or_in_a_population(tmp_path, trackin
     for n in a:
         assert a[n].params == c[n].params
         assert a[n].value == pytest.approx(c[n].value, abs=1e-6)
+
+
+@pytest.mark.parametrize("population", [1, 3])
+def test_a_trial_whose_training_breaks_fails_alone_and_the_search_goes_on(tmp_path, tracking_uri, client,
+                                                                          monkeypatch, population):
+    """Not a store failure: that trial fails (FailedTrialError: its run FAILED, the reason on the
+    trial), the next trial takes its slot, and the study still ends with the trials asked for."""
+    from bench.store.tracker import Tracker
+
+    real, broken = Tracker.epoch_hook, []
+
+    def epoch_hook(self, run_id):
+        broken[:] = broken or [run_id]  # the first trial's run
+        logged = real(self, run_id)
+
+        def hook(epoch, metrics):
+            if run_id == broken[0]:
+                raise RuntimeError("injected: this trial's training broke")
+            logged(epoch, metrics)
+
+        return hook
+
+    monkeypatch.setattr(Tracker, "epoch_hook", epoch_hook)
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=3)
+    result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "alone",
+                                      "--population", str(population)])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="alone", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    assert trials[0].user_attrs["reason"] == "RuntimeError: injected: this trial's training broke"
+    assert "trial #0 FAIL: RuntimeError: injected" in result.output
+    runs = {r.data.params["trial_number"]: r for r in runs_of(client, "trial")}
+    assert runs["0"].info.status == "FAILED" and "RuntimeError: injected" in runs["0"].data.tags["bench.error"]
+    assert {runs[n].info.status for n in "123"} == {"FINISHED"}
+    assert {r.info.status for r in runs_of(client, "study")} == {"FINISHED"}
+
+
+def test_a_convolutional_variant_tunes_in_keras_fit_one_trial_at_a_time(tmp_path, tracking_uri, client):
+    """Keras' fit as a population of one, in the same trial loop: each trial its run and its
+    curve, scored exactly as training it alone scores it."""
+    from bench import training
+    from bench.tuning.search import trial_seed
+
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
+    path = write_tune_study(tmp_path, variants=("lenet5-relu",), search_space=space, trials=2, epochs=1)
+    [s] = settings_for(path, tracking_uri, population=3)  # ignored: a convolutional variant trains alone
+    tune(s, retrain=False)
+    trials = load_optuna_study(s, create=False).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
+    for t in trials:
+        curve = [m.value for m in sorted(client.get_metric_history(runs[t.number].info.run_id, "val_accuracy"),
+                                         key=lambda m: m.step)]
+        assert runs[t.number].info.status == "FINISHED" and len(curve) == 1 and t.value == curve[-1]
+    last = trials[-1]
+    hp = s.base.replace(seed=trial_seed(s.seed, last.number), **last.params)
+    alone = training.train(get_variant("lenet5-relu"), hp, load_splits(s), evaluate_test=False)
+    assert alone.history["val_accuracy"] == [last.intermediate_values[1]]
 
 
 def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path, tracking_uri, client, monkeypatch):

@@ -2,7 +2,10 @@
 
 :mod:`.settings` plans one study per variant, :mod:`.storage` opens where it lives and the
 lock its workers share, :mod:`.search` samples, seeds and prunes, :mod:`.worker` runs
-trials, :mod:`.study` runs a study to the end and retrains its best trial.
+trials (the one trial loop), :mod:`.pool` chooses the slots they train in, :mod:`.selection`
+re-evaluates the best on more seeds, :mod:`.study` runs a study to the end and retrains the
+chosen setting. Every run that is not a trial is recorded by the run service
+(:mod:`bench.runs`).
 """
 
 from __future__ import annotations

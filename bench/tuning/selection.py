@@ -19,7 +19,6 @@ parent run. The test split is never touched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,9 +30,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from bench import data, stopping, training
+from bench import data, runs
 from bench.models import get_variant
-from bench.results.artifacts import split_datasets
+from bench.result import STATUS_DIVERGED, TrainResult
 from bench.store import schema
 from bench.store.tracker import Tracker
 from bench.tuning.settings import TuneSettings
@@ -93,70 +92,28 @@ def evaluate(
     s: TuneSettings, cands: Sequence[Candidate], splits: data.Splits, tracker: Tracker, parent_run_id: str
 ) -> list[list[float]]:
     """Each candidate's validation score on each selection seed (a diverged run scores 0: the
-    setting failed on that seed). Members train as populations where the variant stacks."""
-    from bench.population import supports
-    from bench.population.sizing import size_population
-
-    variant = get_variant(s.variant)
+    setting failed on that seed), each a run of kind ``selection`` recorded by the run
+    service (members train as populations where the variant stacks)."""
     jobs = [(i, seed) for i in range(len(cands)) for seed in seeds(s.select_seeds)]
-    size = 1
-    if supports(variant):
-        gpu = training.device_description().startswith("GPU")
-        size = size_population(variant, s.base.batch_size, len(jobs), gpu=gpu).size
+    units = tuple(
+        runs.Unit(dataclasses.replace(s.base, seed=seed, **cands[i].params), f"select-{i}-s{seed - SELECT_SEED_BASE}",
+                  params={schema.CANDIDATE: cands[i].source, schema.OPTUNA_STUDY: s.study_name},
+                  tags={schema.OPTUNA_STUDY: s.study_name})
+        for i, seed in jobs
+    )
+    batch = runs.Batch(get_variant(s.variant), schema.KIND_SELECTION, units)
+    results = runs.validate(runs.Recording(tracker, splits, parent_run_id=parent_run_id), batch, _score)
     scores: list[list[float]] = [[] for _ in cands]
-    for start in range(0, len(jobs), size):
-        chunk = jobs[start : start + size]
-        for (i, _), value in zip(chunk, _train_chunk(s, cands, chunk, splits, tracker, parent_run_id), strict=True):
-            scores[i].append(value)
+    for (i, _), result in zip(jobs, results, strict=True):
+        scores[i].append(_score(result))
     return scores
 
 
-def _train_chunk(
-    s: TuneSettings, cands: Sequence[Candidate], chunk: Sequence[tuple[int, int]], splits: data.Splits,
-    tracker: Tracker, parent_run_id: str,
-) -> list[float]:
-    variant = get_variant(s.variant)
-    members = [dataclasses.replace(s.base, seed=seed, **cands[i].params) for i, seed in chunk]
-    with contextlib.ExitStack() as stack:
-        run_ids = []
-        for (i, seed), hp in zip(chunk, members, strict=True):
-            stopping.check()
-            params = {**variant.structure_params(), **hp.as_params(), schema.TASK: s.task,
-                      schema.CANDIDATE: cands[i].source, schema.OPTUNA_STUDY: s.study_name,
-                      **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()}}
-            run_ids.append(stack.enter_context(tracker.run(
-                f"select-{i}-s{seed - SELECT_SEED_BASE}", kind=schema.KIND_SELECTION, params=params,
-                parent_run_id=parent_run_id, tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant},
-            )))
-            tracker.log_datasets(run_ids[-1], split_datasets(splits)[:2])  # never the test split
-        results = training.train_population(
-            variant, members, splits, on_epoch=[[tracker.epoch_hook(r)] for r in run_ids], evaluate_test=False,
-        )
-        values = [_score(r) for r in results]
-        for run_id, value, result in zip(run_ids, values, results, strict=True):
-            tracker.set_tags(run_id, {schema.STATUS: result.status})
-            tracker.log_metrics(run_id, {schema.OBJECTIVE: value})
-        stopping.check()
-    _release(results)
-    return values
-
-
-def _score(result: training.TrainResult) -> float:
-    if result.status == training.STATUS_DIVERGED:
+def _score(result: TrainResult) -> float:
+    if result.status == STATUS_DIVERGED:
         return 0.0
     value = result.best_val_accuracy if result.hparams.restore_best else result.final_val_accuracy
     return float(value) if value is not None and math.isfinite(value) else 0.0
-
-
-def _release(results) -> None:
-    import gc
-
-    import keras
-
-    for r in results:
-        r.release_model()
-    keras.backend.clear_session()
-    gc.collect()
 
 
 def winner(cands: Sequence[Candidate], scores: Sequence[Sequence[float]]) -> int:

@@ -28,8 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import bench.tuning.selection as selection
-from bench import data, stopping, training
-from bench.compare import train_and_log
+from bench import data, runs, stopping, training
 from bench.errors import BenchError, NoStudyError, StorageError
 from bench.models import HParams, get_variant
 from bench.results.artifacts import ModelNaming
@@ -339,13 +338,13 @@ def _retrain(
     """Train the chosen setting once more (seed ``s.seed``) and test it: the one test score
     tuning computes, after every choice is made."""
     hp = dataclasses.replace(s.base, seed=s.seed, **params)
-    [result] = train_and_log(
-        tracker, get_variant(s.variant), [hp], splits, run_names=[f"tuned-{s.variant}"], kind=schema.KIND_TUNED,
-        labels=[f"[{s.variant} tuned]"],
-        extra_params=[{schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: origin}], parent_run_id=parent_id,
-        log_model=s.log_model,
-        namings=[ModelNaming(f"{s.variant}-tuned", registered=f"{s.task}-{s.variant}", alias=schema.SETTING_TUNED)],
+    unit = runs.Unit(
+        hp, f"tuned-{s.variant}", label=f"[{s.variant} tuned]",
+        params={schema.OPTUNA_STUDY: s.study_name, schema.BEST_TRIAL: origin},
+        naming=ModelNaming(f"{s.variant}-tuned", registered=f"{s.task}-{s.variant}", alias=schema.SETTING_TUNED),
     )
+    recording = runs.Recording(tracker, splits, parent_run_id=parent_id, log_model=s.log_model)
+    [result] = runs.train(recording, runs.Batch(get_variant(s.variant), schema.KIND_TUNED, (unit,)))
     study.set_user_attr(schema.STUDY_TUNED_RUN_ID, result.run_id)
     study.set_user_attr(schema.STUDY_TUNED_TEST_ACCURACY, result.test_accuracy)
     return result.run_id, result.test_accuracy

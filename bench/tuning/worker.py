@@ -1,6 +1,8 @@
-"""A tuning worker: claim a trial under the study's lock, train it, tell Optuna, repeat.
+"""A tuning worker, the one trial loop: claim trials under the study's lock, train them in
+slots, tell Optuna how each ended, repeat.
 
-Workers in one process, in several processes (``--workers``) or on several machines
+The slots are one compiled population of K trials, or one trial at a time in a population
+of its own (:mod:`bench.tuning.pool` chooses); the loop is the same. Workers in one process, in several processes (``--workers``) or on several machines
 (PostgreSQL) run this same loop. A trial whose worker died is failed by the next worker
 that notices: at once when the worker ran on this host (its process is gone), otherwise
 when its heartbeat is older than the grace period. Optuna's own heartbeat exists only for
@@ -23,11 +25,13 @@ from optuna.trial import TrialState
 
 from bench import data, stopping, training
 from bench.clock import Eta
-from bench.errors import FatalError
+from bench.errors import FailedTrialError, FatalError, TrackingError
 from bench.models import get_variant
 from bench.results.artifacts import split_datasets
 from bench.store import owner, schema
 from bench.store.tracker import Tracker
+from bench.store.uri import first_line
+from bench.training import Slots
 from bench.tuning.search import make_pruner, make_sampler, suggest, trial_seed
 from bench.tuning.settings import TuneSettings
 from bench.tuning.storage import StudyStore, open_study
@@ -105,7 +109,7 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-# --------------------------------------------------------------------------- one trial
+# --------------------------------------------------------------------------- the trial loop
 
 
 @dataclass
@@ -118,39 +122,115 @@ class Outcome:
 
 
 @dataclass
+class _Flight:
+    """A trial in flight: its Optuna trial and, once opened, its MLflow run."""
+
+    trial: optuna.Trial
+    name: str
+    run_id: str | None = None
+    ended: bool = False  # its run was ended already (by the error that failed it)
+
+
+@dataclass
 class Worker:
-    """What a worker needs to run trials of one study: settings, data, store and study."""
+    """Runs trials of one study in ``slots`` (:mod:`bench.tuning.pool` makes them): a trial
+    enters a free slot at an epoch boundary with its own MLflow run, reports every epoch to
+    its Optuna trial and run, and leaves when it completes, is pruned, dies or diverges; the
+    next trial takes its slot. The study still holds exactly ``trials`` finished trials: a
+    worker asks only while finished + running < trials."""
 
     s: TuneSettings
     splits: data.Splits
     tracker: Tracker
     store: StudyStore
     parent_run_id: str
+    slots: Slots
     eta: Eta | None = field(default=None, init=False, repr=False)  # the trials still wanted when this worker began
+    flights: dict[int, _Flight] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         c = counts(self.store.study)
         self.eta = Eta(max(1, self.s.trials - c["complete"] - c["pruned"]))
 
-    def run_trial(self, trial: optuna.Trial) -> Outcome:
-        """Train one trial and tell Optuna how it ended. One ``try`` decides: a FatalError
-        or an interrupt fails the trial and stops the worker; any other error fails only
-        this trial (a broken trial must not end the study)."""
-        run: dict[str, str] = {}
-        try:
-            outcome = self._train(trial, run)
-        except (KeyboardInterrupt, FatalError) as exc:
-            self._tell(trial, Outcome(reason=str(exc)[:500] or "interrupted"), run.get("id"))
-            raise
-        except Exception as exc:  # noqa: BLE001 - FailedTrialError and anything unforeseen
-            outcome = Outcome(reason=f"{type(exc).__name__}: {exc}")
-            log.warning("trial #%d failed: %s", trial.number, outcome.reason)
-        self._tell(trial, outcome, None)
-        self._show(trial, outcome)
-        return outcome
+    def loop(self) -> None:
+        """Take trials until the study holds ``s.trials`` finished ones (or the timeout passes).
+        An interrupt or a FatalError stops the loop: every trial in flight fails."""
+        s = self.s
+        deadline = None if s.timeout is None else time.monotonic() + s.timeout
+        with Heartbeat(self.store, lambda: [f.trial.number for f in list(self.flights.values())], s.heartbeat):
+            try:
+                while self._fill(deadline) or self.flights:
+                    if not self.flights:  # the remaining trials run elsewhere: wait for them
+                        stopping.sleep(min(s.heartbeat, 2.0))
+                        continue
+                    for k in self.slots.run_epoch():
+                        self._settle(k, self._leave)
+            except BaseException as exc:
+                self._abandon(exc)
+                raise
 
-    def _train(self, trial: optuna.Trial, run: dict[str, str]) -> Outcome:
-        s, splits = self.s, self.splits
+    def _fill(self, deadline: float | None) -> bool:
+        """Ask trials for the free slots; False once the study needs nothing more of us."""
+        stopping.check()  # between epochs, before the next ask
+        with self.store.claim():
+            fail_stale_trials(self.store, self.tracker, self.s.grace)
+            c = counts(self.store.study)
+            finished = c["complete"] + c["pruned"]
+            if finished >= self.s.trials:
+                return False
+            for k in self.slots.free:
+                stopping.check()  # the trials entered so far are in flight: _abandon fails them
+                if (deadline is not None and time.monotonic() >= deadline) or finished + c["running"] >= self.s.trials:
+                    break
+                trial = self._ask(c)
+                self.flights[k] = _Flight(trial, f"trial-{trial.number}")  # from here on, _abandon fails it
+                self._settle(k, self._enter)
+                c["running"] += k in self.flights  # entered, not failed
+                # An enqueued trial (the default, trial 0) was already counted: the next new
+                # trial's number, which seeds its sampler, follows the highest number handed out.
+                c["total"] = max(c["total"], trial.number + 1)
+        return deadline is None or time.monotonic() < deadline
+
+    def _settle(self, k: int, step: Callable[[int, _Flight], Outcome | None]) -> None:
+        """Run one step of the trial in slot ``k`` (entering it, or leaving it once its member
+        stopped): the one place an error in a trial is decided (:meth:`_failure`). A
+        FatalError or an interrupt propagates: the loop stops and fails every trial in
+        flight. Any other error fails this trial alone (FailedTrialError): the search goes on."""
+        flight = self.flights[k]
+        try:
+            outcome = step(k, flight)
+        except Exception as exc:  # noqa: BLE001 - decided here, in one place
+            failure = self._failure(flight, exc)
+            if failure is exc and isinstance(exc, FatalError):
+                raise
+            if isinstance(failure, FatalError):
+                raise failure from exc
+            outcome = Outcome(reason=str(failure))
+            log.warning("trial #%d failed: %s", flight.trial.number, outcome.reason)
+        if outcome is None:  # entered: it trains
+            return
+        del self.flights[k]
+        self._tell(flight.trial, outcome, None)
+        self._show(flight.trial, outcome)
+
+    def _failure(self, flight: _Flight, error: Exception) -> FatalError | FailedTrialError:
+        """What ``error`` means for the search. The trial's run ends FAILED either way. A
+        FatalError, or a store or disk failure (the next trial would fail the same way),
+        stops the worker; anything else fails this trial alone."""
+        stored = None
+        if flight.run_id is not None:
+            stored, flight.ended = self.tracker.end_run_on_error(flight.run_id, flight.name, error), True
+        if isinstance(error, FatalError | FailedTrialError):
+            return error
+        if stored is not None:
+            return stored
+        if isinstance(error, OSError):
+            return TrackingError(f"run {flight.name!r} failed: {first_line(error)}")
+        return FailedTrialError(f"{type(error).__name__}: {error}")
+
+    def _enter(self, k: int, flight: _Flight) -> None:
+        """The trial's hyperparameters, its run (params and datasets) and its member in slot ``k``."""
+        s, splits, trial = self.s, self.splits, flight.trial
         variant = get_variant(s.variant)
         hp = suggest(trial, s.study.search_space, s.base.replace(seed=trial_seed(s.seed, trial.number)), variant)
         params = {
@@ -158,26 +238,36 @@ class Worker:
             schema.OPTUNA_STUDY: s.study_name, **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
         }
         stopping.check()  # no trial run starts once a stop is requested (the trial fails)
-        try:
-            with self.tracker.run(
-                f"trial-{trial.number}", kind=schema.KIND_TRIAL, params=params, parent_run_id=self.parent_run_id,
-                tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant},
-                finished_on=(optuna.TrialPruned,),
-            ) as run_id:
-                run["id"] = run_id
-                trial.set_user_attr(schema.TRIAL_RUN_ID, run_id)
-                self.tracker.log_datasets(run_id, split_datasets(splits)[:2])  # trials never see the test split
-                with Heartbeat(self.store, lambda: [trial.number], s.heartbeat):
-                    result = training.train(
-                        variant, hp, splits, on_epoch=[self.tracker.epoch_hook(run_id), reporter(trial)],
-                        evaluate_test=False,
-                    )
-                outcome = judge(result)
-                self._tag(run_id, outcome, result.status, result.message)
-        except optuna.TrialPruned as exc:
-            outcome = Outcome(TrialState.PRUNED, reason=str(exc))
-            self._tag(run["id"], outcome)
+        flight.run_id = self.tracker.start_run(
+            flight.name, kind=schema.KIND_TRIAL, params=params, parent_run_id=self.parent_run_id,
+            tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant},
+        )
+        trial.set_user_attr(schema.TRIAL_RUN_ID, flight.run_id)
+        self.tracker.log_datasets(flight.run_id, split_datasets(splits)[:2])  # trials never see the test split
+        self.slots.start(k, hp, [self.tracker.epoch_hook(flight.run_id), reporter(trial)])
+
+    def _leave(self, k: int, flight: _Flight) -> Outcome:
+        """The trial's member stopped: free its slot, judge it, close its run FINISHED (a
+        pruned trial too). An error one of its hooks raised is raised, for :meth:`_settle`."""
+        result, error = self.slots.finish(k)
+        if error is not None and not isinstance(error, optuna.TrialPruned):
+            raise error
+        outcome = judge(result) if error is None else Outcome(TrialState.PRUNED, reason=str(error))
+        self._tag(flight.run_id, outcome, result.status, result.message)
+        self.tracker.end_run(flight.run_id, "FINISHED")
         return outcome
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Interrupted or failing: every trial in flight is FAIL, every run ends KILLED/FAILED."""
+        for k, flight in list(self.flights.items()):
+            if flight.run_id is not None and not flight.ended:
+                with contextlib.suppress(Exception):
+                    self.tracker.end_run_on_error(flight.run_id, flight.name, exc)
+            with contextlib.suppress(Exception):
+                self._tell(flight.trial, Outcome(reason=first_line(exc) or "interrupted"), flight.run_id)
+            with contextlib.suppress(Exception):  # its slot, if it had entered one
+                self.slots.finish(k)
+        self.flights.clear()
 
     def _tag(self, run_id: str, outcome: Outcome, status: str = "", message: str = "") -> None:
         tags = {schema.OPTUNA_STATE: outcome.state.name}
@@ -217,26 +307,6 @@ class Worker:
             self.s.variant, trial.number, outcome.state.name, detail, shown, finished, self.s.trials,
             "-" if best is None else f"{best.value:.4f} (#{best.number})", self.eta.text(),
         )
-
-    # -- the loop
-
-    def loop(self) -> None:
-        """Take trials until the study holds ``s.trials`` finished ones (or the timeout passes)."""
-        s = self.s
-        deadline = None if s.timeout is None else time.monotonic() + s.timeout
-        while deadline is None or time.monotonic() < deadline:
-            stopping.check()  # between trials, before the next ask
-            with self.store.claim():
-                fail_stale_trials(self.store, self.tracker, s.grace)
-                c = counts(self.store.study)
-                finished = c["complete"] + c["pruned"]
-                if finished >= s.trials:
-                    return
-                trial = self._ask(c) if finished + c["running"] < s.trials else None
-            if trial is None:  # the remaining trials are running elsewhere: wait for them
-                stopping.sleep(min(s.heartbeat, 2.0))
-                continue
-            self.run_trial(trial)
 
     def _ask(self, c: Mapping[str, int]) -> optuna.Trial:
         study = self.store.study
