@@ -110,7 +110,10 @@ def snapshot(live: Path, shipped: Path) -> None:
         data = (live / JOURNAL).read_bytes()
         (shipped / JOURNAL).write_bytes(data[: data.rfind(b"\n") + 1])
     if (live / ARTIFACTS).is_dir():
-        shutil.copytree(live / ARTIFACTS, shipped / ARTIFACTS, dirs_exist_ok=True)
+        # A parent run's logged report/ is derived (bench report rebuilds it from the store) and
+        # embeds every figure again: not shipped.
+        shutil.copytree(live / ARTIFACTS, shipped / ARTIFACTS, dirs_exist_ok=True,
+                        ignore=lambda folder, names: ["report"] if Path(folder).name == "artifacts" else [])
 
 
 def main(argv: list[str] | None = None) -> int:
