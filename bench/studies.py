@@ -31,7 +31,16 @@ from bench.errors import BenchError, StudyError
 from bench.models import OPTIMIZERS, HParams, get_variant, list_variants
 from bench.store import schema
 
-STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+
+def _builtin_studies() -> Path:
+    """The built-in study files: ``bench/study_files/`` in an installed wheel (setup.py maps
+    ``studies/`` there), else the source checkout's ``studies/`` (editable installs)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "study_files"
+    return packaged if packaged.is_dir() else package.parent / "studies"
+
+
+STUDIES_DIR = _builtin_studies()
 DEFAULT_STUDY = "default"
 #: Optuna pruners a study (or ``bench tune --pruner``) may name; bench.tuning builds them.
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
