@@ -28,7 +28,7 @@ from pydantic import (
 from bench import stats
 from bench.data import DEFAULT_VALIDATION_SIZE, FORMATS, FileSource, Task, get_task, register_task
 from bench.errors import BenchError, StudyError
-from bench.models import OPTIMIZERS, HParams, get_variant, list_variants
+from bench.models import OPTIMIZERS, HParams, declare_variant, get_variant, list_variants, register
 from bench.store import schema
 
 
@@ -190,6 +190,10 @@ class Study(_Strict):
     task: str
     dataset: DeclaredTask | None = None  # the task, where the study file declares it
     variants: list[str] = Field(min_length=1)
+    # The variants this file declares (mappings in `variants:`), as written: registered when
+    # the file is read, and again in a worker process that gets the study pickled.
+    declared_variants: list[dict] = []
+    declared_origin: str = ""  # "study file <path>", shown by bench list
     protocol: Protocol = Protocol()
     reference_source: str = ""
     references: dict[str, Reference] = {}
@@ -230,10 +234,35 @@ class Study(_Strict):
             out["protocol"] = {**protocol, "validation_size": declared.validation_size}
         return out
 
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_variants(cls, raw: object, info: ValidationInfo) -> object:
+        """``variants:`` entries given as mappings declare variants (:mod:`bench.models.declare`):
+        each is checked and registered under its name, which takes its place in the list."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("variants"), list):
+            return raw
+        origin = f"study file {(info.context or {}).get('source') or raw.get('name', '?')}"
+        names, declared = [], []
+        for i, entry in enumerate(raw["variants"]):
+            if isinstance(entry, dict):
+                try:
+                    register(declare_variant(entry), origin=origin)
+                except BenchError as exc:
+                    raise ValueError(f"variants[{i}]: {exc}") from None
+                names.append(entry["name"])
+                declared.append(entry)
+            else:
+                names.append(entry)
+        if not declared:
+            return raw
+        return {**raw, "variants": names, "declared_variants": declared, "declared_origin": origin}
+
     def __setstate__(self, state) -> None:  # a worker process gets the study pickled: register its task there too
         super().__setstate__(state)
         if self.dataset is not None:
             self.dataset.register()
+        for entry in self.declared_variants:
+            register(declare_variant(entry), origin=self.declared_origin)
 
     @field_validator("task")
     @classmethod

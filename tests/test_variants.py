@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from bench.models import (
     Variant,
     get_variant,
     list_variants,
+    origin_of,
     register,
 )
 from bench.models.build import build_model, make_optimizer, serving_model, weight_tensors
@@ -137,10 +140,16 @@ def test_patterns_that_match_nothing(patterns):
 
 
 def test_a_name_cannot_be_registered_twice():
+    """A taken name is refused for another structure or from another place; the same
+    declaration from the same place again (a study file read twice) is the same entry."""
     before = list_variants()
-    with pytest.raises(VariantError, match="registered twice"):
-        register(get_variant("vanilla-shallow"))
-    assert list_variants() == before
+    held = get_variant("vanilla-shallow")
+    with pytest.raises(VariantError, match=r"already declared \(built-in\)"):
+        register(dataclasses.replace(held, description="another"))
+    with pytest.raises(VariantError, match="already declared"):
+        register(held, origin="study file my.yaml")
+    assert register(held) is held
+    assert list_variants() == before and origin_of("vanilla-shallow") == "built-in"
 
 
 # --------------------------------------------------------------------------- HParams

@@ -221,28 +221,44 @@ def _table(path: Path, src: FileSource) -> RawArrays:
 # --------------------------------------------------------------------------- the cache
 
 
-def cached_load(src: Source, check: Callable[[RawArrays], object]) -> RawArrays:
+def cached_load(src: Source, check: Callable[[RawArrays], object]) -> tuple[RawArrays, Callable[[], None]]:
     """``src``'s arrays through an on-disk .npz cache of decoded arrays (decoding gzip is
-    the slow part); ``check`` validates freshly loaded arrays before they are cached."""
+    the slow part), and the function that caches them: ``check`` validates freshly loaded
+    arrays, and the caller calls ``keep()`` once everything it asked of them holds (the
+    split sizes too), so refused data is never cached."""
     assert src.load is not None
     path = cache_dir() / f"{src.cache_key}.npz" if src.cache_key else None
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as npz:
-                return npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]
+                return (npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"]), _nothing
         except Exception:  # noqa: BLE001 - a bad cache entry is rebuilt
             log.debug("ignoring unreadable cache file %s", path)
     arrays = tuple(np.ascontiguousarray(a) for a in src.load())
-    check(arrays)  # refused data is never cached
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("cannot write data cache %s: %s", path, exc)
-    return arrays  # type: ignore[return-value]
+    check(arrays)
+    if path is None:
+        return arrays, _nothing  # type: ignore[return-value]
+    pending = [arrays]
+
+    def keep() -> None:  # once: a load repeated from memory does not write it again
+        if pending:
+            _write_cache(path, pending.pop())
+
+    return arrays, keep  # type: ignore[return-value]
+
+
+def _nothing() -> None:
+    return None
+
+
+def _write_cache(path: Path, arrays: RawArrays) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("cannot write data cache %s: %s", path, exc)
 
 
 __all__ = ["Source", "cache_dir", "cached_load", "candidate_sources", "file_source"]

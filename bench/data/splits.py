@@ -8,6 +8,7 @@ identical to Keras' ``validation_split``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -87,8 +88,9 @@ class Splits:
 
 
 @lru_cache(maxsize=4)
-def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, str, int]:
-    """The task's raw arrays, where they came from, and its number of classes."""
+def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, str, int, Callable[[], None]]:
+    """The task's raw arrays, where they came from, its number of classes, and the function
+    that caches the decoded arrays (called once the splits asked of them are possible)."""
     task = get_task(task_name)
     tried: list[str] = []
 
@@ -101,7 +103,7 @@ def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, s
             tried.append(src.description)
             continue
         try:
-            arrays = sources.cached_load(src, check)
+            arrays, keep = sources.cached_load(src, check)
         except DataError as exc:
             if src.description.startswith("Keras download"):
                 tried.append(f"{src.description} ({exc})")
@@ -110,7 +112,7 @@ def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, s
         classes = check(arrays)
         _warn_sizes(task, arrays, src.description)
         log.info("loaded %s from %s", task.name, src.description)
-        return arrays, src.description, classes
+        return arrays, src.description, classes, keep
     folders = "/".join(task.folder_names)
     raise DataError(
         f"no data for task {task.name!r}; tried: {'; '.join(tried)}. "
@@ -143,7 +145,8 @@ def load(
     the preprocessing and a served model applies the same two constants.
     """
     t = get_task(task)
-    (x_dev, y_dev, x_test, y_test), source, classes = _load_raw(t.name, None if data_dir is None else str(data_dir))
+    raw, source, classes, keep = _load_raw(t.name, None if data_dir is None else str(data_dir))
+    x_dev, y_dev, x_test, y_test = raw
     if limit is not None:
         x_dev, y_dev = x_dev[:limit], y_dev[:limit]
         x_test, y_test = x_test[:limit], y_test[:limit]
@@ -155,7 +158,7 @@ def load(
     cut = len(x_dev) - validation_size
     scale, offset = _preprocessing(x_dev[:cut], t.name, standardize)
     x_dev_f = _affine(x_dev, scale, offset)
-    return Splits(
+    splits = Splits(
         task=t.name,
         class_names=t.class_names or tuple(str(i) for i in range(classes)),
         x_train=x_dev_f[:cut],
@@ -169,6 +172,8 @@ def load(
         scale=scale,
         offset=offset,
     )
+    keep()  # the data and the splits asked of it hold: now the decoded arrays are cached
+    return splits
 
 
 def _preprocessing(train: np.ndarray, task: str, standardize: bool) -> tuple[object, object]:

@@ -10,8 +10,9 @@ variant's parameters needs no model: :func:`parameter_count`.
 from __future__ import annotations
 
 from bench.models import zoo  # noqa: F401  (registers every seed notebook's variant)
+from bench.models.declare import declare_variant
 from bench.models.program import Program, compile_variant, parameter_count
-from bench.models.registry import get_variant, list_variants, register
+from bench.models.registry import get_variant, list_variants, origin_of, register
 from bench.models.spec import OPTIMIZERS, Block, Conv, Dense, HParams, Variant
 from bench.models.zoo import CORE_VARIANTS
 
@@ -25,8 +26,10 @@ __all__ = [
     "Program",
     "Variant",
     "compile_variant",
+    "declare_variant",
     "get_variant",
     "list_variants",
+    "origin_of",
     "parameter_count",
     "register",
 ]

@@ -12,13 +12,28 @@ from bench.errors import VariantError
 from bench.models.spec import Variant
 
 _REGISTRY: dict[str, Variant] = {}
+_ORIGINS: dict[str, str] = {}
+BUILT_IN = "built-in"
 
 
-def register(variant: Variant) -> Variant:
-    if variant.name in _REGISTRY:
-        raise VariantError(f"variant {variant.name!r} is registered twice")
+def register(variant: Variant, origin: str = BUILT_IN) -> Variant:
+    """Add ``variant`` under its name; ``origin`` says where it was declared (the package, a
+    study file, a plug-in), shown by ``bench list``. A name already taken is an error, except
+    the same declaration from the same place again (a study file read twice)."""
+    held = _REGISTRY.get(variant.name)
+    if held is not None and (held != variant or _ORIGINS[variant.name] != origin):
+        raise VariantError(
+            f"variant {variant.name!r} is already declared ({_ORIGINS[variant.name]}); choose another name"
+        )
     _REGISTRY[variant.name] = variant
+    _ORIGINS[variant.name] = origin
     return variant
+
+
+def origin_of(name: str) -> str:
+    """Where the registered variant ``name`` was declared."""
+    get_variant(name)
+    return _ORIGINS[name]
 
 
 def get_variant(name: str) -> Variant:

@@ -55,6 +55,7 @@ class Variant:
                     )
             elif seen_dense:
                 raise VariantError(f"variant {self.name!r}: a Conv block follows a Dense block")
+            _check_sizes(self.name, i, block)
             rate = block.dropout
             if not 0.0 <= rate < 1.0:
                 raise VariantError(f"variant {self.name!r}: dropout rate {rate} not in [0, 1)")
@@ -113,6 +114,19 @@ class Variant:
             schema.VARIANT_INITIALIZER: self.kernel_initializer,
             schema.VARIANT_SUMMARY: self.summary()[:500],
         }
+
+
+def _check_sizes(variant: str, i: int, block: Block) -> None:
+    """Units, filters, kernel, stride and pool sizes are positive; an L2 penalty is not
+    negative (a declared variant's block is checked before anything is built)."""
+    sizes = {"units": getattr(block, "units", 1), "filters": getattr(block, "filters", 1),
+             "kernel_size": getattr(block, "kernel_size", 1), "strides": getattr(block, "strides", 1),
+             "pool_size": getattr(block, "pool_size", 1), "pool_strides": getattr(block, "pool_strides", None) or 1}
+    for name, size in sizes.items():
+        if size <= 0:
+            raise VariantError(f"variant {variant!r}: block {i} {name} must be > 0, got {size}")
+    if not 0.0 <= block.l2 < math.inf:
+        raise VariantError(f"variant {variant!r}: block {i} l2 must be a finite number >= 0, got {block.l2}")
 
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")  # the names bench.models.build maps to Keras classes
