@@ -94,7 +94,9 @@ def default_experiment(study, task: str) -> str:
     return study.name if task == study.task else f"{study.name}-{task}"
 
 
-def run_comparison(plan: Plan, *, log_models: bool | None = None, **changes: object) -> ComparisonResult:
+def run_comparison(
+    plan: Plan, *, log_models: bool | None = None, **changes: object
+) -> ComparisonResult:
     """Train every (variant, seed) of ``plan`` under one parent run and log the table.
     ``changes`` replace the plan's values (``tracking_uri=...``, ``fresh=True``;
     ``log_models=False`` is ``no_model=True``).

@@ -30,13 +30,19 @@ class Plan:
     study: Study
     overrides: Mapping[str, object] = field(default_factory=dict)
     tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
-    tuned_from: tuple[tuple[str, str], ...] = ()  # variant -> the Optuna study and trial they come from
-    tuned_record: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> its tuning's repeats and cost
+    tuned_from: tuple[
+        tuple[str, str], ...
+    ] = ()  # variant -> the Optuna study and trial they come from
+    tuned_record: tuple[
+        tuple[str, dict[str, object]], ...
+    ] = ()  # variant -> its tuning's repeats and cost
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.overrides) - set(OPTIONS))
         if unknown:
-            raise BenchError(f"unknown plan value(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+            raise BenchError(
+                f"unknown plan value(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}"
+            )
         self.task, self.variants, self.seeds  # noqa: B018 - bad names fail here, before anything runs
 
     @classmethod
@@ -57,13 +63,16 @@ class Plan:
     def given(self, **changes: object) -> Plan:
         """This plan with ``changes`` to its values (None: back to the study's)."""
         values = {**self.overrides, **changes}
-        return dataclasses.replace(self, overrides={k: v for k, v in values.items() if v is not None})
+        return dataclasses.replace(
+            self, overrides={k: v for k, v in values.items() if v is not None}
+        )
 
     def with_tuned(self, found: Mapping[str, object]) -> Plan:
         """This plan also running each variant's tuned setting (``found``: variant -> its
         ``params``, ``origin`` and ``record``, as :func:`bench.tuning.best_params` finds them)."""
         return dataclasses.replace(
-            self, tuned=tuple((v, t.params) for v, t in found.items()),
+            self,
+            tuned=tuple((v, t.params) for v, t in found.items()),
             tuned_from=tuple((v, t.origin) for v, t in found.items()),
             tuned_record=tuple((v, t.record) for v, t in found.items()),
         )
@@ -114,7 +123,7 @@ class Plan:
 
     @property
     def tuning(self) -> Tuning:
-        """The study's tuning section after the command line's values (trials, epochs, pruner, ...)."""
+        """The study's tuning section after the command line's values (trials, pruner, ...)."""
         changes = {k: v for k, v in self.overrides.items() if k in Tuning.model_fields}
         return self.study.tuning.model_copy(update=changes)
 
@@ -164,13 +173,18 @@ class Plan:
         out = []
         for name in self.variants:
             base = self.hparams_for(name)
-            out.append((name, schema.SETTING_DEFAULT, [base.replace(seed=seed) for seed in self.seeds]))
+            out.append(
+                (name, schema.SETTING_DEFAULT, [base.replace(seed=seed) for seed in self.seeds])
+            )
             if name in tuned:
-                setting = [dataclasses.replace(base, seed=seed, **tuned[name]) for seed in self.seeds]
+                setting = [
+                    dataclasses.replace(base, seed=seed, **tuned[name]) for seed in self.seeds
+                ]
                 out.append((name, schema.SETTING_TUNED, setting))
         return out
 
     def jobs(self) -> list[tuple[str, str, HParams]]:
         """(variant, setting, hyperparameters) for every run, in the order they are trained."""
-        return [(name, setting, hp) for name, setting, members in self.populations() for hp in members]
-
+        return [
+            (name, setting, hp) for name, setting, members in self.populations() for hp in members
+        ]

@@ -30,9 +30,13 @@ def entry_points() -> dict[str, dict[str, object]]:
     for command in COMMANDS:
         rows = [row for row in options(command) if row.mlproject]
         words = ["python -m bench", command]
-        words += [f"{{{r.parameter}}}" if r.positional else f"{r.option} {{{r.parameter}}}" for r in rows]
+        words += [
+            f"{{{r.parameter}}}" if r.positional else f"{r.option} {{{r.parameter}}}" for r in rows
+        ]
         out[command] = {
-            "parameters": {r.parameter: {"type": "string", "default": r.mlproject_default} for r in rows},
+            "parameters": {
+                r.parameter: {"type": "string", "default": r.mlproject_default} for r in rows
+            },
             "command": " ".join(words),
         }
     return {"main": out["compare"], **out}
@@ -46,10 +50,19 @@ def render() -> str:
         point = points[command]
         lines.append("  main: &compare" if command == "compare" else f"\n  {command}:")
         lines.append("    parameters:")
-        lines += [f'      {name}: {{type: string, default: "{p["default"]}"}}' for name, p in point["parameters"].items()]
+        lines += [
+            f'      {name}: {{type: string, default: "{p["default"]}"}}'
+            for name, p in point["parameters"].items()
+        ]
         lines.append("    command: >-")
-        lines += textwrap.wrap(point["command"], width=100, initial_indent=" " * 6, subsequent_indent=" " * 6,
-                               break_on_hyphens=False, break_long_words=False)
+        lines += textwrap.wrap(
+            point["command"],
+            width=100,
+            initial_indent=" " * 6,
+            subsequent_indent=" " * 6,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
         if command == "compare":
             lines.append("  compare: *compare")
     return "\n".join(lines) + "\n"

@@ -104,81 +104,244 @@ DATA_HELP = "Folder with fashion-mnist/ and mnist/ IDX files."
 TUNE = "tune"
 
 #: Every value the run commands take, once.
-OPTIONS: dict[str, Option] = {o.name: o for o in (
-    Option("variant", Text("variants"), positional=True, mlproject_default="vanilla-shallow"),
-    Option("study", Text("studies"), STUDY_HELP, mlproject_default="default", by_command={
-        TUNE: {"help": "Study file or name (its search_space and tuning sections are used)."}}),
-    Option("task", Text("tasks"), "Override the study's task: fashion_mnist or mnist.", by_command={
-        TUNE: {"help": "Override the study's task."}}),
-    Option("variants", Text("variants"),
-           "Comma-separated names or globs, e.g. '*-deep,vanilla-*' (default: the study's).", by_command={
-               TUNE: {"help": "Comma-separated names or globs; one Optuna study each (default: the study's)."}}),
-    Option("trials", Integer(1, 1_000_000),
-           "Finished (complete or pruned) trials the study should hold IN TOTAL. Re-running "
-           "resumes: a study with 30 finished trials and --trials 50 runs 20 more. "
-           "Default: the study file's tuning.trials (50)."),
-    Option("epochs", EPOCHS, "Override the study's epochs.", by_command={TUNE: {"help": "Epochs per trial."}}),
-    Option("batch_size", Integer(1, 1 << 20), "Override the study's batch size."),
-    Option("learning_rate", Number(), "Override the study's learning rate."),
-    Option("workers", Integer(1, 256), "Worker processes on this machine sharing the study.", default=1,
-           show_default=True, mlproject_default="1"),
-    Option("population", Integer(1, 4096),
-           "Trials each worker trains at once, as one compiled population (1: one at a time) "
-           "[default: 4 on a CPU, 32 on a GPU; fewer where memory is short]."),
-    Option("storage", Text(), "With --tuned: the Optuna storage `bench tune` used [default: "
-           "$BENCH_OPTUNA_STORAGE, else beside the MLflow store].", mlproject=False,
-           requires=("tuned", TUNED_ONLY), by_command={TUNE: {
-               "envvar": "BENCH_OPTUNA_STORAGE", "mlproject": True, "requires": None,
-               "help": "Optuna storage URL: journal:///path/f.journal, sqlite:///f.db, postgresql://... "
-                       "[default: optuna.journal beside the MLflow store]."}}),
-    Option("study_name", Text(), "With --tuned: the Optuna study name `bench tune` used.", mlproject=False,
-           requires=("tuned", TUNED_ONLY), by_command={TUNE: {
-               "mlproject": True, "requires": None,
-               "help": "Optuna study name [default: <study>-<task>-<variant>]."}}),
-    Option("seed", Integer(0, MAX_SEED), "Random seed (default 0)."),
-    Option("sampler_seed", Integer(0, MAX_SEED), "TPE sampler seed (repeat r uses seed + r x 1,000,003).",
-           flag="seed", default=0, show_default=True, mlproject_default="0"),
-    Option("repeats", Integer(1, 100), "Independent tuning studies per variant, sampler seeds apart "
-           "[default: the study's tuning.repeats]."),
-    Option("select_top", Integer(1, 100), "Best distinct trials over all repeats re-evaluated on more "
-           "seeds [default: tuning.select_top]."),
-    Option("select_seeds", Integer(0, 100), "Training seeds each re-evaluated trial gets; the best mean "
-           "validation accuracy is the tuned setting (0: the best single trial) [default: tuning.select_seeds]."),
-    Option("pruner", OneOf(PRUNERS),
-           "median, successive-halving, hyperband or none [default: the study's tuning.pruner]."),
-    Option("timeout", Number(), "Stop starting new trials after this many seconds."),
-    Option("validation_size", POSITIVE, "Images held out from the end of the training set (default 10000).",
-           by_command={TUNE: {"help": "Held-out training images."}}),
-    Option("limit", POSITIVE, "Use only the first N training and test images (smoke runs).",
-           by_command={TUNE: {"help": "Use only the first N images (smoke runs)."}}),
-    Option("data_dir", Text(), DATA_HELP, envvar="BENCH_DATA_DIR"),
-    Option("tracking_uri", Text(), STORE_HELP, envvar="MLFLOW_TRACKING_URI", mlproject=False),
-    Option("experiment", Text(), "MLflow experiment name [default: the study's name].", by_command={
-        TUNE: {"help": "MLflow experiment [default: <study>-tuning]."}}),
-    Option("no_model", Flag(), "Do not log the trained models (saves disk).", mlproject=False, by_command={
-        TUNE: {"help": "Do not log (or register) the retrained tuned model (saves disk)."}}),
-    Option("seeds", Integer(1, 10_000), "Seeds per variant (0..N-1)."),
-    Option("tuned", Flag(), "Also train each variant with its tuned hyperparameters (from `bench tune`) "
-           "and show default vs tuned side by side.", mlproject=False),
-    Option("register", Flag(), "Register every model as a version of <task>-<variant> in the Model "
-           "registry (the first seed's with the alias 'default' or 'tuned').", mlproject=False,
-           excludes=("no_model", "--register needs the models: drop --no-model")),
-    Option("fresh", Flag(), "Start a new comparison even where an interrupted one with the same settings "
-           "could be resumed (by default its finished runs are kept and only the rest is trained).",
-           mlproject=False),
-    Option("margin", Fraction(), "Equivalence margin in test accuracy (0.005 = half a point; default: "
-           "the study's equivalence_margin).", mlproject=False),
-)}
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("variant", Text("variants"), positional=True, mlproject_default="vanilla-shallow"),
+        Option(
+            "study",
+            Text("studies"),
+            STUDY_HELP,
+            mlproject_default="default",
+            by_command={
+                TUNE: {
+                    "help": "Study file or name (its search_space and tuning sections are used)."
+                }
+            },
+        ),
+        Option(
+            "task",
+            Text("tasks"),
+            "Override the study's task: fashion_mnist or mnist.",
+            by_command={TUNE: {"help": "Override the study's task."}},
+        ),
+        Option(
+            "variants",
+            Text("variants"),
+            "Comma-separated names or globs, e.g. '*-deep,vanilla-*' (default: the study's).",
+            by_command={
+                TUNE: {
+                    "help": "Comma-separated names or globs; one Optuna study each "
+                    "(default: the study's)."
+                }
+            },
+        ),
+        Option(
+            "trials",
+            Integer(1, 1_000_000),
+            "Finished (complete or pruned) trials the study should hold IN TOTAL. Re-running "
+            "resumes: a study with 30 finished trials and --trials 50 runs 20 more. "
+            "Default: the study file's tuning.trials (50).",
+        ),
+        Option(
+            "epochs",
+            EPOCHS,
+            "Override the study's epochs.",
+            by_command={TUNE: {"help": "Epochs per trial."}},
+        ),
+        Option("batch_size", Integer(1, 1 << 20), "Override the study's batch size."),
+        Option("learning_rate", Number(), "Override the study's learning rate."),
+        Option(
+            "workers",
+            Integer(1, 256),
+            "Worker processes on this machine sharing the study.",
+            default=1,
+            show_default=True,
+            mlproject_default="1",
+        ),
+        Option(
+            "population",
+            Integer(1, 4096),
+            "Trials each worker trains at once, as one compiled population (1: one at a time) "
+            "[default: 4 on a CPU, 32 on a GPU; fewer where memory is short].",
+        ),
+        Option(
+            "storage",
+            Text(),
+            "With --tuned: the Optuna storage `bench tune` used [default: "
+            "$BENCH_OPTUNA_STORAGE, else beside the MLflow store].",
+            mlproject=False,
+            requires=("tuned", TUNED_ONLY),
+            by_command={
+                TUNE: {
+                    "envvar": "BENCH_OPTUNA_STORAGE",
+                    "mlproject": True,
+                    "requires": None,
+                    "help": "Optuna storage URL: journal:///path/f.journal, sqlite:///f.db, "
+                    "postgresql://... [default: optuna.journal beside the MLflow store].",
+                }
+            },
+        ),
+        Option(
+            "study_name",
+            Text(),
+            "With --tuned: the Optuna study name `bench tune` used.",
+            mlproject=False,
+            requires=("tuned", TUNED_ONLY),
+            by_command={
+                TUNE: {
+                    "mlproject": True,
+                    "requires": None,
+                    "help": "Optuna study name [default: <study>-<task>-<variant>].",
+                }
+            },
+        ),
+        Option("seed", Integer(0, MAX_SEED), "Random seed (default 0)."),
+        Option(
+            "sampler_seed",
+            Integer(0, MAX_SEED),
+            "TPE sampler seed (repeat r uses seed + r x 1,000,003).",
+            flag="seed",
+            default=0,
+            show_default=True,
+            mlproject_default="0",
+        ),
+        Option(
+            "repeats",
+            Integer(1, 100),
+            "Independent tuning studies per variant, sampler seeds apart "
+            "[default: the study's tuning.repeats].",
+        ),
+        Option(
+            "select_top",
+            Integer(1, 100),
+            "Best distinct trials over all repeats re-evaluated on more "
+            "seeds [default: tuning.select_top].",
+        ),
+        Option(
+            "select_seeds",
+            Integer(0, 100),
+            "Training seeds each re-evaluated trial gets; the best mean validation accuracy is "
+            "the tuned setting (0: the best single trial) [default: tuning.select_seeds].",
+        ),
+        Option(
+            "pruner",
+            OneOf(PRUNERS),
+            "median, successive-halving, hyperband or none [default: the study's tuning.pruner].",
+        ),
+        Option("timeout", Number(), "Stop starting new trials after this many seconds."),
+        Option(
+            "validation_size",
+            POSITIVE,
+            "Images held out from the end of the training set (default 10000).",
+            by_command={TUNE: {"help": "Held-out training images."}},
+        ),
+        Option(
+            "limit",
+            POSITIVE,
+            "Use only the first N training and test images (smoke runs).",
+            by_command={TUNE: {"help": "Use only the first N images (smoke runs)."}},
+        ),
+        Option("data_dir", Text(), DATA_HELP, envvar="BENCH_DATA_DIR"),
+        Option("tracking_uri", Text(), STORE_HELP, envvar="MLFLOW_TRACKING_URI", mlproject=False),
+        Option(
+            "experiment",
+            Text(),
+            "MLflow experiment name [default: the study's name].",
+            by_command={TUNE: {"help": "MLflow experiment [default: <study>-tuning]."}},
+        ),
+        Option(
+            "no_model",
+            Flag(),
+            "Do not log the trained models (saves disk).",
+            mlproject=False,
+            by_command={
+                TUNE: {"help": "Do not log (or register) the retrained tuned model (saves disk)."}
+            },
+        ),
+        Option("seeds", Integer(1, 10_000), "Seeds per variant (0..N-1)."),
+        Option(
+            "tuned",
+            Flag(),
+            "Also train each variant with its tuned hyperparameters (from `bench tune`) "
+            "and show default vs tuned side by side.",
+            mlproject=False,
+        ),
+        Option(
+            "register",
+            Flag(),
+            "Register every model as a version of <task>-<variant> in the Model "
+            "registry (the first seed's with the alias 'default' or 'tuned').",
+            mlproject=False,
+            excludes=("no_model", "--register needs the models: drop --no-model"),
+        ),
+        Option(
+            "fresh",
+            Flag(),
+            "Start a new comparison even where an interrupted one with the same settings could "
+            "be resumed (by default its finished runs are kept and only the rest is trained).",
+            mlproject=False,
+        ),
+        Option(
+            "margin",
+            Fraction(),
+            "Equivalence margin in test accuracy (0.005 = half a point; default: "
+            "the study's equivalence_margin).",
+            mlproject=False,
+        ),
+    )
+}
 
-_COMMON = ("study", "task", "epochs", "batch_size", "learning_rate", "validation_size", "limit", "data_dir",
-           "tracking_uri", "experiment", "no_model")
+_COMMON = (
+    "study",
+    "task",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "validation_size",
+    "limit",
+    "data_dir",
+    "tracking_uri",
+    "experiment",
+    "no_model",
+)
 #: Each run command's values, in the order its --help lists them.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "compare": (*_COMMON, "variants", "seeds", "tuned", "storage", "study_name", "register", "fresh", "margin"),
+    "compare": (
+        *_COMMON,
+        "variants",
+        "seeds",
+        "tuned",
+        "storage",
+        "study_name",
+        "register",
+        "fresh",
+        "margin",
+    ),
     "train": ("variant", *_COMMON, "seed"),
-    TUNE: ("study", "task", "variants", "trials", "epochs", "workers", "population", "storage", "study_name",
-           "sampler_seed", "repeats", "select_top", "select_seeds", "pruner", "timeout", "validation_size",
-           "limit", "data_dir", "tracking_uri", "experiment", "no_model"),
+    TUNE: (
+        "study",
+        "task",
+        "variants",
+        "trials",
+        "epochs",
+        "workers",
+        "population",
+        "storage",
+        "study_name",
+        "sampler_seed",
+        "repeats",
+        "select_top",
+        "select_seeds",
+        "pruner",
+        "timeout",
+        "validation_size",
+        "limit",
+        "data_dir",
+        "tracking_uri",
+        "experiment",
+        "no_model",
+    ),
 }
 #: Values a command fixes instead of taking them: `train` runs one seed.
 FIXED: dict[str, dict[str, object]] = {"train": {"seeds": 1}}

@@ -26,7 +26,9 @@ class Target:
 
     plan: Plan
     variant: str
-    repeat: int = 0  # this study is the variant's repeat `repeat` of `repeats` (sampler seeds apart)
+    repeat: int = (
+        0  # this study is the variant's repeat `repeat` of `repeats` (sampler seeds apart)
+    )
     heartbeat: float = HEARTBEAT_SECONDS
     grace: float = GRACE_SECONDS
 
@@ -100,7 +102,9 @@ class Target:
 
     @property
     def experiment(self) -> str:
-        suffix = "" if self.task == self.study.task else f"-{self.task}"  # another task: its own experiment
+        suffix = (
+            "" if self.task == self.study.task else f"-{self.task}"
+        )  # another task: its own experiment
         return self.plan.experiment or f"{self.study.name}{suffix}-tuning"
 
     @property
@@ -149,8 +153,12 @@ def repeat_name(study_name: str, repeat: int) -> str:
 def targets(plan: Plan) -> list[Target]:
     """One study per variant and tuning repeat of the plan (the variant's repeats next to
     each other)."""
-    _check_counts(**{k: plan.overrides.get(k) for k in ("trials", "population", "repeats", "select_top",
-                                                        "select_seeds")})
+    _check_counts(
+        **{
+            k: plan.overrides.get(k)
+            for k in ("trials", "population", "repeats", "select_top", "select_seeds")
+        }
+    )
     out = []
     for name in plan.variants:
         first = Target(plan, name)
@@ -177,7 +185,10 @@ def _check_counts(**counts: int | None) -> None:
 
 def load_splits(s: Target) -> data.Splits:
     return data.load(
-        s.task, data_dir=s.data_dir, validation_size=s.validation_size, limit=s.limit,
+        s.task,
+        data_dir=s.data_dir,
+        validation_size=s.validation_size,
+        limit=s.limit,
         standardize=s.study.protocol.standardize,
     )
 
@@ -185,7 +196,9 @@ def load_splits(s: Target) -> data.Splits:
 def check(s: Target) -> None:
     """Fail on unusable data or Optuna storage before anything is written (the tracking
     store is checked when the study opens it, before the Optuna study exists)."""
-    check_store(s.tracking_uri, s.experiment)  # first: nothing (not even the data cache) is written for a bad store
+    check_store(
+        s.tracking_uri, s.experiment
+    )  # first: nothing (not even the data cache) is written for a bad store
     if storage_exists(s.storage):  # read what is there before anything is written
         check_identity(s, open_storage(s.storage))
     load_splits(s)
@@ -201,10 +214,14 @@ def check_identity(s: Target, storage) -> None:
     except KeyError:
         return  # a new study
     attrs = storage.get_study_user_attrs(study_id)
-    for key, wanted, what in ((schema.STUDY_VARIANT, s.variant, "variant"), (schema.STUDY_TASK, s.task, "task")):
+    for key, wanted, what in (
+        (schema.STUDY_VARIANT, s.variant, "variant"),
+        (schema.STUDY_TASK, s.task, "task"),
+    ):
         held = attrs.get(key)
         if held is not None and held != wanted:
             raise StorageError(
-                f"Optuna study {s.study_name!r} in {redact(s.storage)} tunes {what} {held!r}, not {wanted!r}; "
-                "name another study with --study-name (or leave it out for one per variant and task)"
+                f"Optuna study {s.study_name!r} in {redact(s.storage)} tunes {what} {held!r}, "
+                f"not {wanted!r}; name another study with --study-name (or leave it out for one "
+                "per variant and task)"
             )
