@@ -91,7 +91,9 @@ def _settings(row: table.Option) -> dict[str, Any]:
 def _decorator(row: table.Option) -> Callable:
     settings = _settings(row)
     if row.positional:
-        return click.argument(row.name, **{k: v for k, v in settings.items() if k == "shell_complete"})
+        return click.argument(
+            row.name, **{k: v for k, v in settings.items() if k == "shell_complete"}
+        )
     if row.envvar:
         settings.update(envvar=row.envvar, show_envvar=True)
     if row.show_default:

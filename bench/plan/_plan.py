@@ -29,13 +29,11 @@ class Plan:
 
     study: Study
     overrides: Mapping[str, object] = field(default_factory=dict)
-    tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
-    tuned_from: tuple[
-        tuple[str, str], ...
-    ] = ()  # variant -> the Optuna study and trial they come from
-    tuned_record: tuple[
-        tuple[str, dict[str, object]], ...
-    ] = ()  # variant -> its tuning's repeats and cost
+    # variant -> its tuned hyperparameters; the Optuna study and trial they come from; its
+    # tuning's record (repeats, their winners, what tuning cost)
+    tuned: tuple[tuple[str, dict[str, object]], ...] = ()
+    tuned_from: tuple[tuple[str, str], ...] = ()
+    tuned_record: tuple[tuple[str, dict[str, object]], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.overrides) - set(OPTIONS))
@@ -43,7 +41,8 @@ class Plan:
             raise BenchError(
                 f"unknown plan value(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}"
             )
-        self.task, self.variants, self.seeds  # noqa: B018 - bad names fail here, before anything runs
+        # bad names fail here, before anything runs
+        self.task, self.variants, self.seeds  # noqa: B018
 
     @classmethod
     def from_study(cls, study: Study, **overrides: object) -> Plan:
