@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench import data, runs, stats, stopping, training
 from bench.models import HParams, get_variant
+from bench.plan import Plan
 from bench.result import TrainResult
 from bench.results import artifacts
 from bench.results import table as tables
@@ -20,116 +21,52 @@ from bench.store import resume, schema
 from bench.store.environment import environment_tags
 from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
-from bench.studies import Study, resolve
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """A study after command-line overrides: exactly what will be run."""
+def fingerprint(plan: Plan, splits: data.Splits, **logged: object) -> str:
+    """What makes two comparisons the same: the protocol, every run's hyperparameters,
+    the data's content and what is logged (``logged``). Its value tags the parent run, so
+    that an interrupted comparison is found and resumed (:mod:`bench.store.resume`)."""
+    return resume.fingerprint({
+        "params": comparison_params(plan, splits),
+        "jobs": [(name, setting, hp.as_params()) for name, setting, hp in plan.jobs()],
+        "data": [d.digest for d in artifacts.split_datasets(splits)],
+        "logged": logged,
+    })
 
-    study: Study
-    task: str
-    variants: tuple[str, ...]
-    hparams: HParams
-    seeds: tuple[int, ...]
-    validation_size: int
-    limit: int | None = None
-    tuned: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> tuned hyperparameters
-    tuned_from: tuple[tuple[str, str], ...] = ()  # variant -> the Optuna study and trial they come from
-    tuned_record: tuple[tuple[str, dict[str, object]], ...] = ()  # variant -> its tuning's repeats and cost
-    per_variant: tuple[tuple[str, HParams], ...] = ()  # the study's overrides, after the CLI's
 
-    @classmethod
-    def from_study(
-        cls,
-        study: Study,
-        *,
-        task: str | None = None,
-        variants: str | None = None,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        seeds: int | None = None,
-        learning_rate: float | None = None,
-        validation_size: int | None = None,
-        limit: int | None = None,
-    ) -> Settings:
-        r = resolve(
-            study, task=task, variants=variants, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, seeds=seeds, validation_size=validation_size,
-        )
-        return cls(
-            study=study, task=r.task, variants=r.variants, hparams=r.hparams, seeds=r.seeds,
-            validation_size=r.validation_size, limit=limit, per_variant=r.per_variant,
-        )
-
-    def hparams_for(self, variant: str) -> HParams:
-        return dict(self.per_variant).get(variant, self.hparams)
-
-    def run_name(self, variant: str, seed: int, setting: str = schema.SETTING_DEFAULT) -> str:
-        name = schema.display_key(variant, setting)
-        return name if len(self.seeds) == 1 else f"{name}/s{seed}"
-
-    def populations(self) -> list[tuple[str, str, list[HParams]]]:
-        """(variant, setting, one member per seed): each variant's default runs, then its tuned
-        runs. Seed s of every variant starts from the same seed and reads the data in the same
-        order (the pairing the over-seeds statistics rely on)."""
-        tuned = dict(self.tuned)
-        out = []
-        for name in self.variants:
-            base = self.hparams_for(name)
-            out.append((name, schema.SETTING_DEFAULT, [base.replace(seed=seed) for seed in self.seeds]))
-            if name in tuned:
-                setting = [dataclasses.replace(base, seed=seed, **tuned[name]) for seed in self.seeds]
-                out.append((name, schema.SETTING_TUNED, setting))
-        return out
-
-    def jobs(self) -> list[tuple[str, str, HParams]]:
-        """(variant, setting, hyperparameters) for every run, in the order they are trained."""
-        return [(name, setting, hp) for name, setting, members in self.populations() for hp in members]
-
-    def fingerprint(self, splits: data.Splits, **logged: object) -> str:
-        """What makes two comparisons the same: the protocol, every run's hyperparameters,
-        the data's content and what is logged (``logged``). Its value tags the parent run, so
-        that an interrupted comparison is found and resumed (:mod:`bench.store.resume`)."""
-        return resume.fingerprint({
-            "params": self.params(splits),
-            "jobs": [(name, setting, hp.as_params()) for name, setting, hp in self.jobs()],
-            "data": [d.digest for d in artifacts.split_datasets(splits)],
-            "logged": logged,
-        })
-
-    def params(self, splits: data.Splits) -> dict[str, object]:
-        """The parent run's params, namespaced ``protocol.*`` so they never collide with the
-        raw entry-point params that ``mlflow run`` logs on the same run."""
-        hp = self.hparams
-        values: dict[str, object] = {
-            schema.STUDY: self.study.name,
-            schema.TASK: self.task,
-            schema.VARIANTS: ",".join(self.variants),
-            schema.EPOCHS: hp.epochs,
-            schema.BATCH_SIZE: hp.batch_size,
-            schema.OPTIMIZER: hp.optimizer,
-            schema.LEARNING_RATE: "default" if hp.learning_rate is None else hp.learning_rate,
-            schema.DROPOUT: "variant" if hp.dropout is None else hp.dropout,
-            schema.SEEDS: len(self.seeds),
-            schema.VALIDATION_SIZE: self.validation_size,
-            schema.PREPROCESSING: splits.preprocessing,
-            schema.DATA_SOURCE: splits.source,
-            **_split_params(splits),
-            **({schema.LIMIT: self.limit} if self.limit else {}),
-            **self.study.analysis_params(self.variants),
-            **{
-                f"{schema.OVERRIDE_PREFIX}{name}": ", ".join(
-                    f"{k}={v}" for k, v in hp.as_params().items()
-                    if k != schema.SEED and v != self.hparams.as_params()[k]
-                )
-                for name, hp in self.per_variant
-            },
-        }
-        return {f"{schema.PROTOCOL_PREFIX}{k}": v for k, v in values.items()}
+def comparison_params(plan: Plan, splits: data.Splits) -> dict[str, object]:
+    """The parent run's params, namespaced ``protocol.*`` so they never collide with the
+    raw entry-point params that ``mlflow run`` logs on the same run."""
+    hp = plan.hparams
+    values: dict[str, object] = {
+        schema.STUDY: plan.study.name,
+        schema.TASK: plan.task,
+        schema.VARIANTS: ",".join(plan.variants),
+        schema.EPOCHS: hp.epochs,
+        schema.BATCH_SIZE: hp.batch_size,
+        schema.OPTIMIZER: hp.optimizer,
+        schema.LEARNING_RATE: "default" if hp.learning_rate is None else hp.learning_rate,
+        schema.DROPOUT: "variant" if hp.dropout is None else hp.dropout,
+        schema.SEEDS: len(plan.seeds),
+        schema.VALIDATION_SIZE: plan.validation_size,
+        schema.PREPROCESSING: splits.preprocessing,
+        schema.DATA_SOURCE: splits.source,
+        **schema.split_params(splits.sizes),
+        **({schema.LIMIT: plan.limit} if plan.limit else {}),
+        **plan.analysis_params(),
+        **{
+            f"{schema.OVERRIDE_PREFIX}{name}": ", ".join(
+                f"{k}={v}" for k, v in one.as_params().items()
+                if k != schema.SEED and v != hp.as_params()[k]
+            )
+            for name, one in plan.per_variant
+        },
+    }
+    return {f"{schema.PROTOCOL_PREFIX}{k}": v for k, v in values.items()}
 
 
 @dataclass
@@ -151,10 +88,6 @@ class ComparisonResult:
         return [r for r in self.results if not r.healthy]
 
 
-def _split_params(splits: data.Splits) -> dict[str, object]:
-    return {f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()}
-
-
 def default_experiment(study, task: str) -> str:
     """The study's name; with another ``--task``, the study's name and that task (its runs
     never land among the study's own task's)."""
@@ -162,39 +95,38 @@ def default_experiment(study, task: str) -> str:
 
 
 def run_comparison(
-    settings: Settings,
-    *,
-    data_dir: str | None = None,
-    tracking_uri: str | None = None,
-    experiment: str | None = None,
-    log_models: bool = True,
-    register: bool = False,
-    fresh: bool = False,
+    plan: Plan, *, log_models: bool | None = None, **changes: object
 ) -> ComparisonResult:
-    """Train every (variant, seed) of ``settings`` under one parent run and log the table.
+    """Train every (variant, seed) of ``plan`` under one parent run and log the table.
+    ``changes`` replace the plan's values (``tracking_uri=...``, ``fresh=True``;
+    ``log_models=False`` is ``no_model=True``).
 
     An interrupted comparison with the same fingerprint in the experiment is resumed: its
     finished runs are kept and only the rest is trained (``fresh``: start a new one anyway)."""
-    study = settings.study
+    if log_models is not None:
+        changes["no_model"] = not log_models
+    plan = plan.given(**changes)
+    log_models, register = plan.log_model, bool(plan.value("register"))
+    study = plan.study
     # Everything that can fail on bad input fails here, before any run exists: the store
     # first (nothing is written, not even the data cache, when it is unusable).
-    for name in settings.variants:
+    for name in plan.variants:
         get_variant(name)
-    experiment = experiment or default_experiment(study, settings.task)
-    check_store(tracking_uri, experiment)
+    experiment = plan.experiment or default_experiment(study, plan.task)
+    check_store(plan.tracking_uri, experiment)
     splits = data.load(
-        settings.task, data_dir=data_dir, validation_size=settings.validation_size,
-        limit=settings.limit, standardize=study.protocol.standardize,
+        plan.task, data_dir=plan.data_dir, validation_size=plan.validation_size,
+        limit=plan.limit, standardize=study.protocol.standardize,
     )
     stopping.check()
-    tracker = Tracker(tracking_uri, experiment, description=study.description, checked=True)
+    tracker = Tracker(plan.tracking_uri, experiment, description=study.description, checked=True)
     stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
     if stale:
         progress.warning(
             "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s", len(stale), ", ".join(stale)
         )
-    key = settings.fingerprint(splits, models=log_models, register=register)
-    resumed = None if fresh else _resumable(tracker, key)
+    key = fingerprint(plan, splits, models=log_models, register=register)
+    resumed = None if plan.value("fresh") else _resumable(tracker, key)
     description = study.description + (
         "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
     )
@@ -202,18 +134,18 @@ def run_comparison(
     with tracker.run(
         f"compare-{study.name}",
         kind=schema.KIND_COMPARISON,
-        params=settings.params(splits),
-        tags={schema.STUDY_TAG: study.name, schema.TASK_TAG: settings.task, schema.COMPARISON_KEY: key,
+        params=comparison_params(plan, splits),
+        tags={schema.STUDY_TAG: study.name, schema.TASK_TAG: plan.task, schema.COMPARISON_KEY: key,
               **environment_tags(training.device_description())},
         description=description,
         resume_run_id=resumed.parent_run_id if resumed else None,
     ) as parent_id:
         kept = resumed.kept if resumed else {}
-        results, outcome = _train_all(tracker, settings, splits, parent_id, log_models, register, kept)
+        results, outcome = _train_all(tracker, plan, splits, parent_id, log_models, register, kept)
         stopping.check()
         table = tables.run_table(outcome.rows)
-        seed_stats = artifacts.SeedStatistics(table, study.analysis(settings.variants))
-        side_by_side = _log_outcome(tracker, parent_id, settings, splits, table, seed_stats, outcome)
+        seed_stats = artifacts.SeedStatistics(table, plan.analysis())
+        side_by_side = _log_outcome(tracker, parent_id, plan, splits, table, seed_stats, outcome)
         stopping.check()
     return ComparisonResult(
         table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
@@ -230,7 +162,7 @@ def _resumable(tracker: Tracker, key: str) -> resume.Resumable | None:
         return None
     if tracker.adopts:
         progress.warning(
-            "comparison %s with these settings was interrupted; not resumed under `mlflow run`, which "
+            "comparison %s with these plan was interrupted; not resumed under `mlflow run`, which "
             "created a new parent run (run `bench compare` with the same options to resume it)", found.parent_run_id,
         )
         return None
@@ -253,25 +185,25 @@ class _Outcome:
 
 
 def _train_all(
-    tracker: Tracker, settings: Settings, splits: data.Splits, parent_id: str, log_models: bool, register: bool,
+    tracker: Tracker, plan: Plan, splits: data.Splits, parent_id: str, log_models: bool, register: bool,
     kept: Mapping[str, StoredRun],
 ) -> tuple[list[TrainResult], _Outcome]:
     """Every run of the comparison not in ``kept``, recorded by the run service as child runs
     (a variant's seeds trained together, a tuned setting that kept the default logged again);
     then every run's row and curves, the kept ones' read from the store."""
-    study = settings.study
-    jobs = [(name, setting, hp, settings.run_name(name, hp.seed, setting)) for name, setting, hp in settings.jobs()]
+    study = plan.study
+    jobs = [(name, setting, hp, plan.run_name(name, hp.seed, setting)) for name, setting, hp in plan.jobs()]
     progress.info(
         "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]%s",
-        study.name, len(jobs), len(settings.variants), len(settings.seeds),
-        ", default and tuned" if settings.tuned else "", settings.task,
+        study.name, len(jobs), len(plan.variants), len(plan.seeds),
+        ", default and tuned" if plan.tuned else "", plan.task,
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
         f"; {len(kept)} already finished" if kept else "",
     )
     position = {run: i + 1 for i, (*_, run) in enumerate(jobs)}
     batches = []
-    for vname, setting, members in settings.populations():
-        units = [_unit(settings, vname, setting, hp, register) for hp in members]
+    for vname, setting, members in plan.populations():
+        units = [_unit(plan, vname, setting, hp, register) for hp in members]
         units = [dataclasses.replace(u, label=f"[{position[u.run_name]}/{len(jobs)}] {u.run_name}")
                  for u in units if u.run_name not in kept]
         if units:
@@ -281,7 +213,7 @@ def _train_all(
                            [batch for _, batch in batches])
     trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
     for (setting, batch), results in zip(batches, recorded, strict=True):
-        reference = _reference(settings, batch.variant.name)
+        reference = _reference(plan, batch.variant.name)
         for unit, result in zip(batch.units, results, strict=True):
             trained[unit.run_name] = (result, tables.row_from_result(result, unit.run_name, setting, reference))
     outcome = _Outcome()
@@ -296,50 +228,50 @@ def _train_all(
     return [result for result, _ in trained.values()], outcome
 
 
-def _reference(settings: Settings, variant: str):
+def _reference(plan: Plan, variant: str):
     """The notebook's numbers for ``variant``: for the study's own task only, never beside
     another task's results."""
-    return settings.study.references.get(variant) if settings.task == settings.study.task else None
+    return plan.study.references.get(variant) if plan.task == plan.study.task else None
 
 
-def _unit(settings: Settings, variant: str, setting: str, hp: HParams, register: bool) -> runs.Unit:
+def _unit(plan: Plan, variant: str, setting: str, hp: HParams, register: bool) -> runs.Unit:
     """One run of the comparison: its name, params and model."""
-    name = settings.run_name(variant, hp.seed, setting)
-    params = {schema.STUDY: settings.study.name, schema.SETTING: setting,
-              **tables.reference_params(_reference(settings, variant)), **_origin(settings, variant, setting)}
+    name = plan.run_name(variant, hp.seed, setting)
+    params = {schema.STUDY: plan.study.name, schema.SETTING: setting,
+              **tables.reference_params(_reference(plan, variant)), **_origin(plan, variant, setting)}
     return runs.Unit(hp, name, params=params,
-                     naming=_naming(variant, setting, hp.seed, settings, register))
+                     naming=_naming(variant, setting, hp.seed, plan, register))
 
 
-def _origin(settings: Settings, variant: str, setting: str) -> dict[str, object]:
+def _origin(plan: Plan, variant: str, setting: str) -> dict[str, object]:
     """A tuned run's ``tuned_from`` param (the Optuna study and trial its hyperparameters are)
     and its tuning record (``tuning_record.*``: repeats, their winners, what tuning cost)."""
     if setting != schema.SETTING_TUNED:
         return {}
-    origin = dict(settings.tuned_from).get(variant)
-    record = dict(settings.tuned_record).get(variant, {})
+    origin = dict(plan.tuned_from).get(variant)
+    record = dict(plan.tuned_record).get(variant, {})
     return {**({schema.TUNED_FROM: origin} if origin else {}),
             **{f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in record.items()}}
 
 
-def _naming(variant: str, setting: str, seed: int, settings: Settings, register: bool) -> artifacts.ModelNaming:
+def _naming(variant: str, setting: str, seed: int, plan: Plan, register: bool) -> artifacts.ModelNaming:
     """A run's model: named for its variant (and setting, where tuned); with ``--register``
     a version of ``<task>-<variant>``, the first seed's carrying the alias ``default`` or
     ``tuned``."""
     name = variant if setting == schema.SETTING_DEFAULT else f"{variant}-{setting}"
     if not register:
         return artifacts.ModelNaming(name)
-    alias = setting if seed == settings.seeds[0] else None
-    return artifacts.ModelNaming(name, registered=f"{settings.task}-{variant}", alias=alias)
+    alias = setting if seed == plan.seeds[0] else None
+    return artifacts.ModelNaming(name, registered=f"{plan.task}-{variant}", alias=alias)
 
 
 def _log_outcome(
-    tracker: Tracker, parent_id: str, settings: Settings, splits: data.Splits, table: pd.DataFrame,
+    tracker: Tracker, parent_id: str, plan: Plan, splits: data.Splits, table: pd.DataFrame,
     seed_stats: artifacts.SeedStatistics, outcome: _Outcome,
 ) -> pd.DataFrame | None:
     """The comparison's tables, figures, statistics and report on its parent run."""
-    study = settings.study
-    side_by_side = tables.tuned_vs_default(table, dict(settings.tuned))
+    study = plan.study
+    side_by_side = tables.tuned_vs_default(table, dict(plan.tuned))
     if side_by_side is not None:
         tracker.log_text(parent_id, side_by_side.to_csv(index=False), "tuned_vs_default.csv")
         tracker.log_text(parent_id, tables.to_markdown(side_by_side), "tuned_vs_default.md")

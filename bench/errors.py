@@ -20,6 +20,12 @@ class FailedTrialError(BenchError):
     """Fails the one trial it happened in; the search goes on with the next."""
 
 
+class OptionError(BenchError):
+    """Command-line values that do not go together (a usage error: exit status 2)."""
+
+    exit_code = 2
+
+
 class DataError(BenchError):
     """A dataset could not be found, read or validated."""
 

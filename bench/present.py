@@ -112,9 +112,9 @@ def tuning(results: Sequence) -> str:
             params += " (= default)"
         best = "" if r.best_value is None else f"{r.best_value:.4f}"
         tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
-        out.append(f"| {r.settings.variant} | {r.settings.study_name} | {c['complete']} | {c['pruned']} | "
+        out.append(f"| {r.target.variant} | {r.target.study_name} | {c['complete']} | {c['pruned']} | "
                    f"{c['failed']} | {best} | {params} | {tuned} |")
-    first = results[0].settings
+    first = results[0].target
     dash = redact(first.storage).removeprefix("journal://")
     masked = "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
     out += [
@@ -126,11 +126,37 @@ def tuning(results: Sequence) -> str:
     return "\n".join(out)
 
 
-def variant_list(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
-    """``bench list``: name, family, group, parameters and layers in aligned columns."""
-    rows = [("variant", "family", "group", "params", "layers"), *rows]
+def variant_list(names: Sequence[str]) -> str:
+    """``bench list``: name, family, group, parameters and layers in aligned columns (the
+    parameters counted from each variant's block program: no model is built)."""
+    from bench.models import get_variant, parameter_count
+
+    rows = [("variant", "family", "group", "params", "layers")]
+    for name in names:
+        v = get_variant(name)
+        rows.append((name, v.family, v.group, f"{parameter_count(v):,}", v.summary()))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join(
         f"{name:<{widths[0]}}  {family:<{widths[1]}}  {group:<{widths[2]}}  {params:>{widths[3]}}  {summary}"
         for name, family, group, params, summary in rows
     )
+
+
+def study_list() -> str:
+    """``bench list --studies``: each study file's name, task, variants and description; an
+    invalid one says why."""
+    from bench.errors import BenchError
+    from bench.studies import list_studies, load_study
+
+    paths = list_studies()
+    width = max((len(p.stem) for p in paths), default=0) + 1
+    lines = []
+    for path in paths:
+        try:
+            s = load_study(path)
+        except BenchError as exc:
+            lines.append(f"{path.stem:<{width}} INVALID: {exc}")
+            continue
+        count = f"{len(s.variant_names)} variant{'s' if len(s.variant_names) != 1 else ''}"
+        lines.append(f"{path.stem:<{width}} {s.task:<14} {count:<11} {s.description.strip()[:70]}")
+    return "\n".join(lines)

@@ -2,15 +2,14 @@
 
 A study is data. It is parsed with a safe YAML loader and validated strictly (unknown
 keys and wrong types are errors), so a typo never silently changes an experiment.
-:func:`resolve` applies command-line values to a study, the same way for ``compare``,
-``train`` and ``tune``.
+:class:`bench.plan.Plan` applies command-line values to a study, the same way for
+``compare``, ``train`` and ``tune``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -317,52 +316,6 @@ class Study(_Strict):
         if variant is not None and variant in self.overrides:
             hp = hp.replace(**self.overrides[variant].model_dump())
         return hp
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A study after command-line values: the task, variants and hyperparameters to run."""
-
-    study: Study
-    task: str
-    variants: tuple[str, ...]
-    hparams: HParams  # the protocol's, after command-line values
-    per_variant: tuple[tuple[str, HParams], ...]  # the study's overrides, after command-line values
-    seeds: tuple[int, ...]
-    validation_size: int
-
-    def hparams_for(self, variant: str) -> HParams:
-        return dict(self.per_variant).get(variant, self.hparams)
-
-
-def resolve(
-    study: Study,
-    *,
-    task: str | None = None,
-    variants: str | list[str] | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    learning_rate: float | None = None,
-    seeds: int | None = None,
-    validation_size: int | None = None,
-) -> Resolved:
-    """Apply command-line values to ``study``: a value given beats the study's per-variant
-    override as well as its protocol; a value not given (None) leaves the study's."""
-    names = list_variants(variants) if variants else study.variant_names
-    cli = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
-    per_variant = tuple((n, study.hparams(variant=n).replace(**cli)) for n in names if n in study.overrides)
-    n_seeds = seeds if seeds is not None else study.protocol.seeds
-    if n_seeds <= 0:
-        raise StudyError(f"seeds must be > 0, got {n_seeds}")
-    return Resolved(
-        study=study,
-        task=get_task(task).name if task else study.task,
-        variants=tuple(names),
-        hparams=study.hparams().replace(**cli),
-        per_variant=per_variant,
-        seeds=tuple(range(n_seeds)),
-        validation_size=validation_size or study.protocol.validation_size,
-    )
 
 
 def _format_validation_error(exc: ValidationError) -> str:

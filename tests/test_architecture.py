@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"bench.data", "bench.stats", "bench.figures", "bench.reference", "bench.store"},
     {"bench.models"},
     {"bench.result", "bench.studies"},
+    {"bench.plan"},
     {"bench.population"},
     {"bench.training"},
     {"bench.results"},
@@ -120,7 +121,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_import_reader_sees_function_level_imports_and_packages():
-    assert "bench.models.build" in _graph()["bench.cli"]  # imported inside `bench list`
+    assert "bench.compare" in _graph()["bench.cli"]  # imported inside `bench compare`
     assert "bench.models.registry" in _graph()["bench.models.zoo"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -289,3 +290,79 @@ def test_hparams_fields_are_the_schemas_hyperparameter_keys():
 
     assert tuple(f.name for f in dataclasses.fields(HParams)) == schema.HPARAMS
     assert set(HParams().as_params()) == set(schema.HPARAMS)
+
+
+def _dataclass_fields(tree: ast.AST):
+    """(class, field name, annotation) of every annotated class attribute in ``tree``."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    yield node.name, item.target.id, ast.unparse(item.annotation)
+
+
+def test_one_settings_type():
+    """What a command runs is one :class:`bench.plan.Plan`: no other class holds a study (the
+    study after the command line's values), and none is a second settings type."""
+    holders = [
+        f"{module}.{cls}.{name}"
+        for module, path in MODULES.items()
+        if _unit(module) != "bench.plan"
+        for cls, name, annotation in _dataclass_fields(ast.parse(path.read_text(encoding="utf-8")))
+        if annotation in {"Study", "studies.Study"}
+    ]
+    assert holders == []
+    settings = [
+        f"{module}.{node.name}"
+        for module, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef) and (node.name.endswith("Settings") or node.name == "Resolved")
+    ]
+    assert settings == []
+
+
+def test_the_run_commands_take_their_options_from_the_one_table():
+    """``compare``, ``train`` and ``tune`` are decorated with the table's options and nothing
+    else; no module outside the CLI declares a click option."""
+    import click
+
+    from bench.cli import cli
+    from bench.plan import COMMANDS, OPTIONS
+
+    for command, names in COMMANDS.items():
+        params = [p.name for p in cli.commands[command].params if p.name != "help"]
+        assert params == list(names), command
+        assert {OPTIONS[n].option for n in names if not OPTIONS[n].positional} == {
+            o for p in cli.commands[command].params if isinstance(p, click.Option) for o in p.opts
+        } - {"-h", "--help"}
+    declared = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name in COMMANDS:
+                extra = [ast.unparse(d) for d in node.decorator_list
+                         if "click." in ast.unparse(d) or "option(" in ast.unparse(d)]
+                declared += [f"{module}.{node.name}: {d}" for d in extra]
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) in {"click.option", "click.argument"}:
+                if _unit(module) != "bench.cli":
+                    declared.append(f"{module}: {ast.unparse(node)[:60]}")
+    assert declared == []
+
+
+def test_mlproject_is_written_from_the_option_table():
+    """The MLproject entry points are the run commands, their parameters the table's rows that
+    ``mlflow run`` passes (rewrite it with ``python -m bench.plan.mlproject > MLproject``)."""
+    import yaml
+
+    from bench.plan import COMMANDS, options
+    from bench.plan.mlproject import entry_points, render
+
+    text = (PACKAGE.parent / "MLproject").read_text(encoding="utf-8")
+    assert text == render()
+    points = yaml.safe_load(text)["entry_points"]
+    assert points == entry_points()
+    for command in COMMANDS:
+        rows = [row for row in options(command) if row.mlproject]
+        assert list(points[command]["parameters"]) == [row.parameter for row in rows]
+        for row in rows:
+            assert f"{{{row.parameter}}}" in points[command]["command"]

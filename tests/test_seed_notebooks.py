@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from bench.compare import Settings
 from bench.errors import StudyError
 from bench.models import get_variant
 from bench.models.build import build_model, serving_model
+from bench.plan import Plan
 from bench.studies import load_study, parse_study
 from tests.support import SEED_000_PARAMS, inbound, layers_of
 
@@ -83,7 +83,7 @@ def test_seed_study_protocol_and_references(study):
         assert (ref.test_accuracy, ref.test_loss) == (acc, loss), variant
         assert ref.params == NOTEBOOK_PARAMS.get(variant), variant  # every count the notebook prints
     assert s.notes, "a seed study says where its protocol departs from the notebook's"
-    jobs = Settings.from_study(s).jobs()
+    jobs = Plan.from_study(s).jobs()
     expected = SEED_EPOCHS.get(study, {v: epochs for v in refs})
     assert {v: hp.epochs for v, _, hp in jobs} == expected
 
@@ -211,11 +211,11 @@ def _study(extra: str) -> str:
 
 def test_overrides_apply_per_variant_and_the_command_line_beats_them():
     study = parse_study(_study("overrides:\n  mlp-64-16-l2: {epochs: 7, batch_size: 32, learning_rate: 0.01}\n"))
-    jobs = {v: hp for v, _, hp in Settings.from_study(study).jobs()}
+    jobs = {v: hp for v, _, hp in Plan.from_study(study).jobs()}
     assert (jobs["mlp-64-64-dropout"].epochs, jobs["mlp-64-64-dropout"].batch_size) == (4, 64)
     assert (jobs["mlp-64-16-l2"].epochs, jobs["mlp-64-16-l2"].batch_size) == (7, 32)
     assert jobs["mlp-64-16-l2"].learning_rate == 0.01 and jobs["mlp-64-16-l2"].optimizer == "rmsprop"
-    cli = {v: hp for v, _, hp in Settings.from_study(study, epochs=1).jobs()}
+    cli = {v: hp for v, _, hp in Plan.from_study(study, epochs=1).jobs()}
     assert cli["mlp-64-64-dropout"].epochs == cli["mlp-64-16-l2"].epochs == 1
     assert cli["mlp-64-16-l2"].batch_size == 32  # only what the command line gives is replaced
 

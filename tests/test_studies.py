@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from mlflow.entities import ViewType
 
-from bench.compare import Settings, run_comparison
+from bench.compare import run_comparison
 from bench.errors import StudyError
 from bench.models import CORE_VARIANTS, get_variant, list_variants
 from bench.models.build import build_model
+from bench.plan import Plan
 from bench.studies import STUDIES_DIR, list_studies, load_study, parse_study, resolve_path
 from tests.support import TINY_VALIDATION, artifact_paths, download, study_yaml
 
@@ -69,7 +70,7 @@ def test_every_study_runs_at_toy_size(path, tracking_uri, client, tmp_path):
     study's figures, tables, notes and reference numbers land in MLflow."""
     study = load_study(path)
     subset = _toy_variants(path)
-    settings = Settings.from_study(study, epochs=1, validation_size=TINY_VALIDATION, seeds=1, variants=subset)
+    settings = Plan.from_study(study, epochs=1, validation_size=TINY_VALIDATION, seeds=1, variants=subset)
     assert settings.variants == (tuple(study.variant_names) if subset is None else (subset,))
     result = run_comparison(settings, log_models=False)
 
@@ -265,11 +266,11 @@ def test_settings_override_only_what_is_given(tmp_path):
     path = tmp_path / "toy.yaml"
     path.write_text(study_yaml("toy", learning_rate=0.01, seeds=3), encoding="utf-8")
     study = load_study(path)
-    plain = Settings.from_study(study)
+    plain = Plan.from_study(study)
     assert plain.hparams.learning_rate == 0.01 and plain.hparams.epochs == 1
     assert plain.seeds == (0, 1, 2)
     assert plain.validation_size == TINY_VALIDATION
-    changed = Settings.from_study(study, epochs=4, batch_size=64, learning_rate=0.5, seeds=1, task="mnist")
+    changed = Plan.from_study(study, epochs=4, batch_size=64, learning_rate=0.5, seeds=1, task="mnist")
     assert (changed.hparams.epochs, changed.hparams.batch_size, changed.hparams.learning_rate) == (4, 64, 0.5)
     assert changed.seeds == (0,) and changed.task == "mnist"
     assert Path(path).is_file()

@@ -15,9 +15,10 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench import compare, data
-from bench.compare import ComparisonResult, Settings, run_comparison
+from bench.compare import ComparisonResult, run_comparison
 from bench.errors import TrackingError
 from bench.models import get_variant
+from bench.plan import Plan
 from bench.store.probe import check_tracking_uri
 from bench.store.schema import EXPERIMENT_KIND_VALUE as EXPERIMENT_KIND
 from bench.store.schema import MLFLOW_EXPERIMENT_KIND as EXPERIMENT_KIND_TAG
@@ -97,7 +98,7 @@ def compared(module_store: Store) -> Compared:
     path = write_toy_study(
         module_store.workdir, STUDY, variants=VARIANTS, epochs=EPOCHS, learning_rate=0.001
     )
-    result = run_comparison(Settings.from_study(load_study(path)))  # store and data from the env
+    result = run_comparison(Plan.from_study(load_study(path)))  # store and data from the env
     return Compared(module_store, result, module_store.client())
 
 
@@ -304,7 +305,7 @@ def test_logged_model_serves_raw_uint8_images(compared, variant):
 
 def test_several_seeds_give_one_child_each(tmp_path, client):
     path = write_toy_study(tmp_path, "toy-seeds", variants=["vanilla-shallow"])
-    result = run_comparison(Settings.from_study(load_study(path), seeds=2), log_models=False)
+    result = run_comparison(Plan.from_study(load_study(path), seeds=2), log_models=False)
     [parent] = parents(client, result.experiment_id)
     assert parent.data.params["protocol.seeds"] == "2"
     kids = children_of(client, parent)
@@ -322,7 +323,7 @@ def test_a_diverged_run_is_recorded_not_hidden(tmp_path, client):
     path = write_toy_study(
         tmp_path, "toy-diverge", variants=["vanilla-shallow"], optimizer="sgd", learning_rate=1e6, epochs=3
     )
-    result = run_comparison(Settings.from_study(load_study(path)), log_models=True)
+    result = run_comparison(Plan.from_study(load_study(path)), log_models=True)
     [parent] = parents(client, result.experiment_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["bench.unhealthy_runs"] == "1"
@@ -341,9 +342,9 @@ def test_a_diverged_run_is_recorded_not_hidden(tmp_path, client):
 
 
 @pytest.fixture
-def toy_two(tmp_path) -> Settings:
+def toy_two(tmp_path) -> Plan:
     path = write_toy_study(tmp_path, "toy-fail", variants=["vanilla-shallow", "batchnorm-shallow"])
-    return Settings.from_study(load_study(path))
+    return Plan.from_study(load_study(path))
 
 
 def _train_failing_on(monkeypatch, call: int, exc: BaseException) -> list[str]:
@@ -388,7 +389,7 @@ def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch
     run: finished runs are kept untouched (not retrained), unfinished ones deleted and
     trained again, and the outcome covers every run. A finished comparison is never
     reopened, and ``fresh`` starts a new one."""
-    settings = Settings.from_study(
+    settings = Plan.from_study(
         load_study(write_toy_study(tmp_path, "toy-resume", variants=["vanilla-shallow", "batchnorm-shallow"])), seeds=2
     )
     real = compare.training.train_population
@@ -462,7 +463,7 @@ def test_mlflow_run_id_is_adopted_as_the_parent(monkeypatch, tmp_path, tracking_
     launched = client.create_run(exp_id, run_name="launched-by-mlflow-run")
     monkeypatch.setenv("MLFLOW_RUN_ID", launched.info.run_id)
     path = write_toy_study(tmp_path, "toy-adopt", variants=["vanilla-shallow"])
-    result = run_comparison(Settings.from_study(load_study(path)), log_models=False)
+    result = run_comparison(Plan.from_study(load_study(path)), log_models=False)
     assert result.parent_run_id == launched.info.run_id
     assert result.experiment_id == exp_id
     parent = client.get_run(launched.info.run_id)

@@ -19,9 +19,10 @@ from optuna.trial import TrialState
 from bench.cli import cli
 from bench.errors import StudyError
 from bench.models import get_variant
+from bench.plan import Plan
 from bench.studies import load_study
-from bench.tuning import load_optuna_study, make_sampler, open_storage, plan, suggest, tune
-from bench.tuning.settings import load_splits
+from bench.tuning import load_optuna_study, make_sampler, open_storage, suggest, targets, tune
+from bench.tuning.target import load_splits
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,13 +48,7 @@ def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropou
 
 
 def settings_for(path: Path, tracking_uri: str, **kw):
-    defaults = dict(variants=None, task=None, trials=None, epochs=None, storage=None, study_name=None,
-                    seed=0, pruner=None, timeout=None, data_dir=None, tracking_uri=tracking_uri,
-                    experiment=None)
-    defaults.update(kw)
-    study = load_study(path)
-    defaults["variants"] = defaults["variants"] or study.variant_names
-    return plan(study, **defaults)
+    return targets(Plan.from_study(load_study(path), tracking_uri=tracking_uri, **kw))
 
 
 def runs_of(client, kind: str):
@@ -595,7 +590,7 @@ def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path
     from dataclasses import replace
 
     from bench import training
-    from bench.compare import Settings, run_comparison
+    from bench.compare import run_comparison
 
     path = write_tune_study(tmp_path, variants=("vanilla-shallow", "dropout-shallow"), epochs=2)
     trained: list[tuple[str, list[float | None]]] = []
@@ -606,7 +601,7 @@ def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path
         return real(variant, members, splits, **kw)
 
     monkeypatch.setattr(training, "train_population", counting)
-    settings = Settings.from_study(load_study(path), seeds=1)
+    settings = Plan.from_study(load_study(path), seeds=1)
     # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow really changed
     tuned = {"vanilla-shallow": {"learning_rate": 0.001}, "dropout-shallow": {"learning_rate": 0.003, "dropout": 0.2}}
     settings = replace(settings, tuned=tuple(tuned.items()))

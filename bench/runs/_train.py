@@ -141,7 +141,7 @@ def opened(
         **variant.structure_params(),
         **unit.hparams.as_params(),
         schema.TASK: splits.task,
-        **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
+        **schema.split_params(splits.sizes),
         **unit.params,
     }
     with tracker.run(

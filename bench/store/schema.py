@@ -3,10 +3,12 @@
 Writers (tracking, comparison, tuning, artifacts) and readers (the report, ``compare
 --tuned``, stale-run cleanup) import these constants, so they agree by construction, not by
 convention (MLflow's own ``mlflow/utils/mlflow_tags.py`` idea). A leaf module: it imports
-nothing, and any layer may import it.
+nothing of bench, and any layer may import it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 # --------------------------------------------------------------------------- run kinds
 #: Tag that says what a run is; its values below.
@@ -177,6 +179,11 @@ REPORT_FOLDER = "report"  # a parent run's report, built from the store
 def optuna_figure(name: str) -> str:
     """Where a study's parent run keeps Optuna's figure ``name`` (one of OPTUNA_FIGURES)."""
     return f"figures/{name}.png"
+
+
+def split_params(sizes: Mapping[str, int]) -> dict[str, int]:
+    """A run's split sizes as params: ``split.train``, ``split.validation``, ``split.test``."""
+    return {f"{SPLIT_PREFIX}{k}": v for k, v in sizes.items()}
 
 
 def display_key(variant: str, setting: str) -> str:

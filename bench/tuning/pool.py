@@ -20,14 +20,14 @@ from bench.data import Splits
 from bench.errors import BenchError
 from bench.models import get_variant
 from bench.store.tracker import Tracker
-from bench.tuning.settings import TuneSettings, load_splits
 from bench.tuning.storage import StudyStore
+from bench.tuning.target import Target, load_splits
 from bench.tuning.worker import Worker, load_study
 
 log = logging.getLogger(__name__)
 
 
-def trial_slots(s: TuneSettings, splits: Splits) -> training.Slots:
+def trial_slots(s: Target, splits: Splits) -> training.Slots:
     """One compiled population of K trials where the variant stacks and the search space
     keeps batch size and optimizer fixed; else one trial at a time, in a population of its own."""
     from bench.population import Population, supports
@@ -48,11 +48,11 @@ def trial_slots(s: TuneSettings, splits: Splits) -> training.Slots:
                       device=training.device_description())
 
 
-def make_worker(s: TuneSettings, splits: Splits, tracker: Tracker, store: StudyStore, parent_run_id: str) -> Worker:
+def make_worker(s: Target, splits: Splits, tracker: Tracker, store: StudyStore, parent_run_id: str) -> Worker:
     return Worker(s, splits, tracker, store, parent_run_id, trial_slots(s, splits))
 
 
-def worker_main(s: TuneSettings, parent_run_id: str, index: int, optuna_verbosity: int) -> None:
+def worker_main(s: Target, parent_run_id: str, index: int, optuna_verbosity: int) -> None:
     """Entry point of a spawned worker process (logging as its parent command set it up)."""
     import os
     import sys

@@ -35,7 +35,7 @@ from bench.models import get_variant
 from bench.result import STATUS_DIVERGED, TrainResult
 from bench.store import schema
 from bench.store.tracker import Tracker
-from bench.tuning.settings import TuneSettings
+from bench.tuning.target import Target
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
@@ -82,14 +82,14 @@ def seeds(n: int) -> list[int]:
     return [SELECT_SEED_BASE + j for j in range(n)]
 
 
-def record_key(cands: Sequence[Candidate], s: TuneSettings) -> str:
+def record_key(cands: Sequence[Candidate], s: Target) -> str:
     """What makes a selection the same: its candidates, its seeds and what each trains."""
     text = json.dumps([[_key(c.params) for c in cands], seeds(s.select_seeds), s.base.as_params()], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def evaluate(
-    s: TuneSettings, cands: Sequence[Candidate], splits: data.Splits, tracker: Tracker, parent_run_id: str
+    s: Target, cands: Sequence[Candidate], splits: data.Splits, tracker: Tracker, parent_run_id: str
 ) -> list[list[float]]:
     """Each candidate's validation score on each selection seed (a diverged run scores 0: the
     setting failed on that seed), each a run of kind ``selection`` recorded by the run
@@ -140,7 +140,7 @@ def repeat_summary(study: optuna.Study) -> dict[str, object]:
 
 
 def make_record(
-    s: TuneSettings, cands: Sequence[Candidate], scores: Sequence[Sequence[float]], repeats: Sequence[optuna.Study],
+    s: Target, cands: Sequence[Candidate], scores: Sequence[Sequence[float]], repeats: Sequence[optuna.Study],
     cpu_seconds: float,
 ) -> dict[str, object]:
     chosen = winner(cands, scores)

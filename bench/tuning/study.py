@@ -31,17 +31,17 @@ import bench.tuning.selection as selection
 from bench import data, runs, stopping, training
 from bench.errors import BenchError, NoStudyError, StorageError
 from bench.models import HParams, get_variant
+from bench.plan import Plan
 from bench.results.artifacts import ModelNaming
 from bench.results.report import log_report
 from bench.store import schema
 from bench.store.environment import environment_tags
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
-from bench.studies import Study
 from bench.tuning.pool import make_worker, worker_main
 from bench.tuning.search import default_params
-from bench.tuning.settings import TuneSettings, check_identity, load_splits, plan
 from bench.tuning.storage import StudyStore, supports_concurrency
+from bench.tuning.target import Target, check_identity, load_splits, targets
 from bench.tuning.worker import best_trial, counts, fail_stale_trials, load_study
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ progress = logging.getLogger("bench.progress")
 
 @dataclass
 class TuneResult:
-    settings: TuneSettings
+    target: Target
     parent_run_id: str
     counts: dict[str, int]
     best_params: dict[str, object]
@@ -71,7 +71,20 @@ def _has_default(study: optuna.Study) -> bool:
     )
 
 
-def tune_variant(repeats: Sequence[TuneSettings], *, workers: int = 1) -> TuneResult:
+def tune_plan(planned: Sequence[Target]) -> list[TuneResult]:
+    """Each variant's tuning in turn (its repeats together), with the plan's workers."""
+    by_variant: dict[str, list[Target]] = {}
+    for one in planned:
+        by_variant.setdefault(one.variant, []).append(one)
+    return [tune_variant(repeats, workers=int(repeats[0].plan.value("workers"))) for repeats in by_variant.values()]
+
+
+def tuned_plan(plan: Plan) -> Plan:
+    """``plan`` also running each variant's tuned setting, found in its Optuna study."""
+    return plan.with_tuned(best_params(plan))
+
+
+def tune_variant(repeats: Sequence[Target], *, workers: int = 1) -> TuneResult:
     """A variant's tuning: each repeat's study to ``trials`` finished trials; then, where the
     study selects (``select_seeds`` > 0), the best trials re-evaluated on more seeds and the
     winner retrained and tested once (:mod:`bench.tuning.selection`); else repeat 0's best."""
@@ -102,7 +115,7 @@ def _counting_cpu(store: StudyStore, key: str = schema.STUDY_CPU_SECONDS):
             store.study.set_user_attr(key, spent + _cpu_seconds() - start)
 
 
-def tune(s: TuneSettings, *, workers: int = 1, retrain: bool = True) -> TuneResult:
+def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
     """Run (or resume) one study to ``s.trials`` finished trials, then (``retrain``) retrain
     the best."""
     if workers <= 0:
@@ -148,14 +161,14 @@ def tune(s: TuneSettings, *, workers: int = 1, retrain: bool = True) -> TuneResu
         log_report(tracker, parent_id)
         stopping.check()  # the study's run ends FINISHED only where no stop was requested
     return TuneResult(
-        settings=s, parent_run_id=parent_id, counts=final,
+        target=s, parent_run_id=parent_id, counts=final,
         best_params=dict(best.params) if best else {}, best_value=best.value if best else None,
         tuned_run_id=tuned_run_id, tuned_test_accuracy=tuned_acc, experiment_id=tracker.experiment_id,
         best_is_default=bool(best and best.user_attrs.get(schema.TRIAL_DEFAULT)),
     )
 
 
-def _open_parent(s: TuneSettings, store: StudyStore, tracker: Tracker) -> tuple[str, bool]:
+def _open_parent(s: Target, store: StudyStore, tracker: Tracker) -> tuple[str, bool]:
     """The study's parent run (created when new) and whether it is new. Several `bench tune`
     processes (machines) may start on one study at once: the first creates the parent run
     under the claim lock, the others find and share it."""
@@ -175,7 +188,7 @@ def _open_parent(s: TuneSettings, store: StudyStore, tracker: Tracker) -> tuple[
     return parent_id, fresh
 
 
-def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
+def _study_params(s: Target, splits: data.Splits) -> dict[str, object]:
     """The parent run's params, namespaced ``tuning.*`` so they never collide with the raw
     entry-point params ``mlflow run`` logs on the same run."""
     params = {
@@ -187,12 +200,12 @@ def _study_params(s: TuneSettings, splits: data.Splits) -> dict[str, object]:
             else "val_accuracy (last epoch)"),
         schema.SEARCH_SPACE: s.study.search_space.model_dump_json(exclude_none=True),
         **{f"{schema.BASE_PREFIX}{k}": v for k, v in s.base.as_params().items()},
-        **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
+        **schema.split_params(splits.sizes),
     }
     return {f"{schema.TUNING_PREFIX}{k}": v for k, v in params.items()}
 
 
-def _run_workers(s: TuneSettings, workers: int, here, parent_run_id: str) -> None:
+def _run_workers(s: Target, workers: int, here, parent_run_id: str) -> None:
     """This process is the worker (``here()`` makes it), or it starts ``workers`` processes
     and waits for them."""
     stopping.check()
@@ -242,7 +255,7 @@ def _wait(procs: list) -> None:
 
 
 def _retrain_once(
-    s: TuneSettings, store: StudyStore, splits: data.Splits, tracker: Tracker, parent_id: str
+    s: Target, store: StudyStore, splits: data.Splits, tracker: Tracker, parent_id: str
 ) -> tuple[dict[str, int], FrozenTrial | None, str | None, float | None]:
     """One worker, the last to finish, retrains the best trial; the lock is held until the
     retrained run is recorded, so two workers finishing together never both retrain."""
@@ -267,7 +280,7 @@ def _parent_run(study: optuna.Study, tracker: Tracker) -> str | None:
     return None
 
 
-def tuned_hparams(s: TuneSettings, study: optuna.Study | None = None) -> HParams | None:
+def tuned_hparams(s: Target, study: optuna.Study | None = None) -> HParams | None:
     """The best trial's hyperparameters (None when the study has no complete trial)."""
     study = study or load_study(s, create=False).study
     best = best_trial(study)
@@ -285,16 +298,9 @@ class Tuned:
     record: dict[str, object] = dataclasses.field(default_factory=dict)  # selection.summary, if selected
 
 
-def best_params(
-    study: Study, variants: list[str], *, task: str | None, storage: str | None,
-    study_name: str | None, tracking_uri: str | None,
-) -> dict[str, Tuned]:
+def best_params(plan: Plan) -> dict[str, Tuned]:
     """Each variant's best hyperparameters from its Optuna study (for ``compare --tuned``)."""
-    planned = plan(
-        study, variants=variants, task=task, trials=None, epochs=None, storage=storage,
-        study_name=study_name, seed=0, pruner=None, timeout=None, data_dir=None,
-        tracking_uri=tracking_uri, experiment=None,
-    )
+    planned = targets(plan)
     found, missing = {}, []
     for s in planned:
         if s.repeat:
@@ -325,14 +331,14 @@ def best_params(
 
 
 def _retrain_best(
-    s: TuneSettings, best: FrozenTrial, splits: data.Splits, tracker: Tracker, parent_id: str, study: optuna.Study,
+    s: Target, best: FrozenTrial, splits: data.Splits, tracker: Tracker, parent_id: str, study: optuna.Study,
 ) -> tuple[str | None, float | None]:
     progress.info("[%s] retraining the best trial #%d (%s) and testing it once", s.variant, best.number, best.params)
     return _retrain(s, dict(best.params), best.number, splits, tracker, parent_id, study)
 
 
 def _retrain(
-    s: TuneSettings, params: dict[str, object], origin: object, splits: data.Splits, tracker: Tracker,
+    s: Target, params: dict[str, object], origin: object, splits: data.Splits, tracker: Tracker,
     parent_id: str, study: optuna.Study,
 ) -> tuple[str | None, float | None]:
     """Train the chosen setting once more (seed ``s.seed``) and test it: the one test score
@@ -356,7 +362,7 @@ def stored_selection(study: optuna.Study) -> dict[str, object] | None:
     return json.loads(text) if text else None
 
 
-def _select(repeats: Sequence[TuneSettings], first: TuneResult) -> TuneResult:
+def _select(repeats: Sequence[Target], first: TuneResult) -> TuneResult:
     """Re-evaluate the repeats' best trials on more seeds (or find that done), retrain the
     winner and test it once; the lock is held throughout, so two processes never both do."""
     s = repeats[0]
@@ -398,7 +404,7 @@ def _select(repeats: Sequence[TuneSettings], first: TuneResult) -> TuneResult:
     )
 
 
-def _show_selection(s: TuneSettings, record: dict[str, object]) -> None:
+def _show_selection(s: Target, record: dict[str, object]) -> None:
     for i, c in enumerate(record["candidates"]):
         progress.info(
             "[%s] %s %s%s: trial %.4f, %d seeds %.4f%s", s.variant, "*" if i == record["chosen"] else " ",

@@ -33,14 +33,14 @@ from bench.store.tracker import Tracker
 from bench.store.uri import first_line
 from bench.training import Slots
 from bench.tuning.search import make_pruner, make_sampler, suggest, trial_seed
-from bench.tuning.settings import TuneSettings
 from bench.tuning.storage import StudyStore, open_study
+from bench.tuning.target import Target
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
 
-def load_study(s: TuneSettings, *, create: bool) -> StudyStore:
+def load_study(s: Target, *, create: bool) -> StudyStore:
     """The settings' Optuna study with the storage and lock bench opened for it."""
     return open_study(
         s.storage, s.study_name, sampler=make_sampler(s.seed, 0), pruner=make_pruner(s.pruner, s.epochs, s.min_epochs), create=create
@@ -139,7 +139,7 @@ class Worker:
     next trial takes its slot. The study still holds exactly ``trials`` finished trials: a
     worker asks only while finished + running < trials."""
 
-    s: TuneSettings
+    s: Target
     splits: data.Splits
     tracker: Tracker
     store: StudyStore
@@ -235,7 +235,7 @@ class Worker:
         hp = suggest(trial, s.study.search_space, s.base.replace(seed=trial_seed(s.seed, trial.number)), variant)
         params = {
             **variant.structure_params(), **hp.as_params(), schema.TASK: s.task, schema.TRIAL_NUMBER: trial.number,
-            schema.OPTUNA_STUDY: s.study_name, **{f"{schema.SPLIT_PREFIX}{k}": v for k, v in splits.sizes.items()},
+            schema.OPTUNA_STUDY: s.study_name, **schema.split_params(splits.sizes),
         }
         stopping.check()  # no trial run starts once a stop is requested (the trial fails)
         flight.run_id = self.tracker.start_run(
