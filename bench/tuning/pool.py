@@ -15,7 +15,7 @@ import logging
 
 import optuna
 
-from bench import stopping, training
+from bench import plugins, stopping, training
 from bench.data import Splits
 from bench.errors import BenchError
 from bench.models import get_variant
@@ -58,6 +58,7 @@ def worker_main(s: Target, parent_run_id: str, index: int, optuna_verbosity: int
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    plugins.load_all()  # the parent's --plugin modules ($BENCH_PLUGINS): its variants and tasks
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"[w{index}] %(message)s"))
     logging.getLogger().handlers[:] = [handler]
