@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 
+import numpy as np
 import optuna
 import pytest
 from pydantic import ValidationError
@@ -87,3 +88,23 @@ def test_parameters_the_variant_cannot_use_are_not_sampled_and_not_defaulted():
 def test_a_range_is_float_or_int_by_its_fields_type():
     assert SearchSpace.model_validate({"learning_rate": {"low": 1e-3, "high": 1e-2}}).learning_rate == FloatRange(
         low=1e-3, high=1e-2)
+
+
+def test_beta_2_is_searchable_and_reaches_each_member_through_keras(tiny_splits):
+    """Adam's beta_2, added as one declared field (and its param name): searchable, passed
+    to Keras' optimizer, per member in a population."""
+    from bench.models.build import make_optimizer
+    from bench.population import train_population
+
+    space = SearchSpace.model_validate({"beta_2": {"low": 0.9, "high": 0.9999}})
+    trial = optuna.create_study(sampler=make_sampler(0, 0)).ask()
+    hp = suggest(trial, space, HParams(), get_variant("vanilla-shallow"))
+    assert 0.9 <= hp.beta_2 <= 0.9999 and make_optimizer(hp).beta_2 == hp.beta_2
+    assert default_params(space, HParams(), get_variant("vanilla-shallow"))["beta_2"] == 0.999
+    with pytest.raises(VariantError, match="beta_2 applies to adam"):
+        HParams(optimizer="sgd", beta_2=0.9)
+    base = HParams(learning_rate=1e-2, batch_size=64, epochs=1, seed=1)
+    [a, b] = train_population(get_variant("vanilla-shallow"), [base, base.replace(beta_2=0.9)], tiny_splits)
+    [alone] = train_population(get_variant("vanilla-shallow"), [base.replace(beta_2=0.9)], tiny_splits)
+    np.testing.assert_allclose(b.history["loss"], alone.history["loss"], rtol=1e-5)
+    assert a.history["loss"] != b.history["loss"]

@@ -104,6 +104,8 @@ class HParams:
     #: ``EarlyStopping(restore_best_weights=True)`` idea, without stopping early): the
     #: model tested, logged and scored is that epoch's, not the last one's.
     restore_best: bool = _hp(False, Declared(bool, "restore_best"))
+    beta_2: float | None = _hp(None, Declared(float, "beta_2", low=0.0, high=1.0, open_high=True,
+                                              space="range", keras="beta_2", only_for=("adam",)))
 
     def __post_init__(self) -> None:
         for name, declared in DECLARED.items():
@@ -127,7 +129,8 @@ class HParams:
     def keras_arguments(self) -> dict[str, Any]:
         """The values Keras' optimizer takes by name (those set; unset ones keep Keras')."""
         return {d.keras: getattr(self, n) for n, d in DECLARED.items()
-                if d.keras and getattr(self, n) is not None}
+                if d.keras and getattr(self, n) is not None
+                and (not d.only_for or self.optimizer in d.only_for)}
 
 
 #: Every hyperparameter's declaration, in field order (= :data:`bench.store.schema.HPARAMS`).
