@@ -58,6 +58,9 @@ class Protocol(_Strict):
     standardize: bool = False
     # Test, log and score the weights of the best validation epoch instead of the last one's.
     restore_best: bool = False
+    weight_decay: float | None = Field(None, ge=0)  # None: the optimizer's Keras default
+    momentum: float | None = Field(None, ge=0, lt=1)  # sgd
+    nesterov: bool = False  # sgd
 
 
 class Override(_Strict):
@@ -67,6 +70,9 @@ class Override(_Strict):
     batch_size: int | None = Field(None, gt=0, le=1 << 20)
     optimizer: Optimizer | None = None
     learning_rate: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    nesterov: bool | None = None
 
 
 class Reference(_Strict):
@@ -225,6 +231,9 @@ class Study(_Strict):
             epochs=p.epochs,
             seed=seed,
             restore_best=p.restore_best,
+            weight_decay=p.weight_decay,
+            momentum=p.momentum,
+            nesterov=p.nesterov,
         )
         if variant is not None and variant in self.overrides:
             hp = hp.replace(**self.overrides[variant].model_dump())

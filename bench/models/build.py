@@ -90,6 +90,7 @@ _OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,
     "sgd": keras.optimizers.SGD,
     "rmsprop": keras.optimizers.RMSprop,
+    "adamw": keras.optimizers.AdamW,
 }
 assert set(_OPTIMIZER_CLASSES) == set(OPTIMIZERS), "every optimizer name needs a Keras class"
 

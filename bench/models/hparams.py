@@ -20,7 +20,7 @@ from typing import Any, Literal
 from bench.errors import VariantError
 from bench.store import schema
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")  # the names bench.models.build maps to Keras classes
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")  # the names bench.models.build maps to Keras classes
 
 #: The largest seed: TensorFlow takes seeds as 32-bit signed integers (a study's trials and
 #: a comparison's seeds count up from the one given, and must stay at or below it too).
@@ -105,7 +105,15 @@ class HParams:
     #: model tested, logged and scored is that epoch's, not the last one's.
     restore_best: bool = _hp(False, Declared(bool, "restore_best"))
     beta_2: float | None = _hp(None, Declared(float, "beta_2", low=0.0, high=1.0, open_high=True,
-                                              space="range", keras="beta_2", only_for=("adam",)))
+                                              space="range", keras="beta_2", only_for=("adam", "adamw")))
+    #: Decoupled weight decay, as Keras applies it (``w -= w * weight_decay * lr`` before each
+    #: update, every trainable weight): None is Keras' default (AdamW 0.004, else none).
+    weight_decay: float | None = _hp(None, Declared(float, "weight decay", low=0.0, space="range",
+                                                    keras="weight_decay"))
+    momentum: float | None = _hp(None, Declared(float, "momentum", low=0.0, high=1.0, open_high=True,
+                                                space="range", keras="momentum", only_for=("sgd",)))
+    nesterov: bool = _hp(False, Declared(bool, "nesterov", space="choices", keras="nesterov",
+                                         only_for=("sgd",)))
 
     def __post_init__(self) -> None:
         for name, declared in DECLARED.items():

@@ -23,10 +23,13 @@ KINDS = OPTIMIZERS  # one list of optimizer names (spec.OPTIMIZERS); _RULES has 
 
 #: The per-member hyperparameters each update rule reads: Keras optimizer attributes.
 HYPER = {
-    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
-    "sgd": ("learning_rate",),
-    "rmsprop": ("learning_rate", "rho", "epsilon"),
+    "adam": ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon"),
+    "adamw": ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon"),
+    "sgd": ("learning_rate", "weight_decay", "momentum", "nesterov"),
+    "rmsprop": ("learning_rate", "weight_decay", "rho", "epsilon"),
 }
+#: The hyperparameters a rule also needs as ``1 - value``.
+_COMPLEMENTED = ("beta_1", "beta_2", "rho")
 
 
 def _broadcast(per_member: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
@@ -45,7 +48,8 @@ def _read_keras(kind: str, fields: tuple[tuple[str, object], ...]) -> tuple[floa
     from bench.models.build import make_optimizer
 
     keras_opt = make_optimizer(HParams(optimizer=kind, **dict(fields)))
-    return tuple(float(getattr(keras_opt, name)) for name in HYPER[kind])
+    values = (getattr(keras_opt, name) for name in HYPER[kind])
+    return tuple(0.0 if value is None else float(value) for value in values)  # no decay: 0
 
 
 class StackedOptimizer:
@@ -62,10 +66,10 @@ class StackedOptimizer:
         self.complement = {name: tf.Variable(tf.zeros([k]), name=f"1-{name}") for name in HYPER[kind]}
         self.steps = tf.Variable(tf.zeros([k]), name="steps")  # updates applied, per member
         self.first = (
-            [tf.Variable(tf.zeros_like(v)) for v in self.variables] if kind == "adam" else []
+            [tf.Variable(tf.zeros_like(v)) for v in self.variables] if kind != "rmsprop" else []
         )
         self.second = (
-            [tf.Variable(tf.zeros_like(v)) for v in self.variables] if kind != "sgd" else []
+            [tf.Variable(tf.zeros_like(v)) for v in self.variables] if kind not in ("sgd",) else []
         )
 
     @property
@@ -103,6 +107,8 @@ class StackedOptimizer:
         rule = _RULES[self.kind]
         for i, (var, grad) in enumerate(zip(self.variables, grads, strict=True)):
             lr, keep = _broadcast(self.learning_rate * active, var), _broadcast(active, var)
+            # Keras' decoupled weight decay, before the update (0 for a member without: exact)
+            var.assign(var - var * _broadcast(self.hyper["weight_decay"], var) * lr)
             rule(self, i, var, grad, lr, keep)
             if var.constraint is not None:
                 var.assign(var.constraint(var))
@@ -112,14 +118,22 @@ class StackedOptimizer:
         out = []
         for name in names:
             out.append(_broadcast(self.hyper[name], like))
-            if name != "epsilon":
+            if name in _COMPLEMENTED:
                 out.append(_broadcast(self.complement[name], like))
         return out
 
     def _sgd(
         self, i: int, var: tf.Variable, grad: tf.Tensor, lr: tf.Tensor, keep: tf.Tensor
     ) -> None:
-        var.assign_sub(lr * grad)
+        """Keras' SGD: plain where a member's momentum is 0, else with momentum (Nesterov's
+        where ``nesterov``); an inactive member (lr 0) keeps its weights and momentum."""
+        momentum, nesterov = self._per_member(var, "momentum", "nesterov")
+        m = self.first[i]
+        moved = m * momentum - grad * lr
+        step = tf.where(nesterov > 0, moved * momentum - grad * lr, moved)
+        on = tf.logical_and(momentum != 0, keep > 0)
+        m.assign(tf.where(on, moved, m))
+        var.assign(tf.where(on, var + step, var - lr * grad))
 
     def _rmsprop(
         self, i: int, var: tf.Variable, grad: tf.Tensor, lr: tf.Tensor, keep: tf.Tensor
@@ -144,6 +158,7 @@ class StackedOptimizer:
 #: Each optimizer's update rule (Keras 3's ``update_step``), one per name in ``OPTIMIZERS``.
 _RULES = {
     "adam": StackedOptimizer._adam,
+    "adamw": StackedOptimizer._adam,  # Keras' AdamW is Adam with its weight decay (in apply)
     "sgd": StackedOptimizer._sgd,
     "rmsprop": StackedOptimizer._rmsprop,
 }
