@@ -404,7 +404,7 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         (["--variants", "no-such-variant"], None, "unknown variant"),
         ([], {"learning_rate": {"low": 0.1, "high": 0.01}}, "inverted"),
         ([], {"learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "low > 0"),
-        ([], {"momentum": {"low": 0.1, "high": 0.9}}, "momentum"),
+        ([], {"gamma": {"low": 0.1, "high": 0.9}}, "gamma"),
         (["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"], None,
          "Optuna storage postgresql://bench:***@127.0.0.1:1/nothing is unreachable"),
         (["--storage", "ftp://example/x"], None, "unsupported Optuna storage"),

@@ -3,11 +3,14 @@ Keras model, one layer per operation."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers, regularizers
 
 from bench.models import program
+from bench.models.hparams import DECLARED
 from bench.models.spec import OPTIMIZERS, HParams, Variant
 
 
@@ -87,13 +90,36 @@ _OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,
     "sgd": keras.optimizers.SGD,
     "rmsprop": keras.optimizers.RMSprop,
+    "adamw": keras.optimizers.AdamW,
 }
 assert set(_OPTIMIZER_CLASSES) == set(OPTIMIZERS), "every optimizer name needs a Keras class"
 
 
 def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
-    cls = _OPTIMIZER_CLASSES[hparams.optimizer]
-    return cls() if hparams.learning_rate is None else cls(learning_rate=hparams.learning_rate)
+    """The member's Keras optimizer: every hyperparameter declared with a Keras name
+    (:meth:`HParams.keras_arguments`), Keras' defaults for the rest."""
+    return _OPTIMIZER_CLASSES[hparams.optimizer](**hparams.keras_arguments())
+
+
+def keras_value(hparams: HParams, name: str) -> Any:
+    """Keras' optimizer's value of its argument ``name`` for ``hparams`` (its default where
+    ``hparams`` leaves it unset); a float kept as float32 is given to its 7 significant digits."""
+    value = getattr(make_optimizer(hparams), name)
+    if value is None or isinstance(value, bool):
+        return value
+    return float(f"{float(value):.7g}")
+
+
+def default_value(hparams: HParams, variant: Variant, name: str) -> Any:
+    """What field ``name`` of ``hparams`` trains ``variant`` with: the field, else the
+    variant's value or Keras' default where the field is unset (None)."""
+    value = getattr(hparams, name)
+    declared = DECLARED[name]
+    if value is None and declared.from_variant:
+        return getattr(variant, declared.from_variant)
+    if value is None and declared.keras:
+        return keras_value(hparams, declared.keras)
+    return value
 
 
 def learning_rate_of(hparams: HParams) -> float:
@@ -101,7 +127,7 @@ def learning_rate_of(hparams: HParams) -> float:
     (kept as a float32 variable: 7 significant digits are its value)."""
     if hparams.learning_rate is not None:
         return hparams.learning_rate
-    return float(f"{float(make_optimizer(hparams).learning_rate):.7g}")
+    return keras_value(hparams, "learning_rate")
 
 
 def serving_model(

@@ -132,8 +132,14 @@ DROPOUT = "dropout"
 BATCH_SIZE = "batch_size"
 EPOCHS = "epochs"
 RESTORE_BEST = "restore_best"  # the best validation epoch's weights are the model's
-HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST)
-TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER)  # what a search space may vary
+BETA_2 = "beta_2"  # Adam's second-moment decay
+WEIGHT_DECAY = "weight_decay"  # decoupled (AdamW's; Keras' weight_decay for any optimizer)
+MOMENTUM = "momentum"  # SGD's
+NESTEROV = "nesterov"  # SGD's
+HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST, BETA_2, WEIGHT_DECAY,
+           MOMENTUM, NESTEROV)
+#: What a search space may vary, in the order tuning samples them.
+TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER, BETA_2, WEIGHT_DECAY, MOMENTUM, NESTEROV)
 
 # The notebook's reported numbers beside ours (a training run's params).
 REF_PREFIX = "ref."
