@@ -128,11 +128,11 @@ def tuning(results: Sequence) -> str:
 
 def variant_list(names: Sequence[str]) -> str:
     """``bench list``: name, family, group, parameters, where it was declared and its layers
-    in aligned columns (the parameters counted from each variant's block program, for a
-    28 x 28 input: no model is built)."""
+    in aligned columns (the parameters counted from each variant's block program for a
+    28 x 28 input and 10 classes, which the header says: no model is built)."""
     from bench.models import get_variant, origin_of, parameter_count
 
-    rows = [("variant", "family", "group", "params", "from", "layers")]
+    rows = [("variant", "family", "group", "params (28x28, 10 classes)", "from", "layers")]
     for name in names:
         v = get_variant(name)
         rows.append((name, v.family, v.group, f"{parameter_count(v):,}", origin_of(name), v.summary()))

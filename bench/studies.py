@@ -280,9 +280,9 @@ class Study(_Strict):
 def _format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "study"
+        where = ".".join(str(p) for p in err["loc"])  # none: the message says where
         msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}")
+        parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
 

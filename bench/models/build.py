@@ -118,6 +118,8 @@ def default_value(hparams: HParams, variant: Variant, name: str) -> Any:
     if value is None and declared.from_variant:
         return getattr(variant, declared.from_variant)
     if value is None and declared.keras:
+        if declared.only_for and hparams.optimizer not in declared.only_for:
+            return None  # not this optimizer's (momentum for AdamW): nothing to write out
         return keras_value(hparams, declared.keras)
     return value
 
