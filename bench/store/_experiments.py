@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
 from bench.store import schema
-from bench.store.uri import redact, sanitize_name, sqlite_path
+from bench.store.uri import check_artifact_location, redact, sanitize_name, sqlite_path
 
 
 def artifact_location(uri: str, name: str) -> str | None:
@@ -17,6 +20,19 @@ def artifact_location(uri: str, name: str) -> str | None:
         db = sqlite_path(uri).resolve()
         return (db.parent / "mlartifacts" / sanitize_name(name)).as_uri()
     return None
+
+
+def planned_artifact_location(uri: str, name: str) -> str | None:
+    """Where experiment ``name``'s artifacts go: an existing experiment's own location (read
+    from an SQLite store without writing to it), else where a new one would put them."""
+    if uri.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite":
+        db = sqlite_path(uri)
+        if db.is_file() and db.stat().st_size:
+            with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)) as con:
+                row = con.execute("select artifact_location from experiments where name = ?", (name,)).fetchone()
+            if row is not None and row[0]:
+                return str(row[0])
+    return artifact_location(uri, name)
 
 
 def ensure_experiment(client: MlflowClient, uri: str, name: str, description: str) -> str:
@@ -38,6 +54,7 @@ def ensure_experiment(client: MlflowClient, uri: str, name: str, description: st
             exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
+        check_artifact_location(exp.artifact_location)  # before the first write into it
     tag_experiment(client, exp_id, description)
     return exp_id
 

@@ -47,7 +47,7 @@ def check_store(tracking_uri: str | None, experiment: str) -> str:
     uri = resolve_tracking_uri(tracking_uri)
     check_name(experiment, "experiment")
     check_tracking_uri(uri)
-    planned = _experiments.artifact_location(uri, experiment)
+    planned = _experiments.planned_artifact_location(uri, experiment)
     if planned is not None:
         check_artifact_location(planned)
     return uri
@@ -61,22 +61,28 @@ class Tracker:
         """``checked``: :func:`check_store` already passed for this store and experiment."""
         self.uri = resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
         # it. Taken out of the environment, or MLflow would resume it for every child run too.
         self._adopted = os.environ.pop("MLFLOW_RUN_ID", None)
-        try:
-            if self._adopted:
-                self.experiment_id = self.client.get_run(self._adopted).info.experiment_id
-                _experiments.tag_experiment(self.client, self.experiment_id, description)
-            else:
-                self.experiment_id = _experiments.ensure_experiment(self.client, self.uri, experiment, description)
-        except MlflowException as exc:
-            raise TrackingError(f"tracking store {redact(self.uri)}: {first_line(exc)}") from None
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = self._open_experiment(experiment, description)
         self._system = SystemMetrics(self.uri)
         experiment_entity = self.client.get_experiment(self.experiment_id)
         self.experiment_name = experiment_entity.name
         check_artifact_location(experiment_entity.artifact_location)
+
+    def _open_experiment(self, experiment: str, description: str) -> str:
+        """The experiment's id: the adopted run's, else ``experiment``'s (created when new);
+        its artifact location checked before the first write into it."""
+        try:
+            if not self._adopted:
+                return _experiments.ensure_experiment(self.client, self.uri, experiment, description)
+            experiment_id = self.client.get_run(self._adopted).info.experiment_id
+            check_artifact_location(self.client.get_experiment(experiment_id).artifact_location)
+            _experiments.tag_experiment(self.client, experiment_id, description)
+            return experiment_id
+        except MlflowException as exc:
+            raise TrackingError(f"tracking store {redact(self.uri)}: {first_line(exc)}") from None
 
     # -- runs
 
