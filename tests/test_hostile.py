@@ -390,6 +390,26 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
         lambda w: (_artifacts_under_a_file(w, STUDY), _compare(w))[1], "is a file, not a folder"),
     "existing-tuning-experiment-artifacts-below-a-file": (
         lambda w: (_artifacts_under_a_file(w, f"{STUDY}-tuning"), _tune(w))[1], "is a file, not a folder"),
+    # M: a tuning study resumed only under the settings its trials were trained with.
+    "tune-resume-with-other-epochs": (
+        lambda w: ["tune", "--study", w.study, "--variants", "vanilla-shallow", "--trials", "3", "--epochs", "2",
+                   "--study-name", "base"], "epochs 1 -> 2"),
+    "tune-resume-with-a-data-limit": (lambda w: _tune(w, "--study-name", "base", "--limit", "1200"),
+                                      "limit none -> 1200"),
+    "tune-resume-with-another-validation-size": (
+        lambda w: _tune(w, "--study-name", "base", "--validation-size", "500"), "validation_size"),
+    "tune-resume-with-another-pruner": (lambda w: _tune(w, "--study-name", "base", "--pruner", "none"),
+                                        "pruner successive-halving -> none"),
+    "tune-resume-with-another-search-space": (
+        lambda w: ["tune", "--study", w.study_file(
+            study_yaml(STUDY, variants=["vanilla-shallow"])
+            + "search_space:\n  learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\n"),
+                   "--variants", "vanilla-shallow", "--trials", "3", "--epochs", "1", "--study-name", "base"],
+        "search_space differs"),
+    # N: --limit too small for the split names --limit, not the validation size alone.
+    "limit-one": (lambda w: _compare(w, "--limit", "1"), "--limit 1 keeps 1 training image(s)"),
+    "limit-below-the-validation-size": (lambda w: _compare(w, "--limit", "50", "--validation-size", "60"),
+                                        "lower --validation-size or raise --limit"),
     # 7. reports that misstate
     "report-on-a-child-run": (lambda w: _report(w, "--run-id", w.seeded.child_run_id),
                               "is a train run, not a comparison or tuning study; report on its parent"),

@@ -87,14 +87,21 @@ class Splits:
 
 
 @lru_cache(maxsize=4)
-def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, str, int]:
-    """The task's raw arrays, where they came from, and its number of classes."""
+def _load_raw(
+    task_name: str, data_dir: str | None, validation_size: int
+) -> tuple[checks.RawArrays, str, int]:
+    """The task's raw arrays, where they came from, and its number of classes; arrays too
+    few to hold out ``validation_size`` are refused before they are cached."""
     task = get_task(task_name)
     tried: list[str] = []
 
     def check(arrays) -> int:
-        return checks.check(arrays, src.description, input_shape=task.input_shape, num_classes=task.num_classes,
-                            pixels_only=task.source is None, feature_names=list(src.feature_names) or None)
+        classes = checks.check(
+            arrays, src.description, input_shape=task.input_shape, num_classes=task.num_classes,
+            pixels_only=task.source is None, feature_names=list(src.feature_names) or None,
+        )
+        _check_split(validation_size, len(arrays[0]), None)
+        return classes
 
     for src in sources.candidate_sources(task, data_dir):
         if src.load is None:
@@ -143,15 +150,14 @@ def load(
     the preprocessing and a served model applies the same two constants.
     """
     t = get_task(task)
-    (x_dev, y_dev, x_test, y_test), source, classes = _load_raw(t.name, None if data_dir is None else str(data_dir))
+    if limit is not None:
+        _check_split(validation_size, limit, limit)  # decided by the options alone: before any read
+    raw = _load_raw(t.name, None if data_dir is None else str(data_dir), validation_size)
+    (x_dev, y_dev, x_test, y_test), source, classes = raw
     if limit is not None:
         x_dev, y_dev = x_dev[:limit], y_dev[:limit]
         x_test, y_test = x_test[:limit], y_test[:limit]
-    if not 0 < validation_size < len(x_dev):
-        raise DataError(
-            f"validation size {validation_size} must be between 1 and {len(x_dev) - 1} "
-            f"(the task has {len(x_dev)} training images)"
-        )
+    _check_split(validation_size, len(x_dev), limit)
     cut = len(x_dev) - validation_size
     scale, offset = _preprocessing(x_dev[:cut], t.name, standardize)
     x_dev_f = _affine(x_dev, scale, offset)
@@ -168,6 +174,21 @@ def load(
         sizes={"train": cut, "validation": validation_size, "test": len(x_test)},
         scale=scale,
         offset=offset,
+    )
+
+
+def _check_split(validation_size: int, kept: int, limit: int | None) -> None:
+    """The validation split leaves at least one training image; the error names the option
+    that decided (``--limit 1`` is not a bad validation size)."""
+    if 0 < validation_size < kept:
+        return
+    held = f"--limit {limit} keeps {kept}" if limit is not None else f"the task has {kept}"
+    if kept < 2:
+        raise DataError(f"{held} training image(s); at least 2 are needed (one to train on, one to "
+                        "validate on)" + (": raise --limit" if limit else ""))
+    raise DataError(
+        f"validation size {validation_size} must be between 1 and {kept - 1} ({held} training "
+        "images): lower --validation-size" + (" or raise --limit" if limit else "")
     )
 
 

@@ -12,6 +12,7 @@ from bench.store import schema
 from bench.store.tracker import check_store
 from bench.store.uri import check_name, redact, resolve_tracking_uri
 from bench.studies import Study, resolve
+from bench.tuning.identity import check_resumable
 from bench.tuning.storage import check_storage, default_storage, open_storage, storage_exists
 
 HEARTBEAT_SECONDS = 20.0
@@ -146,9 +147,11 @@ def check(s: TuneSettings) -> None:
     """Fail on unusable data or Optuna storage before anything is written (the tracking
     store is checked when the study opens it, before the Optuna study exists)."""
     check_store(s.tracking_uri, s.experiment)  # first: nothing (not even the data cache) is written for a bad store
-    check_storage(s.storage)  # likewise a storage file that cannot be (a FIFO, /dev/null, no folder)
+    check_storage(s.storage)  # likewise a storage file that cannot be (FIFO, /dev/null, no folder)
     if storage_exists(s.storage):  # read what is there before anything is written
-        check_identity(s, open_storage(s.storage))
+        storage = open_storage(s.storage)
+        check_identity(s, storage)
+        check_resumable(s, storage)  # the same study under other settings: refused
     load_splits(s)
     if not storage_exists(s.storage):
         open_storage(s.storage)
