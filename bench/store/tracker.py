@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
-from bench.store import _experiments, _stale, owner, schema
+from bench.store import _experiments, _registry, _stale, owner, schema
 from bench.store._system import SystemMetrics
 from bench.store.datasets import SplitData
 from bench.store.environment import git_tags
@@ -207,10 +207,15 @@ class Tracker:
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
+        """End a run; one that did not finish first loses the model versions registered from
+        it (:mod:`bench.store._registry`)."""
         self._system.stop(run_id)
         with contextlib.suppress(Exception):
             if reason:
                 self.client.set_tag(run_id, schema.ERROR, redact(reason)[:5000])
+        if status != "FINISHED":
+            with contextlib.suppress(Exception):
+                _registry.drop_versions(self.client, run_id)
         try:
             self.client.set_terminated(run_id, status)
         except MlflowException as exc:
