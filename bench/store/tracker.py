@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
 from bench.store import _experiments, _registry, _stale, owner, schema
+from bench.store._first_use import first_use
 from bench.store._system import SystemMetrics
 from bench.store.datasets import SplitData
 from bench.store.environment import git_tags
@@ -64,25 +65,16 @@ class Tracker:
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
         # it. Taken out of the environment, or MLflow would resume it for every child run too.
         self._adopted = os.environ.pop("MLFLOW_RUN_ID", None)
-        self.client = MlflowClient(self.uri)
-        self.experiment_id = self._open_experiment(experiment, description)
+        # The client creates (migrates) a new store: one process at a time.
+        with first_use(self.uri):
+            self.client = MlflowClient(self.uri)
+            self.experiment_id = _experiments.open_experiment(
+                self.client, self.uri, experiment, description, adopted_run=self._adopted
+            )
         self._system = SystemMetrics(self.uri)
         experiment_entity = self.client.get_experiment(self.experiment_id)
         self.experiment_name = experiment_entity.name
         check_artifact_location(experiment_entity.artifact_location)
-
-    def _open_experiment(self, experiment: str, description: str) -> str:
-        """The experiment's id: the adopted run's, else ``experiment``'s (created when new);
-        its artifact location checked before the first write into it."""
-        try:
-            if not self._adopted:
-                return _experiments.ensure_experiment(self.client, self.uri, experiment, description)
-            experiment_id = self.client.get_run(self._adopted).info.experiment_id
-            check_artifact_location(self.client.get_experiment(experiment_id).artifact_location)
-            _experiments.tag_experiment(self.client, experiment_id, description)
-            return experiment_id
-        except MlflowException as exc:
-            raise TrackingError(f"tracking store {redact(self.uri)}: {first_line(exc)}") from None
 
     # -- runs
 
