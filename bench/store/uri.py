@@ -59,15 +59,17 @@ def sqlite_file(uri: str) -> tuple[Path, str | None]:
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import make_url
 
-    shown = redact(uri)
+    malformed = f"malformed SQLite tracking URI {redact(uri)!r}"
     try:
         url = make_url(uri)
         dialect = url.get_dialect()() if url.get_backend_name() == "sqlite" else None
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
-        raise TrackingError(f"malformed SQLite URI {shown!r}: {first_line(exc)}") from None
-    if dialect is None:
-        raise TrackingError(f"malformed SQLite URI {shown!r}: use sqlite:///path/to/mlflow.db")
-    if not url.database or url.database == ":memory:":
+        raise TrackingError(f"{malformed}: {first_line(exc)}") from None
+    if dialect is None or url.host:  # sqlite://relative.db names a host, not a file
+        raise TrackingError(f"{malformed}: use sqlite:///path/to/mlflow.db")
+    if not url.database:  # sqlite:/// (SQLAlchemy would open an in-memory database)
+        raise TrackingError(f"{malformed}: no database file named")
+    if url.database == ":memory:":
         return Path(":memory:"), "memory"
     with warnings.catch_warnings():
         warnings.simplefilter("error", sa_exc.SAWarning)
@@ -75,8 +77,10 @@ def sqlite_file(uri: str) -> tuple[Path, str | None]:
             args, kwargs = dialect.create_connect_args(url)
         except sa_exc.SAWarning as warning:
             reason = str(warning).split(";")[0]
-            raise TrackingError(f"SQLite URI {shown!r}: {reason}; leave them out (SQLite URI arguments "
-                                "need uri=true)") from None
+            raise TrackingError(
+                f"SQLite URI {redact(uri)!r}: {reason}; leave them out "
+                "(SQLite URI arguments need uri=true)"
+            ) from None
     filename = str(args[0])
     if not kwargs.get("uri"):
         return Path(filename), None
@@ -139,8 +143,12 @@ def check_regular_file(path: Path, what: str, *, sidecars: tuple[str, ...] = (),
         if stat.S_ISDIR(mode) and candidate == path:
             raise error(f"{what} {path} is a folder, not a file")
         kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
-        shown = candidate if not candidate.is_symlink() else f"{candidate} (-> {os.path.realpath(candidate)})"
-        raise error(f"{what} {shown} is {kind}, not a regular file; name a regular file or a new one")
+        shown = str(candidate)
+        if candidate.is_symlink():
+            shown += f" (-> {os.path.realpath(candidate)})"
+        raise error(
+            f"{what} {shown} is {kind}, not a regular file; name a regular file or a new one"
+        )
 
 
 #: MLflow keeps experiment names up to 500 characters, but each becomes a folder name (255

@@ -164,7 +164,8 @@ def connect(url: str) -> OpenedStorage:
             check_storage(url)
             from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-            return OpenedStorage(url, JournalStorage(JournalFileBackend(str(path.expanduser().resolve()))))
+            backend = JournalFileBackend(str(path.expanduser().resolve()))
+            return OpenedStorage(url, JournalStorage(backend))
         scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
         if scheme in ("sqlite", "postgresql", "mysql"):
             _check_database(url)
@@ -223,7 +224,8 @@ def _sqlite_file(url: str) -> Path | None:
     try:
         return sqlite_path(url)
     except TrackingError as exc:
-        raise StorageError(str(exc).replace("SQLite URI", "Optuna storage", 1)) from None
+        text = str(exc).replace("SQLite tracking URI", "Optuna storage URL", 1)
+        raise StorageError(text.replace("SQLite URI", "Optuna storage URL", 1)) from None
 
 
 def _check_database(url: str) -> None:
@@ -234,13 +236,18 @@ def _check_database(url: str) -> None:
 
     path = _sqlite_file(url)
     if path is not None and str(path) == ":memory:":
-        raise StorageError(f"Optuna storage {redact(url)!r}: name a database file, sqlite:///path/optuna.db")
+        raise StorageError(
+            f"Optuna storage {redact(url)!r}: name a database file, sqlite:///path/optuna.db"
+        )
     if path is not None and not os.path.lexists(path):
         if not path.parent.is_dir():
             raise StorageError(f"storage folder {path.parent} does not exist")
         return
     try:
-        contents = sqlite_contents(path) if path is not None else database_contents(url, "Optuna storage")
+        if path is not None:
+            contents = sqlite_contents(path)
+        else:
+            contents = database_contents(url, "Optuna storage")
     except TrackingError as exc:
         raise StorageError(str(exc)) from None
     if contents.kind not in ("empty", "optuna"):
