@@ -212,6 +212,8 @@ STUDY_TASK = "task"
 STUDY_VARIANT = "variant"
 STUDY_TUNED_RUN_ID = "tuned_run_id"
 STUDY_TUNED_TEST_ACCURACY = "tuned_test_accuracy"
+STUDY_SETTINGS = "bench:settings"  # what its trials were trained under (bench.tuning.identity)
+STUDY_SETTINGS_KEY = "bench:settings_key"  # their fingerprint
 STUDY_CPU_SECONDS = "bench:cpu_seconds"  # CPU time every bench process spent on the study
 # Repeat 0's study: the selection over every repeat's top trials (bench.tuning.selection).
 STUDY_SELECTION = "bench:selection"
