@@ -36,7 +36,9 @@ class Declared:
     ``keras``: Keras' optimizer takes it under this name (None means Keras' default).
     ``from_variant``: the :class:`~bench.models.spec.Variant` property None means.
     ``only_for``: the optimizers it applies to (set for another, it is an error).
-    ``label``: how errors name it."""
+    ``label``: how errors name it. ``logged_unset``: logged as an MLflow param at its default
+    too (the original fields, so stores keep their params); a training recipe's field is
+    logged where it is set, and only for the optimizers it applies to."""
 
     kind: type
     label: str
@@ -50,6 +52,7 @@ class Declared:
     keras: str | None = None
     only_for: tuple[str, ...] | None = None
     from_variant: str | None = None
+    logged_unset: bool = True
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is not valid (None: it is). None values are checked by the caller."""
@@ -105,15 +108,17 @@ class HParams:
     #: model tested, logged and scored is that epoch's, not the last one's.
     restore_best: bool = _hp(False, Declared(bool, "restore_best"))
     beta_2: float | None = _hp(None, Declared(float, "beta_2", low=0.0, high=1.0, open_high=True,
-                                              space="range", keras="beta_2", only_for=("adam", "adamw")))
+                                              space="range", keras="beta_2", only_for=("adam", "adamw"),
+                                              logged_unset=False))
     #: Decoupled weight decay, as Keras applies it (``w -= w * weight_decay * lr`` before each
     #: update, every trainable weight): None is Keras' default (AdamW 0.004, else none).
     weight_decay: float | None = _hp(None, Declared(float, "weight decay", low=0.0, space="range",
-                                                    keras="weight_decay"))
+                                                    keras="weight_decay", logged_unset=False))
     momentum: float | None = _hp(None, Declared(float, "momentum", low=0.0, high=1.0, open_high=True,
-                                                space="range", keras="momentum", only_for=("sgd",)))
+                                                space="range", keras="momentum", only_for=("sgd",),
+                                                logged_unset=False))
     nesterov: bool = _hp(False, Declared(bool, "nesterov", space="choices", keras="nesterov",
-                                         only_for=("sgd",)))
+                                         only_for=("sgd",), logged_unset=False))
 
     def __post_init__(self) -> None:
         for name, declared in DECLARED.items():
@@ -131,8 +136,19 @@ class HParams:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def as_params(self) -> dict[str, str]:
-        """One MLflow param per field (the names are :data:`bench.store.schema.HPARAMS`)."""
-        return {k: ("default" if v is None else str(v)) for k, v in dataclasses.asdict(self).items()}
+        """One MLflow param per field that applies (the names are
+        :data:`bench.store.schema.HPARAMS`): a recipe's field where it is set, and only for
+        the optimizers it applies to (:attr:`Declared.logged_unset`, :attr:`Declared.only_for`)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        out = {}
+        for name, value in dataclasses.asdict(self).items():
+            d = DECLARED[name]
+            if (d.only_for and self.optimizer not in d.only_for) or (
+                not d.logged_unset and value == defaults[name]
+            ):
+                continue
+            out[name] = "default" if value is None else str(value)
+        return out
 
     def keras_arguments(self) -> dict[str, Any]:
         """The values Keras' optimizer takes by name (those set; unset ones keep Keras')."""
