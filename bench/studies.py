@@ -69,6 +69,7 @@ class Protocol(_Strict):
     weight_decay: float | None = Field(None, ge=0)  # None: the optimizer's Keras default
     momentum: float | None = Field(None, ge=0, lt=1)  # sgd
     nesterov: bool = False  # sgd
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
 
 
 class Override(_Strict):
@@ -81,6 +82,7 @@ class Override(_Strict):
     weight_decay: float | None = Field(None, ge=0)
     momentum: float | None = Field(None, ge=0, lt=1)
     nesterov: bool | None = None
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
 
 
 class Reference(_Strict):
@@ -271,6 +273,7 @@ class Study(_Strict):
             weight_decay=p.weight_decay,
             momentum=p.momentum,
             nesterov=p.nesterov,
+            label_smoothing=p.label_smoothing,
         )
         if variant is not None and variant in self.overrides:
             hp = hp.replace(**self.overrides[variant].model_dump())

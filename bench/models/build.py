@@ -101,6 +101,22 @@ def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
     return _OPTIMIZER_CLASSES[hparams.optimizer](**hparams.keras_arguments())
 
 
+def make_loss(hparams: HParams, num_classes: int) -> Any:
+    """The loss Keras' ``fit`` trains the member with: sparse cross-entropy, or with label
+    smoothing Keras' categorical cross-entropy on the one-hot labels (Keras' sparse loss has
+    no smoothing)."""
+    smoothing = hparams.label_smoothing
+    if not smoothing:
+        return "sparse_categorical_crossentropy"
+
+    def smoothed_crossentropy(y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32")
+        one_hot = keras.ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return smoothed_crossentropy
+
+
 def keras_value(hparams: HParams, name: str) -> Any:
     """Keras' optimizer's value of its argument ``name`` for ``hparams`` (its default where
     ``hparams`` leaves it unset); a float kept as float32 is given to its 7 significant digits."""

@@ -114,6 +114,11 @@ class HParams:
                                                 space="range", keras="momentum", only_for=("sgd",)))
     nesterov: bool = _hp(False, Declared(bool, "nesterov", space="choices", keras="nesterov",
                                          only_for=("sgd",)))
+    #: Keras' ``CategoricalCrossentropy(label_smoothing=...)`` on the one-hot labels: each
+    #: target is ``(1 - s) * one_hot + s / classes``. The training and validation loss are this
+    #: objective (as Keras reports them); the test loss stays the plain cross-entropy. 0: none.
+    label_smoothing: float = _hp(0.0, Declared(float, "label smoothing", low=0.0, high=1.0,
+                                               open_high=True, space="range"))
 
     def __post_init__(self) -> None:
         for name, declared in DECLARED.items():

@@ -119,6 +119,7 @@ class Population:
         self._c.net.init_member(k, hparams, seed=hparams.seed)
         self._c.optimizer.load_member(k, hparams)
         self._c.loop.active[k].assign(1.0)
+        self._c.loop.smoothing[k].assign(hparams.label_smoothing)
         self.slots[k] = Slot(hparams, hooks, Health(self.splits.num_classes))
 
     def stop(self, k: int) -> None:
