@@ -108,27 +108,32 @@ def _small(splits, n: int = 64 * 12 + 32):
     return dataclasses.replace(splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
 
 
-#: Each recipe hyperparameter: a value, and a search range for it.
+#: Each recipe hyperparameter: the protocol's value, a variant's override and a search entry.
 SETTINGS = {
-    "label_smoothing": (0.1, {"low": 0.0, "high": 0.2}),
+    "label_smoothing": (0.1, 0.05, {"low": 0.0, "high": 0.2}),
+    "schedule": ("cosine", "step", {"choices": ["constant", "cosine", "step"]}),
+    "warmup_epochs": (2, 1, {"low": 0, "high": 3}),
 }
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_a_recipe_is_set_in_the_protocol_per_variant_and_in_the_search_space(name):
-    value, searched = SETTINGS[name]
+    value, override, searched = SETTINGS[name]
     study = parse_study(yaml.safe_dump({
         "name": "recipe", "task": "fashion_mnist", "variants": ["vanilla-shallow", "vanilla-deep"],
-        "protocol": {name: value}, "overrides": {"vanilla-deep": {name: value / 2}},
+        "protocol": {name: value}, "overrides": {"vanilla-deep": {name: override}},
         "search_space": {name: searched},
     }))
     assert getattr(study.hparams(variant="vanilla-shallow"), name) == value
-    assert getattr(study.hparams(variant="vanilla-deep"), name) == value / 2
+    assert getattr(study.hparams(variant="vanilla-deep"), name) == override
     assert study.hparams().as_params()[name] == str(value)  # logged as a param
     assert name in study.search_space.entries()
     trial = optuna.create_study(sampler=make_sampler(0, 0)).ask()
     hp = suggest(trial, study.search_space, study.hparams(), get_variant("vanilla-shallow"))
-    assert searched["low"] <= getattr(hp, name) <= searched["high"]
+    if "choices" in searched:
+        assert getattr(hp, name) in searched["choices"]
+    else:
+        assert searched["low"] <= getattr(hp, name) <= searched["high"]
 
 
 def test_label_smoothing_matches_keras_categorical_crossentropy(tiny_splits):
@@ -150,3 +155,45 @@ def test_label_smoothing_matches_keras_categorical_crossentropy(tiny_splits):
     np.testing.assert_allclose(loss, keras.losses.categorical_crossentropy(
         np.eye(10)[labels], probs, label_smoothing=0.2), rtol=1e-6)
     assert make_loss(HParams(), 10) == "sparse_categorical_crossentropy"  # the default, as before
+
+
+#: Keras' schedules for a member of 3 (cosine) or 4 (step) epochs of 13 steps at rate 0.05:
+#: the engine's schedule and the one Keras' fit gets must both give these rates.
+STEPS = 13
+KERAS_SCHEDULES = {
+    "cosine-warmup": ({"schedule": "cosine", "warmup_epochs": 1, "epochs": 3},
+                      keras.optimizers.schedules.CosineDecay(
+                          0.0, decay_steps=2 * STEPS, warmup_target=0.05, warmup_steps=STEPS)),
+    "cosine": ({"schedule": "cosine", "epochs": 3},
+               keras.optimizers.schedules.CosineDecay(0.05, decay_steps=3 * STEPS)),
+    "step": ({"schedule": "step", "epochs": 4},  # x0.1 from epoch 2, x0.01 from epoch 3
+             keras.optimizers.schedules.PiecewiseConstantDecay(
+                 [2 * STEPS - 1, 3 * STEPS - 1], [0.05, 0.005, 0.0005])),
+}
+
+
+@pytest.mark.parametrize("case", list(KERAS_SCHEDULES))
+def test_a_member_with_a_schedule_matches_keras_schedules(tiny_splits, case):
+    fields, expected_rate = KERAS_SCHEDULES[case]
+    variant, splits = get_variant("batchnorm-shallow"), _small(tiny_splits)
+    hp = HParams(optimizer="sgd", learning_rate=0.05, batch_size=64, seed=3, momentum=0.5, **fields)
+    [member, constant] = train_population(
+        variant, [hp, hp.replace(schedule="constant", warmup_epochs=0)], splits)
+    reference = keras.optimizers.SGD(learning_rate=expected_rate, momentum=0.5)
+    _assert_same_weights(member.keras_model(),
+                         _keras_run(variant, hp, splits, epochs=hp.epochs, optimizer=reference))
+    assert member.history["loss"] != constant.history["loss"]
+    # Keras' fit gets the same rates, step by step
+    optimizer = make_optimizer(hp, steps_per_epoch=STEPS)
+    for step in range(hp.epochs * STEPS):
+        optimizer.iterations.assign(step)  # the rate Keras' optimizer uses at this update
+        np.testing.assert_allclose(float(optimizer.learning_rate), float(expected_rate(step)),
+                                   rtol=1e-6, atol=1e-9, err_msg=f"step {step}")
+
+
+def test_an_unscheduled_member_keeps_a_plain_rate():
+    plain = make_optimizer(HParams(learning_rate=0.01), steps_per_epoch=STEPS)
+    assert float(plain.learning_rate) == pytest.approx(0.01)
+    assert isinstance(plain.get_config()["learning_rate"], float)  # no schedule object
+    rate = make_optimizer(HParams(learning_rate=0.01, warmup_epochs=1), steps_per_epoch=STEPS)
+    assert float(rate.learning_rate) == 0.0  # warming up from 0

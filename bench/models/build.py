@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from bench.models import program
+from bench.models import program, schedule
 from bench.models.hparams import DECLARED
 from bench.models.spec import OPTIMIZERS, HParams, Variant
 
@@ -95,10 +95,33 @@ _OPTIMIZER_CLASSES = {
 assert set(_OPTIMIZER_CLASSES) == set(OPTIMIZERS), "every optimizer name needs a Keras class"
 
 
-def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    hparams: HParams, steps_per_epoch: int | None = None
+) -> keras.optimizers.Optimizer:
     """The member's Keras optimizer: every hyperparameter declared with a Keras name
-    (:meth:`HParams.keras_arguments`), Keras' defaults for the rest."""
-    return _OPTIMIZER_CLASSES[hparams.optimizer](**hparams.keras_arguments())
+    (:meth:`HParams.keras_arguments`), Keras' defaults for the rest. With ``steps_per_epoch``
+    its learning rate follows the member's schedule (:mod:`bench.models.schedule`)."""
+    arguments = hparams.keras_arguments()
+    scheduled = hparams.schedule != "constant" or hparams.warmup_epochs
+    if steps_per_epoch is not None and scheduled:
+        steps = schedule.in_steps(hparams.schedule, hparams.warmup_epochs, hparams.epochs,
+                                  steps_per_epoch)
+        arguments["learning_rate"] = ScheduledRate(learning_rate_of(hparams), steps)
+    return _OPTIMIZER_CLASSES[hparams.optimizer](**arguments)
+
+
+class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
+    """``rate`` times :func:`bench.models.schedule.factor` for Keras' optimizer (``steps``:
+    :func:`bench.models.schedule.in_steps`)."""
+
+    def __init__(self, rate: float, steps: tuple[float, ...]) -> None:
+        self.rate, self.steps = rate, tuple(steps)
+
+    def __call__(self, step):
+        return self.rate * schedule.factor(step, *self.steps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"rate": self.rate, "steps": list(self.steps)}
 
 
 def make_loss(hparams: HParams, num_classes: int) -> Any:

@@ -36,7 +36,8 @@ class _Compiled:
 
         self.splits = splits  # held, so the cache key's id(splits) cannot be reused meanwhile
         self.net = StackedNet(variant, k, input_size=int(np.prod(splits.input_shape)), num_classes=splits.num_classes)
-        self.optimizer = StackedOptimizer(optimizer, self.net.trainable, k)
+        steps_per_epoch = -(-len(splits.x_train) // batch_size)
+        self.optimizer = StackedOptimizer(optimizer, self.net.trainable, k, steps_per_epoch)
         self.loop = CompiledLoop(self.net, self.optimizer, splits, batch_size, jit_compile=jit)
 
 

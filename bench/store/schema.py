@@ -137,11 +137,13 @@ WEIGHT_DECAY = "weight_decay"  # decoupled (AdamW's; Keras' weight_decay for any
 MOMENTUM = "momentum"  # SGD's
 NESTEROV = "nesterov"  # SGD's
 LABEL_SMOOTHING = "label_smoothing"  # Keras' CategoricalCrossentropy(label_smoothing=...)
+SCHEDULE = "schedule"  # the learning-rate schedule: constant, cosine, step
+WARMUP_EPOCHS = "warmup_epochs"  # its linear warm-up
 HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST, BETA_2, WEIGHT_DECAY,
-           MOMENTUM, NESTEROV, LABEL_SMOOTHING)
+           MOMENTUM, NESTEROV, LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
 #: What a search space may vary, in the order tuning samples them.
 TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER, BETA_2, WEIGHT_DECAY, MOMENTUM, NESTEROV,
-           LABEL_SMOOTHING)
+           LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
 
 # The notebook's reported numbers beside ours (a training run's params).
 REF_PREFIX = "ref."

@@ -277,7 +277,7 @@ def _compiled_model(
     )
     steps = math.ceil(len(splits.x_train) / hparams.batch_size)
     model.compile(
-        optimizer=make_optimizer(hparams),
+        optimizer=make_optimizer(hparams, steps_per_epoch=steps),
         loss=make_loss(hparams, splits.num_classes),
         metrics=["accuracy"],
         steps_per_execution=max(1, min(steps_per_execution, steps)),
