@@ -17,7 +17,7 @@ import optuna
 import pytest
 import yaml
 
-from bench.models import HParams, get_variant
+from bench.models import HParams, declare_variant, get_variant
 from bench.models.build import build_model, make_loss, make_optimizer
 from bench.population import train_population
 from bench.population.loop import epoch_order
@@ -197,3 +197,19 @@ def test_an_unscheduled_member_keeps_a_plain_rate():
     assert isinstance(plain.get_config()["learning_rate"], float)  # no schedule object
     rate = make_optimizer(HParams(learning_rate=0.01, warmup_epochs=1), steps_per_epoch=STEPS)
     assert float(rate.learning_rate) == 0.0  # warming up from 0
+
+
+def test_a_member_with_max_norm_matches_keras_maxnorm(tiny_splits):
+    variant = declare_variant({"name": "maxnorm-test", "base": "batchnorm-shallow", "max_norm": 1.0})
+    splits = _small(tiny_splits)
+    hp = HParams(optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=1, seed=3)
+    [member] = train_population(variant, [hp], splits)
+    _assert_same_weights(member.keras_model(), _keras_run(variant, hp, splits))
+    kernel = _weights(member.keras_model())["b0_dense/kernel"]
+    assert np.linalg.norm(kernel, axis=0).max() <= 1.0 + 1e-6  # the limit held
+    assert "maxnorm(1)" in variant.summary()  # logged with the structure
+    # off means no constraint at all, in either engine
+    plain = get_variant("batchnorm-shallow")
+    assert build_model(plain).get_layer("b0_dense").kernel.constraint is None
+    net = StackedNet(plain, 1, input_size=784, num_classes=10)
+    assert all(var.constraint is None for var in net.trainable)

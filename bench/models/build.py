@@ -19,12 +19,14 @@ def _regularizer(l2: float) -> regularizers.Regularizer | None:
 
 
 def _linear(op: program.Linear) -> layers.Layer:
+    limit = op.max_norm
     return layers.Dense(
         op.units,
         activation=op.activation,
         use_bias=op.use_bias,
         kernel_initializer=op.initializer,
         kernel_regularizer=_regularizer(op.l2),
+        kernel_constraint=keras.constraints.MaxNorm(limit, axis=0) if limit is not None else None,
         name=op.name,
     )
 
