@@ -28,6 +28,7 @@ from bench import stats
 from bench.data import DEFAULT_VALIDATION_SIZE, FORMATS, FileSource, Task, get_task, register_task
 from bench.errors import BenchError, StudyError
 from bench.models import OPTIMIZERS, HParams, declare_variant, get_variant, list_variants, register
+from bench.models.schedule import SCHEDULES
 from bench.models.space import FloatRange, SearchSpace  # noqa: F401  (the study's search_space)
 from bench.store import schema
 
@@ -45,6 +46,7 @@ DEFAULT_STUDY = "default"
 #: Optuna pruners a study (or ``bench tune --pruner``) may name; bench.tuning builds them.
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
 Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+Schedule = Literal[SCHEDULES]  # type: ignore[valid-type]
 Pruner = Literal[PRUNERS]  # type: ignore[valid-type]
 
 
@@ -69,6 +71,9 @@ class Protocol(_Strict):
     weight_decay: float | None = Field(None, ge=0)  # None: the optimizer's Keras default
     momentum: float | None = Field(None, ge=0, lt=1)  # sgd
     nesterov: bool = False  # sgd
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    schedule: Schedule = "constant"  # the learning rate's: bench.models.schedule
+    warmup_epochs: int = Field(0, ge=0, le=100_000)
 
 
 class Override(_Strict):
@@ -81,6 +86,9 @@ class Override(_Strict):
     weight_decay: float | None = Field(None, ge=0)
     momentum: float | None = Field(None, ge=0, lt=1)
     nesterov: bool | None = None
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    schedule: Schedule | None = None
+    warmup_epochs: int | None = Field(None, ge=0, le=100_000)
 
 
 class Reference(_Strict):
@@ -271,6 +279,9 @@ class Study(_Strict):
             weight_decay=p.weight_decay,
             momentum=p.momentum,
             nesterov=p.nesterov,
+            label_smoothing=p.label_smoothing,
+            schedule=p.schedule,
+            warmup_epochs=p.warmup_epochs,
         )
         if variant is not None and variant in self.overrides:
             hp = hp.replace(**self.overrides[variant].model_dump())

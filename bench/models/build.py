@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from bench.models import program
+from bench.models import program, schedule
 from bench.models.hparams import DECLARED
 from bench.models.spec import OPTIMIZERS, HParams, Variant
 
@@ -19,12 +19,14 @@ def _regularizer(l2: float) -> regularizers.Regularizer | None:
 
 
 def _linear(op: program.Linear) -> layers.Layer:
+    limit = op.max_norm
     return layers.Dense(
         op.units,
         activation=op.activation,
         use_bias=op.use_bias,
         kernel_initializer=op.initializer,
         kernel_regularizer=_regularizer(op.l2),
+        kernel_constraint=keras.constraints.MaxNorm(limit, axis=0) if limit is not None else None,
         name=op.name,
     )
 
@@ -95,10 +97,49 @@ _OPTIMIZER_CLASSES = {
 assert set(_OPTIMIZER_CLASSES) == set(OPTIMIZERS), "every optimizer name needs a Keras class"
 
 
-def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    hparams: HParams, steps_per_epoch: int | None = None
+) -> keras.optimizers.Optimizer:
     """The member's Keras optimizer: every hyperparameter declared with a Keras name
-    (:meth:`HParams.keras_arguments`), Keras' defaults for the rest."""
-    return _OPTIMIZER_CLASSES[hparams.optimizer](**hparams.keras_arguments())
+    (:meth:`HParams.keras_arguments`), Keras' defaults for the rest. With ``steps_per_epoch``
+    its learning rate follows the member's schedule (:mod:`bench.models.schedule`)."""
+    arguments = hparams.keras_arguments()
+    scheduled = hparams.schedule != "constant" or hparams.warmup_epochs
+    if steps_per_epoch is not None and scheduled:
+        steps = schedule.in_steps(hparams.schedule, hparams.warmup_epochs, hparams.epochs,
+                                  steps_per_epoch)
+        arguments["learning_rate"] = ScheduledRate(learning_rate_of(hparams), steps)
+    return _OPTIMIZER_CLASSES[hparams.optimizer](**arguments)
+
+
+class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
+    """``rate`` times :func:`bench.models.schedule.factor` for Keras' optimizer (``steps``:
+    :func:`bench.models.schedule.in_steps`)."""
+
+    def __init__(self, rate: float, steps: tuple[float, ...]) -> None:
+        self.rate, self.steps = rate, tuple(steps)
+
+    def __call__(self, step):
+        return self.rate * schedule.factor(step, *self.steps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"rate": self.rate, "steps": list(self.steps)}
+
+
+def make_loss(hparams: HParams, num_classes: int) -> Any:
+    """The loss Keras' ``fit`` trains the member with: sparse cross-entropy, or with label
+    smoothing Keras' categorical cross-entropy on the one-hot labels (Keras' sparse loss has
+    no smoothing)."""
+    smoothing = hparams.label_smoothing
+    if not smoothing:
+        return "sparse_categorical_crossentropy"
+
+    def smoothed_crossentropy(y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32")
+        one_hot = keras.ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return smoothed_crossentropy
 
 
 def keras_value(hparams: HParams, name: str) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.errors import VariantError
+from bench.models.schedule import SCHEDULES
 from bench.store import schema
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")  # the names bench.models.build maps to Keras classes
@@ -119,6 +120,19 @@ class HParams:
                                                 logged_unset=False))
     nesterov: bool = _hp(False, Declared(bool, "nesterov", space="choices", keras="nesterov",
                                          only_for=("sgd",), logged_unset=False))
+    #: Keras' ``CategoricalCrossentropy(label_smoothing=...)`` on the one-hot labels: each
+    #: target is ``(1 - s) * one_hot + s / classes``. The training and validation loss are this
+    #: objective (as Keras reports them); the test loss stays the plain cross-entropy. 0: none.
+    label_smoothing: float = _hp(0.0, Declared(float, "label smoothing", low=0.0, high=1.0,
+                                               open_high=True, space="range",
+                                               logged_unset=False))
+    #: The learning-rate schedule over the member's epochs and its linear warm-up
+    #: (:mod:`bench.models.schedule`: constant, Keras' cosine decay, or x0.1 at half and
+    #: three quarters of the epochs).
+    schedule: str = _hp("constant", Declared(str, "schedule", choices=SCHEDULES, space="choices",
+                                        logged_unset=False))
+    warmup_epochs: int = _hp(0, Declared(int, "warmup epochs", low=0, space="range",
+                                                 logged_unset=False))
 
     def __post_init__(self) -> None:
         for name, declared in DECLARED.items():

@@ -127,3 +127,8 @@ def _check_sizes(variant: str, i: int, block: Block) -> None:
             raise VariantError(f"variant {variant!r}: block {i} {name} must be > 0, got {size}")
     if not 0.0 <= block.l2 < math.inf:
         raise VariantError(f"variant {variant!r}: block {i} l2 must be a finite number >= 0, got {block.l2}")
+    limit = getattr(block, "max_norm", None)
+    if limit is not None and not 0.0 < limit < math.inf:
+        raise VariantError(
+            f"variant {variant!r}: block {i} max_norm must be a finite number > 0, got {limit}"
+        )

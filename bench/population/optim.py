@@ -6,7 +6,8 @@ rate, betas, epsilon, rho) are per member, read from the Keras optimizer that
 :func:`bench.models.build.make_optimizer` makes for the member, so whatever
 :class:`~bench.models.hparams.HParams` passes to Keras reaches the rule and Keras' defaults
 stay the defaults. Each member keeps its own step count, so a slot refilled with a new member starts
-with fresh moments and a fresh bias correction.
+with fresh moments and a fresh bias correction. Each member's learning rate follows its own
+schedule (:mod:`bench.models.schedule`) over its step count.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from bench.models import schedule
 from bench.models.hparams import DECLARED
 from bench.models.spec import OPTIMIZERS, HParams
 
@@ -56,10 +58,16 @@ class StackedOptimizer:
     """One optimizer kind for all members; each member's own hyperparameters (one (K,)
     variable each, :data:`HYPER`) and step count."""
 
-    def __init__(self, kind: str, variables: Sequence[tf.Variable], k: int) -> None:
+    def __init__(
+        self, kind: str, variables: Sequence[tf.Variable], k: int, steps_per_epoch: int = 1
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown optimizer {kind!r}; known: {', '.join(KINDS)}")
-        self.kind, self.variables = kind, list(variables)
+        self.kind, self.variables, self.steps_per_epoch = kind, list(variables), steps_per_epoch
+        #: Per member: its learning-rate schedule in steps (schedule.FIELDS; zeros: constant).
+        self.schedule = {
+            name: tf.Variable(tf.zeros([k]), name=f"schedule_{name}") for name in schedule.FIELDS
+        }
         #: Per member: each hyperparameter, and 1 - it (taken in float64 then rounded, as the
         #: Python constants of Keras' rules were).
         self.hyper = {name: tf.Variable(tf.zeros([k]), name=name) for name in HYPER[kind]}
@@ -83,16 +91,22 @@ class StackedOptimizer:
         values = _keras_values(hparams)
         if hparams.learning_rate is not None:  # as given, not as Keras' float32 variable holds it
             values = (hparams.learning_rate, *values[1:])
+        steps = schedule.in_steps(
+            hparams.schedule, hparams.warmup_epochs, hparams.epochs, self.steps_per_epoch
+        )
         self._reset(
             tf.constant(k, tf.int32),
             tf.constant(values, tf.float32),
             tf.constant([1.0 - v for v in values], tf.float32),
+            tf.constant(steps, tf.float32),
         )
 
     @tf.function
-    def _reset(self, k, values, complements):
-        """Slot ``k``'s hyperparameters, step count and moments, in one call."""
+    def _reset(self, k, values, complements, steps):
+        """Slot ``k``'s hyperparameters, schedule, step count and moments, in one call."""
         at = tf.reshape(k, [1, 1])
+        for i, variable in enumerate(self.schedule.values()):
+            variable.scatter_nd_update(at, steps[i : i + 1])
         for i, name in enumerate(self.hyper):
             self.hyper[name].scatter_nd_update(at, values[i : i + 1])
             self.complement[name].scatter_nd_update(at, complements[i : i + 1])
@@ -105,8 +119,10 @@ class StackedOptimizer:
         are. As Keras' ``apply``: a variable's constraint, if it has one, after its update."""
         self.steps.assign_add(active)
         rule = _RULES[self.kind]
+        # each member's rate at this update (its step count less one: Keras' iterations)
+        rate = self.learning_rate * schedule.factor(self.steps - 1.0, **self.schedule) * active
         for i, (var, grad) in enumerate(zip(self.variables, grads, strict=True)):
-            lr, keep = _broadcast(self.learning_rate * active, var), _broadcast(active, var)
+            lr, keep = _broadcast(rate, var), _broadcast(active, var)
             # Keras' decoupled weight decay, before the update (0 for a member without: exact)
             var.assign(var - var * _broadcast(self.hyper["weight_decay"], var) * lr)
             rule(self, i, var, grad, lr, keep)

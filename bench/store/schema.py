@@ -136,10 +136,14 @@ BETA_2 = "beta_2"  # Adam's second-moment decay
 WEIGHT_DECAY = "weight_decay"  # decoupled (AdamW's; Keras' weight_decay for any optimizer)
 MOMENTUM = "momentum"  # SGD's
 NESTEROV = "nesterov"  # SGD's
+LABEL_SMOOTHING = "label_smoothing"  # Keras' CategoricalCrossentropy(label_smoothing=...)
+SCHEDULE = "schedule"  # the learning-rate schedule: constant, cosine, step
+WARMUP_EPOCHS = "warmup_epochs"  # its linear warm-up
 HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST, BETA_2, WEIGHT_DECAY,
-           MOMENTUM, NESTEROV)
+           MOMENTUM, NESTEROV, LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
 #: What a search space may vary, in the order tuning samples them.
-TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER, BETA_2, WEIGHT_DECAY, MOMENTUM, NESTEROV)
+TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER, BETA_2, WEIGHT_DECAY, MOMENTUM, NESTEROV,
+           LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
 
 # The notebook's reported numbers beside ours (a training run's params).
 REF_PREFIX = "ref."
