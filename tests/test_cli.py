@@ -327,3 +327,14 @@ def test_bad_input_is_one_error_line_and_no_runs(case, tmp_path, write_study, tr
     assert store_is_empty(tracking_uri)
     assert not (tmp_path / "mlruns").exists()
     assert not (tmp_path / "mlartifacts").exists()
+
+
+def test_limit_alone_scales_the_validation_split_and_says_so(client):
+    """A quick run needs only ``--limit``: the study's 10,000 validation images do not fit in
+    600, so a sixth of the limit is held out, printed and recorded (issue 26, quick runs)."""
+    result = invoke("compare", "--variants", "vanilla-shallow", "--limit", "600", "--epochs", "1", "--no-model")
+    assert result.exit_code == 0, result.output
+    assert "[train 500, validation 100, test 300]" in result.output
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               "tags.`bench.kind` = 'train'")
+    assert run.data.params["split.validation"] == "100" and run.data.params["split.train"] == "500"
