@@ -250,6 +250,7 @@ OPTIONS: dict[str, Option] = {
             Text(),
             "MLflow experiment name [default: the study's name].",
             by_command={TUNE: {"help": "MLflow experiment [default: <study>-tuning]."}},
+            envvar="MLFLOW_EXPERIMENT_NAME",  # --experiment, then the variable, then the study
         ),
         Option(
             "no_model",
