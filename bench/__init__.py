@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# A worker process of a bench command: as quiet as the command (bench.quiet).
+if _os.environ.get("BENCH_QUIET_LIBRARIES"):
+    from bench import quiet as _quiet
+
+    _quiet.install()

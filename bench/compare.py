@@ -61,7 +61,7 @@ def comparison_params(plan: Plan, splits: data.Splits) -> dict[str, object]:
         **{
             f"{schema.OVERRIDE_PREFIX}{name}": ", ".join(
                 f"{k}={v}" for k, v in one.as_params().items()
-                if k != schema.SEED and v != hp.as_params()[k]
+                if k != schema.SEED and v != hp.as_params().get(k)
             )
             for name, one in plan.per_variant
         },

@@ -127,18 +127,35 @@ def tuning(results: Sequence) -> str:
 
 
 def variant_list(names: Sequence[str]) -> str:
-    """``bench list``: name, family, group, parameters and layers in aligned columns (the
-    parameters counted from each variant's block program: no model is built)."""
-    from bench.models import get_variant, parameter_count
+    """``bench list``: name, family, group, parameters, where it was declared and its layers
+    in aligned columns (the parameters counted from each variant's block program for a
+    28 x 28 input and 10 classes, which the header says: no model is built)."""
+    from bench.models import get_variant, origin_of, parameter_count
 
-    rows = [("variant", "family", "group", "params", "layers")]
+    rows = [("variant", "family", "group", "params (28x28, 10 classes)", "from", "layers")]
     for name in names:
         v = get_variant(name)
-        rows.append((name, v.family, v.group, f"{parameter_count(v):,}", v.summary()))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append((name, v.family, v.group, f"{parameter_count(v):,}", origin_of(name), v.summary()))
+    return _columns(rows, right=(3,))
+
+
+def task_list() -> str:
+    """``bench list --tasks``: each task's name, classes, input shape and where it was declared."""
+    from bench.data import TASKS
+
+    rows = [("task", "classes", "input", "from")]
+    for task in TASKS.values():
+        shape = " x ".join(map(str, task.input_shape)) if task.input_shape else "from the data"
+        rows.append((task.name, str(task.num_classes or "from the labels"), shape, task.origin))
+    return _columns(rows)
+
+
+def _columns(rows: Sequence[tuple[str, ...]], right: tuple[int, ...] = ()) -> str:
+    """Rows as aligned columns (the last one unpadded), columns in ``right`` right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        f"{name:<{widths[0]}}  {family:<{widths[1]}}  {group:<{widths[2]}}  {params:>{widths[3]}}  {summary}"
-        for name, family, group, params, summary in rows
+        "  ".join([*(f"{c:>{w}}" if i in right else f"{c:<{w}}" for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))), r[-1]])
+        for r in rows
     )
 
 

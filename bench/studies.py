@@ -28,6 +28,8 @@ from bench import stats
 from bench.data import DEFAULT_VALIDATION_SIZE, FORMATS, FileSource, Task, get_task, register_task
 from bench.errors import BenchError, StudyError
 from bench.models import OPTIMIZERS, HParams, declare_variant, get_variant, list_variants, register
+from bench.models.schedule import SCHEDULES
+from bench.models.space import FloatRange, SearchSpace  # noqa: F401  (the study's search_space)
 from bench.store import schema
 
 
@@ -44,6 +46,7 @@ DEFAULT_STUDY = "default"
 #: Optuna pruners a study (or ``bench tune --pruner``) may name; bench.tuning builds them.
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
 Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+Schedule = Literal[SCHEDULES]  # type: ignore[valid-type]
 Pruner = Literal[PRUNERS]  # type: ignore[valid-type]
 
 
@@ -65,6 +68,12 @@ class Protocol(_Strict):
     standardize: bool = False
     # Test, log and score the weights of the best validation epoch instead of the last one's.
     restore_best: bool = False
+    weight_decay: float | None = Field(None, ge=0)  # None: the optimizer's Keras default
+    momentum: float | None = Field(None, ge=0, lt=1)  # sgd
+    nesterov: bool = False  # sgd
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    schedule: Schedule = "constant"  # the learning rate's: bench.models.schedule
+    warmup_epochs: int = Field(0, ge=0, le=100_000)
 
 
 class Override(_Strict):
@@ -74,63 +83,18 @@ class Override(_Strict):
     batch_size: int | None = Field(None, gt=0, le=1 << 20)
     optimizer: Optimizer | None = None
     learning_rate: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    nesterov: bool | None = None
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    schedule: Schedule | None = None
+    warmup_epochs: int | None = Field(None, ge=0, le=100_000)
 
 
 class Reference(_Strict):
     test_accuracy: float | None = Field(None, ge=0, le=1)
     test_loss: float | None = Field(None, ge=0)
     params: int | None = Field(None, gt=0)
-
-
-class FloatRange(_Strict):
-    """A float hyperparameter's range; ``log`` samples it log-uniformly."""
-
-    low: float
-    high: float
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FloatRange:
-        if not self.low < self.high:
-            raise ValueError(f"empty or inverted range: low {self.low} must be < high {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got {self.low}")
-        return self
-
-
-class Choices(_Strict):
-    choices: list[int | str] = Field(min_length=1)
-
-
-class SearchSpace(_Strict):
-    """What tuning may change. Learning rate always; dropout only for variants that have it.
-
-    The default learning-rate range, 1e-5 to 1e-2, is measured (benchmarks/trial_usage.py
-    over the 18 shipped tuning studies): none of the 77 complete trials lay outside 5.6e-5 to
-    4.8e-3, while the 27% of trials the former 1e-6 to 3 range put outside 1e-5 to 1e-2 all
-    ended pruned or diverged: trials spent on nothing.
-    """
-
-    learning_rate: FloatRange = FloatRange(low=1e-5, high=1e-2, log=True)
-    dropout: FloatRange | None = FloatRange(low=0.0, high=0.8)
-    batch_size: Choices | None = None
-    optimizer: Choices | None = None
-
-    @model_validator(mode="after")
-    def _valid_values(self) -> SearchSpace:
-        if self.learning_rate.low <= 0:
-            raise ValueError(f"learning_rate: low must be > 0, got {self.learning_rate.low}")
-        if self.dropout is not None and not (self.dropout.low >= 0 and self.dropout.high < 1):
-            raise ValueError("dropout: the range must lie in [0, 1)")
-        if self.batch_size is not None and not all(
-            isinstance(b, int) and 0 < b <= 1 << 20 for b in self.batch_size.choices
-        ):
-            raise ValueError("batch_size: choices must be positive integers")
-        if self.optimizer is not None:
-            bad = [o for o in self.optimizer.choices if o not in OPTIMIZERS]
-            if bad:
-                raise ValueError(f"optimizer: unknown {bad}; known: {', '.join(OPTIMIZERS)}")
-        return self
 
 
 class Tuning(_Strict):
@@ -312,6 +276,12 @@ class Study(_Strict):
             epochs=p.epochs,
             seed=seed,
             restore_best=p.restore_best,
+            weight_decay=p.weight_decay,
+            momentum=p.momentum,
+            nesterov=p.nesterov,
+            label_smoothing=p.label_smoothing,
+            schedule=p.schedule,
+            warmup_epochs=p.warmup_epochs,
         )
         if variant is not None and variant in self.overrides:
             hp = hp.replace(**self.overrides[variant].model_dump())
@@ -321,9 +291,9 @@ class Study(_Strict):
 def _format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "study"
+        where = ".".join(str(p) for p in err["loc"])  # none: the message says where
         msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}")
+        parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)
 
 

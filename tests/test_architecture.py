@@ -16,10 +16,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bench"
 #: Lowest first. A module may import its own unit (a cycle there fails the cycle test) and
 #: any unit on a lower layer, never one on its own layer or above.
 LAYERS: list[set[str]] = [
-    {"bench", "bench.errors", "bench.store.schema", "bench.stopping", "bench.clock"},
+    {"bench", "bench.errors", "bench.store.schema", "bench.stopping", "bench.clock", "bench.declaring"},
     {"bench.data", "bench.stats", "bench.figures", "bench.reference", "bench.store"},
     {"bench.models"},
-    {"bench.result", "bench.studies"},
+    {"bench.result", "bench.studies", "bench.plugins"},
     {"bench.plan"},
     {"bench.population"},
     {"bench.training"},
@@ -158,7 +158,7 @@ def test_the_store_imports_nothing_above_it():
 
 def test_the_model_registry_is_a_leaf_the_zoo_registers_into():
     graph = _graph()
-    assert graph["bench.models.registry"] <= {"bench.errors", "bench.models.spec"}
+    assert graph["bench.models.registry"] <= {"bench.errors", "bench.models.spec", "bench.declaring"}
     assert "bench.models.registry" in graph["bench.models.zoo"]
     assert "bench.models.zoo" in graph["bench.models"]  # importing the package registers the zoo
 
@@ -267,8 +267,9 @@ def test_store_keys_are_written_through_the_schema():
 
 
 def _is_module_path(text: str) -> bool:
-    """``bench.progress`` (a logger), ``optuna.visualization...``: names, not store keys."""
-    if text in {"bench.progress", "optuna.journal"}:  # a logger; the default journal file's name
+    """``bench.progress`` (a logger), ``optuna.visualization...``, the plug-ins' entry-point
+    groups: names, not store keys."""
+    if text in {"bench.progress", "optuna.journal", "bench.variants", "bench.tasks"}:
         return True
     return text.split(".")[0] in {"optuna", "mlflow"} and _importable(text)
 
@@ -289,7 +290,11 @@ def test_hparams_fields_are_the_schemas_hyperparameter_keys():
     from bench.store import schema
 
     assert tuple(f.name for f in dataclasses.fields(HParams)) == schema.HPARAMS
-    assert set(HParams().as_params()) == set(schema.HPARAMS)
+    # logged: the original fields always, a recipe's where set and for its optimizer
+    assert set(HParams().as_params()) <= set(schema.HPARAMS)
+    every = HParams(optimizer="sgd", learning_rate=0.1, dropout=0.2, momentum=0.9, nesterov=True,
+                    weight_decay=1e-4, label_smoothing=0.1, schedule="cosine", warmup_epochs=1)
+    assert set(every.as_params()) == set(schema.HPARAMS) - {"beta_2"}  # Adam's, not SGD's
 
 
 def _dataclass_fields(tree: ast.AST):
@@ -343,9 +348,9 @@ def test_the_run_commands_take_their_options_from_the_one_table():
                 extra = [ast.unparse(d) for d in node.decorator_list
                          if "click." in ast.unparse(d) or "option(" in ast.unparse(d)]
                 declared += [f"{module}.{node.name}: {d}" for d in extra]
-            elif isinstance(node, ast.Call) and ast.unparse(node.func) in {"click.option", "click.argument"}:
-                if _unit(module) != "bench.cli":
-                    declared.append(f"{module}: {ast.unparse(node)[:60]}")
+            elif (isinstance(node, ast.Call) and ast.unparse(node.func) in {"click.option", "click.argument"}
+                  and _unit(module) != "bench.cli"):
+                declared.append(f"{module}: {ast.unparse(node)[:60]}")
     assert declared == []
 
 

@@ -327,3 +327,27 @@ def test_bad_input_is_one_error_line_and_no_runs(case, tmp_path, write_study, tr
     assert store_is_empty(tracking_uri)
     assert not (tmp_path / "mlruns").exists()
     assert not (tmp_path / "mlartifacts").exists()
+
+
+def test_limit_alone_scales_the_validation_split_and_says_so(client):
+    """A quick run needs only ``--limit``: the study's 10,000 validation images do not fit in
+    600, so a sixth of the limit is held out, printed and recorded (issue 26, quick runs)."""
+    result = invoke("compare", "--variants", "vanilla-shallow", "--limit", "600", "--epochs", "1", "--no-model")
+    assert result.exit_code == 0, result.output
+    assert "[train 500, validation 100, test 300]" in result.output
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               "tags.`bench.kind` = 'train'")
+    assert run.data.params["split.validation"] == "100" and run.data.params["split.train"] == "500"
+
+
+def test_mlflow_experiment_name_is_honoured_and_the_option_wins(client, monkeypatch):
+    """Precedence: --experiment, then $MLFLOW_EXPERIMENT_NAME, then the study's name."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-the-variable")
+    args = ["compare", "--variants", "vanilla-shallow", "--limit", "600", "--epochs", "1", "--no-model"]
+    assert invoke(*args).exit_code == 0
+    assert invoke(*args, "--experiment", "from-the-option").exit_code == 0
+    names = {e.name for e in client.search_experiments()}
+    assert {"from-the-variable", "from-the-option"} <= names
+    for name in ("from-the-variable", "from-the-option"):
+        exp = client.get_experiment_by_name(name)
+        assert client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'train'")

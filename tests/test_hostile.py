@@ -9,8 +9,10 @@ no file added or removed.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -191,6 +193,32 @@ def _fresh_store_with_a_blocked_artifact_folder(w: Workspace) -> str:
     return f"sqlite:///{folder}/mlflow.db"
 
 
+def _fifo(path: Path) -> Path:
+    """A named pipe where a file should be: opening it would block until a writer came."""
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    os.mkfifo(path)
+    return path
+
+
+def _dev_null(w: Workspace, name: str) -> Path:
+    """``name`` a symbolic link to /dev/null (every write swallowed, every read empty)."""
+    path = w.root / name
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.symlink_to(os.devnull)
+    return path
+
+
+def _artifacts_under_a_file(w: Workspace, experiment: str) -> None:
+    """``experiment``'s recorded artifact location lies below a file (a moved or damaged store)."""
+    blocker = w.file("blocker", "a file where a folder should be")
+    with contextlib.closing(sqlite3.connect(w.root / "mlflow.db")) as con, con:
+        changed = con.execute("update experiments set artifact_location = ? where name = ?",
+                              ((blocker / "artifacts").as_uri(), experiment)).rowcount
+    assert changed == 1
+
+
 def _tune(w: Workspace, *extra: str) -> list[str]:
     return ["tune", "--study", w.study, "--variants", "vanilla-shallow", "--trials", "3", "--epochs", "1", *extra]
 
@@ -312,6 +340,76 @@ CASES: dict[str, tuple[Callable[[Workspace], list[str]], str]] = {
     "fresh-store-with-a-blocked-artifact-folder": (
         lambda w: _compare(w, "--tracking-uri", _fresh_store_with_a_blocked_artifact_folder(w)),
         "is a file, not a folder"),
+    # 8. third pass (issue 27). A: a query string is not part of the path; SQLAlchemy's parser
+    # decides what file a sqlite:/// URI opens, and every store check runs on that file.
+    "query-string-on-a-foreign-database": (
+        lambda w: _compare(w, "--tracking-uri", f"sqlite:///{_foreign_sqlite(w)}?timeout=5"),
+        "another application's database"),
+    "query-argument-sqlite-ignores": (
+        lambda w: _compare(w, "--tracking-uri", f"sqlite:///{_foreign_sqlite(w)}?cache=shared"),
+        "'cache' are not accepted"),
+    "mode-ro-without-uri-true": (lambda w: _compare(w, "--tracking-uri", f"{w.uri}?mode=ro"),
+                                 "'mode' are not accepted"),
+    "read-only-store": (lambda w: _compare(w, "--tracking-uri", f"sqlite:///file:{w.root}/mlflow.db?mode=ro&uri=true"),
+                        "read-only"),
+    "in-memory-through-uri-mode": (
+        lambda w: _compare(w, "--tracking-uri", "sqlite:///file:mem.db?mode=memory&uri=true"), "in-memory store"),
+    "tune-storage-is-the-mlflow-store-with-a-query": (
+        lambda w: _tune(w, "--storage", f"{w.uri}?timeout=5"), "is the MLflow store"),
+    "tune-storage-with-an-ignored-query-argument": (
+        lambda w: _tune(w, "--storage", f"{w.uri}?x=1"), "'x' are not accepted"),
+    "report-on-an-optuna-database-with-a-query": (
+        lambda w: _report(w, "--experiment", STUDY, "--tracking-uri", f"sqlite:///{_optuna_sqlite(w)}?timeout=5"),
+        "Optuna storage"),
+    # B: ~ in a SQLite URI is a folder named ~, as MLflow opens it.
+    "tilde-in-a-sqlite-uri": (lambda w: _compare(w, "--tracking-uri", "sqlite:///~/hostile-mlflow.db"),
+                              "SQLite takes ~ literally"),
+    "tune-tilde-in-a-sqlite-storage": (lambda w: _tune(w, "--storage", "sqlite:///~/hostile-optuna.db"),
+                                       f"{os.sep}~ does not exist"),
+    # P: a named pipe where a store or journal should be (open() would block, signals unheard).
+    "tracking-store-is-a-fifo": (lambda w: _compare(w, "--tracking-uri", f"sqlite:///{_fifo(w.path('fifo.db'))}"),
+                                 "is a named pipe (FIFO)"),
+    "rollback-journal-is-a-fifo": (lambda w: (_fifo(w.root / "mlflow.db-journal"), _compare(w, "--tracking-uri", w.uri))[1],
+                                   "is a named pipe (FIFO)"),
+    "tune-journal-is-a-fifo": (lambda w: (_fifo(w.root / "optuna.journal"), _tune(w))[1], "is a named pipe (FIFO)"),
+    "tune-sqlite-storage-is-a-fifo": (lambda w: _tune(w, "--storage", f"sqlite:///{_fifo(w.path('optuna.db'))}"),
+                                      "is a named pipe (FIFO)"),
+    "report-on-a-fifo": (
+        lambda w: _report(w, "--experiment", STUDY, "--tracking-uri", f"sqlite:///{_fifo(w.path('fifo.db'))}"),
+        "is a named pipe (FIFO)"),
+    # Q: a journal that is a link to /dev/null, refused before the MLflow store is touched.
+    "tune-journal-links-to-dev-null": (lambda w: (_dev_null(w, "optuna.journal"), _tune(w))[1],
+                                       "is a character device"),
+    "compare-tuned-journal-links-to-dev-null": (
+        lambda w: (_dev_null(w, "optuna.journal"), ["compare", "--study", w.study, "--variants", "vanilla-shallow",
+                                                    "--tuned", "--study-name", "base"])[1], "is a character device"),
+    "tracking-store-links-to-dev-null": (
+        lambda w: _compare(w, "--tracking-uri", f"sqlite:///{_dev_null(w, 'null.db')}"), "is a character device"),
+    # F: an existing experiment's artifact location, checked before anything is written.
+    "existing-experiment-artifacts-below-a-file": (
+        lambda w: (_artifacts_under_a_file(w, STUDY), _compare(w))[1], "is a file, not a folder"),
+    "existing-tuning-experiment-artifacts-below-a-file": (
+        lambda w: (_artifacts_under_a_file(w, f"{STUDY}-tuning"), _tune(w))[1], "is a file, not a folder"),
+    # M: a tuning study resumed only under the settings its trials were trained with.
+    "tune-resume-with-other-epochs": (
+        lambda w: ["tune", "--study", w.study, "--variants", "vanilla-shallow", "--trials", "3", "--epochs", "2",
+                   "--study-name", "base"], "epochs 1 -> 2"),
+    "tune-resume-with-a-data-limit": (lambda w: _tune(w, "--study-name", "base", "--limit", "1200"),
+                                      "limit none -> 1200"),
+    "tune-resume-with-another-validation-size": (
+        lambda w: _tune(w, "--study-name", "base", "--validation-size", "500"), "validation_size"),
+    "tune-resume-with-another-pruner": (lambda w: _tune(w, "--study-name", "base", "--pruner", "none"),
+                                        "pruner successive-halving -> none"),
+    "tune-resume-with-another-search-space": (
+        lambda w: ["tune", "--study", w.study_file(
+            study_yaml(STUDY, variants=["vanilla-shallow"])
+            + "search_space:\n  learning_rate: {low: 1.0e-4, high: 1.0e-3, log: true}\n"),
+                   "--variants", "vanilla-shallow", "--trials", "3", "--epochs", "1", "--study-name", "base"],
+        "search_space differs"),
+    # N: --limit too small for the split names --limit, not the validation size alone.
+    "limit-one": (lambda w: _compare(w, "--limit", "1"), "--limit 1 keeps 1 training image(s)"),
+    "limit-below-the-validation-size": (lambda w: _compare(w, "--limit", "50", "--validation-size", "60"),
+                                        "lower --validation-size or raise --limit"),
     # 7. reports that misstate
     "report-on-a-child-run": (lambda w: _report(w, "--run-id", w.seeded.child_run_id),
                               "is a train run, not a comparison or tuning study; report on its parent"),

@@ -37,9 +37,10 @@ variants:
       - {{dense: 32, dropout: 0.5}}
       - {{dense: 32, dropout: 0.5}}
   - {{name: shallow-16, base: vanilla-shallow, units: 16}}
-protocol: {{epochs: 2, batch_size: 64, learning_rate: 0.003, seeds: 2}}
+protocol: {{epochs: 2, batch_size: 64, optimizer: adamw, learning_rate: 0.003, weight_decay: 1.0e-4, seeds: 2}}
 search_space:
   learning_rate: {{low: 1.0e-4, high: 1.0e-2, log: true}}
+  weight_decay: {{low: 1.0e-6, high: 1.0e-2, log: true}}
 tuning: {{trials: 3, select_top: 1}}
 {extra}"""
 
@@ -98,6 +99,8 @@ def test_a_question_in_one_study_file_and_one_dataset_file(tmp_path, tracking_ur
     assert wide[schema.VARIANT_WIDTHS] == "32,32" and wide[schema.VARIANT_DROPOUT_SITES] == "0,1"
     assert wide[schema.VARIANT_FAMILY] == "wide" and wide[schema.VARIANT_SUMMARY].startswith("D0.2 -> [0] 32")
     assert by_variant["shallow-16"][0].data.params[schema.VARIANT_WIDTHS] == "16"
+    recipe = {(r.data.params["optimizer"], float(r.data.params[schema.WEIGHT_DECAY])) for r in runs}
+    assert recipe == {("adamw", 1e-4)}  # the training recipe, logged as numbers
     # the study's dataset, digested: every training run names the same train split digest
     digests = {i.dataset.digest for r in runs for i in r.inputs.dataset_inputs if i.dataset.name.endswith("train")}
     assert len(digests) == 1
@@ -105,8 +108,9 @@ def test_a_question_in_one_study_file_and_one_dataset_file(tmp_path, tracking_ur
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     [name] = [s.study_name for s in optuna.get_all_study_summaries(storage) if "shallow-16" in s.study_name]
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    rates = [t.params["learning_rate"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(trials) >= 3 and rates and all(1e-4 <= r <= 1e-2 for r in rates)
+    done = [t.params for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) >= 3 and done
+    assert all(1e-4 <= p["learning_rate"] <= 1e-2 and 1e-6 <= p["weight_decay"] <= 1e-2 for p in done)
     report = (tmp_path / "reports").rglob("report.md")
     text = "\n".join(p.read_text() for p in report)
     assert "wide-input-dropout" in text and "shallow-16" in text

@@ -316,6 +316,58 @@ def _compare_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     return shots
 
 
+#: A comparison that registers its models: signals right after a registration (the run is
+#: complete but still open), and at random moments around them.
+REGISTER_ANCHORS = [
+    (r"registered \S+ version", 0.05),  # the version exists; its run has not ended yet
+    (r"registered \S+ version", 0.6),
+    (r"epoch 1/2", 0.3),
+]
+
+
+def _check_registry(folder: Path) -> dict[str, object]:
+    """No registered version points at a deleted or unfinished run; returns each model's
+    versions' run ids and its alias's run id."""
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    out = {}
+    for model in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        for version in versions:
+            run = client.get_run(version.run_id)
+            assert run.info.lifecycle_stage == "active", f"{model.name} v{version.version}: run deleted"
+            assert run.info.status == "FINISHED", f"{model.name} v{version.version}: run {run.info.status}"
+        aliases = {alias: client.get_model_version_by_alias(model.name, alias).run_id for alias in model.aliases}
+        out[model.name] = ({v.run_id for v in versions}, aliases)
+    return out
+
+
+def _register_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
+    """``compare --register`` signalled (right after a registration, and around it), each
+    time checked: no version points at an unfinished or deleted run; the rerun resumes the
+    last one and every run of it is registered, the alias on the first seed's."""
+    folder.mkdir()
+    study = folder / "sigreg.yaml"
+    study.write_text(study_yaml("sigreg", variants=["vanilla-shallow"], epochs=2))
+    cmd = [sys.executable, "-m", "bench", "compare", "--study", str(study), "--seeds", "2", "--register"]
+    shots = []
+    for moment in moments:  # --fresh: each signalled run has the whole comparison ahead of it
+        shot = _run([*cmd, "--fresh"], folder, moment)
+        shot.lag = _check_stopped(shot, folder)
+        _check_registry(folder)
+        shots.append(shot)
+    final = _run(cmd, folder, None)
+    assert final.returncode == 0, final.stderr[-3000:]
+    runs = _runs(folder)
+    [parent] = [r for r in runs if r.data.tags["bench.kind"] == "comparison" and r.info.status == "FINISHED"]
+    children = {r.data.tags["bench.seed"]: r.info.run_id for r in runs if r.info.lifecycle_stage == "active"
+                and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == ["0", "1"]
+    [(registered, aliases)] = _check_registry(folder).values()
+    assert set(children.values()) <= registered  # every finished run of the comparison is registered
+    assert aliases == {"default": children["0"]}
+    return shots
+
+
 TUNE_STUDY = "sig-tune"
 
 
@@ -364,8 +416,9 @@ def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_pat
     lanes = [  # every anchor once, each at a random delay after its line
         (_compare_lane, tmp_path / "compare", _moments(rng, COMPARE_ANCHORS, len(COMPARE_ANCHORS))),
         (_tune_lane, tmp_path / "tune", _moments(rng, TUNE_ANCHORS, 3) + _moments(rng, TUNE_LAST, 2, shuffle=False)),
+        (_register_lane, tmp_path / "register", _moments(rng, REGISTER_ANCHORS, 3, shuffle=False)),
     ]
-    assert sum(len(moments) for _, _, moments in lanes) == 10
+    assert sum(len(moments) for _, _, moments in lanes) == 13
     t0 = time.monotonic()
 
     def timed(lane, folder, moments):
@@ -382,4 +435,4 @@ def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_pat
             print(f"\n  {shot.moment}: exit {shot.returncode} {shot.exit_after:.1f}s later, "
                   f"last write {shot.lag:+.2f}s", end="")
         print()
-    assert len([s for s in shots if s.sent is not None]) == 10
+    assert len([s for s in shots if s.sent is not None]) == 13

@@ -570,3 +570,52 @@ def test_check_tracking_uri_accepts_good_stores(tmp_path):
     check_tracking_uri(f"sqlite:///{existing}")  # an empty database: MLflow creates its schema
     check_tracking_uri("sqlite:///relative.db")  # relative to the cwd (tmp_path)
     assert not (tmp_path / "new.db").exists() and not (tmp_path / "relative.db").exists()
+
+
+# --------------------------------------------------------------------------- registry (issue 27, O)
+
+
+def _registered_in(tracker: Tracker, run_id: str, name: str = "toy-model") -> str:
+    """A model version made from ``run_id`` with the alias 'default' on it (as --register does)."""
+    client = tracker.client
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(name, "default", version.version)
+    return version.version
+
+
+@pytest.mark.parametrize("status", ["KILLED", "FAILED"])
+def test_a_run_that_does_not_finish_loses_its_registered_versions(tracking_uri, status):
+    tracker = Tracker(tracking_uri, "registry")
+    kept = tracker.start_run("kept", kind="train")
+    _registered_in(tracker, kept)
+    tracker.end_run(kept, "FINISHED")
+    stopped = tracker.start_run("stopped", kind="train")
+    _registered_in(tracker, stopped)  # registered, then the stop came before the run ended
+    tracker.end_run(stopped, status, "interrupted (Ctrl-C or SIGTERM)")
+    versions = tracker.client.search_model_versions("name = 'toy-model'")
+    assert [v.run_id for v in versions] == [kept]
+    assert tracker.client.get_registered_model("toy-model").aliases == {}  # the alias went with its version
+
+
+def test_a_resumed_comparison_unregisters_the_runs_it_deletes(tracking_uri):
+    from bench.store import resume, schema
+
+    tracker = Tracker(tracking_uri, "registry")
+    parent = tracker.start_run("cmp", kind=schema.KIND_COMPARISON)
+    child = tracker.start_run("v/s0", kind=schema.KIND_TRAIN, parent_run_id=parent)
+    _registered_in(tracker, child)
+    tracker.client.set_terminated(child, "KILLED")  # as a second signal or kill -9 leaves it
+    tracker.client.set_terminated(parent, "KILLED")
+    prepared = resume.prepare(tracker, resume.Resumable(parent, "KILLED"))
+    assert prepared.discarded == ["v/s0"]
+    assert tracker.client.search_model_versions("name = 'toy-model'") == []
+
+
+def test_a_run_closed_after_its_process_died_loses_its_versions(tracking_uri):
+    tracker = Tracker(tracking_uri, "registry")
+    run_id = tracker.start_run("orphan", kind="train")
+    _registered_in(tracker, run_id)
+    assert tracker.close_orphan(run_id, "its process died before the run ended", state=None)
+    assert tracker.client.search_model_versions("name = 'toy-model'") == []

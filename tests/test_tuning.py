@@ -357,7 +357,9 @@ def test_a_failed_default_trial_is_queued_again_on_resume(tmp_path, tracking_uri
 
 
 def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_uri, client):
-    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2, epochs=400)
+    # Long enough a trial to be killed in, short enough to rerun: a study resumes only under
+    # the settings its trials were trained with (issue 27, M), so the rerun trains 120 epochs too.
+    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2, epochs=120)
     storage = f"journal://{tmp_path}/optuna.journal"
     proc = subprocess.Popen(_tune_cmd(path, tmp_path, "--study-name", "killme"), env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -376,15 +378,15 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
                 time.sleep(0.5)
         assert running is not None, "the trial never started"
         # let it train an epoch so the MLflow run has something in it
-        time.sleep(3)
+        time.sleep(2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     run_id = running.user_attrs["mlflow_run_id"]
     assert client.get_run(run_id).info.status == "RUNNING"  # what a kill -9 leaves behind
 
-    # rerun with short trials: the dead trial is failed, the total is still reached
-    rerun = subprocess.run(_tune_cmd(path, tmp_path, "--study-name", "killme", "--epochs", "1"),
+    # rerun: the dead trial is failed, the total is still reached
+    rerun = subprocess.run(_tune_cmd(path, tmp_path, "--study-name", "killme"),
                            capture_output=True, text=True, env=_env(), timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     study = optuna.load_study(study_name="killme", storage=open_storage(storage))
@@ -404,7 +406,7 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         (["--variants", "no-such-variant"], None, "unknown variant"),
         ([], {"learning_rate": {"low": 0.1, "high": 0.01}}, "inverted"),
         ([], {"learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "low > 0"),
-        ([], {"momentum": {"low": 0.1, "high": 0.9}}, "momentum"),
+        ([], {"gamma": {"low": 0.1, "high": 0.9}}, "gamma"),
         (["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"], None,
          "Optuna storage postgresql://bench:***@127.0.0.1:1/nothing is unreachable"),
         (["--storage", "ftp://example/x"], None, "unsupported Optuna storage"),

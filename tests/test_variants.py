@@ -164,7 +164,7 @@ def test_a_name_cannot_be_registered_twice():
         ({"seed": 2**31}, "seed must be in 0..2147483647"),
         ({"batch_size": 0}, "batch size must be > 0"),
         ({"batch_size": -32}, "batch size must be > 0"),
-        ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'; known: adam, sgd, rmsprop"),
+        ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'; known: adam, sgd, rmsprop, adamw"),
         ({"dropout": 1.0}, r"dropout rate must be in \[0, 1\)"),
         ({"dropout": -0.1}, r"dropout rate must be in \[0, 1\)"),
         ({"epochs": 0}, "epochs must be > 0"),

@@ -13,7 +13,7 @@ import signal
 
 import click
 
-from bench import stopping
+from bench import plugins, stopping
 from bench.cli._options import options
 from bench.cli._process import BenchGroup, import_tensorflow, setup_logging
 from bench.plan import Plan
@@ -34,10 +34,14 @@ def _empty_is_none(ctx, param, value):
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: also libraries).")
+@click.option("--plugin", "plugin_modules", multiple=True, metavar="MODULE",
+              help="Load variants and tasks from a module (dotted name or .py file); repeatable. "
+                   "Installed packages' bench.variants / bench.tasks entry points load always.")
 @click.version_option(package_name="bench")
-def cli(verbose: int) -> None:
+def cli(verbose: int, plugin_modules: tuple[str, ...]) -> None:
     """Benchmark regularisation and depth on Fashion-MNIST and MNIST, tracked in MLflow."""
     setup_logging(verbose)
+    plugins.load_all(plugin_modules)
     ctx = click.get_current_context()
     # Ctrl-C and SIGTERM are recorded, and the work stops at its next boundary (bench.stopping);
     # when the command ends, the previous handlers are back and a pending stop is raised.
@@ -137,16 +141,25 @@ def report(run_ids, experiment, out, tracking_uri, formats, flat, margin, publis
 @cli.command(name="list")
 @click.argument("pattern", default="*")
 @click.option("--studies", "show_studies", is_flag=True, help="List the study files instead.")
-def list_cmd(pattern, show_studies):
-    """List registered variants matching PATTERN (globs, comma-separated), or the studies."""
+@click.option("--tasks", "show_tasks", is_flag=True, help="List the tasks (datasets) instead.")
+@click.option("--study", default=None, help="Also the variants and task this study file declares.")
+def list_cmd(pattern, show_studies, show_tasks, study):
+    """List registered variants matching PATTERN (globs, comma-separated) and where each was
+    declared, or the studies, or the tasks."""
     from bench import present
 
+    if study is not None:
+        from bench.studies import load_study
+
+        load_study(study)  # registers what it declares
     if show_studies:
         click.echo(present.study_list())
-        return
-    from bench.models import list_variants
+    elif show_tasks:
+        click.echo(present.task_list())
+    else:
+        from bench.models import list_variants
 
-    click.echo(present.variant_list(list_variants(pattern)))
+        click.echo(present.variant_list(list_variants(pattern)))
 
 
 def main() -> None:

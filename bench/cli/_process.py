@@ -86,6 +86,10 @@ def setup_logging(verbose: int) -> None:
     logging.getLogger("bench").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("mlflow", "alembic", "absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+    if verbose <= 1:
+        from bench import quiet
+
+        quiet.install()  # no third-party line reaches the output, in workers neither (bench.quiet)
 
 
 def import_tensorflow() -> None:

@@ -81,10 +81,16 @@ def _keras_home() -> Path:
 
 
 def _keras_download(task: Task) -> RawArrays:
+    import contextlib
+    import io
+
     import keras
 
+    dataset = getattr(keras.datasets, task.keras_dataset)
+    # Keras prints "Downloading data from ..." and a progress bar on stdout: not bench's output.
     try:
-        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, task.keras_dataset).load_data()
+        with contextlib.redirect_stdout(io.StringIO()):
+            (x_train, y_train), (x_test, y_test) = dataset.load_data()
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise DataError(f"Keras download failed: {exc}") from exc
     return x_train, y_train, x_test, y_test

@@ -95,8 +95,10 @@ def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, s
     tried: list[str] = []
 
     def check(arrays) -> int:
-        return checks.check(arrays, src.description, input_shape=task.input_shape, num_classes=task.num_classes,
-                            pixels_only=task.source is None, feature_names=list(src.feature_names) or None)
+        return checks.check(
+            arrays, src.description, input_shape=task.input_shape, num_classes=task.num_classes,
+            pixels_only=task.source is None, feature_names=list(src.feature_names) or None,
+        )
 
     for src in sources.candidate_sources(task, data_dir):
         if src.load is None:
@@ -145,16 +147,14 @@ def load(
     the preprocessing and a served model applies the same two constants.
     """
     t = get_task(task)
+    if limit is not None:
+        _check_split(validation_size, limit, limit)  # decided by the options alone: before any read
     raw, source, classes, keep = _load_raw(t.name, None if data_dir is None else str(data_dir))
     x_dev, y_dev, x_test, y_test = raw
     if limit is not None:
         x_dev, y_dev = x_dev[:limit], y_dev[:limit]
         x_test, y_test = x_test[:limit], y_test[:limit]
-    if not 0 < validation_size < len(x_dev):
-        raise DataError(
-            f"validation size {validation_size} must be between 1 and {len(x_dev) - 1} "
-            f"(the task has {len(x_dev)} training images)"
-        )
+    _check_split(validation_size, len(x_dev), limit)
     cut = len(x_dev) - validation_size
     scale, offset = _preprocessing(x_dev[:cut], t.name, standardize)
     x_dev_f = _affine(x_dev, scale, offset)
@@ -174,6 +174,21 @@ def load(
     )
     keep()  # the data and the splits asked of it hold: now the decoded arrays are cached
     return splits
+
+
+def _check_split(validation_size: int, kept: int, limit: int | None) -> None:
+    """The validation split leaves at least one training image; the error names the option
+    that decided (``--limit 1`` is not a bad validation size)."""
+    if 0 < validation_size < kept:
+        return
+    held = f"--limit {limit} keeps {kept}" if limit is not None else f"the task has {kept}"
+    if kept < 2:
+        raise DataError(f"{held} training image(s); at least 2 are needed (one to train on, one to "
+                        "validate on)" + (": raise --limit" if limit else ""))
+    raise DataError(
+        f"validation size {validation_size} must be between 1 and {kept - 1} ({held} training "
+        "images): lower --validation-size" + (" or raise --limit" if limit else "")
+    )
 
 
 def _preprocessing(train: np.ndarray, task: str, standardize: bool) -> tuple[object, object]:

@@ -4,9 +4,11 @@ plug-in adds more (:func:`register_task`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.declaring import BUILT_IN, current_origin
 from bench.errors import DataError
 
 FASHION_CLASSES = (
@@ -49,7 +51,7 @@ class Task:
     keras_dataset: str | None = None  # keras.datasets.<name>, to download when allowed
     system_dirs: tuple[str, ...] = ()
     source: FileSource | None = None  # a declared file: the only place the data comes from
-    origin: str = "built-in"  # where the task was declared: built-in, a study file, a plug-in
+    origin: str = BUILT_IN  # where the task was declared: built-in, a study file, a plug-in
 
     @property
     def num_classes(self) -> int | None:
@@ -66,6 +68,8 @@ def _key(name: str) -> str:
 def register_task(task: Task, *, replace: bool = False) -> Task:
     """Add ``task`` to the registry; a name already taken is an error unless ``replace`` (the
     same declaration registered again is fine)."""
+    if task.origin == BUILT_IN and current_origin() != BUILT_IN:
+        task = dataclasses.replace(task, origin=current_origin())  # a plug-in's, by default
     key = _key(task.name)
     held = TASKS.get(key)
     if held is not None and held != task and not replace:

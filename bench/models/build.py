@@ -3,11 +3,14 @@ Keras model, one layer per operation."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers, regularizers
 
-from bench.models import program
+from bench.models import program, schedule
+from bench.models.hparams import DECLARED
 from bench.models.spec import OPTIMIZERS, HParams, Variant
 
 
@@ -16,12 +19,14 @@ def _regularizer(l2: float) -> regularizers.Regularizer | None:
 
 
 def _linear(op: program.Linear) -> layers.Layer:
+    limit = op.max_norm
     return layers.Dense(
         op.units,
         activation=op.activation,
         use_bias=op.use_bias,
         kernel_initializer=op.initializer,
         kernel_regularizer=_regularizer(op.l2),
+        kernel_constraint=keras.constraints.MaxNorm(limit, axis=0) if limit is not None else None,
         name=op.name,
     )
 
@@ -87,13 +92,77 @@ _OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,
     "sgd": keras.optimizers.SGD,
     "rmsprop": keras.optimizers.RMSprop,
+    "adamw": keras.optimizers.AdamW,
 }
 assert set(_OPTIMIZER_CLASSES) == set(OPTIMIZERS), "every optimizer name needs a Keras class"
 
 
-def make_optimizer(hparams: HParams) -> keras.optimizers.Optimizer:
-    cls = _OPTIMIZER_CLASSES[hparams.optimizer]
-    return cls() if hparams.learning_rate is None else cls(learning_rate=hparams.learning_rate)
+def make_optimizer(
+    hparams: HParams, steps_per_epoch: int | None = None
+) -> keras.optimizers.Optimizer:
+    """The member's Keras optimizer: every hyperparameter declared with a Keras name
+    (:meth:`HParams.keras_arguments`), Keras' defaults for the rest. With ``steps_per_epoch``
+    its learning rate follows the member's schedule (:mod:`bench.models.schedule`)."""
+    arguments = hparams.keras_arguments()
+    scheduled = hparams.schedule != "constant" or hparams.warmup_epochs
+    if steps_per_epoch is not None and scheduled:
+        steps = schedule.in_steps(hparams.schedule, hparams.warmup_epochs, hparams.epochs,
+                                  steps_per_epoch)
+        arguments["learning_rate"] = ScheduledRate(learning_rate_of(hparams), steps)
+    return _OPTIMIZER_CLASSES[hparams.optimizer](**arguments)
+
+
+class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
+    """``rate`` times :func:`bench.models.schedule.factor` for Keras' optimizer (``steps``:
+    :func:`bench.models.schedule.in_steps`)."""
+
+    def __init__(self, rate: float, steps: tuple[float, ...]) -> None:
+        self.rate, self.steps = rate, tuple(steps)
+
+    def __call__(self, step):
+        return self.rate * schedule.factor(step, *self.steps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"rate": self.rate, "steps": list(self.steps)}
+
+
+def make_loss(hparams: HParams, num_classes: int) -> Any:
+    """The loss Keras' ``fit`` trains the member with: sparse cross-entropy, or with label
+    smoothing Keras' categorical cross-entropy on the one-hot labels (Keras' sparse loss has
+    no smoothing)."""
+    smoothing = hparams.label_smoothing
+    if not smoothing:
+        return "sparse_categorical_crossentropy"
+
+    def smoothed_crossentropy(y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32")
+        one_hot = keras.ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return smoothed_crossentropy
+
+
+def keras_value(hparams: HParams, name: str) -> Any:
+    """Keras' optimizer's value of its argument ``name`` for ``hparams`` (its default where
+    ``hparams`` leaves it unset); a float kept as float32 is given to its 7 significant digits."""
+    value = getattr(make_optimizer(hparams), name)
+    if value is None or isinstance(value, bool):
+        return value
+    return float(f"{float(value):.7g}")
+
+
+def default_value(hparams: HParams, variant: Variant, name: str) -> Any:
+    """What field ``name`` of ``hparams`` trains ``variant`` with: the field, else the
+    variant's value or Keras' default where the field is unset (None)."""
+    value = getattr(hparams, name)
+    declared = DECLARED[name]
+    if value is None and declared.from_variant:
+        return getattr(variant, declared.from_variant)
+    if value is None and declared.keras:
+        if declared.only_for and hparams.optimizer not in declared.only_for:
+            return None  # not this optimizer's (momentum for AdamW): nothing to write out
+        return keras_value(hparams, declared.keras)
+    return value
 
 
 def learning_rate_of(hparams: HParams) -> float:
@@ -101,7 +170,7 @@ def learning_rate_of(hparams: HParams) -> float:
     (kept as a float32 variable: 7 significant digits are its value)."""
     if hparams.learning_rate is not None:
         return hparams.learning_rate
-    return float(f"{float(make_optimizer(hparams).learning_rate):.7g}")
+    return keras_value(hparams, "learning_rate")
 
 
 def serving_model(

@@ -42,6 +42,10 @@ class Dense:
     use_bias: bool = True
     residual_from: int | None = None  # add the output of block #i (0-based, earlier) to ours
     kernel_initializer: str | None = None  # None: the variant's
+    #: Keras' ``MaxNorm(max_norm, axis=0)`` on the kernel after every update (each unit's
+    #: incoming weights); None: no constraint at all (Keras' MaxNorm rescales a little even
+    #: below its limit).
+    max_norm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class Linear:
     initializer: str
     l2: float = 0.0
     activation: str | None = None
+    max_norm: float | None = None  # Keras' MaxNorm(max_norm, axis=0) on the kernel
 
     @property
     def weights(self) -> tuple[Weight, ...]:
@@ -265,7 +270,7 @@ def _token(op: Op) -> str:
     """How :meth:`Program.summary` writes one operation ("" for none)."""
     l2 = f" L2({op.l2:g})" if isinstance(op, Linear | Conv2D) and op.l2 else ""
     if isinstance(op, Linear):
-        return f"{op.units}{l2}"
+        return f"{op.units}{l2}" + (f" maxnorm({op.max_norm:g})" if op.max_norm else "")
     if isinstance(op, Conv2D):
         same = "" if op.padding == "valid" else " same"
         return f"C{op.filters}@{op.kernel_size}x{op.kernel_size}{same}{l2}"
@@ -379,6 +384,7 @@ def _block(ops: list[Op], i: int, block: Block, initializer: str, shape: tuple[i
                 use_bias=block.use_bias,
                 initializer=init,
                 l2=block.l2,
+                max_norm=block.max_norm,
             )
         )
         shape = (block.units,)

@@ -8,18 +8,20 @@ import difflib
 import fnmatch
 from collections.abc import Iterable
 
+from bench.declaring import current_origin
 from bench.errors import VariantError
 from bench.models.spec import Variant
 
 _REGISTRY: dict[str, Variant] = {}
 _ORIGINS: dict[str, str] = {}
-BUILT_IN = "built-in"
 
 
-def register(variant: Variant, origin: str = BUILT_IN) -> Variant:
+def register(variant: Variant, origin: str | None = None) -> Variant:
     """Add ``variant`` under its name; ``origin`` says where it was declared (the package, a
-    study file, a plug-in), shown by ``bench list``. A name already taken is an error, except
-    the same declaration from the same place again (a study file read twice)."""
+    study file, a plug-in; default: :func:`bench.declaring.current_origin`), shown by ``bench list``.
+    A name already taken is an error, except the same declaration from the same place again
+    (a study file read twice)."""
+    origin = origin or current_origin()
     held = _REGISTRY.get(variant.name)
     if held is not None and (held != variant or _ORIGINS[variant.name] != origin):
         raise VariantError(

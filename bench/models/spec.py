@@ -11,11 +11,11 @@ variant compiles to; :mod:`bench.models.build` turns that program into Keras lay
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 from bench.errors import VariantError
+from bench.models.hparams import MAX_SEED, OPTIMIZERS, HParams  # noqa: F401  (re-exported)
 from bench.models.program import Block, Conv, Dense, compile_variant
 from bench.store import schema
 
@@ -127,48 +127,8 @@ def _check_sizes(variant: str, i: int, block: Block) -> None:
             raise VariantError(f"variant {variant!r}: block {i} {name} must be > 0, got {size}")
     if not 0.0 <= block.l2 < math.inf:
         raise VariantError(f"variant {variant!r}: block {i} l2 must be a finite number >= 0, got {block.l2}")
-
-
-OPTIMIZERS = ("adam", "sgd", "rmsprop")  # the names bench.models.build maps to Keras classes
-
-
-#: The largest seed: TensorFlow takes seeds as 32-bit signed integers (a study's trials and
-#: a comparison's seeds count up from the one given, and must stay at or below it too).
-MAX_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class HParams:
-    """How a variant is trained. ``dropout`` (when set) replaces every hidden dropout rate."""
-
-    optimizer: str = "adam"
-    learning_rate: float | None = None  # None: the optimizer's Keras default
-    dropout: float | None = None
-    batch_size: int = 32
-    epochs: int = 50
-    seed: int = 0
-    #: Keep the weights of the epoch with the best validation accuracy (Keras'
-    #: ``EarlyStopping(restore_best_weights=True)`` idea, without stopping early): the
-    #: model tested, logged and scored is that epoch's, not the last one's.
-    restore_best: bool = False
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise VariantError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
-            raise VariantError(f"learning rate must be a finite number > 0, got {self.learning_rate}")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise VariantError(f"dropout rate must be in [0, 1), got {self.dropout}")
-        if self.batch_size <= 0:
-            raise VariantError(f"batch size must be > 0, got {self.batch_size}")
-        if self.epochs <= 0:
-            raise VariantError(f"epochs must be > 0, got {self.epochs}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise VariantError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
-
-    def replace(self, **changes: object) -> HParams:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    def as_params(self) -> dict[str, str]:
-        """One MLflow param per field (the names are :data:`bench.store.schema.HPARAMS`)."""
-        return {k: ("default" if v is None else str(v)) for k, v in dataclasses.asdict(self).items()}
+    limit = getattr(block, "max_norm", None)
+    if limit is not None and not 0.0 < limit < math.inf:
+        raise VariantError(
+            f"variant {variant!r}: block {i} max_norm must be a finite number > 0, got {limit}"
+        )

@@ -128,7 +128,13 @@ class Plan:
 
     @property
     def validation_size(self) -> int:
-        return self.overrides.get("validation_size") or self.study.protocol.validation_size
+        """The given one, else the study's; with ``--limit N`` that the study's would not leave
+        a training split in, N // 6 (the built-in tasks' 10,000 of 60,000; at least 1)."""
+        given = self.overrides.get("validation_size")
+        if given:
+            return given
+        studied, limit = self.study.protocol.validation_size, self.limit
+        return max(1, limit // 6) if limit is not None and studied >= limit else studied
 
     @property
     def limit(self) -> int | None:

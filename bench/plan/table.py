@@ -233,7 +233,8 @@ OPTIONS: dict[str, Option] = {
         Option(
             "validation_size",
             POSITIVE,
-            "Images held out from the end of the training set (default 10000).",
+            "Images held out from the end of the training set (default: the study's, 10000; "
+            "with a --limit it does not fit in, a sixth of the limit).",
             by_command={TUNE: {"help": "Held-out training images."}},
         ),
         Option(
@@ -249,6 +250,7 @@ OPTIONS: dict[str, Option] = {
             Text(),
             "MLflow experiment name [default: the study's name].",
             by_command={TUNE: {"help": "MLflow experiment [default: <study>-tuning]."}},
+            envvar="MLFLOW_EXPERIMENT_NAME",  # --experiment, then the variable, then the study
         ),
         Option(
             "no_model",

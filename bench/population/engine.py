@@ -36,7 +36,8 @@ class _Compiled:
 
         self.splits = splits  # held, so the cache key's id(splits) cannot be reused meanwhile
         self.net = StackedNet(variant, k, input_size=int(np.prod(splits.input_shape)), num_classes=splits.num_classes)
-        self.optimizer = StackedOptimizer(optimizer, self.net.trainable, k)
+        steps_per_epoch = -(-len(splits.x_train) // batch_size)
+        self.optimizer = StackedOptimizer(optimizer, self.net.trainable, k, steps_per_epoch)
         self.loop = CompiledLoop(self.net, self.optimizer, splits, batch_size, jit_compile=jit)
 
 
@@ -119,6 +120,7 @@ class Population:
         self._c.net.init_member(k, hparams, seed=hparams.seed)
         self._c.optimizer.load_member(k, hparams)
         self._c.loop.active[k].assign(1.0)
+        self._c.loop.smoothing[k].assign(hparams.label_smoothing)
         self.slots[k] = Slot(hparams, hooks, Health(self.splits.num_classes))
 
     def stop(self, k: int) -> None:

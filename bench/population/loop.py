@@ -24,6 +24,17 @@ UNROLL = 4
 EVAL_CHUNK = 2500
 
 
+def cross_entropy(labels: tf.Tensor, logits: tf.Tensor, smoothing: tf.Tensor) -> tf.Tensor:
+    """Each example's cross-entropy (K, b), with each member's label smoothing (K,): Keras'
+    ``CategoricalCrossentropy(label_smoothing=s)`` on one-hot labels,
+    ``(1 - s) * ce + s * mean_c(-log p_c)``; a member without smoothing (s = 0) gets the
+    plain loss and gradient bit for bit (even where the loss is not finite)."""
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    s = smoothing[:, None]
+    uniform = -tf.reduce_mean(tf.nn.log_softmax(logits), axis=-1)
+    return tf.where(s > 0, (1.0 - s) * ce + s * uniform, ce)
+
+
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """A member's batch order for one epoch: a fresh permutation per (seed, epoch), the same
     whatever the population's size or the member's slot."""
@@ -45,6 +56,7 @@ class CompiledLoop:
         self.n = len(splits.x_train)
         self.full_steps, self.tail = divmod(self.n, batch_size)
         self.active = tf.Variable(tf.ones([net.k]), name="active")
+        self.smoothing = tf.Variable(tf.zeros([net.k]), name="label_smoothing")  # per member
         compiled = tf.function(jit_compile=jit_compile, reduce_retracing=True)
         self._steps = compiled(self._run_steps)
         self._tail = compiled(self._run_tail)
@@ -57,7 +69,7 @@ class CompiledLoop:
         xb, yb = tf.gather(self.x, idx), tf.gather(self.y, idx)
         with tf.GradientTape() as tape:
             logits = self.net.logits(xb, training=True, counter=tf.cast(self.optimizer.steps, tf.int32))
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=logits)
+            ce = cross_entropy(yb, logits, self.smoothing)
             loss = tf.reduce_mean(ce, axis=1) + self.net.penalty()
             total = tf.reduce_sum(loss)
         grads = tape.gradient(total, self.optimizer.variables)
@@ -98,7 +110,7 @@ class CompiledLoop:
             x, y = self.x_val[start : start + EVAL_CHUNK], self.y_val[start : start + EVAL_CHUNK]
             logits = self.net.logits(x, training=False)
             labels = tf.broadcast_to(y[None], [k, y.shape[0]])
-            loss_sum += tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), axis=1)
+            loss_sum += tf.reduce_sum(cross_entropy(labels, logits, self.smoothing), axis=1)
             hits_sum += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32), axis=1)
         n = float(self.x_val.shape[0])
         return loss_sum / n, hits_sum / n

@@ -92,13 +92,26 @@ def _dense(h: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bi,kio->kbo" if len(h.shape) == 2 else "kbi,kio->kbo", h, kernel)
 
 
+def _max_norm(limit: float):
+    """Keras' ``MaxNorm(limit, axis=0)`` on every member's kernel (K, inputs, units)."""
+
+    def constrain(w: tf.Tensor) -> tf.Tensor:
+        norms = tf.sqrt(tf.reduce_sum(tf.square(w), axis=1, keepdims=True))
+        return w * (tf.clip_by_value(norms, 0.0, limit) / (keras.backend.epsilon() + norms))
+
+    return constrain
+
+
 def _variable(k: int, op: program.Op, weight: program.Weight) -> tf.Variable:
     """A weight of K members: a leading member axis; a vector (a bias, a batch-norm
     parameter) as (K, 1, n), to broadcast over a batch. Slots start as the initializer's
-    constant (zeros for a kernel) until a member enters."""
+    constant (zeros for a kernel) until a member enters. A kernel with a max-norm carries it
+    as its constraint, which the optimizer applies after each update (as Keras' does)."""
     shape = [k, 1, *weight.shape] if len(weight.shape) == 1 else [k, *weight.shape]
     initial = tf.ones(shape) if weight.initializer == "ones" else tf.zeros(shape)
-    return tf.Variable(initial, name=f"{op.name}_{weight.attr}", trainable=weight.trainable)
+    limit = getattr(op, "max_norm", None) if weight.attr == "kernel" else None
+    return tf.Variable(initial, name=f"{op.name}_{weight.attr}", trainable=weight.trainable,
+                       constraint=_max_norm(limit) if limit is not None else None)
 
 
 Entry = tuple[program.Op, program.Weight, tf.Variable]

@@ -58,12 +58,14 @@ def _repeat(twin: TrainResult, hp: HParams, hooks: Sequence[EpochHook]) -> Train
 
 @functools.cache
 def effective(variant: Variant, hp: HParams) -> HParams:
-    """``hp`` as training sees it: the optimizer's default learning rate and the variant's
-    dropout rate written out (a tuned setting that kept the default spells them out)."""
-    from bench.models.build import learning_rate_of
+    """``hp`` as training sees it: each unset field that the variant or Keras' optimizer
+    gives a value written out, e.g. the optimizer's default learning rate and the variant's
+    dropout rate (a tuned setting that kept the default spells them out)."""
+    from bench.models.build import default_value
+    from bench.models.hparams import DECLARED
 
-    dropout = hp.dropout if hp.dropout is not None else variant.dropout_rate
-    return hp.replace(learning_rate=learning_rate_of(hp), dropout=dropout)
+    unset = [n for n, d in DECLARED.items() if getattr(hp, n) is None and (d.keras or d.from_variant)]
+    return hp.replace(**{name: default_value(hp, variant, name) for name in unset})
 
 
 class Replays:

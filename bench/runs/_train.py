@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from bench import stopping, training
 from bench.clock import Eta
 from bench.models import Variant
+from bench.models.hparams import SHARED
 from bench.result import EpochHook, TrainResult
 from bench.results import artifacts
 from bench.runs.units import Batch, Recording, Unit
@@ -97,8 +98,9 @@ def _same_shape_runs(units: Sequence[Unit]) -> list[tuple[Unit, ...]]:
     return [tuple(run) for run in runs]
 
 
-def _shape(unit: Unit) -> tuple[int, int, str]:
-    return unit.hparams.batch_size, unit.hparams.epochs, unit.hparams.optimizer
+def _shape(unit: Unit) -> tuple[object, ...]:
+    """What a population's members share: epochs and the hyperparameters not per member."""
+    return unit.hparams.epochs, *(getattr(unit.hparams, name) for name in SHARED)
 
 
 def train_population(

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
 from bench.store import schema
-from bench.store.uri import redact, sanitize_name, sqlite_path
+from bench.store.uri import (
+    check_artifact_location,
+    first_line,
+    redact,
+    sanitize_name,
+    sqlite_path,
+)
+
+log = logging.getLogger(__name__)
+
+#: MLflow's Default experiment, where `mlflow run` without --experiment-name puts its run.
+DEFAULT_EXPERIMENT_ID = "0"
 
 
 def artifact_location(uri: str, name: str) -> str | None:
@@ -17,6 +32,46 @@ def artifact_location(uri: str, name: str) -> str | None:
         db = sqlite_path(uri).resolve()
         return (db.parent / "mlartifacts" / sanitize_name(name)).as_uri()
     return None
+
+
+def planned_artifact_location(uri: str, name: str) -> str | None:
+    """Where experiment ``name``'s artifacts go: an existing experiment's own location (read
+    from an SQLite store without writing to it), else where a new one would put them."""
+    if uri.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite":
+        db = sqlite_path(uri)
+        if db.is_file() and db.stat().st_size:
+            read_only = f"{db.absolute().as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(read_only, uri=True)) as con:
+                query = "select artifact_location from experiments where name = ?"
+                row = con.execute(query, (name,)).fetchone()
+            if row is not None and row[0]:
+                return str(row[0])
+    return artifact_location(uri, name)
+
+
+def open_experiment(
+    client: MlflowClient, uri: str, name: str, description: str, *, adopted_run: str | None
+) -> str:
+    """The id of the experiment runs go to: the adopted run's (``mlflow run`` made it), else
+    experiment ``name``'s (created when new); its artifact location checked before the first
+    write into it. One line says so when ``mlflow run`` used MLflow's Default experiment."""
+    try:
+        if not adopted_run:
+            return ensure_experiment(client, uri, name, description)
+        experiment_id = client.get_run(adopted_run).info.experiment_id
+        location = client.get_experiment(experiment_id).artifact_location
+        check_artifact_location(location)
+        if experiment_id == DEFAULT_EXPERIMENT_ID:
+            log.warning(
+                "`mlflow run` put this run into MLflow's Default experiment (artifacts in "
+                "%s); pass it --experiment-name %s to keep the study apart",
+                location,
+                name,
+            )
+        tag_experiment(client, experiment_id, description)
+        return experiment_id
+    except MlflowException as exc:
+        raise TrackingError(f"tracking store {redact(uri)}: {first_line(exc)}") from None
 
 
 def ensure_experiment(client: MlflowClient, uri: str, name: str, description: str) -> str:
@@ -38,6 +93,7 @@ def ensure_experiment(client: MlflowClient, uri: str, name: str, description: st
             exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
+        check_artifact_location(exp.artifact_location)  # before the first write into it
     tag_experiment(client, exp_id, description)
     return exp_id
 

@@ -9,7 +9,7 @@ from typing import Protocol
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from bench.store import owner, schema
+from bench.store import _registry, owner, schema
 
 
 class Tracker(Protocol):
@@ -26,6 +26,7 @@ def close_orphan(tracker: Tracker, run_id: str, reason: str, *, state: str | Non
     with contextlib.suppress(MlflowException):
         if tracker.client.get_run(run_id).info.status == "RUNNING":
             tracker.set_tags(run_id, {schema.ERROR: reason, **({schema.OPTUNA_STATE: state} if state else {})})
+            _registry.drop_versions(tracker.client, run_id)
             tracker.client.set_terminated(run_id, "FAILED")
             return True
     return False

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import TrackingError
-from bench.store.uri import first_line, redact, sqlite_path
+from bench.store._first_use import first_use
+from bench.store.uri import SQLITE_SIDECARS, check_regular_file, first_line, redact, sqlite_file
 
 _SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 #: Tables that only an MLflow tracking store has, and that only an Optuna storage has.
@@ -55,8 +56,11 @@ class Contents:
 
 def sqlite_contents(path: Path) -> Contents:
     """An existing SQLite file's tables (read-only; a damaged file is a TrackingError)."""
+    # A FIFO would block sqlite3's open() (where no signal handler runs): refused first.
+    check_regular_file(path, "database", sidecars=SQLITE_SIDECARS)
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        read_only = f"{path.absolute().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as con:
             verdict = con.execute("pragma quick_check").fetchone()[0]
             if verdict != "ok":
                 raise TrackingError(f"database {path} is damaged ({verdict}); restore it from a backup")
@@ -141,7 +145,8 @@ def check_tracking_uri(uri: str, *, write: bool = True) -> None:
         )
     _port_ok(uri)
     if scheme == "sqlite":
-        _check_sqlite(uri, write)
+        with first_use(uri):  # not while another bench process creates the store
+            _check_sqlite(uri, write)
     elif scheme == "file":
         if not os.environ.get("MLFLOW_ALLOW_FILE_STORE"):
             raise TrackingError(f"{redact(uri)}: MLflow 3 no longer writes file stores; use sqlite:///path/mlflow.db "
@@ -153,22 +158,31 @@ def check_tracking_uri(uri: str, *, write: bool = True) -> None:
 
 
 def _check_sqlite(uri: str, write: bool) -> None:
-    path = sqlite_path(uri)
-    if str(path) == ":memory:" or "mode=memory" in uri:
-        raise TrackingError(f"{uri}: an in-memory store loses every run when bench exits; use sqlite:///mlflow.db")
-    folder = path.parent if str(path.parent) else Path(".")
+    path, mode = sqlite_file(uri)
+    if mode == "memory":
+        raise TrackingError(f"{redact(uri)}: an in-memory store loses every run when bench exits; "
+                            "use sqlite:///mlflow.db")
+    if write and mode == "ro":
+        raise TrackingError(
+            f"{redact(uri)} opens the store read-only (mode=ro); bench writes runs into it"
+        )
+    folder = path.parent
     if folder.exists() and not folder.is_dir():
         raise TrackingError(f"tracking store folder {folder} is a file, not a folder")
     if not folder.is_dir():
-        raise TrackingError(f"tracking store folder {folder} does not exist")
+        literal = ""
+        if "~" in uri:
+            literal = " (SQLite takes ~ literally, as MLflow opens it: write the full path)"
+        raise TrackingError(f"tracking store folder {folder} does not exist{literal}")
+    if path.is_dir():
+        raise TrackingError(f"tracking store {path} is a folder, not a database file")
+    check_regular_file(path, "tracking store", sidecars=SQLITE_SIDECARS)
     if not path.exists():
         if not write:
             raise TrackingError(f"no MLflow store at {redact(uri)}")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise TrackingError(f"tracking store folder {folder} is not writable")
         return
-    if path.is_dir():
-        raise TrackingError(f"tracking store {path} is a folder, not a database file")
     if write and not (os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)):
         raise TrackingError(f"tracking store {path} is not writable (SQLite also needs its folder writable)")
     _check_contents(sqlite_contents(path), f"tracking store {path}", write)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from mlflow.exceptions import MlflowException
 
 from bench.errors import TrackingError
-from bench.store import schema
+from bench.store import _registry, schema
 from bench.store.reader import StoredRun, StoreReader
 from bench.store.uri import first_line, redact
 
@@ -68,6 +68,7 @@ def prepare(tracker, resumable: Resumable) -> Resumable:
             resumable.kept[run.name] = run
             continue
         try:
+            _registry.drop_versions(tracker.client, run.run_id)  # none may point at a deleted run
             tracker.client.delete_run(run.run_id)
         except MlflowException as exc:
             raise TrackingError(f"cannot delete the unfinished run {run.name}: {first_line(exc)}") from None

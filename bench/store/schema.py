@@ -132,8 +132,18 @@ DROPOUT = "dropout"
 BATCH_SIZE = "batch_size"
 EPOCHS = "epochs"
 RESTORE_BEST = "restore_best"  # the best validation epoch's weights are the model's
-HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST)
-TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER)  # what a search space may vary
+BETA_2 = "beta_2"  # Adam's second-moment decay
+WEIGHT_DECAY = "weight_decay"  # decoupled (AdamW's; Keras' weight_decay for any optimizer)
+MOMENTUM = "momentum"  # SGD's
+NESTEROV = "nesterov"  # SGD's
+LABEL_SMOOTHING = "label_smoothing"  # Keras' CategoricalCrossentropy(label_smoothing=...)
+SCHEDULE = "schedule"  # the learning-rate schedule: constant, cosine, step
+WARMUP_EPOCHS = "warmup_epochs"  # its linear warm-up
+HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST, BETA_2, WEIGHT_DECAY,
+           MOMENTUM, NESTEROV, LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
+#: What a search space may vary, in the order tuning samples them.
+TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER, BETA_2, WEIGHT_DECAY, MOMENTUM, NESTEROV,
+           LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
 
 # The notebook's reported numbers beside ours (a training run's params).
 REF_PREFIX = "ref."
@@ -206,6 +216,8 @@ STUDY_TASK = "task"
 STUDY_VARIANT = "variant"
 STUDY_TUNED_RUN_ID = "tuned_run_id"
 STUDY_TUNED_TEST_ACCURACY = "tuned_test_accuracy"
+STUDY_SETTINGS = "bench:settings"  # what its trials were trained under (bench.tuning.identity)
+STUDY_SETTINGS_KEY = "bench:settings_key"  # their fingerprint
 STUDY_CPU_SECONDS = "bench:cpu_seconds"  # CPU time every bench process spent on the study
 # Repeat 0's study: the selection over every repeat's top trials (bench.tuning.selection).
 STUDY_SELECTION = "bench:selection"

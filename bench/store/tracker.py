@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
-from bench.store import _experiments, _stale, owner, schema
+from bench.store import _experiments, _registry, _stale, owner, schema
+from bench.store._first_use import first_use
 from bench.store._system import SystemMetrics
 from bench.store.datasets import SplitData
 from bench.store.environment import git_tags
@@ -47,7 +48,7 @@ def check_store(tracking_uri: str | None, experiment: str) -> str:
     uri = resolve_tracking_uri(tracking_uri)
     check_name(experiment, "experiment")
     check_tracking_uri(uri)
-    planned = _experiments.artifact_location(uri, experiment)
+    planned = _experiments.planned_artifact_location(uri, experiment)
     if planned is not None:
         check_artifact_location(planned)
     return uri
@@ -61,18 +62,15 @@ class Tracker:
         """``checked``: :func:`check_store` already passed for this store and experiment."""
         self.uri = resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
         # it. Taken out of the environment, or MLflow would resume it for every child run too.
         self._adopted = os.environ.pop("MLFLOW_RUN_ID", None)
-        try:
-            if self._adopted:
-                self.experiment_id = self.client.get_run(self._adopted).info.experiment_id
-                _experiments.tag_experiment(self.client, self.experiment_id, description)
-            else:
-                self.experiment_id = _experiments.ensure_experiment(self.client, self.uri, experiment, description)
-        except MlflowException as exc:
-            raise TrackingError(f"tracking store {redact(self.uri)}: {first_line(exc)}") from None
+        # The client creates (migrates) a new store: one process at a time.
+        with first_use(self.uri):
+            self.client = MlflowClient(self.uri)
+            self.experiment_id = _experiments.open_experiment(
+                self.client, self.uri, experiment, description, adopted_run=self._adopted
+            )
         self._system = SystemMetrics(self.uri)
         experiment_entity = self.client.get_experiment(self.experiment_id)
         self.experiment_name = experiment_entity.name
@@ -201,10 +199,15 @@ class Tracker:
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
+        """End a run; one that did not finish first loses the model versions registered from
+        it (:mod:`bench.store._registry`)."""
         self._system.stop(run_id)
         with contextlib.suppress(Exception):
             if reason:
                 self.client.set_tag(run_id, schema.ERROR, redact(reason)[:5000])
+        if status != "FINISHED":
+            with contextlib.suppress(Exception):
+                _registry.drop_versions(self.client, run_id)
         try:
             self.client.set_terminated(run_id, status)
         except MlflowException as exc:

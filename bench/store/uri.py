@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 import urllib.error
 import urllib.parse
@@ -43,12 +44,52 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 
 def sqlite_path(uri: str) -> Path:
-    if not uri.startswith("sqlite:///"):
-        raise TrackingError(f"malformed SQLite tracking URI {redact(uri)!r}: use sqlite:///path/to/mlflow.db")
-    path = uri[len("sqlite:///") :]
-    if not path or path.endswith("/"):
-        raise TrackingError(f"malformed SQLite tracking URI {redact(uri)!r}: no database file named")
-    return Path(path if path.startswith("/") or path == ":memory:" else path).expanduser()
+    """The file an SQLite URI opens (``Path(":memory:")`` for an in-memory database)."""
+    return sqlite_file(uri)[0]
+
+
+def sqlite_file(uri: str) -> tuple[Path, str | None]:
+    """The file an SQLite URI opens and its SQLite ``mode`` (``ro``, ``memory``, ...; None when
+    not given), read by SQLAlchemy's own URL parser and driver, as MLflow and Optuna open it:
+    a query string is not part of the path, ``~`` is a folder named ``~``, a relative path
+    is relative to the working directory. A query argument the driver would ignore is an
+    error: whoever wrote it expected something SQLite will not do."""
+    import warnings
+
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    malformed = f"malformed SQLite tracking URI {redact(uri)!r}"
+    try:
+        url = make_url(uri)
+        dialect = url.get_dialect()() if url.get_backend_name() == "sqlite" else None
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
+        raise TrackingError(f"{malformed}: {first_line(exc)}") from None
+    if dialect is None or url.host:  # sqlite://relative.db names a host, not a file
+        raise TrackingError(f"{malformed}: use sqlite:///path/to/mlflow.db")
+    if not url.database:  # sqlite:/// (SQLAlchemy would open an in-memory database)
+        raise TrackingError(f"{malformed}: no database file named")
+    if url.database == ":memory:":
+        return Path(":memory:"), "memory"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sa_exc.SAWarning)
+        try:
+            args, kwargs = dialect.create_connect_args(url)
+        except sa_exc.SAWarning as warning:
+            reason = str(warning).split(";")[0]
+            raise TrackingError(
+                f"SQLite URI {redact(uri)!r}: {reason}; leave them out "
+                "(SQLite URI arguments need uri=true)"
+            ) from None
+    filename = str(args[0])
+    if not kwargs.get("uri"):
+        return Path(filename), None
+    parts = urllib.parse.urlsplit(filename)  # file:path?mode=...
+    mode = urllib.parse.parse_qs(parts.query).get("mode", [None])[-1]
+    path = urllib.parse.unquote(parts.path)
+    if mode == "memory" or not path or path == ":memory:":
+        return Path(":memory:"), "memory"
+    return Path(path).absolute(), mode
 
 
 def check_artifact_location(location: str) -> None:
@@ -75,6 +116,39 @@ def check_writable_folder(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise TrackingError(f"{what} {folder} is not writable: {exc.strerror or exc}") from None
+
+
+#: What a path that is not a regular file is, by its file type.
+_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+#: The files SQLite keeps beside a database (its rollback journal, write-ahead log, shared memory).
+SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
+
+
+def check_regular_file(path: Path, what: str, *, sidecars: tuple[str, ...] = (),
+                       error: type[Exception] = TrackingError) -> None:
+    """An existing store or journal file (and each of its ``sidecars``) must be a regular
+    file, symbolic links followed. A FIFO would block the open() (in SQLite's C code, where
+    no signal handler runs: Ctrl-C and SIGTERM would go unheard), a device such as
+    /dev/null would swallow every write. Checked before anything opens it."""
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in sidecars)):
+        try:
+            mode = os.stat(candidate).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise error(f"{what} {candidate} cannot be used: {exc.strerror or exc}") from None
+        if stat.S_ISREG(mode):
+            continue
+        if stat.S_ISDIR(mode) and candidate == path:
+            raise error(f"{what} {path} is a folder, not a file")
+        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+        shown = str(candidate)
+        if candidate.is_symlink():
+            shown += f" (-> {os.path.realpath(candidate)})"
+        raise error(
+            f"{what} {shown} is {kind}, not a regular file; name a regular file or a new one"
+        )
 
 
 #: MLflow keeps experiment names up to 500 characters, but each becomes a folder name (255

@@ -268,7 +268,7 @@ def _compiled_model(
     steps_per_execution: int,
     jit_compile: bool | None,
 ):
-    from bench.models.build import build_model, make_optimizer
+    from bench.models.build import build_model, make_loss, make_optimizer
 
     if jit_compile is None:
         jit_compile = use_xla(variant, hparams)
@@ -277,8 +277,8 @@ def _compiled_model(
     )
     steps = math.ceil(len(splits.x_train) / hparams.batch_size)
     model.compile(
-        optimizer=make_optimizer(hparams),
-        loss="sparse_categorical_crossentropy",
+        optimizer=make_optimizer(hparams, steps_per_epoch=steps),
+        loss=make_loss(hparams, splits.num_classes),
         metrics=["accuracy"],
         steps_per_execution=max(1, min(steps_per_execution, steps)),
         jit_compile=jit_compile,

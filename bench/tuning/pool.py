@@ -1,7 +1,7 @@
 """Where a worker's trials train, and the worker process's entry point.
 
 A variant that stacks, under a search space that keeps batch size and optimizer fixed (a
-population shares both), trains its trials as one compiled population of K slots: a trial
+population shares both: the hyperparameters declared not per member), trains its trials as one compiled population of K slots: a trial
 enters a free slot at an epoch boundary with fresh weights and optimizer state, and the next
 trial takes its slot without a recompilation. Elsewhere (a convolutional variant, batch size
 or optimizer searched, ``--population 1``) each trial trains alone, in a population of one
@@ -15,10 +15,11 @@ import logging
 
 import optuna
 
-from bench import stopping, training
+from bench import plugins, stopping, training
 from bench.data import Splits
 from bench.errors import BenchError
 from bench.models import get_variant
+from bench.models.hparams import SHARED
 from bench.store.tracker import Tracker
 from bench.tuning.storage import StudyStore
 from bench.tuning.target import Target, load_splits
@@ -34,12 +35,12 @@ def trial_slots(s: Target, splits: Splits) -> training.Slots:
     from bench.population.sizing import size_population
 
     variant = get_variant(s.variant)
-    space = s.study.search_space
-    stackable = supports(variant) and space.batch_size is None and space.optimizer is None
+    shared = [name for name in s.study.search_space.entries() if name in SHARED]  # batch size, optimizer
+    stackable = supports(variant) and not shared
     if s.population == 1 or not stackable:
         if s.population not in (None, 1):
             log.warning("--population %d ignored: %s trains one trial at a time (%s)", s.population, s.variant,
-                        "its search space varies batch size or optimizer" if supports(variant)
+                        f"its search space varies {' and '.join(shared)}" if supports(variant)
                         else "a convolutional variant")
         return training.Separate(variant, splits)
     gpu = training.device_description().startswith("GPU")
@@ -58,6 +59,7 @@ def worker_main(s: Target, parent_run_id: str, index: int, optuna_verbosity: int
     import sys
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    plugins.load_all()  # the parent's --plugin modules ($BENCH_PLUGINS): its variants and tasks
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"[w{index}] %(message)s"))
     logging.getLogger().handlers[:] = [handler]

@@ -3,55 +3,65 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import optuna
 
 from bench.errors import BenchError
 from bench.models import HParams, Variant
+from bench.models.hparams import DECLARED
+from bench.models.space import FloatRange, IntRange, SearchSpace
 from bench.models.spec import MAX_SEED
-from bench.store import schema
-from bench.studies import PRUNERS, SearchSpace
+from bench.studies import PRUNERS
+
+
+def _applies(name: str, hp: HParams, variant: Variant) -> bool:
+    """Whether ``name`` changes anything for ``variant`` trained with ``hp`` (dropout
+    needs dropout sites; an optimizer's own hyperparameter needs that optimizer)."""
+    declared = DECLARED[name]
+    if declared.from_variant == "dropout_rate" and not variant.has_dropout:
+        return False
+    return not declared.only_for or hp.optimizer in declared.only_for
+
+
+def _sample(trial: optuna.Trial, name: str, entry: Any) -> object:
+    if isinstance(entry, FloatRange):
+        return trial.suggest_float(name, entry.low, entry.high, log=entry.log)
+    if isinstance(entry, IntRange):
+        return trial.suggest_int(name, entry.low, entry.high, log=entry.log)
+    return DECLARED[name].kind(trial.suggest_categorical(name, entry.choices))
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace, base: HParams, variant: Variant) -> HParams:
-    """Sample the study's search space; parameters the variant cannot use are not sampled."""
-    lr = space.learning_rate
-    changes: dict[str, object] = {schema.LEARNING_RATE: trial.suggest_float(schema.LEARNING_RATE, lr.low, lr.high, log=lr.log)}
-    if space.dropout is not None and variant.has_dropout:
-        d = space.dropout
-        changes[schema.DROPOUT] = trial.suggest_float(schema.DROPOUT, d.low, d.high, log=d.log)
-    if space.batch_size is not None:
-        changes[schema.BATCH_SIZE] = int(trial.suggest_categorical(schema.BATCH_SIZE, space.batch_size.choices))
-    if space.optimizer is not None:
-        changes[schema.OPTIMIZER] = str(trial.suggest_categorical(schema.OPTIMIZER, space.optimizer.choices))
-    return dataclasses.replace(base, **changes)
+    """Sample the study's search space, in :data:`~bench.models.hparams.TUNABLE` order;
+    parameters the variant (or the optimizer sampled) cannot use are not sampled."""
+    hp = base
+    for name, entry in space.entries().items():
+        if _applies(name, hp, variant):
+            hp = dataclasses.replace(hp, **{name: _sample(trial, name, entry)})
+    return hp
+
+
+def _contains(entry: Any, value: object) -> bool:
+    if isinstance(entry, FloatRange | IntRange):
+        return entry.low <= float(value) <= entry.high  # type: ignore[arg-type]
+    return value in entry.choices
 
 
 def default_params(space: SearchSpace, base: HParams, variant: Variant) -> dict[str, object] | None:
     """The study's untuned setting (what ``bench compare`` trains) as a point of the search
     space, to be trial 0: the best trial is then never worse on validation than the
     default. None when the default lies outside the space (it cannot be a trial there)."""
-    from bench.models.build import learning_rate_of
+    from bench.models.build import default_value
 
-    params: dict[str, object] = {schema.LEARNING_RATE: learning_rate_of(base)}
-    if space.dropout is not None and variant.has_dropout:
-        dropout = base.dropout if base.dropout is not None else variant.dropout_rate
-        if dropout is None:
-            return None  # blocks with different rates: no single dropout value is the default
-        params[schema.DROPOUT] = dropout
-    if space.batch_size is not None:
-        params[schema.BATCH_SIZE] = base.batch_size
-    if space.optimizer is not None:
-        params[schema.OPTIMIZER] = base.optimizer
-    ranges = {schema.LEARNING_RATE: space.learning_rate, schema.DROPOUT: space.dropout}
-    for key, value in params.items():
-        r = ranges.get(key)
-        if r is not None and not r.low <= float(value) <= r.high:
-            return None
-    if space.batch_size is not None and base.batch_size not in space.batch_size.choices:
-        return None
-    if space.optimizer is not None and base.optimizer not in space.optimizer.choices:
-        return None
+    params: dict[str, object] = {}
+    for name, entry in space.entries().items():
+        if not _applies(name, base, variant):
+            continue
+        value = default_value(base, variant, name)
+        if value is None or not _contains(entry, value):
+            return None  # e.g. blocks with different dropout rates: no single value is the default
+        params[name] = value
     return params
 
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import random
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,13 @@ from pathlib import Path
 import optuna
 
 from bench.errors import NoStudyError, StorageError
-from bench.store.uri import redact, resolve_tracking_uri, sanitize_name
+from bench.store.uri import (
+    check_regular_file,
+    redact,
+    resolve_tracking_uri,
+    sanitize_name,
+    sqlite_path,
+)
 
 STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
 
@@ -34,8 +41,8 @@ def default_storage(tracking_uri: str | None) -> str:
         return os.environ[STORAGE_ENV]
     uri = resolve_tracking_uri(tracking_uri)
     folder = Path(".")
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///") :]).expanduser().parent
+    if uri.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite":
+        folder = sqlite_path(uri).parent  # as MLflow opens it (bench.store.uri.sqlite_file)
     return f"journal://{(folder / 'optuna.journal').resolve()}"
 
 
@@ -51,7 +58,7 @@ def storage_exists(url: str) -> bool:
     """Whether opening ``url`` would read an existing storage rather than create one (a
     database server always counts as existing)."""
     path = journal_path(url) or _sqlite_file(url)
-    return path is None or str(path) == ":memory:" or path.expanduser().exists()
+    return path is None or str(path) == ":memory:" or os.path.lexists(path.expanduser())
 
 
 def supports_concurrency(url: str) -> bool:
@@ -71,12 +78,19 @@ class FileLock:
     def held(self) -> Iterator[None]:
         import fcntl  # POSIX only; imported here so the package imports anywhere
 
-        with open(self.path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        # O_NONBLOCK: a FIFO put where the lock goes cannot block the open (nor the signals
+        # that would stop it); anything but a regular file is then refused.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StorageError(f"lock file {self.path} is not a regular file; remove it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
 class AdvisoryLock:
@@ -125,18 +139,33 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     return connect(url).storage
 
 
+def check_storage(url: str) -> None:
+    """What can be known about a file storage without creating or writing anything (run
+    before the data cache, the MLflow store or the storage is written): a journal or SQLite
+    file must be a regular file or none (a FIFO would block Optuna's open() and the signals
+    that would stop it, /dev/null would swallow the study) in a folder that exists; an
+    existing one must be whole and Optuna's. A database server is checked when connected."""
+    path = journal_path(url)
+    if path is not None:
+        check_regular_file(path.expanduser(), "Optuna journal", error=StorageError)
+        path = path.expanduser().resolve()
+        if not path.parent.is_dir():
+            raise StorageError(f"storage folder {path.parent} does not exist")
+        _check_journal(path)
+    elif _sqlite_file(url) is not None:
+        _check_database(url)
+
+
 def connect(url: str) -> OpenedStorage:
     """Journal files (``journal:///path`` or ``*.journal``), RDB URLs (sqlite, postgresql, mysql), Redis."""
     path = journal_path(url)
     try:
         if path is not None:
-            path = path.expanduser().resolve()
-            if not path.parent.is_dir():
-                raise StorageError(f"storage folder {path.parent} does not exist")
-            _check_journal(path)
+            check_storage(url)
             from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-            return OpenedStorage(url, JournalStorage(JournalFileBackend(str(path))))
+            backend = JournalFileBackend(str(path.expanduser().resolve()))
+            return OpenedStorage(url, JournalStorage(backend))
         scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
         if scheme in ("sqlite", "postgresql", "mysql"):
             _check_database(url)
@@ -186,7 +215,17 @@ def _check_journal(path: Path) -> None:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") and len(url) > len("sqlite:///") else None
+    """The file an SQLite storage URL opens, read as Optuna's SQLAlchemy reads it (a query
+    string is not part of the path); None for any other URL."""
+    from bench.errors import TrackingError
+
+    if url.split(":", 1)[0].split("+", 1)[0].lower() != "sqlite":
+        return None
+    try:
+        return sqlite_path(url)
+    except TrackingError as exc:
+        text = str(exc).replace("SQLite tracking URI", "Optuna storage URL", 1)
+        raise StorageError(text.replace("SQLite URI", "Optuna storage URL", 1)) from None
 
 
 def _check_database(url: str) -> None:
@@ -196,14 +235,19 @@ def _check_database(url: str) -> None:
     from bench.store.probe import database_contents, sqlite_contents
 
     path = _sqlite_file(url)
-    if url.startswith("sqlite") and (path is None or str(path) == ":memory:"):
-        raise StorageError(f"Optuna storage {url!r}: name a database file, sqlite:///path/optuna.db")
-    if path is not None and not path.expanduser().exists():
-        if not path.expanduser().parent.is_dir():
-            raise StorageError(f"storage folder {path.expanduser().parent} does not exist")
+    if path is not None and str(path) == ":memory:":
+        raise StorageError(
+            f"Optuna storage {redact(url)!r}: name a database file, sqlite:///path/optuna.db"
+        )
+    if path is not None and not os.path.lexists(path):
+        if not path.parent.is_dir():
+            raise StorageError(f"storage folder {path.parent} does not exist")
         return
     try:
-        contents = sqlite_contents(path.expanduser()) if path is not None else database_contents(url, "Optuna storage")
+        if path is not None:
+            contents = sqlite_contents(path)
+        else:
+            contents = database_contents(url, "Optuna storage")
     except TrackingError as exc:
         raise StorageError(str(exc)) from None
     if contents.kind not in ("empty", "optuna"):

@@ -38,6 +38,7 @@ from bench.store import schema
 from bench.store.environment import environment_tags
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
+from bench.tuning.identity import record as record_settings
 from bench.tuning.pool import make_worker, worker_main
 from bench.tuning.search import default_params
 from bench.tuning.storage import StudyStore, supports_concurrency
@@ -133,6 +134,7 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
     parent_id, fresh = _open_parent(s, store, tracker)
     study.set_user_attr(schema.STUDY_TASK, s.task)
     study.set_user_attr(schema.STUDY_VARIANT, s.variant)
+    record_settings(study, s)
     c = counts(study)
     progress.info(
         "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, pruner %s%s",

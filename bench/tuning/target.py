@@ -13,7 +13,8 @@ from bench.store import schema
 from bench.store.tracker import check_store
 from bench.store.uri import check_name, redact, resolve_tracking_uri
 from bench.studies import Study
-from bench.tuning.storage import default_storage, open_storage, storage_exists
+from bench.tuning.identity import check_resumable
+from bench.tuning.storage import check_storage, default_storage, open_storage, storage_exists
 
 HEARTBEAT_SECONDS = 20.0
 GRACE_SECONDS = 300.0  # a trial on another host is stale after this long without a heartbeat
@@ -199,8 +200,11 @@ def check(s: Target) -> None:
     check_store(
         s.tracking_uri, s.experiment
     )  # first: nothing (not even the data cache) is written for a bad store
+    check_storage(s.storage)  # likewise a storage file that cannot be (FIFO, /dev/null, no folder)
     if storage_exists(s.storage):  # read what is there before anything is written
-        check_identity(s, open_storage(s.storage))
+        storage = open_storage(s.storage)
+        check_identity(s, storage)
+        check_resumable(s, storage)  # the same study under other settings: refused
     load_splits(s)
     if not storage_exists(s.storage):
         open_storage(s.storage)
