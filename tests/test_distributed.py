@@ -171,7 +171,8 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
         states=(TrialState.RUNNING,)))
     assert len(in_flight) == 2 and doomed.number in in_flight  # the whole population was training
 
-    rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root)
+    # the same settings: a study resumes only under the ones it was tuned with (issue 27, M)
+    rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400", "--population", "2")
     out = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, out[-3000:]
     assert PG_PASSWORD not in out
