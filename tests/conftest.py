@@ -229,3 +229,17 @@ def real_data() -> Path:
     if _real_data is None:  # pragma: no cover - collection already skips these tests
         pytest.skip(f"{REAL_DATA_ENV} does not point at the real datasets")
     return _real_data
+
+
+@pytest.fixture
+def fresh_registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Variants and tasks a test declares (in a study file, a plug-in) stay in that test."""
+    from bench.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
+    monkeypatch.setattr(data.tasks, "TASKS", dict(data.TASKS))
+    monkeypatch.setattr(data, "TASKS", data.tasks.TASKS)
+    data._load_raw.cache_clear()
+    yield
+    data._load_raw.cache_clear()

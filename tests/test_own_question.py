@@ -16,9 +16,7 @@ from mlflow.tracking import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from bench import data
 from bench.cli import cli
-from bench.models import registry
 from bench.store import schema
 
 STUDY = """\
@@ -61,15 +59,8 @@ def write_npz(folder: Path, name: str = "blobs.npz", split: int = 600, **arrays:
 
 
 @pytest.fixture(autouse=True)
-def fresh_registries(monkeypatch):
+def _fresh(fresh_registries):
     """Variants and tasks a study declares stay in this test."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
-    monkeypatch.setattr(data.tasks, "TASKS", dict(data.TASKS))
-    monkeypatch.setattr(data, "TASKS", data.tasks.TASKS)
-    data._load_raw.cache_clear()
-    yield
-    data._load_raw.cache_clear()
 
 
 def bench(*args: str) -> str:

@@ -14,9 +14,8 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from bench import data, plugins
+from bench import plugins
 from bench.cli import cli
-from bench.models import registry
 from bench.store import schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,12 +28,8 @@ variants = [{"name": "plug-narrow", "base": "vanilla-shallow", "units": 8}]
 
 
 @pytest.fixture(autouse=True)
-def fresh(monkeypatch):
+def fresh(monkeypatch, fresh_registries):
     """What a plug-in registers stays in this test; nothing counts as loaded yet."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
-    monkeypatch.setattr(data.tasks, "TASKS", dict(data.TASKS))
-    monkeypatch.setattr(data, "TASKS", data.tasks.TASKS)
     monkeypatch.setattr(plugins, "_loaded", set())
     monkeypatch.delenv(plugins.ENV, raising=False)
 

@@ -23,15 +23,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
-class FloatRange(_Strict):
-    """A float hyperparameter's range; ``log`` samples it log-uniformly."""
+class _Range(_Strict):
+    """A range of values; ``log`` samples it log-uniformly. Subclasses type ``low``/``high``."""
 
-    low: float
-    high: float
     log: bool = False
 
     @model_validator(mode="after")
-    def _ordered(self) -> FloatRange:
+    def _ordered(self) -> _Range:
         if not self.low < self.high:
             raise ValueError(f"empty or inverted range: low {self.low} must be < high {self.high}")
         if self.log and self.low <= 0:
@@ -42,23 +40,18 @@ class FloatRange(_Strict):
         return {"low": self.low, "high": self.high, "log": self.log}
 
 
-class IntRange(_Strict):
+class FloatRange(_Range):
+    """A float hyperparameter's range."""
+
+    low: float
+    high: float
+
+
+class IntRange(_Range):
     """An integer hyperparameter's range, both ends included."""
 
     low: int
     high: int
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        if not self.low < self.high:
-            raise ValueError(f"empty or inverted range: low {self.low} must be < high {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got {self.low}")
-        return self
-
-    def distribution(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "log": self.log}
 
 
 Range = FloatRange | IntRange

@@ -294,18 +294,15 @@ OPTIONS: dict[str, Option] = {
     )
 }
 
+#: Data and store values every run command takes last, in this order.
+_DATA_AND_STORE = ("validation_size", "limit", "data_dir", "tracking_uri", "experiment", "no_model")
 _COMMON = (
     "study",
     "task",
     "epochs",
     "batch_size",
     "learning_rate",
-    "validation_size",
-    "limit",
-    "data_dir",
-    "tracking_uri",
-    "experiment",
-    "no_model",
+    *_DATA_AND_STORE,
 )
 #: Each run command's values, in the order its --help lists them.
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -337,12 +334,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "select_seeds",
         "pruner",
         "timeout",
-        "validation_size",
-        "limit",
-        "data_dir",
-        "tracking_uri",
-        "experiment",
-        "no_model",
+        *_DATA_AND_STORE,
     ),
 }
 #: Values a command fixes instead of taking them: `train` runs one seed.
