@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import data
+from bench import data, xla
 from bench.data import FILES
 from tests.support import (
     REAL_DATA_ENV,
@@ -31,6 +31,12 @@ from tests.support import (
     study_yaml,
     write_task,
 )
+
+# No XLA in tests unless a test asks for it (tests/test_xla.py, the Keras-twin checks):
+# TensorFlow never frees a compiled XLA executable, so a worker process training hundreds
+# of different tiny networks grew past 10 GB and two of them exhausted a 24 GB machine.
+# Set before any test starts, so the `bench` processes tests start inherit it too.
+os.environ.setdefault(xla.ENV, "off")
 
 _LOGGERS = ("bench", "mlflow", "alembic", "absl", "tensorflow", "h5py", "matplotlib")
 

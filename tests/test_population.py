@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench import xla
 from bench.models import Dense, HParams, Variant, get_variant, list_variants
 from bench.models.build import build_model, make_optimizer
 from bench.population import Population, supports, train_population
@@ -61,23 +62,27 @@ RULES = [("adam", 1e-3), ("rmsprop", None), ("sgd", 0.05)]
 #: Four steps of every stackable variant: one pass of the compiled loop's unrolled body.
 #: Whole epochs of small networks: the unrolled body, the steps after it and the last,
 #: partial batch (the tiny data's 2,400 images are 37 batches of 64 and one of 32).
-CASES = [(variant, RULES[i % len(RULES)], 4 * 64) for i, variant in enumerate(STACKED)] + [
-    (get_variant("vanilla-shallow"), ("rmsprop", None), None),
-    (get_variant("batchnorm-shallow"), ("sgd", 0.05), None),
+#: The last three compile with XLA, as training does by default (the others without: the
+#: test suite keeps XLA off, tests/conftest.py, since XLA executables are never freed).
+CASES = [(variant, RULES[i % len(RULES)], 4 * 64, False) for i, variant in enumerate(STACKED)] + [
+    (get_variant("batchnorm-residual-deep"), ("adam", 1e-3), 4 * 64, True),
+    (get_variant("vanilla-shallow"), ("rmsprop", None), None, True),
+    (get_variant("batchnorm-shallow"), ("sgd", 0.05), None, True),
 ]
 
 
 @pytest.mark.parametrize(
-    ("variant", "rule", "images"),
+    ("variant", "rule", "images", "use_xla"),
     CASES,
-    ids=[f"{v.name}-{rule[0]}-{images or 'epoch'}" for v, rule, images in CASES],
+    ids=[f"{v.name}-{rule[0]}-{images or 'epoch'}{'-xla' * x}" for v, rule, images, x in CASES],
 )
-def test_a_member_ends_its_steps_with_the_weights_keras_gives(tiny_splits, variant, rule, images):
+def test_a_member_ends_its_steps_with_the_weights_keras_gives(tiny_splits, monkeypatch, variant, rule, images, use_xla):
     """A member against its Keras twin, on the same batches. Dropout is off (``dropout=0``):
     Keras draws its masks from its own generator (the hashed masks are checked below, by
     their statistics and by the accuracy they train to). The deep variants train four steps,
     not an epoch: over more steps their round-off grows past round-off (the module
     docstring; ten steps of mlp5-plain with RMSprop end 1% apart, four 1e-7 apart)."""
+    monkeypatch.setenv(xla.ENV, "on" if use_xla else "off")
     optimizer, learning_rate = rule
     n = images or len(tiny_splits.x_train)
     splits = dataclasses.replace(tiny_splits, x_train=tiny_splits.x_train[:n], y_train=tiny_splits.y_train[:n])

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from bench import stopping
+from bench import stopping, xla
 from bench.errors import BenchError
 
 EXIT_ERROR = 1
@@ -93,7 +93,9 @@ def setup_logging(verbose: int) -> None:
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow (seconds; nothing is open yet, so a signal meanwhile stops at once)."""
+    """Import TensorFlow (seconds; nothing is open yet, so a signal meanwhile stops at once).
+    A bad ``$BENCH_XLA`` stops the command here, before anything is trained or recorded."""
+    xla.setting()
     verbose = (click.get_current_context().obj or {}).get("verbose", 0)
     with stopping.at_once():
         _load_tensorflow(verbose)

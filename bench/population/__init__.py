@@ -36,11 +36,12 @@ def train_population(
     splits: Splits,
     *,
     on_epoch: Sequence[Sequence[EpochHook]] | None = None,
-    jit_compile: bool = True,
+    jit_compile: bool | None = None,
     device: str = "",
 ) -> list[TrainResult]:
     """Train every member for its epochs (or until it dies or diverges); one result each.
-    An error raised by a member's hook stops the population and is raised here."""
+    An error raised by a member's hook stops the population and is raised here.
+    ``jit_compile`` None: XLA unless ``$BENCH_XLA`` says off (:mod:`bench.xla`)."""
     _check(members)
     hooks = list(on_epoch) if on_epoch is not None else [()] * len(members)
     population = Population(variant, len(members), splits, batch_size=members[0].batch_size,

@@ -96,7 +96,11 @@ class Population:
     """K slots of ``variant`` sharing batch size and optimizer kind, trained one epoch at a time."""
 
     def __init__(self, variant: Variant, k: int, splits: Splits, *, batch_size: int, optimizer: str,
-                 jit_compile: bool = True, device: str = "") -> None:
+                 jit_compile: bool | None = None, device: str = "") -> None:
+        from bench import xla
+
+        if jit_compile is None:
+            jit_compile = xla.wanted(True)
         self.variant, self.splits, self.device = variant, splits, device
         self.batch_size, self.optimizer_kind = batch_size, optimizer
         self._c = _compiled(variant, k, splits, batch_size, optimizer, jit_compile)

@@ -47,6 +47,7 @@ class CompiledLoop:
     def __init__(self, net: StackedNet, optimizer: StackedOptimizer, splits: Splits, batch_size: int,
                  *, jit_compile: bool = True) -> None:
         self.net, self.optimizer, self.batch_size = net, optimizer, batch_size
+        self.jit_compile = jit_compile
         flat = int(np.prod(splits.input_shape))
         # Variables, not constants: XLA would fold a constant's bytes into every compilation.
         self.x = tf.Variable(splits.x_train.reshape(len(splits.x_train), flat), trainable=False)

@@ -43,15 +43,18 @@ def use_xla(variant: Variant, hparams: HParams) -> bool:
     dense and batch-norm variants 1.5-2.5x faster per epoch here (benchmarks/train_speed.py).
     The exception is dropout: XLA's CPU random-number generator made dropout variants about
     4x *slower*, so on CPU those keep TensorFlow's graph mode. On a GPU, XLA is used always.
+    ``$BENCH_XLA`` (on, off) overrides the choice (:mod:`bench.xla`).
     """
     import tensorflow as tf
 
+    from bench import xla
+
     if tf.config.list_physical_devices("GPU"):
-        return True
+        return xla.wanted(True)
     dropout = variant.input_dropout > 0 or variant.has_dropout
     if hparams.dropout is not None and hparams.dropout == 0:
         dropout = variant.input_dropout > 0
-    return not dropout
+    return xla.wanted(not dropout)
 
 
 def seed_everything(seed: int) -> None:
