@@ -17,7 +17,7 @@ from bench.result import TrainResult
 from bench.results import artifacts
 from bench.results import table as tables
 from bench.results.report import log_report
-from bench.store import resume, schema
+from bench.store import resume, schema, views
 from bench.store.environment import environment_tags
 from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
@@ -127,9 +127,7 @@ def run_comparison(
         )
     key = fingerprint(plan, splits, models=log_models, register=register)
     resumed = None if plan.value("fresh") else _resumable(tracker, key)
-    description = study.description + (
-        "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
-    )
+    description = _description(study)
     stopping.check()  # opening the store takes seconds the first time
     with tracker.run(
         f"compare-{study.name}",
@@ -140,18 +138,40 @@ def run_comparison(
         description=description,
         resume_run_id=resumed.parent_run_id if resumed else None,
     ) as parent_id:
+        _save_view(tracker, plan, parent_id)
         kept = resumed.kept if resumed else {}
         results, outcome = _train_all(tracker, plan, splits, parent_id, log_models, register, kept)
         stopping.check()
         table = tables.run_table(outcome.rows)
         seed_stats = artifacts.SeedStatistics(table, plan.analysis())
         side_by_side = _log_outcome(tracker, parent_id, plan, splits, table, seed_stats, outcome)
+        tracker.set_tags(parent_id, {schema.MLFLOW_NOTE: _description(study, artifacts.results_markdown(table, seed_stats))})
         stopping.check()
     return ComparisonResult(
         table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
         experiment_name=tracker.experiment_name, tracking_uri=tracker.uri, results=results,
         notes=tuple(study.notes), summary=seed_stats.summary, rankings=seed_stats.rankings, resumed=len(kept),
     )
+
+
+def _description(study, results: str = "") -> str:
+    """The parent run's description: the study's, its results once known (the run page shows
+    it first), and the notes on the protocol last (reports read them back from there)."""
+    notes = "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
+    text = study.description + (f"\n\n{results}" if results else "") + notes
+    if len(text) > schema.MAX_TAG_VALUE:  # the notes stay whole: the table gives way
+        text = study.description + "\n\nResults: summary.csv, comparison.csv and report/report.html." + notes
+    return text
+
+
+def _save_view(tracker: Tracker, plan: Plan, parent_id: str) -> None:
+    """The saved view the printed link opens: the comparison's runs grouped by variant (and
+    setting, with tuned runs), their validation accuracy and loss curves side by side."""
+    group_by = [(views.BY_TAG, schema.VARIANT_TAG)] + ([(views.BY_PARAM, schema.SETTING)] if plan.tuned else [])
+    tracker.save_view(parent_id, views.runs_view(
+        f"compare-{plan.study.name} ({parent_id[:8]})", views.children_filter(parent_id), group_by,
+        best_first=schema.TEST_ACCURACY, columns=(schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY),
+    ))
 
 
 def _resumable(tracker: Tracker, key: str) -> resume.Resumable | None:

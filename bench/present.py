@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench import stats
 from bench.results.table import ranking_sentence, summary_frame
-from bench.store.uri import browse_hint, redact
+from bench.store.uri import browse_hint, is_server, redact, ui_base, ui_command, ui_url
 
 WIDTH = 100
 
@@ -88,7 +88,7 @@ def comparison(outcome) -> str:
         f"parent run: {outcome.parent_run_id}"
         + (f" (resumed: {outcome.resumed} finished run(s) kept, not retrained)" if outcome.resumed else ""),
         f"store:      {redact(outcome.tracking_uri)}",
-        f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}",
+        f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id, view=outcome.parent_run_id)}",
     ]
     return "\n".join(out)
 
@@ -121,9 +121,22 @@ def tuning(results: Sequence) -> str:
         "",
         f"optuna storage: {redact(first.storage)}",
         f"browse trials:  optuna-dashboard '{dash}'{masked}",
-        f"browse runs:    {browse_hint(first.tracking_uri, results[0].experiment_id)}",
+        *_study_links(results),
     ]
     return "\n".join(out)
+
+
+def _study_links(results: Sequence) -> list[str]:
+    """Where to see each study's trials side by side: its saved view (one line for one
+    study; for several, the ``mlflow ui`` command, then one page per study)."""
+    uri = results[0].target.tracking_uri
+    studies = list({r.parent_run_id: r for r in results}.values())
+    if len(studies) == 1:
+        return [f"browse runs:    {browse_hint(uri, studies[0].experiment_id, view=studies[0].parent_run_id)}"]
+    head = "one page per study:" if is_server(uri) else f"{ui_command(uri)}   then open, per study:"
+    return [f"browse runs:    {head}"] + [
+        f"  {r.target.study_name}: {ui_url(ui_base(uri), r.experiment_id, view=r.parent_run_id)}" for r in studies
+    ]
 
 
 def variant_list(names: Sequence[str]) -> str:

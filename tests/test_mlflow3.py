@@ -27,6 +27,7 @@ from tests.services import chromium, free_port
 from tests.support import Store, study_yaml
 
 STUDY = "toy-mlflow3"
+VARIANTS = ("vanilla-shallow", "dropout-shallow")
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,11 @@ class Written(Store):
 def written(module_store) -> Written:
     folder = module_store.workdir
     study = folder / f"{STUDY}.yaml"
-    study.write_text(study_yaml(STUDY, variants=["vanilla-shallow", "dropout-shallow"]))
+    study.write_text(study_yaml(STUDY, variants=list(VARIANTS)))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
         compared = CliRunner().invoke(cli, ["compare", "--study", str(study), "--register", "--seeds", "2",
-                                            "--tracking-uri", module_store.uri])
+                                            "--epochs", "2", "--tracking-uri", module_store.uri])
         assert compared.exit_code == 0, compared.output
         tuned = CliRunner().invoke(cli, ["tune", "--study", str(study), "--variants", "dropout-shallow", "--trials", "4",
                                          "--epochs", "2", "--tracking-uri", module_store.uri])
@@ -155,21 +156,98 @@ def test_trial_0_is_the_default_and_the_best_is_never_worse_on_validation(writte
     assert study.best_value >= first.value
 
 
-def test_links_open_the_model_training_view(written):
-    for output in (written.compare_output, written.tune_output):
-        [line] = [line for line in output.splitlines() if line.startswith(("browse:", "browse runs:"))]
-        assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+\?workflowType=machine_learning$", line), line
+def _link(output: str, label: str) -> str:
+    """The page a command printed on its ``label`` line (after ``then open``)."""
+    [line] = [line for line in output.splitlines() if line.startswith(label)]
+    return line.split("then open ", 1)[1]
+
+
+def test_links_open_a_saved_view_of_the_runs_in_the_chart_view(written):
+    c = written.client()
+    [parent] = written.runs("comparison")
+    [study] = written.runs("study")
+    for output, label, run in ((written.compare_output, "browse:", parent), (written.tune_output, "browse runs:", study)):
+        link = _link(output, label)
+        expected = (rf"http://127\.0\.0\.1:5000/#/experiments/{run.info.experiment_id}/runs\?workflowType=machine_learning"
+                    rf"&compareRunsMode=CHART&viewStateShareKey={run.info.run_id}")
+        assert re.fullmatch(expected, link), link
+        # The view is the experiment's tag, MLflow's saved-view envelope around the page's state.
+        tags = c.get_experiment(run.info.experiment_id).tags
+        envelope = json.loads(tags[f"mlflow.sharedViewState.{run.info.run_id}"])
+        assert envelope["name"].startswith(run.info.run_name) and isinstance(envelope["createdAt"], int)
+        state = json.loads(envelope["state"])
+        found = c.search_runs([run.info.experiment_id], state["searchFilter"], max_results=100)
+        kind = "trial" if run is study else "train"
+        assert found and {r.data.tags["bench.kind"] for r in found} == {kind}  # the children, not the parent
+        assert {r.data.tags["mlflow.parentRunId"] for r in found} == {run.info.run_id}
+        assert [chart["metricKey"] for chart in state["compareRunCharts"]] == ["val_accuracy", "loss"]
+    compare_state = json.loads(json.loads(c.get_experiment(parent.info.experiment_id).tags[
+        f"mlflow.sharedViewState.{parent.info.run_id}"])["state"])
+    assert compare_state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "bench.variant"}]
+    tune_state = json.loads(json.loads(c.get_experiment(study.info.experiment_id).tags[
+        f"mlflow.sharedViewState.{study.info.run_id}"])["state"])
+    assert tune_state["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "learning_rate"}]
+
+
+def test_a_tune_of_several_studies_prints_one_page_per_study():
+    from types import SimpleNamespace
+
+    from bench import present
+
+    target = {"tracking_uri": "sqlite:////data/mlflow.db", "storage": "journal:///data/optuna.journal"}
+    results = [SimpleNamespace(target=SimpleNamespace(study_name=f"toy-{v}", **target), parent_run_id=v * 32,
+                               experiment_id="3") for v in "ab"]
+    lines = present._study_links(results)
+    assert lines[0] == ("browse runs:    mlflow ui --backend-store-uri sqlite:////data/mlflow.db --host 127.0.0.1 "
+                        "--port 5000   then open, per study:")
+    for line, v in zip(lines[1:], "ab", strict=True):
+        assert line == (f"  toy-{v}: http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+                        f"&compareRunsMode=CHART&viewStateShareKey={v * 32}")
+
+
+def test_parent_runs_log_no_metric_named_for_a_run_or_a_variant(written):
+    """MLflow reads "/" in a metric key as a chart section: a parent's per-run metrics took
+    over the chart view. The per-variant numbers are tables and the description now."""
+    c = written.client()
+    for run in written.runs("comparison") + written.runs("study"):
+        keys = set(c.get_run(run.info.run_id).data.metrics)
+        assert keys and not any("/" in key for key in keys), keys
+        assert not any(variant in key for key in keys for variant in VARIANTS), keys
+    [parent] = written.runs("comparison")
+    assert set(parent.data.metrics) == {"best_test_accuracy"}  # two variants: no omnibus test
+    tables = json.loads(parent.data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "summary.json", "type": "table"} in tables and {"path": "ranking.json", "type": "table"} in tables
+    note = parent.data.tags["mlflow.note.content"]
+    assert all(f"| {variant}" in note for variant in VARIANTS), note
 
 
 # --------------------------------------------------------------------------- the UI in a browser
 
 
-def _dom(url: str, profile: Path) -> str:
+def _dom(url: str, profile: Path, *window: str) -> str:
     return subprocess.run(
         [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
+         f"--user-data-dir={profile}", "--virtual-time-budget=30000", *window, "--dump-dom", url],
         capture_output=True, text=True, timeout=180, check=True,
     ).stdout
+
+
+def _charts_page(url: str, profile: Path) -> str:
+    """The text of ``url`` in the chart view, its chart cards drawn. Cards are drawn once in
+    the viewport (so a desktop window) and once their chunk and data have loaded, which
+    headless Chromium's virtual time does not always wait for: a fresh browser, up to three
+    times, until the first card is drawn (its axis label "Step")."""
+    for attempt in range(3):
+        window = ("--window-size=1400,900", "--virtual-time-budget=90000")
+        page = _text(_dom(url, profile / f"try{attempt}", *window))
+        if " Step " in page:
+            break
+    return page
+
+
+def _legend(page: str, metric: str) -> set[str]:
+    """The labels of ``metric``'s chart legend: MLflow names each curve "<run or group> (<metric>)"."""
+    return set(re.findall(rf"(\S+) \({re.escape(metric)}\)", page))
 
 
 @pytest.fixture(scope="module")
@@ -199,16 +277,40 @@ def _text(dom: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", " ", dom, flags=re.S)))
 
 
-def test_the_printed_link_opens_the_runs_in_the_training_view(written, ui):
+def test_the_printed_compare_link_shows_every_variants_curves_side_by_side(written, ui):
+    """Exactly the link ``bench compare --seeds 2`` printed, no click: the comparison's runs
+    grouped by variant, and the validation accuracy and loss curves, one per variant."""
     base, profile = ui
-    [line] = [line for line in written.compare_output.splitlines() if line.startswith("browse:")]
-    url = line.split("then open ", 1)[1].replace("http://127.0.0.1:5000", base)
-    page = _text(_dom(url, profile / "runs"))
-    assert "Run Name" in page and "Dataset" in page  # the runs table, with its Dataset column
-    assert f"compare-{STUDY}" in page  # the comparison's parent run (its children nest under it)
-    # The control: the same page without the parameter opens the GenAI overview, no runs table.
-    plain = _text(_dom(url.split("?")[0], profile / "plain"))
-    assert "Overview" in plain and "Run Name" not in plain
+    url = _link(written.compare_output, "browse:").replace("http://127.0.0.1:5000", base)
+    page = _charts_page(url, profile / "compare")
+    assert "Group by: bench.variant" in page and "Sort: test_accuracy" in page
+    assert "4 matching runs" in page  # 2 variants x 2 seeds, the parent run not among them
+    for variant in VARIANTS:
+        assert f"Group: {variant} 2" in page, page[:3000]  # the variant's row, its two seeds
+        assert f"{variant}/s0" in page and f"{variant}/s1" in page  # and their rows, expanded
+    assert "Learning curves (2)" in page
+    assert _legend(page, "val_accuracy") == set(VARIANTS), page[:3000]  # one curve per variant
+    assert _legend(page, "loss") == set(VARIANTS)
+    # The control: the experiment's own page (the link before this one) lists the parent run
+    # alone, its variants nested under it, collapsed.
+    experiment = written.runs("comparison")[0].info.experiment_id
+    plain = _text(_dom(f"{base}/#/experiments/{experiment}?workflowType=machine_learning", profile / "plain"))
+    assert f"compare-{STUDY}" in plain and "vanilla-shallow/s0" not in plain
+
+
+def test_the_printed_tune_link_shows_the_trials_curves_by_learning_rate(written, ui):
+    """Exactly the link ``bench tune`` printed, no click: the study's trials, one group (one
+    color, its value as the label) per learning rate, their curves side by side."""
+    base, profile = ui
+    url = _link(written.tune_output, "browse runs:").replace("http://127.0.0.1:5000", base)
+    page = _charts_page(url, profile / "tune")
+    trials = written.runs("trial")
+    rates = {t.data.params["learning_rate"] for t in trials}
+    assert len(rates) > 1 and "Group by: learning_rate" in page and f"{len(trials)} matching runs" in page
+    for trial in trials:
+        assert trial.info.run_name in page
+    assert _legend(page, "val_accuracy") == rates, page[:3000]
+    assert _legend(page, "loss") == rates
 
 
 def test_a_training_runs_page_shows_its_datasets(written, ui):

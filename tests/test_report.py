@@ -3,6 +3,7 @@ rebuilt, and rendered by a real browser (Debian's headless Chromium)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -62,20 +63,39 @@ def test_terminal_shows_means_intervals_and_the_ranking(compared):
         assert re.search(rf"^\| {re.escape(v)} +\| 2 ", out, re.MULTILINE), v
 
 
-def test_parent_logs_aggregates_that_match_the_children(compared):
+def _table(compared: Compared, path: str, dst: Path) -> pd.DataFrame:
+    """An MLflow table artifact (``log_table``'s JSON, which the UI parses: no NaN in it)."""
+    text = Path(download(compared.client, compared.parent_id, path, dst)).read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{path} holds {c}: not JSON"))
+    return pd.DataFrame(data["data"], columns=data["columns"])
+
+
+def test_parent_logs_aggregates_that_match_the_children(compared, tmp_path):
     parent = compared.client.get_run(compared.parent_id)
     by_variant: dict[str, list[float]] = {}
     for child in compared.children():
         by_variant.setdefault(child.data.params["variant"], []).append(child.data.metrics["test_accuracy"])
     assert sorted(by_variant) == sorted(VARIANTS)
+    # The aggregates are MLflow tables (and CSVs), not one metric per variant and statistic.
+    summary = _table(compared, "summary.json", tmp_path / "s")
+    assert len(summary) == len(VARIANTS)  # logged once, never appended to
+    rows = summary.set_index("variant")
     for variant, values in by_variant.items():
         assert len(values) == SEEDS
-        m = parent.data.metrics
-        assert m[f"{variant}.test_accuracy.mean"] == pytest.approx(np.mean(values))
+        r = rows.loc[variant]
+        assert r["test_accuracy_mean"] == pytest.approx(np.mean(values))
         if np.std(values) > 0:
-            assert m[f"{variant}.test_accuracy.std"] == pytest.approx(np.std(values, ddof=1))
-            assert m[f"{variant}.test_accuracy.ci95_low"] < np.mean(values) < m[f"{variant}.test_accuracy.ci95_high"]
-    assert "friedman_p" in parent.data.metrics
+            assert r["test_accuracy_std"] == pytest.approx(np.std(values, ddof=1))
+            assert r["test_accuracy_ci95_low"] < np.mean(values) < r["test_accuracy_ci95_high"]
+    assert {"path": "summary.json", "type": "table"} in json.loads(parent.data.tags["mlflow.loggedArtifacts"])
+    ranking = _table(compared, "ranking.json", tmp_path / "r")
+    assert sorted(ranking["variant"]) == sorted(VARIANTS)
+    assert set(parent.data.metrics) == {"best_test_accuracy", "friedman_p", "iman_davenport_p"}
+    # The run page's description leads with the results: every variant, its mean and interval.
+    note = parent.data.tags["mlflow.note.content"]
+    assert "Results:" in note and "Friedman test over 2 seeds" in note
+    for variant, values in by_variant.items():
+        assert re.search(rf"^\| {re.escape(variant)} +\| +2 +\| +{np.mean(values):.4f}", note, re.MULTILINE), note
 
 
 def test_parent_artifacts_for_seeds(compared, tmp_path):

@@ -233,11 +233,6 @@ def log_comparison(
         log_dataset(tracker, run_id, splits, title)
     if seed_statistics is not None:
         log_seed_statistics(tracker, run_id, table, seed_statistics, histories, groups, title=title)
-    for row in table.itertuples():
-        tracker.log_metrics(
-            run_id,
-            {f"{row.run}.{schema.TEST_ACCURACY}": row.test_accuracy, f"{row.run}.{schema.TEST_LOSS}": row.test_loss},
-        )
 
 
 class SeedStatistics:
@@ -264,18 +259,12 @@ def log_seed_statistics(
     *,
     title: str,
 ) -> None:
-    """Over-seeds statistics: the summary table, aggregate metrics, rankings with every
+    """Over-seeds statistics: the summary table (also as MLflow's table), rankings with every
     pair's verdict, factor contrasts, the tuning effect, bands."""
     summary_table = seed_stats.summary
     tracker.log_text(run_id, summary_table.to_csv(index=False), "summary.csv")
     tracker.log_text(run_id, tables.to_markdown(summary_table), "summary.md")
-    metrics: dict[str, float] = {}
-    for r in summary_table.itertuples():
-        key = schema.display_key(r.variant, r.setting)
-        for stat in schema.STATS:
-            for what in (schema.TEST_ACCURACY, schema.TEST_LOSS):
-                metrics[f"{key}.{what}.{stat}"] = getattr(r, f"{what}_{stat}")
-    tracker.log_metrics(run_id, metrics)
+    tracker.log_table(run_id, summary_table, schema.SUMMARY_TABLE)
     for setting, ranking in seed_stats.rankings.items():
         _log_ranking(tracker, run_id, setting, ranking, seed_stats.factorials.get(setting), title)
     if seed_stats.tuning_effect is not None:
@@ -292,6 +281,7 @@ def _log_ranking(tracker: Tracker, run_id: str, setting: str, ranking: stats.Ran
     """One setting's ranking, p-values, verdicts (``pairs.csv``), contrasts and figure."""
     suffix = "" if setting == schema.SETTING_DEFAULT else f"_{sanitize_name(setting)}"
     tracker.log_text(run_id, ranking.table().to_csv(index=False), f"ranking{suffix}.csv")
+    tracker.log_table(run_id, ranking.table(), schema.RANKING_TABLE.replace(".json", f"{suffix}.json"))
     tracker.log_text(run_id, ranking.pvalues.to_csv(), f"ranking{suffix}_pvalues.csv")
     tracker.log_text(run_id, ranking.pairs.to_csv(index=False), f"pairs{suffix}.csv")
     if ranking.omnibus is not None:
@@ -303,6 +293,23 @@ def _log_ranking(tracker: Tracker, run_id: str, setting: str, ranking: stats.Ran
             tracker.log_text(run_id, factorial.anova.to_csv(index=False), f"anova{suffix}.csv")
     title_r = f"{title}: mean rank on test accuracy over {len(ranking.scores)} seeds ({setting})"
     tracker.log_figure(run_id, ranking_figure(ranking, title_r), f"figures/ranking{suffix}.png")
+
+
+def results_markdown(table: pd.DataFrame, seed_stats: SeedStatistics) -> str:
+    """A comparison's results for its run's description: per variant over seeds (mean ± std,
+    95% CI, mean rank, verdict against the best) and each ranking's sentence; with one seed,
+    every run's scores."""
+    if int(seed_stats.summary["seeds"].max()) > 1:
+        frame = tables.summary_frame(seed_stats.summary, seed_stats.rankings)
+        shown = [c for c in ("variant", "seeds", "test acc mean ± std", "95% CI", "mean rank",
+                             "vs best (paired t, Bonferroni, 5%)") if c in frame.columns]
+        sentences = [tables.md_paragraph(tables.ranking_sentence(r)) for r in seed_stats.rankings.values()]
+        parts = [tables.to_markdown(frame[shown]).strip(), *sentences]
+    else:
+        rows = table[["run", schema.TEST_ACCURACY, schema.TEST_LOSS, schema.BEST_VAL_ACCURACY]]
+        parts = [tables.to_markdown(rows).strip()]
+    pointer = "Every run: comparison.csv; per variant: summary.csv; every pair's verdict: pairs.csv; all of it: report/."
+    return "\n\n".join(["Results:", *parts, pointer])
 
 
 def ranking_figure(ranking: stats.Ranking, title: str):

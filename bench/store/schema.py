@@ -32,6 +32,8 @@ SETTING_TUNED = "tuned"
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
 MLFLOW_NOTE = "mlflow.note.content"  # a run's or experiment's description
 MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
+MAX_TAG_VALUE = 5000  # bench cuts a tag's value to this many characters (MLflow keeps 8000)
+MLFLOW_SAVED_VIEW = "mlflow.sharedViewState."  # experiment tag: + id, a saved view of the Runs page
 EXPERIMENT_KIND_VALUE = "custom_model_development"
 
 # --------------------------------------------------------------------------- bench's tags
@@ -177,7 +179,11 @@ BEST_TRIAL_METRIC = "best_trial"
 TUNED_TEST_ACCURACY = "tuned_test_accuracy"
 FRIEDMAN_P = "friedman_p"  # + _<setting> for settings other than default
 IMAN_DAVENPORT_P = "iman_davenport_p"  # likewise: the omnibus test's F-corrected p-value
-STATS = ("mean", "std", "ci95_low", "ci95_high")  # <key>.<test metric>.<stat> over seeds
+# A comparison's per-variant aggregates and rankings are tables (summary.csv, ranking.csv and
+# their MLflow tables below, the run's description), not metrics: the parent's metrics are a
+# few scalars, none of them named after a run or variant (MLflow reads "/" as a chart section).
+SUMMARY_TABLE = "summary.json"  # per variant and setting, over seeds (MLflow's log_table)
+RANKING_TABLE = "ranking.json"  # + _<setting> before .json for settings other than default
 
 
 # --------------------------------------------------------------------------- artifacts read back

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.errors import TrackingError
-from bench.store import _experiments, _registry, _stale, owner, schema
+from bench.store import _experiments, _registry, _stale, owner, schema, views
 from bench.store._first_use import first_use
 from bench.store._system import SystemMetrics
 from bench.store.datasets import SplitData
@@ -204,7 +204,7 @@ class Tracker:
         self._system.stop(run_id)
         with contextlib.suppress(Exception):
             if reason:
-                self.client.set_tag(run_id, schema.ERROR, redact(reason)[:5000])
+                self.client.set_tag(run_id, schema.ERROR, redact(reason)[:schema.MAX_TAG_VALUE])
         if status != "FINISHED":
             with contextlib.suppress(Exception):
                 _registry.drop_versions(self.client, run_id)
@@ -247,7 +247,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + _BATCH])
 
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:5000]) for k, v in tags.items()])
+        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:schema.MAX_TAG_VALUE]) for k, v in tags.items()])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0, *,
                     dataset: SplitData | None = None, model_id: str | None = None) -> None:
@@ -288,6 +288,17 @@ class Tracker:
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
+
+    def log_table(self, run_id: str, frame, path: str) -> None:
+        """A DataFrame as MLflow's table artifact ``path`` (``mlflow.log_table``, ``.json``);
+        MLflow appends to one the run has: a resumed run's is written whole again instead."""
+        if any(f.path == path for f in self.client.list_artifacts(run_id, path.rpartition("/")[0] or None)):
+            return self.client.log_text(run_id, frame.to_json(orient="split", index=False, date_format="iso"), path)
+        self.client.log_table(run_id, frame, path)
+
+    def save_view(self, view_id: str, value: str) -> None:
+        """A saved view of the Runs page (:mod:`bench.store.views`; :func:`bench.store.uri.ui_url` opens it)."""
+        self.client.set_experiment_tag(self.experiment_id, views.tag_key(view_id), value)
 
     def log_artifacts(self, run_id: str, folder: str, path: str) -> None:
         self.client.log_artifacts(run_id, folder, path)

@@ -184,20 +184,46 @@ LOCAL_UI = "http://127.0.0.1:5000"
 #: The MLflow 3 UI opens in its GenAI mode unless told otherwise; this URL parameter opens
 #: the model-training view (Runs, Models, Model registry) and is remembered by the browser.
 TRAINING_VIEW = "workflowType=machine_learning"
+#: The experiment page's chart view, and the saved view it opens (:mod:`bench.store.views`):
+#: MLflow's useExperimentPageViewMode.tsx and useSharedExperimentViewState.ts read them.
+CHART_VIEW = "compareRunsMode=CHART"
+SAVED_VIEW = "viewStateShareKey"
 
 
-def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
-    """The MLflow UI page of an experiment (or one of its runs) in the model-training view."""
+def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = None, *, view: str | None = None) -> str:
+    """The MLflow UI page of an experiment (or one of its runs) in the model-training view;
+    ``view``: the experiment's Runs tab with its saved view of that id, in the chart view.
+    (The tab's own path: ``#/experiments/<id>`` forwards there, dropping the query;
+    MLflow's hooks/useNavigateToExperimentPageTab.tsx.)"""
     page = f"{base.rstrip('/')}/#/experiments"
     if experiment_id:
         page += f"/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
-    return f"{page}?{TRAINING_VIEW}"
+    query = TRAINING_VIEW
+    if view and experiment_id and not run_id:
+        page += "/runs"
+        query += f"&{CHART_VIEW}&{SAVED_VIEW}={urllib.parse.quote(view, safe='')}"
+    return f"{page}?{query}"
 
 
-def browse_hint(uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+def browse_hint(uri: str, experiment_id: str | None = None, run_id: str | None = None, *,
+                view: str | None = None) -> str:
     """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local
-    store and the page to open once it runs; both in the model-training view."""
-    if uri.startswith(("http://", "https://")):
-        return ui_url(redact(uri), experiment_id, run_id)
-    command = f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"
-    return f"{command}   then open {ui_url(LOCAL_UI, experiment_id, run_id)}"
+    store and the page to open once it runs; both in the model-training view (``view``: that
+    saved view of the experiment, in the chart view)."""
+    page = ui_url(ui_base(uri), experiment_id, run_id, view=view)
+    return page if is_server(uri) else f"{ui_command(uri)}   then open {page}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def ui_base(uri: str) -> str:
+    """Where the UI of the runs in ``uri`` is: the tracking server's own (password masked),
+    or where :func:`ui_command` serves a local store's."""
+    return redact(uri) if is_server(uri) else LOCAL_UI
+
+
+def ui_command(uri: str) -> str:
+    """The command that serves a local store's UI at :data:`LOCAL_UI`."""
+    return f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"

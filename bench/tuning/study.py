@@ -34,7 +34,7 @@ from bench.models import HParams, get_variant
 from bench.plan import Plan
 from bench.results.artifacts import ModelNaming
 from bench.results.report import log_report
-from bench.store import schema
+from bench.store import schema, views
 from bench.store.environment import environment_tags
 from bench.store.tracker import Tracker
 from bench.store.uri import redact
@@ -149,6 +149,7 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
         description=f"Optuna study {s.study_name}: {s.variant} on {s.task}",
     ) as parent_id:
         study.set_user_attr(schema.STUDY_PARENT_RUN_ID, parent_id)
+        _save_view(tracker, s, parent_id)
         with _counting_cpu(store):
             _run_workers(s, workers, lambda: make_worker(s, splits, tracker, store, parent_id), parent_id)
         fail_stale_trials(store, tracker, s.grace)
@@ -168,6 +169,16 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
         tuned_run_id=tuned_run_id, tuned_test_accuracy=tuned_acc, experiment_id=tracker.experiment_id,
         best_is_default=bool(best and best.user_attrs.get(schema.TRIAL_DEFAULT)),
     )
+
+
+def _save_view(tracker: Tracker, s: Target, parent_id: str) -> None:
+    """The saved view the printed link opens: the study's trials, their validation accuracy
+    and loss curves side by side, one color and label per learning rate where it is tuned."""
+    group_by = [(views.BY_PARAM, schema.LEARNING_RATE)] if schema.LEARNING_RATE in s.study.search_space.entries() else []
+    tracker.save_view(parent_id, views.runs_view(
+        f"study-{s.study_name} ({parent_id[:8]})", views.children_filter(parent_id, schema.KIND_TRIAL), group_by,
+        best_first=schema.VAL_ACCURACY, columns=(schema.VAL_ACCURACY, schema.OBJECTIVE),
+    ))
 
 
 def _open_parent(s: Target, store: StudyStore, tracker: Tracker) -> tuple[str, bool]:
