@@ -93,7 +93,7 @@ def runs_view(
         "runListHidden": False,
         "isAccordionReordered": True,
         "compareRunSections": [
-            _section(_CURVES, "Learning curves", expanded=True),
+            _section(_CURVES, "Learning curves", expanded=True, columns=len(curves)),
             _section(_MODEL, "Model metrics", expanded=True),
             _section(_SYSTEM, "System metrics", expanded=False),
         ],
@@ -108,11 +108,13 @@ def runs_view(
     return value
 
 
-def _section(uuid: str, name: str, *, expanded: bool) -> dict[str, object]:
-    """A chart section (``display``: expanded). MLflow puts each new metric's chart in the
-    section named for its prefix: "Model metrics" for ours, "System metrics" for system/."""
-    return {"uuid": uuid, "name": name, "display": expanded, "isReordered": True, "deleted": False,
-            "isGenerated": False}
+def _section(uuid: str, name: str, *, expanded: bool, columns: int | None = None) -> dict[str, object]:
+    """A chart section (``display``: expanded; ``columns``: charts per row, MLflow's default
+    3). MLflow puts each new metric's chart in the section named for its prefix: "Model
+    metrics" for ours, "System metrics" for system/."""
+    section = {"uuid": uuid, "name": name, "display": expanded, "isReordered": True, "deleted": False,
+               "isGenerated": False}
+    return section | ({"columns": columns} if columns else {})
 
 
 def _line_chart(metric: str, section: str) -> dict[str, object]:
