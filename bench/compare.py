@@ -237,9 +237,8 @@ def _reference(plan: Plan, variant: str):
 def _unit(plan: Plan, variant: str, setting: str, hp: HParams, register: bool) -> runs.Unit:
     """One run of the comparison: its name, params and model."""
     name = plan.run_name(variant, hp.seed, setting)
-    params = {schema.STUDY: plan.study.name, schema.SETTING: setting,
-              **tables.reference_params(_reference(plan, variant)), **_origin(plan, variant, setting)}
-    return runs.Unit(hp, name, params=params,
+    params = {schema.STUDY: plan.study.name, schema.SETTING: setting, **_origin(plan, variant, setting)}
+    return runs.Unit(hp, name, params=params, tags=tables.reference_tags(_reference(plan, variant)),
                      naming=_naming(variant, setting, hp.seed, plan, register))
 
 

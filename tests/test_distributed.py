@@ -148,7 +148,10 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
     pg, server = services
     storage = pg.url("optuna")
     study_file = _study_file(tmp_path, "distkill", trials=4)
-    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400", "--population", "2")
+    # Long enough that the kill lands mid-trial (after its first reported epoch), short
+    # enough that the rerun's trials (the same settings) take seconds, not minutes.
+    settings = ("--epochs", "60", "--population", "2")
+    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, *settings)
     try:
         deadline, doomed = time.monotonic() + 180, None
         while doomed is None and time.monotonic() < deadline:
@@ -158,10 +161,9 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
                     states=(TrialState.RUNNING,))
             except KeyError:
                 running = []
-            doomed = next((t for t in running if "mlflow_run_id" in t.user_attrs), None)
-            time.sleep(0.5)
-        assert doomed is not None, "the slow worker never started a trial"
-        time.sleep(3)  # an epoch or so into the trial
+            doomed = next((t for t in running if "mlflow_run_id" in t.user_attrs and t.intermediate_values), None)
+            time.sleep(0.2)
+        assert doomed is not None, "the slow worker never reported an epoch of a trial"
     finally:
         slow.send_signal(signal.SIGKILL)
         slow.wait(timeout=30)
@@ -172,7 +174,7 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
     assert len(in_flight) == 2 and doomed.number in in_flight  # the whole population was training
 
     # the same settings: a study resumes only under the ones it was tuned with (issue 27, M)
-    rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400", "--population", "2")
+    rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root, *settings)
     out = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, out[-3000:]
     assert PG_PASSWORD not in out

@@ -411,6 +411,7 @@ def _tune_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     return shots
 
 
+@pytest.mark.long
 def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_path, capsys):
     rng = random.Random(SEED)
     lanes = [  # every anchor once, each at a random delay after its line

@@ -179,7 +179,7 @@ def test_one_child_per_variant_with_params_and_tags(compared):
             "batch_size": "32",
             "optimizer": "adam",
             "learning_rate": "0.001",
-            "dropout": "default",
+            "dropout": str(variant.dropout_rate or 0.0),  # the rate it trains with, as a number
             "params": str(compared.row(variant.name)["params"]),
             "split.train": str(TINY_TRAIN - TINY_VALIDATION),
             "split.validation": str(TINY_VALIDATION),

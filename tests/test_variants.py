@@ -20,7 +20,7 @@ from bench.models import (
     origin_of,
     register,
 )
-from bench.models.build import build_model, make_optimizer, serving_model, weight_tensors
+from bench.models.build import build_model, logged_params, make_optimizer, serving_model, weight_tensors
 from tests.support import LENET_LIKE, SEED_000_PARAMS, inbound, layers_of
 
 # --------------------------------------------------------------------------- every variant
@@ -188,6 +188,20 @@ def test_hparams_replace_and_params():
         "seed": "0",
         "restore_best": "False",
     }
+
+
+def test_runs_log_every_hyperparameter_as_the_number_it_trains_with():
+    """MLflow compares, groups and plots params as numbers: never "default" on a run."""
+    assert logged_params(HParams(), get_variant("vanilla-shallow")) == {
+        "optimizer": "adam", "learning_rate": "0.001", "dropout": "0.0", "batch_size": "32",
+        "epochs": "50", "seed": "0", "restore_best": "False",
+    }
+    dropout = get_variant("dropout-shallow")
+    assert logged_params(HParams(), dropout)["dropout"] == str(dropout.dropout_rate)
+    assert logged_params(HParams(dropout=0.3), dropout)["dropout"] == "0.3"  # the member's own
+    assert logged_params(HParams(optimizer="sgd"), dropout)["learning_rate"] == "0.01"  # Keras' SGD default
+    mixed = Variant("mixed-rates", "mlp", "test", blocks=(Dense(8, dropout=0.2), Dense(8, dropout=0.4)))
+    assert "dropout" not in logged_params(HParams(), mixed)  # several rates: the layer summary has them
 
 
 @pytest.mark.parametrize(

@@ -84,9 +84,12 @@ def _log_kept_model(tracker: Tracker, run_id: str, result: TrainResult, model, s
                     naming: ModelNaming) -> tuple[str, str]:
     """The model as a LoggedModel whose metrics are the kept epoch's (the last, or the
     restored best) and, logged after this, its test scores; registered where named."""
+    from bench.models.build import logged_params
+
     description = model_description(result, splits)
     uri, model_id = log_serving_model(tracker, run_id, model, splits, name=naming.name,
-                                      params=result.hparams.as_params(), description=description)
+                                      params=logged_params(result.hparams, get_variant(result.variant)),
+                                      description=description)
     kept = result.best_epoch if result.hparams.restore_best else result.epochs_run - 1
     store_models.link_metrics(tracker, run_id, model_id, kept,
                               [k for k in HISTORY_KEYS if k != schema.EPOCH_SECONDS])
@@ -102,8 +105,11 @@ def _log_kept_model(tracker: Tracker, run_id: str, result: TrainResult, model, s
 def model_description(result: TrainResult, splits: Splits) -> str:
     """What a logged or registered model is, in one paragraph: variant, task, hyperparameters,
     which epoch's weights, test scores."""
+    from bench.models.build import logged_params
+
     hp = result.hparams
-    shown = ", ".join(f"{k}={v}" for k, v in hp.as_params().items() if v is not None and k != schema.RESTORE_BEST)
+    shown = ", ".join(f"{k}={v}" for k, v in logged_params(hp, get_variant(result.variant)).items()
+                      if k != schema.RESTORE_BEST)
     kept = (f"the best validation epoch's weights (epoch {result.best_epoch + 1} of {result.epochs_run})"
             if hp.restore_best and result.best_epoch is not None else f"the weights after epoch {result.epochs_run}")
     test = (f"; test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f}"

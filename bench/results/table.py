@@ -125,6 +125,7 @@ def row_from_stored(run: StoredRun) -> dict[str, object]:
     killed, running), whatever its ``bench.status`` tag said while it trained, and no scores:
     it never counts as a result, nor as the best."""
     m, p = run.metrics, run.params
+    ref = run.tags if schema.REF_TEST_ACCURACY in run.tags else p  # params in stores before 2026-12
     finished = run.status == "FINISHED"
     if not finished:
         m = {k: v for k, v in m.items() if k not in (schema.TEST_ACCURACY, schema.TEST_LOSS)}
@@ -139,15 +140,16 @@ def row_from_stored(run: StoredRun) -> dict[str, object]:
         epochs=int(m.get(schema.EPOCHS_RUN, 0)),
         best_epoch=None if schema.BEST_EPOCH not in m else int(m[schema.BEST_EPOCH]),
         metrics=m,
-        ref_test_accuracy=_float(p.get(schema.REF_TEST_ACCURACY)),
-        ref_test_loss=_float(p.get(schema.REF_TEST_LOSS)),
-        ref_params=int(p[schema.REF_PARAMS]) if schema.REF_PARAMS in p else None,
+        ref_test_accuracy=_float(ref.get(schema.REF_TEST_ACCURACY)),
+        ref_test_loss=_float(ref.get(schema.REF_TEST_LOSS)),
+        ref_params=int(ref[schema.REF_PARAMS]) if schema.REF_PARAMS in ref else None,
     )
 
 
-def reference_params(reference: Reference | None) -> dict[str, object]:
-    """The notebook's numbers as a training run's params (``ref.*``), so a report rebuilt from
-    the store alone shows them too (:func:`row_from_stored` reads them back)."""
+def reference_tags(reference: Reference | None) -> dict[str, str]:
+    """The notebook's numbers as a training run's tags (``ref.*``: context, not
+    hyperparameters), so a report rebuilt from the store alone shows them too
+    (:func:`row_from_stored` reads them back)."""
     if reference is None:
         return {}
     values = {
@@ -155,7 +157,7 @@ def reference_params(reference: Reference | None) -> dict[str, object]:
         schema.REF_TEST_LOSS: reference.test_loss,
         schema.REF_PARAMS: reference.params,
     }
-    return {k: v for k, v in values.items() if v is not None}
+    return {k: str(v) for k, v in values.items() if v is not None}
 
 
 def run_table(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:

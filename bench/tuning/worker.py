@@ -230,11 +230,13 @@ class Worker:
 
     def _enter(self, k: int, flight: _Flight) -> None:
         """The trial's hyperparameters, its run (params and datasets) and its member in slot ``k``."""
+        from bench.models.build import logged_params
+
         s, splits, trial = self.s, self.splits, flight.trial
         variant = get_variant(s.variant)
         hp = suggest(trial, s.study.search_space, s.base.replace(seed=trial_seed(s.seed, trial.number)), variant)
         params = {
-            **variant.structure_params(), **hp.as_params(), schema.TASK: s.task, schema.TRIAL_NUMBER: trial.number,
+            **variant.structure_params(), **logged_params(hp, variant), schema.TASK: s.task, schema.TRIAL_NUMBER: trial.number,
             schema.OPTUNA_STUDY: s.study_name, **schema.split_params(splits.sizes),
         }
         stopping.check()  # no trial run starts once a stop is requested (the trial fails)
