@@ -20,7 +20,13 @@ from bench.models import (
     origin_of,
     register,
 )
-from bench.models.build import build_model, logged_params, make_optimizer, serving_model, weight_tensors
+from bench.models.build import (
+    build_model,
+    logged_params,
+    make_optimizer,
+    serving_model,
+    weight_tensors,
+)
 from tests.support import LENET_LIKE, SEED_000_PARAMS, inbound, layers_of
 
 # --------------------------------------------------------------------------- every variant
