@@ -74,6 +74,11 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
     assert {"figures/optimization_history.png", "figures/intermediate_values.png",
             "figures/parallel_coordinate.png", "figures/param_importances.png"} <= artifacts
     assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    # Optuna's interactive figures, one self-contained page; the objective named in Optuna.
+    assert study.metric_names == ["val_accuracy"]
+    page = Path(client.download_artifacts(parent.info.run_id, "optuna/figures.html", str(tmp_path))).read_text()
+    assert page.count("Plotly.newPlot") >= 5 and page.count("plotly.js v") == 1  # plotly.js inlined once
+    assert "val_accuracy" in page and "learning_rate" in page
     # The study's report, built from the store: the trials and the best one.
     report = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path)))
     text = report.read_text()
@@ -104,6 +109,20 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
     assert "bench.model_uri" in tuned.data.tags
 
 
+def test_studies_are_named_without_the_task_unless_an_older_one_was(tmp_path, tracking_uri):
+    """``<study>-<variant>``; the task only for a task other than the study's; a study an
+    earlier bench named ``<study>-<task>-<variant>`` keeps its name (it resumes, --tuned finds it)."""
+    path = write_tune_study(tmp_path)
+    storage = f"journal://{tmp_path}/optuna.journal"
+    [fresh] = settings_for(path, tracking_uri, storage=storage)
+    assert fresh.study_name == "tunetoy-dropout-shallow"
+    [other_task] = settings_for(path, tracking_uri, storage=storage, task="mnist")
+    assert other_task.study_name == "tunetoy-mnist-dropout-shallow"
+    optuna.create_study(study_name="tunetoy-fashion_mnist-dropout-shallow", storage=open_storage(storage))
+    [older] = settings_for(path, tracking_uri, storage=storage)
+    assert older.study_name == "tunetoy-fashion_mnist-dropout-shallow"
+
+
 def test_repeats_and_selection_choose_on_validation_and_record_it(tmp_path, tracking_uri, client):
     """Two repeats (two Optuna studies, sampler seeds apart), then the top 2 distinct trials
     and the default re-trained on 2 unseen seeds each: the winner is the best mean validation
@@ -115,8 +134,7 @@ def test_repeats_and_selection_choose_on_validation_and_record_it(tmp_path, trac
 
     path = write_tune_study(tmp_path, trials=3, epochs=1, repeats=2, select_top=2, select_seeds=2)
     repeats = settings_for(path, tracking_uri)
-    assert [s.study_name for s in repeats] == ["tunetoy-fashion_mnist-dropout-shallow",
-                                               "tunetoy-fashion_mnist-dropout-shallow-r1"]
+    assert [s.study_name for s in repeats] == ["tunetoy-dropout-shallow", "tunetoy-dropout-shallow-r1"]
     assert repeats[1].seed - repeats[0].seed == 1_000_003
     result = tune_variant(repeats)
 

@@ -183,6 +183,11 @@ STATS = ("mean", "std", "ci95_low", "ci95_high")  # <key>.<test metric>.<stat> o
 # --------------------------------------------------------------------------- artifacts read back
 CONFUSION_FIGURE = "figures/confusion_matrix.png"  # a training run's; the report shows the best
 OPTUNA_FIGURES = ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
+OPTUNA_HTML = "optuna/figures.html"  # the study's interactive figures, one page
+OPTUNA_HTML_FIGURES = (
+    "optimization_history", "param_importances", "parallel_coordinate", "contour", "slice", "edf",
+    "intermediate_values",
+)
 REPORT_FOLDER = "report"  # a parent run's report, built from the store
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 
+from bench.store import schema
 from bench.errors import NoStudyError, StorageError
 from bench.store.uri import (
     check_regular_file,
@@ -312,6 +313,8 @@ def open_study(
                 study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner,
                 direction="maximize", load_if_exists=True,
             )
+            if study.metric_names is None:  # the objective by name in Optuna's figures and dashboard
+                study.set_metric_names([schema.VAL_ACCURACY])
         else:
             study = optuna.load_study(study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner)
     except KeyError:

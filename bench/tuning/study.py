@@ -459,3 +459,44 @@ def _log_study(
             fig.set_size_inches(9, 5.5)
             fig.tight_layout()
         tracker.log_figure(run_id, fig, schema.optuna_figure(name))
+    tracker.log_text(run_id, interactive_figures(study), schema.OPTUNA_HTML)
+
+
+class _Computed(optuna.importance.BaseImportanceEvaluator):
+    """Importances computed once, handed to each figure that shows them."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+
+    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:  # noqa: ARG002 - Optuna's signature
+        return self.values
+
+
+def interactive_figures(study: optuna.Study) -> str:
+    """Optuna's interactive (plotly) figures of ``study`` as one self-contained HTML page:
+    history, importances, parallel coordinate, contour, slice, EDF, intermediate values.
+    MLflow's artifact viewer shows it (in a sandboxed frame: plotly.js is inlined, once)."""
+    import warnings
+
+    import optuna.visualization as ov
+
+    parts: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            importances = _Computed(optuna.importance.get_param_importances(study))
+        except Exception:  # noqa: BLE001 - too few complete trials or one parameter
+            importances = None
+        for name in schema.OPTUNA_HTML_FIGURES:
+            kwargs = {"evaluator": importances} if name == "param_importances" and importances else {}
+            if name == "param_importances" and importances is None:
+                continue
+            try:
+                fig = getattr(ov, f"plot_{name}")(study, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
+                log.info("interactive figure %s skipped: %s", name, exc)
+                continue
+            parts.append(fig.to_html(include_plotlyjs=not parts, full_html=False))
+    title = f"Optuna study {study.study_name}"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h2>{title}</h2>{''.join(parts) or '<p>no finished trials to plot</p>'}</body></html>")
