@@ -21,8 +21,8 @@ from pathlib import Path
 
 import optuna
 
-from bench.store import schema
 from bench.errors import NoStudyError, StorageError
+from bench.store import schema
 from bench.store.uri import (
     check_regular_file,
     redact,
