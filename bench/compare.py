@@ -82,6 +82,7 @@ class ComparisonResult:
     summary: pd.DataFrame | None = None  # per variant and setting, over seeds
     rankings: dict[str, stats.Ranking] = field(default_factory=dict)
     resumed: int = 0  # runs kept from the interrupted comparison this one resumed
+    run_ids: dict[str, str] = field(default_factory=dict)  # each row's run, by run name
 
     @property
     def failed(self) -> list[TrainResult]:
@@ -151,6 +152,7 @@ def run_comparison(
         table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
         experiment_name=tracker.experiment_name, tracking_uri=tracker.uri, results=results,
         notes=tuple(study.notes), summary=seed_stats.summary, rankings=seed_stats.rankings, resumed=len(kept),
+        run_ids=outcome.run_ids,
     )
 
 
@@ -182,6 +184,7 @@ class _Outcome:
     rows: list[dict[str, object]] = field(default_factory=list)
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
+    run_ids: dict[str, str] = field(default_factory=dict)  # by run name
 
 
 def _train_all(
@@ -221,9 +224,11 @@ def _train_all(
         if name in trained:
             outcome.rows.append(trained[name][1])
             outcome.histories[name] = trained[name][0].history
+            outcome.run_ids[name] = trained[name][0].run_id or ""
         else:
             outcome.rows.append(tables.row_from_stored(kept[name]))
             outcome.histories[name] = kept[name].histories
+            outcome.run_ids[name] = kept[name].run_id
         outcome.groups[name] = get_variant(vname).group
     return [result for result, _ in trained.values()], outcome
 

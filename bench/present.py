@@ -6,6 +6,7 @@ finished outcomes (a comparison, tuning studies, the variant list) into text.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from bench import stats
 from bench.results.table import ranking_sentence, summary_frame
-from bench.store.uri import browse_hint, redact
+from bench.store.uri import browse_hint, browse_url, redact
 
 WIDTH = 100
 
@@ -177,3 +178,86 @@ def study_list() -> str:
         count = f"{len(s.variant_names)} variant{'s' if len(s.variant_names) != 1 else ''}"
         lines.append(f"{path.stem:<{width}} {s.task:<14} {count:<11} {s.description.strip()[:70]}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- --json
+
+
+def as_json(document: dict[str, object]) -> str:
+    """One JSON document, as ``--json`` prints it on stdout."""
+    return json.dumps(document, indent=2, default=str)
+
+
+def _records(frame: pd.DataFrame | None) -> list[dict[str, object]]:
+    """A table's rows as JSON objects (missing values: null)."""
+    return [] if frame is None else json.loads(frame.to_json(orient="records"))
+
+
+def _where(uri: str, experiment_id: str) -> dict[str, object]:
+    return {"experiment_id": experiment_id, "tracking_uri": redact(uri), "url": browse_url(uri, experiment_id),
+            "browse": browse_hint(uri, experiment_id)}
+
+
+def comparison_document(outcome, command: str) -> dict[str, object]:
+    """What ``bench compare --json`` / ``train --json`` prints: where the runs are, every run's
+    row with its run id, and over seeds the summary per variant and setting."""
+    runs = _records(outcome.table)
+    for row in runs:
+        row["run_id"] = outcome.run_ids.get(row["run"])
+    return {
+        "command": command, "experiment_name": outcome.experiment_name, **_where(outcome.tracking_uri,
+                                                                                  outcome.experiment_id),
+        "parent_run_id": outcome.parent_run_id, "resumed_runs": outcome.resumed, "runs": runs,
+        "summary": _records(outcome.summary), "tuned_vs_default": _records(outcome.side_by_side),
+        "notes": list(outcome.notes),
+        "unhealthy": [{"variant": r.variant, "seed": r.hparams.seed, "status": r.status, "message": r.message}
+                      for r in outcome.failed],
+    }
+
+
+def tuning_document(results: Sequence) -> dict[str, object]:
+    """What ``bench tune --json`` prints: one entry per Optuna study."""
+    first = results[0].target
+    return {
+        "command": "tune", **_where(first.tracking_uri, results[0].experiment_id),
+        "optuna_storage": redact(first.storage),
+        "studies": [
+            {"variant": r.target.variant, "study_name": r.target.study_name, "repeat": r.target.repeat,
+             "trials": r.counts, "best_value": r.best_value, "best_params": r.best_params,
+             "best_is_default": r.best_is_default, "parent_run_id": r.parent_run_id,
+             "tuned_run_id": r.tuned_run_id, "tuned_test_accuracy": r.tuned_test_accuracy,
+             "selection": r.selection}
+            for r in results
+        ],
+    }
+
+
+def list_document(names: Sequence[str], *, studies: bool, tasks: bool) -> dict[str, object]:
+    """What ``bench list --json`` prints: the variants (or the studies, or the tasks)."""
+    if tasks:
+        from bench.data import TASKS
+
+        return {"tasks": [{"name": t.name, "classes": t.num_classes, "input_shape": t.input_shape,
+                           "from": t.origin} for t in TASKS.values()]}
+    if studies:
+        from bench.errors import BenchError
+        from bench.studies import list_studies, load_study
+
+        out = []
+        for path in list_studies():
+            try:
+                s = load_study(path)
+            except BenchError as exc:
+                out.append({"name": path.stem, "path": str(path), "error": str(exc)})
+                continue
+            out.append({"name": path.stem, "path": str(path), "task": s.task, "variants": list(s.variant_names),
+                        "description": s.description.strip()})
+        return {"studies": out}
+    from bench.models import get_variant, origin_of, parameter_count
+
+    return {"variants": [
+        {"name": n, "family": get_variant(n).family, "group": get_variant(n).group,
+         "params_28x28_10_classes": parameter_count(get_variant(n)), "from": origin_of(n),
+         "layers": get_variant(n).summary()}
+        for n in names
+    ]}

@@ -337,7 +337,7 @@ def test_the_run_commands_take_their_options_from_the_one_table():
     for command, names in COMMANDS.items():
         params = [p.name for p in cli.commands[command].params if p.name != "help"]
         assert params == list(names), command
-        assert {OPTIONS[n].option for n in names if not OPTIONS[n].positional} == {
+        assert {o for n in names if not OPTIONS[n].positional for o in OPTIONS[n].options} == {
             o for p in cli.commands[command].params if isinstance(p, click.Option) for o in p.opts
         } - {"-h", "--help"}
     declared = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -144,6 +145,36 @@ def test_compare_prints_the_table_and_records_the_runs(toy, tracking_uri, client
         [row] = [line for line in out.splitlines() if line.startswith(f"| {child.info.run_name} ")]
         assert acc in row
         assert "bench.model_uri" not in child.data.tags  # --no-model
+
+
+def test_json_output_is_one_document_that_names_what_the_store_holds(toy, tracking_uri, client, tmp_path):
+    """--json: stdout is one JSON document (nothing else); -q: no progress on stderr."""
+    result = invoke("compare", "--study", str(toy), "--variants", "vanilla-shallow", "--seeds", "2",
+                    "--epochs", "1", "--no-model", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert "epoch 1/1" not in result.stderr and "done in" not in result.stderr  # --quiet
+    parent = client.get_run(doc["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.info.experiment_id == doc["experiment_id"]
+    assert doc["command"] == "compare" and doc["experiment_name"] == "toy-cli"
+    assert doc["url"].endswith(f"#/experiments/{doc['experiment_id']}?workflowType=machine_learning") or (
+        f"#/experiments/{doc['experiment_id']}" in doc["url"])
+    assert [r["run"] for r in doc["runs"]] == ["vanilla-shallow/s0", "vanilla-shallow/s1"]
+    for row in doc["runs"]:
+        run = client.get_run(row["run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == doc["parent_run_id"]
+        assert run.data.metrics["test_accuracy"] == pytest.approx(row["test_accuracy"])
+    [summary] = doc["summary"]
+    assert summary["variant"] == "vanilla-shallow" and summary["seeds"] == 2
+
+    listed = json.loads(invoke("list", "*-shallow", "--json").stdout)
+    assert [v["name"] for v in listed["variants"]] == ["vanilla-shallow", "dropout-shallow", "batchnorm-shallow"]
+    assert listed["variants"][0]["params_28x28_10_classes"] == 101770
+    reported = invoke("report", "--run-id", doc["parent_run_id"], "--out", str(tmp_path / "r"), "--json")
+    assert reported.exit_code == 0, reported.output
+    [written] = json.loads(reported.stdout)["reports"]
+    assert written["run_id"] == doc["parent_run_id"]
+    assert all(Path(p).is_file() for p in written["files"].values()) and set(written["files"]) == {"html", "markdown"}
 
 
 def test_train_one_variant_with_a_seed(toy, client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bench.cli import cli
@@ -568,13 +570,16 @@ def test_a_trial_whose_training_breaks_fails_alone_and_the_search_goes_on(tmp_pa
     monkeypatch.setattr(Tracker, "epoch_hook", epoch_hook)
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=3)
     result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "alone",
-                                      "--population", str(population)])
+                                      "--population", str(population), "--json"])
     assert result.exit_code == 0, result.output
+    [entry] = json.loads(result.stdout)["studies"]  # --json: stdout is one document
+    assert entry["study_name"] == "alone" and entry["trials"]["complete"] == 3 and entry["trials"]["failed"] == 1
+    assert MlflowClient(tracking_uri).get_run(entry["parent_run_id"]).data.tags["bench.kind"] == "study"
     study = optuna.load_study(study_name="alone", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
     assert trials[0].user_attrs["reason"] == "RuntimeError: injected: this trial's training broke"
-    assert "trial #0 FAIL: RuntimeError: injected" in result.output
+    assert "trial #0 FAIL: RuntimeError: injected" in result.output, result.output[:3000]
     runs = {r.data.params["trial_number"]: r for r in runs_of(client, "trial")}
     assert runs["0"].info.status == "FAILED" and "RuntimeError: injected" in runs["0"].data.tags["bench.error"]
     assert {runs[n].info.status for n in "123"} == {"FINISHED"}

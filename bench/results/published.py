@@ -78,9 +78,9 @@ def load_manifest(results: Path) -> Manifest:
 def write_reports(
     tracking_uri: str | None, experiment: str | None, run_ids: Sequence[str], out: str | Path,
     kinds: tuple[str, ...], *, flat: bool = False, margin: float | None = None,
-) -> Iterator[str]:
+) -> Iterator[tuple[str, str, dict[str, Path]]]:
     """``bench report``: each parent run's report into ``out`` (a subfolder per run unless
-    ``flat``); yields one line per report written."""
+    ``flat``); yields (the parent run's name, its id, the file of each kind) per report."""
     from bench.store.uri import check_writable_folder, sanitize_name
 
     out = Path(out)
@@ -91,7 +91,7 @@ def write_reports(
         # Names come from the store (anyone who can log there): one safe folder name, inside --out.
         name = sanitize_name(f"{stored.experiment_name}-{stored.parent.name}-{run_id[:8]}")
         paths = build(stored, margin).write(out if flat else out / name, kinds)
-        yield f"{stored.parent.name} ({run_id}): " + "  ".join(str(paths[k]) for k in kinds)
+        yield stored.parent.name, run_id, {k: paths[k] for k in kinds}
 
 
 def rebuild(results: Path, out: Path | None = None, margin: float | None = None) -> list[Path]:

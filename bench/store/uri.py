@@ -194,10 +194,16 @@ def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = Non
     return f"{page}?{TRAINING_VIEW}"
 
 
+def browse_url(uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """The UI page of the runs: the server's, or that of ``mlflow ui`` on a local store."""
+    base = redact(uri) if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return ui_url(base, experiment_id, run_id)
+
+
 def browse_hint(uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
     """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local
     store and the page to open once it runs; both in the model-training view."""
     if uri.startswith(("http://", "https://")):
-        return ui_url(redact(uri), experiment_id, run_id)
+        return browse_url(uri, experiment_id, run_id)
     command = f"mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1 --port 5000"
-    return f"{command}   then open {ui_url(LOCAL_UI, experiment_id, run_id)}"
+    return f"{command}   then open {browse_url(uri, experiment_id, run_id)}"
