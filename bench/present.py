@@ -53,7 +53,11 @@ def run_table(table: pd.DataFrame) -> str:
             continue
         fmt = _FORMATS.get(col, "{:.4f}")
         shown[col] = [fmt.format(v) if v is not None and v == v else "" for v in shown[col]]
-    return shown.to_markdown(index=False, disable_numparse=True, colalign=("left",) + ("right",) * (len(shown.columns) - 1))
+    return shown.to_markdown(
+        index=False,
+        disable_numparse=True,
+        colalign=("left",) + ("right",) * (len(shown.columns) - 1),
+    )
 
 
 def summary_table(summary: pd.DataFrame, rankings: dict[str, stats.Ranking]) -> str:
@@ -70,7 +74,9 @@ def comparison(outcome) -> str:
         out.append(summary_table(outcome.summary, ranked))
         out.append("")
         out += [textwrap.fill(ranking_sentence(r), width=WIDTH) for r in ranked.values()]
-        out.append("(every run: comparison.csv; every pair's verdict: report/report.md in the parent run)")
+        out.append(
+            "(every run: comparison.csv; every pair's verdict: report/report.md in the parent run)"
+        )
     else:
         out.append(run_table(outcome.table))
     out.append("")
@@ -82,12 +88,19 @@ def comparison(outcome) -> str:
         out += [shown.to_markdown(index=False, disable_numparse=True), ""]
     if outcome.notes:
         out.append("notes on the protocol (also in the parent run's notes.md):")
-        out += [textwrap.fill(n, width=WIDTH, initial_indent="  - ", subsequent_indent="    ") for n in outcome.notes]
+        out += [
+            textwrap.fill(n, width=WIDTH, initial_indent="  - ", subsequent_indent="    ")
+            for n in outcome.notes
+        ]
         out.append("")
     out += [
         f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})",
         f"parent run: {outcome.parent_run_id}"
-        + (f" (resumed: {outcome.resumed} finished run(s) kept, not retrained)" if outcome.resumed else ""),
+        + (
+            f" (resumed: {outcome.resumed} finished run(s) kept, not retrained)"
+            if outcome.resumed
+            else ""
+        ),
         f"store:      {redact(outcome.tracking_uri)}",
         f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}",
     ]
@@ -96,7 +109,10 @@ def comparison(outcome) -> str:
 
 def unhealthy_runs(outcome) -> list[str]:
     """One warning line per run that diverged or died."""
-    return [f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}" for r in outcome.failed]
+    return [
+        f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}"
+        for r in outcome.failed
+    ]
 
 
 def tuning(results: Sequence) -> str:
@@ -108,16 +124,22 @@ def tuning(results: Sequence) -> str:
     ]
     for r in results:
         c = r.counts
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items()
+        )
         if r.best_is_default:
             params += " (= default)"
         best = "" if r.best_value is None else f"{r.best_value:.4f}"
         tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
-        out.append(f"| {r.target.variant} | {r.target.study_name} | {c['complete']} | {c['pruned']} | "
-                   f"{c['failed']} | {best} | {params} | {tuned} |")
+        out.append(
+            f"| {r.target.variant} | {r.target.study_name} | {c['complete']} | {c['pruned']} | "
+            f"{c['failed']} | {best} | {params} | {tuned} |"
+        )
     first = results[0].target
     dash = redact(first.storage).removeprefix("journal://")
-    masked = "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
+    masked = (
+        "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
+    )
     out += [
         "",
         f"optuna storage: {redact(first.storage)}",
@@ -136,7 +158,9 @@ def variant_list(names: Sequence[str]) -> str:
     rows = [("variant", "family", "group", "params (28x28, 10 classes)", "from", "layers")]
     for name in names:
         v = get_variant(name)
-        rows.append((name, v.family, v.group, f"{parameter_count(v):,}", origin_of(name), v.summary()))
+        rows.append(
+            (name, v.family, v.group, f"{parameter_count(v):,}", origin_of(name), v.summary())
+        )
     return _columns(rows, right=(3,))
 
 
@@ -155,7 +179,15 @@ def _columns(rows: Sequence[tuple[str, ...]], right: tuple[int, ...] = ()) -> st
     """Rows as aligned columns (the last one unpadded), columns in ``right`` right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        "  ".join([*(f"{c:>{w}}" if i in right else f"{c:<{w}}" for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))), r[-1]])
+        "  ".join(
+            [
+                *(
+                    f"{c:>{w}}" if i in right else f"{c:<{w}}"
+                    for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))
+                ),
+                r[-1],
+            ]
+        )
         for r in rows
     )
 
@@ -194,8 +226,12 @@ def _records(frame: pd.DataFrame | None) -> list[dict[str, object]]:
 
 
 def _where(uri: str, experiment_id: str) -> dict[str, object]:
-    return {"experiment_id": experiment_id, "tracking_uri": redact(uri), "url": browse_url(uri, experiment_id),
-            "browse": browse_hint(uri, experiment_id)}
+    return {
+        "experiment_id": experiment_id,
+        "tracking_uri": redact(uri),
+        "url": browse_url(uri, experiment_id),
+        "browse": browse_hint(uri, experiment_id),
+    }
 
 
 def comparison_document(outcome, command: str) -> dict[str, object]:
@@ -205,13 +241,19 @@ def comparison_document(outcome, command: str) -> dict[str, object]:
     for row in runs:
         row["run_id"] = outcome.run_ids.get(row["run"])
     return {
-        "command": command, "experiment_name": outcome.experiment_name, **_where(outcome.tracking_uri,
-                                                                                  outcome.experiment_id),
-        "parent_run_id": outcome.parent_run_id, "resumed_runs": outcome.resumed, "runs": runs,
-        "summary": _records(outcome.summary), "tuned_vs_default": _records(outcome.side_by_side),
+        "command": command,
+        "experiment_name": outcome.experiment_name,
+        **_where(outcome.tracking_uri, outcome.experiment_id),
+        "parent_run_id": outcome.parent_run_id,
+        "resumed_runs": outcome.resumed,
+        "runs": runs,
+        "summary": _records(outcome.summary),
+        "tuned_vs_default": _records(outcome.side_by_side),
         "notes": list(outcome.notes),
-        "unhealthy": [{"variant": r.variant, "seed": r.hparams.seed, "status": r.status, "message": r.message}
-                      for r in outcome.failed],
+        "unhealthy": [
+            {"variant": r.variant, "seed": r.hparams.seed, "status": r.status, "message": r.message}
+            for r in outcome.failed
+        ],
     }
 
 
@@ -219,14 +261,23 @@ def tuning_document(results: Sequence) -> dict[str, object]:
     """What ``bench tune --json`` prints: one entry per Optuna study."""
     first = results[0].target
     return {
-        "command": "tune", **_where(first.tracking_uri, results[0].experiment_id),
+        "command": "tune",
+        **_where(first.tracking_uri, results[0].experiment_id),
         "optuna_storage": redact(first.storage),
         "studies": [
-            {"variant": r.target.variant, "study_name": r.target.study_name, "repeat": r.target.repeat,
-             "trials": r.counts, "best_value": r.best_value, "best_params": r.best_params,
-             "best_is_default": r.best_is_default, "parent_run_id": r.parent_run_id,
-             "tuned_run_id": r.tuned_run_id, "tuned_test_accuracy": r.tuned_test_accuracy,
-             "selection": r.selection}
+            {
+                "variant": r.target.variant,
+                "study_name": r.target.study_name,
+                "repeat": r.target.repeat,
+                "trials": r.counts,
+                "best_value": r.best_value,
+                "best_params": r.best_params,
+                "best_is_default": r.best_is_default,
+                "parent_run_id": r.parent_run_id,
+                "tuned_run_id": r.tuned_run_id,
+                "tuned_test_accuracy": r.tuned_test_accuracy,
+                "selection": r.selection,
+            }
             for r in results
         ],
     }
@@ -237,8 +288,17 @@ def list_document(names: Sequence[str], *, studies: bool, tasks: bool) -> dict[s
     if tasks:
         from bench.data import TASKS
 
-        return {"tasks": [{"name": t.name, "classes": t.num_classes, "input_shape": t.input_shape,
-                           "from": t.origin} for t in TASKS.values()]}
+        return {
+            "tasks": [
+                {
+                    "name": t.name,
+                    "classes": t.num_classes,
+                    "input_shape": t.input_shape,
+                    "from": t.origin,
+                }
+                for t in TASKS.values()
+            ]
+        }
     if studies:
         from bench.errors import BenchError
         from bench.studies import list_studies, load_study
@@ -250,14 +310,28 @@ def list_document(names: Sequence[str], *, studies: bool, tasks: bool) -> dict[s
             except BenchError as exc:
                 out.append({"name": path.stem, "path": str(path), "error": str(exc)})
                 continue
-            out.append({"name": path.stem, "path": str(path), "task": s.task, "variants": list(s.variant_names),
-                        "description": s.description.strip()})
+            out.append(
+                {
+                    "name": path.stem,
+                    "path": str(path),
+                    "task": s.task,
+                    "variants": list(s.variant_names),
+                    "description": s.description.strip(),
+                }
+            )
         return {"studies": out}
     from bench.models import get_variant, origin_of, parameter_count
 
-    return {"variants": [
-        {"name": n, "family": get_variant(n).family, "group": get_variant(n).group,
-         "params_28x28_10_classes": parameter_count(get_variant(n)), "from": origin_of(n),
-         "layers": get_variant(n).summary()}
-        for n in names
-    ]}
+    return {
+        "variants": [
+            {
+                "name": n,
+                "family": get_variant(n).family,
+                "group": get_variant(n).group,
+                "params_28x28_10_classes": parameter_count(get_variant(n)),
+                "from": origin_of(n),
+                "layers": get_variant(n).summary(),
+            }
+            for n in names
+        ]
+    }

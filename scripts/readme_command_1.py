@@ -37,17 +37,19 @@ def readme_block(output: str) -> str:
     """The README's block for the saved output: when and where it ran, then the table."""
     header = dict(re.findall(r"^# (\w+): (.*)$", output, flags=re.M))
     minutes, seconds = divmod(round(float(header["seconds"])), 60)
-    return "\n".join([
-        BEGIN,
-        f"On this 2-core VM (CPU only), at commit {header['commit']}, command 1 ran for "
-        f"{minutes} min {seconds:02d} s after the install and printed (one seed each; the "
-        "`seconds` column is training time per variant; `scripts/readme_command_1.py` reruns it):",
-        "",
-        "```",
-        *table_lines(output),
-        "```",
-        END,
-    ])
+    return "\n".join(
+        [
+            BEGIN,
+            f"On this 2-core VM (CPU only), at commit {header['commit']}, command 1 ran for "
+            f"{minutes} min {seconds:02d} s after the install and printed (one seed each; the "
+            "`seconds` column is training time per variant; `scripts/readme_command_1.py` reruns it):",
+            "",
+            "```",
+            *table_lines(output),
+            "```",
+            END,
+        ]
+    )
 
 
 def rewrite_readme(output: str) -> None:
@@ -59,27 +61,50 @@ def rewrite_readme(output: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--readme-only", action="store_true",
-                        help="rewrite the README block from the saved output without running")
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="rewrite the README block from the saved output without running",
+    )
     args = parser.parse_args()
     if not args.readme_only:
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         if status.strip():
-            sys.exit("error: the checkout has uncommitted changes; commit first (the numbers are a commit's)")
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
+            sys.exit(
+                "error: the checkout has uncommitted changes; commit first (the numbers are a commit's)"
+            )
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         bench = Path(sys.executable).with_name("bench")
         with tempfile.TemporaryDirectory() as work:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BENCH_"))}
             started = time.monotonic()
-            done = subprocess.run([str(bench), "compare", "--data-dir", str(Path(args.data_dir).resolve())],
-                                  cwd=work, env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                [str(bench), "compare", "--data-dir", str(Path(args.data_dir).resolve())],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             seconds = time.monotonic() - started
         if done.returncode != 0:
             sys.exit(f"error: command 1 failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        OUTPUT.write_text(f"# commit: {commit}\n# seconds: {seconds:.0f}\n# command: bench compare --data-dir "
-                          f"../shared/data\n{done.stdout}", encoding="utf-8")
+        OUTPUT.write_text(
+            f"# commit: {commit}\n# seconds: {seconds:.0f}\n# command: bench compare --data-dir "
+            f"../shared/data\n{done.stdout}",
+            encoding="utf-8",
+        )
         print(f"command 1: {seconds:.0f} s; output in {OUTPUT.relative_to(ROOT)}")
     rewrite_readme(OUTPUT.read_text(encoding="utf-8"))
     print(f"README block rewritten from {OUTPUT.relative_to(ROOT)}")

@@ -35,9 +35,14 @@ def _empty_is_none(ctx, param, value):
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: also libraries).")
-@click.option("--plugin", "plugin_modules", multiple=True, metavar="MODULE",
-              help="Load variants and tasks from a module (dotted name or .py file); repeatable. "
-                   "Installed packages' bench.variants / bench.tasks entry points load always.")
+@click.option(
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Load variants and tasks from a module (dotted name or .py file); repeatable. "
+    "Installed packages' bench.variants / bench.tasks entry points load always.",
+)
 @click.version_option(package_name="bench")
 def cli(verbose: int, plugin_modules: tuple[str, ...]) -> None:
     """Benchmark regularisation and depth on Fashion-MNIST and MNIST, tracked in MLflow."""
@@ -118,26 +123,69 @@ def tune(**values: object) -> None:
     planned = prepare(plan)
     import_tensorflow()
     results = tune_plan(planned)
-    click.echo(present.as_json(present.tuning_document(results)) if plan.value("json") else present.tuning(results))
+    click.echo(
+        present.as_json(present.tuning_document(results))
+        if plan.value("json")
+        else present.tuning(results)
+    )
 
 
 @cli.command()
-@click.option("--run-id", "run_ids", multiple=True, help="Parent run (comparison or tuning study); repeatable.")
-@click.option("--experiment", default=None, callback=_empty_is_none,
-              help="Report on this experiment's newest comparison or tuning run.")
-@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
-              help="Folder for the reports (one subfolder per run).")
-@click.option("--tracking-uri", default=None, callback=_empty_is_none, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="MLflow store [default: sqlite:///mlflow.db].")
-@click.option("--format", "formats", type=click.Choice(["both", "html", "markdown"]), default="both", show_default=True,
-              help="html: one self-contained file (figures embedded); markdown: report.md with its figures "
-                   "as PNG files beside it (small, for a repository).")
-@click.option("--flat", is_flag=True, help="Write into --out itself, not a subfolder per run (one run only).")
-@click.option("--margin", type=MARGIN, default=None, help="Equivalence margin in test accuracy to judge by "
-              "(default: the one the comparison logged, else 0.005).")
-@click.option("--published", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Rebuild every report of DIR/manifest.yaml (e.g. results) from the runs shipped in it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the reports written as one JSON document.")
+@click.option(
+    "--run-id",
+    "run_ids",
+    multiple=True,
+    help="Parent run (comparison or tuning study); repeatable.",
+)
+@click.option(
+    "--experiment",
+    default=None,
+    callback=_empty_is_none,
+    help="Report on this experiment's newest comparison or tuning run.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="reports",
+    show_default=True,
+    help="Folder for the reports (one subfolder per run).",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    callback=_empty_is_none,
+    envvar="MLFLOW_TRACKING_URI",
+    show_envvar=True,
+    help="MLflow store [default: sqlite:///mlflow.db].",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["both", "html", "markdown"]),
+    default="both",
+    show_default=True,
+    help="html: one self-contained file (figures embedded); markdown: report.md with its figures "
+    "as PNG files beside it (small, for a repository).",
+)
+@click.option(
+    "--flat", is_flag=True, help="Write into --out itself, not a subfolder per run (one run only)."
+)
+@click.option(
+    "--margin",
+    type=MARGIN,
+    default=None,
+    help="Equivalence margin in test accuracy to judge by "
+    "(default: the one the comparison logged, else 0.005).",
+)
+@click.option(
+    "--published",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Rebuild every report of DIR/manifest.yaml (e.g. results) from the runs shipped in it.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the reports written as one JSON document."
+)
 def report(run_ids, experiment, out, tracking_uri, formats, flat, margin, published, as_json):
     """Build an HTML and a Markdown report from what the MLflow store holds."""
     from bench import present
@@ -148,11 +196,16 @@ def report(run_ids, experiment, out, tracking_uri, formats, flat, margin, publis
         lines = [w["files"]["markdown"] for w in written]
     else:
         if flat and len(run_ids) > 1:
-            raise click.UsageError("--flat writes one report: name one --run-id (or an --experiment)")
+            raise click.UsageError(
+                "--flat writes one report: name one --run-id (or an --experiment)"
+            )
         kinds = ("html", "markdown") if formats == "both" else (formats,)
-        written = [{"run": name, "run_id": run_id, "files": {k: str(p) for k, p in files.items()}}
-                   for name, run_id, files in write_reports(tracking_uri, experiment, run_ids, out, kinds,
-                                                            flat=flat, margin=margin)]
+        written = [
+            {"run": name, "run_id": run_id, "files": {k: str(p) for k, p in files.items()}}
+            for name, run_id, files in write_reports(
+                tracking_uri, experiment, run_ids, out, kinds, flat=flat, margin=margin
+            )
+        ]
         lines = [f"{w['run']} ({w['run_id']}): " + "  ".join(w["files"].values()) for w in written]
     if as_json:
         click.echo(present.as_json({"reports": written}))
@@ -179,7 +232,9 @@ def list_cmd(pattern, show_studies, show_tasks, study, as_json):
         from bench.models import list_variants
 
         names = [] if show_studies or show_tasks else list_variants(pattern)
-        click.echo(present.as_json(present.list_document(names, studies=show_studies, tasks=show_tasks)))
+        click.echo(
+            present.as_json(present.list_document(names, studies=show_studies, tasks=show_tasks))
+        )
     elif show_studies:
         click.echo(present.study_list())
     elif show_tasks:

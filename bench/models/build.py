@@ -106,8 +106,9 @@ def make_optimizer(
     arguments = hparams.keras_arguments()
     scheduled = hparams.schedule != "constant" or hparams.warmup_epochs
     if steps_per_epoch is not None and scheduled:
-        steps = schedule.in_steps(hparams.schedule, hparams.warmup_epochs, hparams.epochs,
-                                  steps_per_epoch)
+        steps = schedule.in_steps(
+            hparams.schedule, hparams.warmup_epochs, hparams.epochs, steps_per_epoch
+        )
         arguments["learning_rate"] = ScheduledRate(learning_rate_of(hparams), steps)
     return _OPTIMIZER_CLASSES[hparams.optimizer](**arguments)
 
@@ -174,7 +175,11 @@ def logged_params(hparams: HParams, variant: Variant) -> dict[str, str]:
     out = hparams.as_params()
     for name in [n for n, v in out.items() if getattr(hparams, n) is None]:
         value = default_value(hparams, variant, name)
-        if value is None and DECLARED[name].from_variant == "dropout_rate" and not variant.has_dropout:
+        if (
+            value is None
+            and DECLARED[name].from_variant == "dropout_rate"
+            and not variant.has_dropout
+        ):
             value = 0.0
         if value is None:
             del out[name]
