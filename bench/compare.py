@@ -30,12 +30,14 @@ def fingerprint(plan: Plan, splits: data.Splits, **logged: object) -> str:
     """What makes two comparisons the same: the protocol, every run's hyperparameters,
     the data's content and what is logged (``logged``). Its value tags the parent run, so
     that an interrupted comparison is found and resumed (:mod:`bench.store.resume`)."""
-    return resume.fingerprint({
-        "params": comparison_params(plan, splits),
-        "jobs": [(name, setting, hp.as_params()) for name, setting, hp in plan.jobs()],
-        "data": [d.digest for d in artifacts.split_datasets(splits)],
-        "logged": logged,
-    })
+    return resume.fingerprint(
+        {
+            "params": comparison_params(plan, splits),
+            "jobs": [(name, setting, hp.as_params()) for name, setting, hp in plan.jobs()],
+            "data": [d.digest for d in artifacts.split_datasets(splits)],
+            "logged": logged,
+        }
+    )
 
 
 def comparison_params(plan: Plan, splits: data.Splits) -> dict[str, object]:
@@ -60,7 +62,8 @@ def comparison_params(plan: Plan, splits: data.Splits) -> dict[str, object]:
         **plan.analysis_params(),
         **{
             f"{schema.OVERRIDE_PREFIX}{name}": ", ".join(
-                f"{k}={v}" for k, v in one.as_params().items()
+                f"{k}={v}"
+                for k, v in one.as_params().items()
                 if k != schema.SEED and v != hp.as_params().get(k)
             )
             for name, one in plan.per_variant
@@ -115,15 +118,20 @@ def run_comparison(
     experiment = plan.experiment or default_experiment(study, plan.task)
     check_store(plan.tracking_uri, experiment)
     splits = data.load(
-        plan.task, data_dir=plan.data_dir, validation_size=plan.validation_size,
-        limit=plan.limit, standardize=study.protocol.standardize,
+        plan.task,
+        data_dir=plan.data_dir,
+        validation_size=plan.validation_size,
+        limit=plan.limit,
+        standardize=study.protocol.standardize,
     )
     stopping.check()
     tracker = Tracker(plan.tracking_uri, experiment, description=study.description, checked=True)
     stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
     if stale:
         progress.warning(
-            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s", len(stale), ", ".join(stale)
+            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s",
+            len(stale),
+            ", ".join(stale),
         )
     key = fingerprint(plan, splits, models=log_models, register=register)
     resumed = None if plan.value("fresh") else _resumable(tracker, key)
@@ -135,8 +143,12 @@ def run_comparison(
         f"compare-{study.name}",
         kind=schema.KIND_COMPARISON,
         params=comparison_params(plan, splits),
-        tags={schema.STUDY_TAG: study.name, schema.TASK_TAG: plan.task, schema.COMPARISON_KEY: key,
-              **environment_tags(training.device_description())},
+        tags={
+            schema.STUDY_TAG: study.name,
+            schema.TASK_TAG: plan.task,
+            schema.COMPARISON_KEY: key,
+            **environment_tags(training.device_description()),
+        },
         description=description,
         resume_run_id=resumed.parent_run_id if resumed else None,
     ) as parent_id:
@@ -148,9 +160,17 @@ def run_comparison(
         side_by_side = _log_outcome(tracker, parent_id, plan, splits, table, seed_stats, outcome)
         stopping.check()
     return ComparisonResult(
-        table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
-        experiment_name=tracker.experiment_name, tracking_uri=tracker.uri, results=results,
-        notes=tuple(study.notes), summary=seed_stats.summary, rankings=seed_stats.rankings, resumed=len(kept),
+        table=table,
+        side_by_side=side_by_side,
+        parent_run_id=parent_id,
+        experiment_id=tracker.experiment_id,
+        experiment_name=tracker.experiment_name,
+        tracking_uri=tracker.uri,
+        results=results,
+        notes=tuple(study.notes),
+        summary=seed_stats.summary,
+        rankings=seed_stats.rankings,
+        resumed=len(kept),
     )
 
 
@@ -163,14 +183,19 @@ def _resumable(tracker: Tracker, key: str) -> resume.Resumable | None:
     if tracker.adopts:
         progress.warning(
             "comparison %s with these plan was interrupted; not resumed under `mlflow run`, which "
-            "created a new parent run (run `bench compare` with the same options to resume it)", found.parent_run_id,
+            "created a new parent run (run `bench compare` with the same options to resume it)",
+            found.parent_run_id,
         )
         return None
     resume.prepare(tracker, found)
     progress.info(
-        "resuming comparison %s (%s): %d finished run(s) kept%s", found.parent_run_id, found.status.lower(),
+        "resuming comparison %s (%s): %d finished run(s) kept%s",
+        found.parent_run_id,
+        found.status.lower(),
         len(found.kept),
-        f", {len(found.discarded)} unfinished deleted ({', '.join(found.discarded)})" if found.discarded else "",
+        f", {len(found.discarded)} unfinished deleted ({', '.join(found.discarded)})"
+        if found.discarded
+        else "",
     )
     return found
 
@@ -185,18 +210,30 @@ class _Outcome:
 
 
 def _train_all(
-    tracker: Tracker, plan: Plan, splits: data.Splits, parent_id: str, log_models: bool, register: bool,
+    tracker: Tracker,
+    plan: Plan,
+    splits: data.Splits,
+    parent_id: str,
+    log_models: bool,
+    register: bool,
     kept: Mapping[str, StoredRun],
 ) -> tuple[list[TrainResult], _Outcome]:
     """Every run of the comparison not in ``kept``, recorded by the run service as child runs
     (a variant's seeds trained together, a tuned setting that kept the default logged again);
     then every run's row and curves, the kept ones' read from the store."""
     study = plan.study
-    jobs = [(name, setting, hp, plan.run_name(name, hp.seed, setting)) for name, setting, hp in plan.jobs()]
+    jobs = [
+        (name, setting, hp, plan.run_name(name, hp.seed, setting))
+        for name, setting, hp in plan.jobs()
+    ]
     progress.info(
         "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]%s",
-        study.name, len(jobs), len(plan.variants), len(plan.seeds),
-        ", default and tuned" if plan.tuned else "", plan.task,
+        study.name,
+        len(jobs),
+        len(plan.variants),
+        len(plan.seeds),
+        ", default and tuned" if plan.tuned else "",
+        plan.task,
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
         f"; {len(kept)} already finished" if kept else "",
     )
@@ -204,18 +241,26 @@ def _train_all(
     batches = []
     for vname, setting, members in plan.populations():
         units = [_unit(plan, vname, setting, hp, register) for hp in members]
-        units = [dataclasses.replace(u, label=f"[{position[u.run_name]}/{len(jobs)}] {u.run_name}")
-                 for u in units if u.run_name not in kept]
+        units = [
+            dataclasses.replace(u, label=f"[{position[u.run_name]}/{len(jobs)}] {u.run_name}")
+            for u in units
+            if u.run_name not in kept
+        ]
         if units:
             kind = schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED
             batches.append((setting, runs.Batch(get_variant(vname), kind, tuple(units))))
-    recorded = runs.record(runs.Recording(tracker, splits, parent_run_id=parent_id, log_model=log_models),
-                           [batch for _, batch in batches])
+    recorded = runs.record(
+        runs.Recording(tracker, splits, parent_run_id=parent_id, log_model=log_models),
+        [batch for _, batch in batches],
+    )
     trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
     for (setting, batch), results in zip(batches, recorded, strict=True):
         reference = _reference(plan, batch.variant.name)
         for unit, result in zip(batch.units, results, strict=True):
-            trained[unit.run_name] = (result, tables.row_from_result(result, unit.run_name, setting, reference))
+            trained[unit.run_name] = (
+                result,
+                tables.row_from_result(result, unit.run_name, setting, reference),
+            )
     outcome = _Outcome()
     for vname, _, _, name in jobs:
         if name in trained:
@@ -237,10 +282,15 @@ def _reference(plan: Plan, variant: str):
 def _unit(plan: Plan, variant: str, setting: str, hp: HParams, register: bool) -> runs.Unit:
     """One run of the comparison: its name, params and model."""
     name = plan.run_name(variant, hp.seed, setting)
-    params = {schema.STUDY: plan.study.name, schema.SETTING: setting,
-              **tables.reference_params(_reference(plan, variant)), **_origin(plan, variant, setting)}
-    return runs.Unit(hp, name, params=params,
-                     naming=_naming(variant, setting, hp.seed, plan, register))
+    params = {
+        schema.STUDY: plan.study.name,
+        schema.SETTING: setting,
+        **tables.reference_params(_reference(plan, variant)),
+        **_origin(plan, variant, setting),
+    }
+    return runs.Unit(
+        hp, name, params=params, naming=_naming(variant, setting, hp.seed, plan, register)
+    )
 
 
 def _origin(plan: Plan, variant: str, setting: str) -> dict[str, object]:
@@ -250,11 +300,15 @@ def _origin(plan: Plan, variant: str, setting: str) -> dict[str, object]:
         return {}
     origin = dict(plan.tuned_from).get(variant)
     record = dict(plan.tuned_record).get(variant, {})
-    return {**({schema.TUNED_FROM: origin} if origin else {}),
-            **{f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in record.items()}}
+    return {
+        **({schema.TUNED_FROM: origin} if origin else {}),
+        **{f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in record.items()},
+    }
 
 
-def _naming(variant: str, setting: str, seed: int, plan: Plan, register: bool) -> artifacts.ModelNaming:
+def _naming(
+    variant: str, setting: str, seed: int, plan: Plan, register: bool
+) -> artifacts.ModelNaming:
     """A run's model: named for its variant (and setting, where tuned); with ``--register``
     a version of ``<task>-<variant>``, the first seed's carrying the alias ``default`` or
     ``tuned``."""
@@ -266,8 +320,13 @@ def _naming(variant: str, setting: str, seed: int, plan: Plan, register: bool) -
 
 
 def _log_outcome(
-    tracker: Tracker, parent_id: str, plan: Plan, splits: data.Splits, table: pd.DataFrame,
-    seed_stats: artifacts.SeedStatistics, outcome: _Outcome,
+    tracker: Tracker,
+    parent_id: str,
+    plan: Plan,
+    splits: data.Splits,
+    table: pd.DataFrame,
+    seed_stats: artifacts.SeedStatistics,
+    outcome: _Outcome,
 ) -> pd.DataFrame | None:
     """The comparison's tables, figures, statistics and report on its parent run."""
     study = plan.study
@@ -276,8 +335,15 @@ def _log_outcome(
         tracker.log_text(parent_id, side_by_side.to_csv(index=False), "tuned_vs_default.csv")
         tracker.log_text(parent_id, tables.to_markdown(side_by_side), "tuned_vs_default.md")
     artifacts.log_comparison(
-        tracker, parent_id, table, outcome.histories, outcome.groups,
-        title=study.name, splits=splits, notes=study.notes, reference_source=study.reference_source,
+        tracker,
+        parent_id,
+        table,
+        outcome.histories,
+        outcome.groups,
+        title=study.name,
+        splits=splits,
+        notes=study.notes,
+        reference_source=study.reference_source,
         seed_statistics=seed_stats,
     )
     healthy = table[table["status"] == "ok"]["test_accuracy"].dropna()

@@ -47,7 +47,11 @@ def load_all(modules: Sequence[str] = ()) -> None:
     named += [m for m in modules if m not in named]
     for group in GROUPS:
         for entry in importlib.metadata.entry_points(group=group):
-            _once(f"{group}:{entry.name}", f"plug-in {entry.value} ({group})", lambda e=entry: e.load())
+            _once(
+                f"{group}:{entry.name}",
+                f"plug-in {entry.value} ({group})",
+                lambda e=entry: e.load(),
+            )
     for module in named:
         _once(module, f"plug-in {module}", lambda m=module: _import(m))
     if named:  # all loaded: processes this one starts load them too
@@ -107,4 +111,6 @@ def register_given(given: object, origin: str) -> None:
         for item in given:
             register_given(item, origin)
     else:
-        raise PluginError(f"{origin} gave {type(given).__name__}, not a variant, a task or a list of them")
+        raise PluginError(
+            f"{origin} gave {type(given).__name__}, not a variant, a task or a list of them"
+        )

@@ -52,7 +52,11 @@ def run_table(table: pd.DataFrame) -> str:
             continue
         fmt = _FORMATS.get(col, "{:.4f}")
         shown[col] = [fmt.format(v) if v is not None and v == v else "" for v in shown[col]]
-    return shown.to_markdown(index=False, disable_numparse=True, colalign=("left",) + ("right",) * (len(shown.columns) - 1))
+    return shown.to_markdown(
+        index=False,
+        disable_numparse=True,
+        colalign=("left",) + ("right",) * (len(shown.columns) - 1),
+    )
 
 
 def summary_table(summary: pd.DataFrame, rankings: dict[str, stats.Ranking]) -> str:
@@ -69,7 +73,9 @@ def comparison(outcome) -> str:
         out.append(summary_table(outcome.summary, ranked))
         out.append("")
         out += [textwrap.fill(ranking_sentence(r), width=WIDTH) for r in ranked.values()]
-        out.append("(every run: comparison.csv; every pair's verdict: report/report.md in the parent run)")
+        out.append(
+            "(every run: comparison.csv; every pair's verdict: report/report.md in the parent run)"
+        )
     else:
         out.append(run_table(outcome.table))
     out.append("")
@@ -81,12 +87,19 @@ def comparison(outcome) -> str:
         out += [shown.to_markdown(index=False, disable_numparse=True), ""]
     if outcome.notes:
         out.append("notes on the protocol (also in the parent run's notes.md):")
-        out += [textwrap.fill(n, width=WIDTH, initial_indent="  - ", subsequent_indent="    ") for n in outcome.notes]
+        out += [
+            textwrap.fill(n, width=WIDTH, initial_indent="  - ", subsequent_indent="    ")
+            for n in outcome.notes
+        ]
         out.append("")
     out += [
         f"experiment: {outcome.experiment_name} (id {outcome.experiment_id})",
         f"parent run: {outcome.parent_run_id}"
-        + (f" (resumed: {outcome.resumed} finished run(s) kept, not retrained)" if outcome.resumed else ""),
+        + (
+            f" (resumed: {outcome.resumed} finished run(s) kept, not retrained)"
+            if outcome.resumed
+            else ""
+        ),
         f"store:      {redact(outcome.tracking_uri)}",
         f"browse:     {browse_hint(outcome.tracking_uri, outcome.experiment_id)}",
     ]
@@ -95,7 +108,10 @@ def comparison(outcome) -> str:
 
 def unhealthy_runs(outcome) -> list[str]:
     """One warning line per run that diverged or died."""
-    return [f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}" for r in outcome.failed]
+    return [
+        f"warning: {r.variant} (seed {r.hparams.seed}) {r.status}: {r.message}"
+        for r in outcome.failed
+    ]
 
 
 def tuning(results: Sequence) -> str:
@@ -107,16 +123,22 @@ def tuning(results: Sequence) -> str:
     ]
     for r in results:
         c = r.counts
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items())
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.best_params.items()
+        )
         if r.best_is_default:
             params += " (= default)"
         best = "" if r.best_value is None else f"{r.best_value:.4f}"
         tuned = "" if r.tuned_test_accuracy is None else f"{r.tuned_test_accuracy:.4f}"
-        out.append(f"| {r.target.variant} | {r.target.study_name} | {c['complete']} | {c['pruned']} | "
-                   f"{c['failed']} | {best} | {params} | {tuned} |")
+        out.append(
+            f"| {r.target.variant} | {r.target.study_name} | {c['complete']} | {c['pruned']} | "
+            f"{c['failed']} | {best} | {params} | {tuned} |"
+        )
     first = results[0].target
     dash = redact(first.storage).removeprefix("journal://")
-    masked = "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
+    masked = (
+        "   (password masked: put it back, or drop it and set PGPASSWORD)" if "***@" in dash else ""
+    )
     out += [
         "",
         f"optuna storage: {redact(first.storage)}",
@@ -135,7 +157,9 @@ def variant_list(names: Sequence[str]) -> str:
     rows = [("variant", "family", "group", "params (28x28, 10 classes)", "from", "layers")]
     for name in names:
         v = get_variant(name)
-        rows.append((name, v.family, v.group, f"{parameter_count(v):,}", origin_of(name), v.summary()))
+        rows.append(
+            (name, v.family, v.group, f"{parameter_count(v):,}", origin_of(name), v.summary())
+        )
     return _columns(rows, right=(3,))
 
 
@@ -154,7 +178,15 @@ def _columns(rows: Sequence[tuple[str, ...]], right: tuple[int, ...] = ()) -> st
     """Rows as aligned columns (the last one unpadded), columns in ``right`` right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        "  ".join([*(f"{c:>{w}}" if i in right else f"{c:<{w}}" for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))), r[-1]])
+        "  ".join(
+            [
+                *(
+                    f"{c:>{w}}" if i in right else f"{c:<{w}}"
+                    for i, (c, w) in enumerate(zip(r[:-1], widths, strict=True))
+                ),
+                r[-1],
+            ]
+        )
         for r in rows
     )
 

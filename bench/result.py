@@ -39,6 +39,7 @@ DEAD_LOSS_FLOOR = 0.99
 #: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
 DIVERGED_LOSS_FACTOR = 1e4
 
+
 class TrainedModel:
     """A result's trained Keras model: built on first use (a population member's weights stay
     arrays until then), dropped on release. Every result derived from one with
@@ -47,7 +48,9 @@ class TrainedModel:
 
     __slots__ = ("_factory", "_model")
 
-    def __init__(self, model: object | None = None, factory: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, model: object | None = None, factory: Callable[[], object] | None = None
+    ) -> None:
         self._model, self._factory = model, factory
 
     def get(self) -> object | None:
@@ -142,7 +145,9 @@ class Health:
         return not math.isfinite(loss) or loss > self.loss_limit
 
     def _diverged(self, loss: float, epoch: int) -> bool:
-        limit = f" (over {self.loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
+        limit = (
+            f" (over {self.loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
+        )
         self.status = STATUS_DIVERGED
         self.message = self.message or f"loss became {loss:.4g} in epoch {epoch}{limit}"
         return True
@@ -181,4 +186,6 @@ class Health:
             final = history["val_accuracy"][-1]
             if final <= self.chance + DEAD_MARGIN:
                 self.status = STATUS_DEAD
-                self.message = f"final validation accuracy {final:.3f} is at chance ({self.chance:.3f})"
+                self.message = (
+                    f"final validation accuracy {final:.3f} is at chance ({self.chance:.3f})"
+                )

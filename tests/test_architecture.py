@@ -16,7 +16,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bench"
 #: Lowest first. A module may import its own unit (a cycle there fails the cycle test) and
 #: any unit on a lower layer, never one on its own layer or above.
 LAYERS: list[set[str]] = [
-    {"bench", "bench.errors", "bench.store.schema", "bench.stopping", "bench.clock", "bench.declaring", "bench.xla"},
+    {
+        "bench",
+        "bench.errors",
+        "bench.store.schema",
+        "bench.stopping",
+        "bench.clock",
+        "bench.declaring",
+        "bench.xla",
+    },
     {"bench.data", "bench.stats", "bench.figures", "bench.reference", "bench.store"},
     {"bench.models"},
     {"bench.result", "bench.studies", "bench.plugins"},
@@ -62,14 +70,21 @@ def _imports(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
             found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES}
+            found |= {
+                f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES
+            }
     return found
 
 
 def _graph() -> dict[str, set[str]]:
-    return {m: {_resolve(n) for n in _imports(m) if n.split(".")[0] == "bench"} - {m} for m in MODULES}
+    return {
+        m: {_resolve(n) for n in _imports(m) if n.split(".")[0] == "bench"} - {m} for m in MODULES
+    }
 
 
 def _unit(module: str) -> str:
@@ -158,7 +173,11 @@ def test_the_store_imports_nothing_above_it():
 
 def test_the_model_registry_is_a_leaf_the_zoo_registers_into():
     graph = _graph()
-    assert graph["bench.models.registry"] <= {"bench.errors", "bench.models.spec", "bench.declaring"}
+    assert graph["bench.models.registry"] <= {
+        "bench.errors",
+        "bench.models.spec",
+        "bench.declaring",
+    }
     assert "bench.models.registry" in graph["bench.models.zoo"]
     assert "bench.models.zoo" in graph["bench.models"]  # importing the package registers the zoo
 
@@ -179,7 +198,11 @@ def test_no_god_modules_classes_or_functions():
             if not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
             size = node.end_lineno - node.lineno + 1
-            limit, what = (MAX_CLASS_LINES, "class") if isinstance(node, ast.ClassDef) else (MAX_FUNCTION_LINES, "function")
+            limit, what = (
+                (MAX_CLASS_LINES, "class")
+                if isinstance(node, ast.ClassDef)
+                else (MAX_FUNCTION_LINES, "function")
+            )
             if size > limit:
                 too_big.append(f"{what} {module}.{node.name}: {size} lines")
     assert too_big == []
@@ -204,10 +227,18 @@ def test_commands_train_through_the_run_service():
     callers = set()
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            imported = isinstance(node, ast.ImportFrom) and node.module in {"bench.training", "bench.population"} and any(
-                alias.name in entry for alias in node.names)
-            called = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in entry
-                      and isinstance(node.func.value, ast.Name) and node.func.value.id in {"training", "population"})
+            imported = (
+                isinstance(node, ast.ImportFrom)
+                and node.module in {"bench.training", "bench.population"}
+                and any(alias.name in entry for alias in node.names)
+            )
+            called = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in entry
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in {"training", "population"}
+            )
             if imported or called:
                 callers.add(module)
     assert {_unit(m) for m in callers} <= {"bench.runs", "bench.training"}, sorted(callers)
@@ -237,7 +268,9 @@ def test_results_are_values():
     result = TrainResult(variant="v", hparams=HParams(), params=1, history={}, train_seconds=0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.run_id = "r"  # type: ignore[misc]
-    assert dataclasses.replace(result, run_id="r").model is result.model  # the model holder is shared
+    assert (
+        dataclasses.replace(result, run_id="r").model is result.model
+    )  # the model holder is shared
 
 
 def test_no_private_optuna_attributes():
@@ -292,8 +325,17 @@ def test_hparams_fields_are_the_schemas_hyperparameter_keys():
     assert tuple(f.name for f in dataclasses.fields(HParams)) == schema.HPARAMS
     # logged: the original fields always, a recipe's where set and for its optimizer
     assert set(HParams().as_params()) <= set(schema.HPARAMS)
-    every = HParams(optimizer="sgd", learning_rate=0.1, dropout=0.2, momentum=0.9, nesterov=True,
-                    weight_decay=1e-4, label_smoothing=0.1, schedule="cosine", warmup_epochs=1)
+    every = HParams(
+        optimizer="sgd",
+        learning_rate=0.1,
+        dropout=0.2,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        label_smoothing=0.1,
+        schedule="cosine",
+        warmup_epochs=1,
+    )
     assert set(every.as_params()) == set(schema.HPARAMS) - {"beta_2"}  # Adam's, not SGD's
 
 
@@ -321,7 +363,8 @@ def test_one_settings_type():
         f"{module}.{node.name}"
         for module, path in MODULES.items()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, ast.ClassDef) and (node.name.endswith("Settings") or node.name == "Resolved")
+        if isinstance(node, ast.ClassDef)
+        and (node.name.endswith("Settings") or node.name == "Resolved")
     ]
     assert settings == []
 
@@ -345,11 +388,17 @@ def test_the_run_commands_take_their_options_from_the_one_table():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name in COMMANDS:
-                extra = [ast.unparse(d) for d in node.decorator_list
-                         if "click." in ast.unparse(d) or "option(" in ast.unparse(d)]
+                extra = [
+                    ast.unparse(d)
+                    for d in node.decorator_list
+                    if "click." in ast.unparse(d) or "option(" in ast.unparse(d)
+                ]
                 declared += [f"{module}.{node.name}: {d}" for d in extra]
-            elif (isinstance(node, ast.Call) and ast.unparse(node.func) in {"click.option", "click.argument"}
-                  and _unit(module) != "bench.cli"):
+            elif (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) in {"click.option", "click.argument"}
+                and _unit(module) != "bench.cli"
+            ):
                 declared.append(f"{module}: {ast.unparse(node)[:60]}")
     assert declared == []
 

@@ -49,18 +49,46 @@ def written(module_store) -> Written:
     study.write_text(study_yaml(STUDY, variants=["vanilla-shallow", "dropout-shallow"]))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
-        compared = CliRunner().invoke(cli, ["compare", "--study", str(study), "--register", "--seeds", "2",
-                                            "--tracking-uri", module_store.uri])
+        compared = CliRunner().invoke(
+            cli,
+            [
+                "compare",
+                "--study",
+                str(study),
+                "--register",
+                "--seeds",
+                "2",
+                "--tracking-uri",
+                module_store.uri,
+            ],
+        )
         assert compared.exit_code == 0, compared.output
-        tuned = CliRunner().invoke(cli, ["tune", "--study", str(study), "--variants", "dropout-shallow", "--trials", "4",
-                                         "--epochs", "2", "--tracking-uri", module_store.uri])
+        tuned = CliRunner().invoke(
+            cli,
+            [
+                "tune",
+                "--study",
+                str(study),
+                "--variants",
+                "dropout-shallow",
+                "--trials",
+                "4",
+                "--epochs",
+                "2",
+                "--tracking-uri",
+                module_store.uri,
+            ],
+        )
         assert tuned.exit_code == 0, tuned.output
     return Written(folder, module_store.uri, compared.output, tuned.output)
 
 
 def test_every_training_run_logs_its_splits_as_datasets(written):
-    for kind, contexts in (("train", {"training", "validation", "test"}), ("tuned", {"training", "validation", "test"}),
-                           ("trial", {"training", "validation"})):
+    for kind, contexts in (
+        ("train", {"training", "validation", "test"}),
+        ("tuned", {"training", "validation", "test"}),
+        ("trial", {"training", "validation"}),
+    ):
         runs = written.runs(kind)
         assert runs, kind
         for run in runs:
@@ -83,7 +111,13 @@ def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_sco
     ids = [e.experiment_id for e in c.search_experiments()]
     models = c.search_logged_models(ids)
     names = sorted(m.name for m in models)
-    assert names == ["dropout-shallow", "dropout-shallow", "dropout-shallow-tuned", "vanilla-shallow", "vanilla-shallow"]
+    assert names == [
+        "dropout-shallow",
+        "dropout-shallow",
+        "dropout-shallow-tuned",
+        "vanilla-shallow",
+        "vanilla-shallow",
+    ]
     for model in models:
         run = c.get_run(model.source_run_id)
         assert model.params["learning_rate"] == run.data.params["learning_rate"]
@@ -97,11 +131,24 @@ def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_sco
         last = {k: c.get_metric_history(run.info.run_id, k)[-1] for k in linked}
         for key, metric in linked.items():
             assert (metric.step, metric.value) == (last[key].step, last[key].value), key
-        assert model.tags["mlflow.note.content"].startswith(model.name.removesuffix("-tuned") + " trained on fashion_mnist")
-        assert f"test accuracy {run.data.metrics['test_accuracy']:.4f}" in model.tags["mlflow.note.content"]
-        folder = Path(mlflow.artifacts.download_artifacts(f"{model.artifact_location}/serving_input_example.json",
-                                                          dst_path=str(written.workdir / "dl" / model.model_id)))
-        assert np.array(json.loads(folder.read_text())["inputs"]).shape == (2, 28, 28)  # two raw test images
+        assert model.tags["mlflow.note.content"].startswith(
+            model.name.removesuffix("-tuned") + " trained on fashion_mnist"
+        )
+        assert (
+            f"test accuracy {run.data.metrics['test_accuracy']:.4f}"
+            in model.tags["mlflow.note.content"]
+        )
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                f"{model.artifact_location}/serving_input_example.json",
+                dst_path=str(written.workdir / "dl" / model.model_id),
+            )
+        )
+        assert np.array(json.loads(folder.read_text())["inputs"]).shape == (
+            2,
+            28,
+            28,
+        )  # two raw test images
 
 
 def test_the_tuned_model_is_registered_and_loads_by_its_alias(written):
@@ -111,36 +158,53 @@ def test_the_tuned_model_is_registered_and_loads_by_its_alias(written):
     assert tuned.run_id == run.info.run_id
     default = c.get_model_version_by_alias("fashion_mnist-vanilla-shallow", "default")
     assert default.tags["bench.seed"] == "0"
-    assert default.tags["test_accuracy"] == f"{c.get_run(default.run_id).data.metrics['test_accuracy']:.4f}"
+    assert (
+        default.tags["test_accuracy"]
+        == f"{c.get_run(default.run_id).data.metrics['test_accuracy']:.4f}"
+    )
     assert default.description.startswith("vanilla-shallow trained on fashion_mnist")
     assert tuned.description.startswith("dropout-shallow trained on fashion_mnist")
-    assert len(c.search_model_versions("name = 'fashion_mnist-vanilla-shallow'")) == 2  # --register: every seed
+    assert (
+        len(c.search_model_versions("name = 'fashion_mnist-vanilla-shallow'")) == 2
+    )  # --register: every seed
     mlflow.set_tracking_uri(written.uri)
     model = mlflow.pyfunc.load_model("models:/fashion_mnist-dropout-shallow@tuned")
     splits = data.load("fashion_mnist", validation_size=200)
     predicted = np.argmax(model.predict(splits.raw_test_images()), axis=1)  # raw uint8 images in
-    assert float(np.mean(predicted == splits.y_test)) == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+    assert float(np.mean(predicted == splits.y_test)) == pytest.approx(
+        run.data.metrics["test_accuracy"], abs=1e-6
+    )
 
 
 def test_training_runs_record_system_metrics_and_the_git_commit(written):
     for kind in ("train", "tuned", "trial"):
         for run in written.runs(kind):
             system = {k for k in run.data.metrics if k.startswith("system/")}
-            assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, kind
-    head = subprocess.run(["git", "-C", str(Path(__file__).parents[1]), "rev-parse", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
+            assert {
+                "system/cpu_utilization_percentage",
+                "system/system_memory_usage_megabytes",
+            } <= system, kind
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).parents[1]), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     for run in written.runs("train") + written.runs("comparison"):
         assert run.data.tags["mlflow.source.git.commit"] == head
         assert run.data.tags["bench.git_dirty"] in ("true", "false")
     for run in written.runs("comparison") + written.runs("study"):  # what a published report names
-        assert run.data.tags["bench.command"] and run.data.tags["bench.host.cpus"] == str(os.cpu_count())
+        assert run.data.tags["bench.command"] and run.data.tags["bench.host.cpus"] == str(
+            os.cpu_count()
+        )
         assert "bench.version.tensorflow" in run.data.tags
 
 
 def test_the_command_is_recorded_as_a_shell_would_take_it_back(monkeypatch):
     from bench.store import environment
 
-    monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/bench", "compare", "--experiment", "a b", "--seeds", "5"])
+    monkeypatch.setattr(
+        sys, "argv", ["/opt/venv/bin/bench", "compare", "--experiment", "a b", "--seeds", "5"]
+    )
     assert environment.command() == "bench compare --experiment 'a b' --seeds 5"
 
 
@@ -149,7 +213,10 @@ def test_trial_0_is_the_default_and_the_best_is_never_worse_on_validation(writte
     [summary] = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     first = study.trials[0]
-    assert first.params == {"learning_rate": 0.001, "dropout": 0.5}  # Adam's default, the variant's rate
+    assert first.params == {
+        "learning_rate": 0.001,
+        "dropout": 0.5,
+    }  # Adam's default, the variant's rate
     assert first.user_attrs["bench_default"] is True
     assert first.state == optuna.trial.TrialState.COMPLETE  # never pruned
     assert study.best_value >= first.value
@@ -157,8 +224,12 @@ def test_trial_0_is_the_default_and_the_best_is_never_worse_on_validation(writte
 
 def test_links_open_the_model_training_view(written):
     for output in (written.compare_output, written.tune_output):
-        [line] = [line for line in output.splitlines() if line.startswith(("browse:", "browse runs:"))]
-        assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+\?workflowType=machine_learning$", line), line
+        [line] = [
+            line for line in output.splitlines() if line.startswith(("browse:", "browse runs:"))
+        ]
+        assert re.search(
+            r"http://127\.0\.0\.1:5000/#/experiments/\d+\?workflowType=machine_learning$", line
+        ), line
 
 
 # --------------------------------------------------------------------------- the UI in a browser
@@ -166,9 +237,21 @@ def test_links_open_the_model_training_view(written):
 
 def _dom(url: str, profile: Path) -> str:
     return subprocess.run(
-        [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={profile}", "--virtual-time-budget=30000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=180, check=True,
+        [
+            chromium(),
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
     ).stdout
 
 
@@ -176,9 +259,20 @@ def _dom(url: str, profile: Path) -> str:
 def ui(written, tmp_path_factory):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", written.uri, "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            written.uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(120):
@@ -196,7 +290,9 @@ def ui(written, tmp_path_factory):
 
 
 def _text(dom: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", " ", dom, flags=re.S)))
+    return re.sub(
+        r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", " ", dom, flags=re.S))
+    )
 
 
 def test_the_printed_link_opens_the_runs_in_the_training_view(written, ui):
@@ -214,8 +310,12 @@ def test_the_printed_link_opens_the_runs_in_the_training_view(written, ui):
 def test_a_training_runs_page_shows_its_datasets(written, ui):
     base, profile = ui
     run = written.runs("train")[0]
-    page = _text(_dom(f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning",
-                      profile / "run"))
+    page = _text(
+        _dom(
+            f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning",
+            profile / "run",
+        )
+    )
     assert "fashion_mnist-train" in page and "training" in page
     assert f"fashion_mnist-{run.data.tags['bench.variant']}" in page  # registered with --register
 
@@ -223,7 +323,10 @@ def test_a_training_runs_page_shows_its_datasets(written, ui):
 def test_the_models_view_lists_the_variant_named_models(written, ui):
     base, profile = ui
     experiment = written.client().get_experiment_by_name(STUDY).experiment_id
-    dom = _dom(f"{base}/#/experiments/{experiment}/models?workflowType=machine_learning", profile / "models")
+    dom = _dom(
+        f"{base}/#/experiments/{experiment}/models?workflowType=machine_learning",
+        profile / "models",
+    )
     assert "vanilla-shallow" in dom and "dropout-shallow" in dom
     registry = _dom(f"{base}/#/models?workflowType=machine_learning", profile / "registry")
     assert "fashion_mnist-dropout-shallow" in registry
@@ -255,8 +358,14 @@ def test_progress_lines_show_elapsed_and_remaining_time(written):
     ("words", "expected"),
     [
         ("bench train dropout-", {"dropout-shallow", "dropout-deep"}),
-        ("bench compare --variants vanilla-shallow,batchnorm-r", {"vanilla-shallow,batchnorm-residual-deep"}),
-        ("bench tune --study seed-00", {"seed-000", "seed-001", "seed-002", "seed-003", "seed-004"}),
+        (
+            "bench compare --variants vanilla-shallow,batchnorm-r",
+            {"vanilla-shallow,batchnorm-residual-deep"},
+        ),
+        (
+            "bench tune --study seed-00",
+            {"seed-000", "seed-001", "seed-002", "seed-003", "seed-004"},
+        ),
         ("bench compare --task mn", {"mnist"}),
     ],
 )
@@ -265,7 +374,9 @@ def test_shell_completion_offers_variants_studies_and_tasks(words, expected, mon
     monkeypatch.setenv("COMP_WORDS", words)
     monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
     result = CliRunner().invoke(cli, [], prog_name="bench")
-    offered = {line.split(",", 1)[1] for line in result.output.splitlines() if line.startswith("plain,")}
+    offered = {
+        line.split(",", 1)[1] for line in result.output.splitlines() if line.startswith("plain,")
+    }
     assert offered == expected, result.output
 
 

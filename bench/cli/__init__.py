@@ -34,9 +34,14 @@ def _empty_is_none(ctx, param, value):
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: also libraries).")
-@click.option("--plugin", "plugin_modules", multiple=True, metavar="MODULE",
-              help="Load variants and tasks from a module (dotted name or .py file); repeatable. "
-                   "Installed packages' bench.variants / bench.tasks entry points load always.")
+@click.option(
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Load variants and tasks from a module (dotted name or .py file); repeatable. "
+    "Installed packages' bench.variants / bench.tasks entry points load always.",
+)
 @click.version_option(package_name="bench")
 def cli(verbose: int, plugin_modules: tuple[str, ...]) -> None:
     """Benchmark regularisation and depth on Fashion-MNIST and MNIST, tracked in MLflow."""
@@ -108,21 +113,58 @@ def tune(**values: object) -> None:
 
 
 @cli.command()
-@click.option("--run-id", "run_ids", multiple=True, help="Parent run (comparison or tuning study); repeatable.")
-@click.option("--experiment", default=None, callback=_empty_is_none,
-              help="Report on this experiment's newest comparison or tuning run.")
-@click.option("--out", type=click.Path(file_okay=False), default="reports", show_default=True,
-              help="Folder for the reports (one subfolder per run).")
-@click.option("--tracking-uri", default=None, callback=_empty_is_none, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
-              help="MLflow store [default: sqlite:///mlflow.db].")
-@click.option("--format", "formats", type=click.Choice(["both", "html", "markdown"]), default="both", show_default=True,
-              help="html: one self-contained file (figures embedded); markdown: report.md with its figures "
-                   "as PNG files beside it (small, for a repository).")
-@click.option("--flat", is_flag=True, help="Write into --out itself, not a subfolder per run (one run only).")
-@click.option("--margin", type=MARGIN, default=None, help="Equivalence margin in test accuracy to judge by "
-              "(default: the one the comparison logged, else 0.005).")
-@click.option("--published", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Rebuild every report of DIR/manifest.yaml (e.g. results) from the runs shipped in it.")
+@click.option(
+    "--run-id",
+    "run_ids",
+    multiple=True,
+    help="Parent run (comparison or tuning study); repeatable.",
+)
+@click.option(
+    "--experiment",
+    default=None,
+    callback=_empty_is_none,
+    help="Report on this experiment's newest comparison or tuning run.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="reports",
+    show_default=True,
+    help="Folder for the reports (one subfolder per run).",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    callback=_empty_is_none,
+    envvar="MLFLOW_TRACKING_URI",
+    show_envvar=True,
+    help="MLflow store [default: sqlite:///mlflow.db].",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["both", "html", "markdown"]),
+    default="both",
+    show_default=True,
+    help="html: one self-contained file (figures embedded); markdown: report.md with its figures "
+    "as PNG files beside it (small, for a repository).",
+)
+@click.option(
+    "--flat", is_flag=True, help="Write into --out itself, not a subfolder per run (one run only)."
+)
+@click.option(
+    "--margin",
+    type=MARGIN,
+    default=None,
+    help="Equivalence margin in test accuracy to judge by "
+    "(default: the one the comparison logged, else 0.005).",
+)
+@click.option(
+    "--published",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Rebuild every report of DIR/manifest.yaml (e.g. results) from the runs shipped in it.",
+)
 def report(run_ids, experiment, out, tracking_uri, formats, flat, margin, published):
     """Build an HTML and a Markdown report from what the MLflow store holds."""
     from bench.results.published import rebuild, write_reports
@@ -134,7 +176,9 @@ def report(run_ids, experiment, out, tracking_uri, formats, flat, margin, publis
     if flat and len(run_ids) > 1:
         raise click.UsageError("--flat writes one report: name one --run-id (or an --experiment)")
     kinds = ("html", "markdown") if formats == "both" else (formats,)
-    for line in write_reports(tracking_uri, experiment, run_ids, out, kinds, flat=flat, margin=margin):
+    for line in write_reports(
+        tracking_uri, experiment, run_ids, out, kinds, flat=flat, margin=margin
+    ):
         click.echo(line)
 
 

@@ -106,8 +106,9 @@ def make_optimizer(
     arguments = hparams.keras_arguments()
     scheduled = hparams.schedule != "constant" or hparams.warmup_epochs
     if steps_per_epoch is not None and scheduled:
-        steps = schedule.in_steps(hparams.schedule, hparams.warmup_epochs, hparams.epochs,
-                                  steps_per_epoch)
+        steps = schedule.in_steps(
+            hparams.schedule, hparams.warmup_epochs, hparams.epochs, steps_per_epoch
+        )
         arguments["learning_rate"] = ScheduledRate(learning_rate_of(hparams), steps)
     return _OPTIMIZER_CLASSES[hparams.optimizer](**arguments)
 

@@ -59,9 +59,9 @@ Range = FloatRange | IntRange
 
 def _choices(kind: type) -> type[BaseModel]:
     """``{choices: [...]}`` of ``kind`` values (strict: ``true`` is no integer)."""
-    return create_model(f"Choices_{kind.__name__}", __base__=_Strict,
-                        choices=(list[kind], Field(min_length=1)))  # type: ignore[valid-type]
-
+    return create_model(
+        f"Choices_{kind.__name__}", __base__=_Strict, choices=(list[kind], Field(min_length=1))
+    )  # type: ignore[valid-type]
 
 
 _CHOICES = {kind: _choices(kind) for kind in (int, str, bool, float)}
@@ -113,6 +113,7 @@ class _Space(_Strict):
 
 
 SearchSpace = create_model(
-    "SearchSpace", __base__=_Space,
+    "SearchSpace",
+    __base__=_Space,
     **{name: (_entry_type(DECLARED[name]) | None, DEFAULT_SPACE.get(name)) for name in TUNABLE},  # type: ignore[call-overload]
 )

@@ -245,11 +245,29 @@ register(
 
 
 def _lenet_relu(*, dropout: bool = False, batch_norm: bool = False, first_init: str = "he_uniform"):
-    conv_dropout = {"dropout": 0.1, "dropout_place": "pre"} if dropout else {}  # relu -> Dropout -> pool
+    conv_dropout = (
+        {"dropout": 0.1, "dropout_place": "pre"} if dropout else {}
+    )  # relu -> Dropout -> pool
     bn = "post" if batch_norm else None  # relu -> BatchNorm -> pool
     return (
-        Conv(6, 5, padding="same", pool="max", batch_norm=bn, kernel_initializer=first_init, **conv_dropout),
-        Conv(16, 5, padding="same", pool="max", batch_norm=bn, kernel_initializer="he_uniform", **conv_dropout),
+        Conv(
+            6,
+            5,
+            padding="same",
+            pool="max",
+            batch_norm=bn,
+            kernel_initializer=first_init,
+            **conv_dropout,
+        ),
+        Conv(
+            16,
+            5,
+            padding="same",
+            pool="max",
+            batch_norm=bn,
+            kernel_initializer="he_uniform",
+            **conv_dropout,
+        ),
         Conv(120, 5, kernel_initializer="he_uniform"),
         Dense(84, dropout=0.5 if dropout else 0.0),
     )

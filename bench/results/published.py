@@ -58,26 +58,50 @@ def load_manifest(results: Path) -> Manifest:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise BenchError(f"cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("store"), str) or not isinstance(doc.get("reports"), list):
-        raise BenchError(f"{path}: expected 'store: <folder>' and 'reports: [{{folder, run}}, ...]'")
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("store"), str)
+        or not isinstance(doc.get("reports"), list)
+    ):
+        raise BenchError(
+            f"{path}: expected 'store: <folder>' and 'reports: [{{folder, run}}, ...]'"
+        )
     entries = []
     for item in doc["reports"]:
-        if not (isinstance(item, dict) and isinstance(item.get("folder"), str) and isinstance(item.get("run"), str)):
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("folder"), str)
+            and isinstance(item.get("run"), str)
+        ):
             raise BenchError(f"{path}: every report needs a folder and a run, got {item!r}")
         if Path(item["folder"]).is_absolute() or ".." in Path(item["folder"]).parts:
             raise BenchError(f"{path}: report folder {item['folder']!r} must lie inside {results}")
         entries.append(Entry(item["folder"], item["run"]))
     head = doc.get("headline")
-    if head is not None and not (isinstance(head, dict) and isinstance(head.get("run"), str)
-                                 and isinstance(head.get("readme"), str)):
+    if head is not None and not (
+        isinstance(head, dict)
+        and isinstance(head.get("run"), str)
+        and isinstance(head.get("readme"), str)
+    ):
         raise BenchError(f"{path}: headline needs a run and a readme, got {head!r}")
-    return Manifest(Path(results), Path(results) / doc["store"], tuple(entries),
-                    head["run"] if head else None, Path(results) / head["readme"] if head else None)
+    return Manifest(
+        Path(results),
+        Path(results) / doc["store"],
+        tuple(entries),
+        head["run"] if head else None,
+        Path(results) / head["readme"] if head else None,
+    )
 
 
 def write_reports(
-    tracking_uri: str | None, experiment: str | None, run_ids: Sequence[str], out: str | Path,
-    kinds: tuple[str, ...], *, flat: bool = False, margin: float | None = None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    run_ids: Sequence[str],
+    out: str | Path,
+    kinds: tuple[str, ...],
+    *,
+    flat: bool = False,
+    margin: float | None = None,
 ) -> Iterator[str]:
     """``bench report``: each parent run's report into ``out`` (a subfolder per run unless
     ``flat``); yields one line per report written."""
@@ -105,7 +129,9 @@ def rebuild(results: Path, out: Path | None = None, margin: float | None = None)
         for entry in manifest.entries:
             folder = (Path(out) if out is not None else manifest.root) / entry.folder
             _clear(folder)
-            written.append(build(reader.load(entry.run_id), margin).write(folder, ("markdown",))["markdown"])
+            written.append(
+                build(reader.load(entry.run_id), margin).write(folder, ("markdown",))["markdown"]
+            )
         if manifest.headline is not None:
             block = headline(reader.load(manifest.headline), margin)
             if out is not None:
@@ -159,7 +185,9 @@ def headline(stored: StoredComparison, margin: float | None = None) -> str:
     ]
     for setting, f in seed_stats.factorials.items():
         out += [f"**Factor contrasts, {setting}** ({f.seeds} seeds as blocks):", ""]
-        out += _sorted_claims(f.contrasts, analysis.margin, lambda r: f"{r['term']}: {r['contrast']}")
+        out += _sorted_claims(
+            f.contrasts, analysis.margin, lambda r: f"{r['term']}: {r['contrast']}"
+        )
         out.append("")
     if seed_stats.tuning_effect is not None:
         out += ["**Tuned − default, per variant** (one family):", ""]
@@ -175,10 +203,17 @@ def _accuracy_table(seed_stats: SeedStatistics) -> str:
     for variant in dict.fromkeys(s["variant"]):
         row = {"variant": variant}
         for setting in settings:
-            [r] = s[(s["variant"] == variant) & (s["setting"] == setting)].to_dict("records") or [None]
-            row[f"{setting} (healthy/seeds)"] = "" if r is None else (
-                f"{r['test_accuracy_mean']:.4f} [{r['test_accuracy_ci95_low']:.4f}, {r['test_accuracy_ci95_high']:.4f}]"
-                f" ({r['healthy']}/{r['seeds']})")
+            [r] = s[(s["variant"] == variant) & (s["setting"] == setting)].to_dict("records") or [
+                None
+            ]
+            row[f"{setting} (healthy/seeds)"] = (
+                ""
+                if r is None
+                else (
+                    f"{r['test_accuracy_mean']:.4f} [{r['test_accuracy_ci95_low']:.4f}, {r['test_accuracy_ci95_high']:.4f}]"
+                    f" ({r['healthy']}/{r['seeds']})"
+                )
+            )
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
@@ -202,10 +237,14 @@ def _sorted_claims(frame: pd.DataFrame, margin: float, name) -> list[str]:
             continue
         items = []
         for r in rows:
-            interval = (f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] == r["ci_low"] else "")
+            interval = (
+                f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]" if r["ci_low"] == r["ci_low"] else ""
+            )
             detail = f"{r['verdict']}, {r['test']} over {r['seeds']} seeds, Bonferroni over {m}"
             if r["verdict"] == stats.INCONCLUSIVE and r["seeds_needed"] == r["seeds_needed"]:
-                detail += f"; MDD {r['mdd']:.4f}, ~{int(r['seeds_needed'])} seeds to resolve ±{margin:g}"
+                detail += (
+                    f"; MDD {r['mdd']:.4f}, ~{int(r['seeds_needed'])} seeds to resolve ±{margin:g}"
+                )
             items.append(f"{name(r)} {r[effect]:+.4f}{interval} ({detail})")
         out.append(f"- {title}: " + "; ".join(items) + ".")
     return out

@@ -60,22 +60,37 @@ class Report:
             for caption, frame in s.tables:
                 if caption:
                     out += [f"**{md(caption)}**", ""]
-                out += [tables.md_cells(_rounded(frame)).to_markdown(index=False, disable_numparse=True), ""]
+                out += [
+                    tables.md_cells(_rounded(frame)).to_markdown(
+                        index=False, disable_numparse=True
+                    ),
+                    "",
+                ]
             for caption, name in s.images:
                 out += [f"![{md(caption).replace(']', '')}](report_files/{name})", ""]
         return "\n".join(out)
 
     def html(self) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1>", f"<p class='sub'>{html.escape(self.subtitle)}</p>"]
-        toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(self.sections))
+        body = [
+            f"<h1>{html.escape(self.title)}</h1>",
+            f"<p class='sub'>{html.escape(self.subtitle)}</p>",
+        ]
+        toc = "".join(
+            f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>"
+            for i, s in enumerate(self.sections)
+        )
         body.append(f"<nav><ol>{toc}</ol></nav>")
         for i, s in enumerate(self.sections):
             body.append(f"<section id='s{i}'><h2>{html.escape(s.title)}</h2>")
             body += [f"<p>{html.escape(p)}</p>" for p in s.text]
             for caption, frame in s.tables:
                 cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-                table = _rounded(frame).to_html(index=False, na_rep="", border=0, classes="data", escape=True)
-                body.append("<div class='scroll'>" + table.replace("<thead>", f"{cap}<thead>", 1) + "</div>")
+                table = _rounded(frame).to_html(
+                    index=False, na_rep="", border=0, classes="data", escape=True
+                )
+                body.append(
+                    "<div class='scroll'>" + table.replace("<thead>", f"{cap}<thead>", 1) + "</div>"
+                )
             for caption, name in s.images:
                 data = base64.b64encode(self.images[name]).decode("ascii")
                 body.append(
@@ -139,7 +154,9 @@ def build(stored: StoredComparison, margin: float | None = None) -> Report:
         else:
             sections = _comparison_sections(stored, images, scratch, margin)
     sections.append(_environment(parent))
-    started = dt.datetime.fromtimestamp(parent.start_time / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = dt.datetime.fromtimestamp(parent.start_time / 1000, tz=dt.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC"
+    )
     subtitle = (
         f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), started {started}. "
         "Built from the MLflow store alone: `bench report --run-id <id>` rebuilds it from any tracking server."
@@ -147,8 +164,9 @@ def build(stored: StoredComparison, margin: float | None = None) -> Report:
     return Report(f"bench report: {parent.name}", subtitle, sections, images)
 
 
-def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path,
-                         margin: float | None = None) -> list[Section]:
+def _comparison_sections(
+    stored: StoredComparison, images: dict[str, bytes], scratch: Path, margin: float | None = None
+) -> list[Section]:
     parent = stored.parent
     runs = [r for r in stored.children if r.kind in schema.TRAINING_KINDS]
     table = tables.stored_run_table(runs)
@@ -161,14 +179,21 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
         return sections
     analysis = verdicts.analysis(parent.params, runs, margin)
     seed_stats = SeedStatistics(table, analysis)
-    results = Section("Results over seeds", text=[
-        "Test accuracy and loss per variant over its healthy runs: mean ± sample standard deviation over "
-        "seeds and the 95% t-interval of the mean ('seeds': healthy/all where runs were left out, named in "
-        "'excluded'). 'vs best' is each variant's verdict against the top-ranked one (see 'How the verdicts "
-        "are made'). 'ref acc' is the notebook's single reported run."
-    ])
+    results = Section(
+        "Results over seeds",
+        text=[
+            "Test accuracy and loss per variant over its healthy runs: mean ± sample standard deviation over "
+            "seeds and the 95% t-interval of the mean ('seeds': healthy/all where runs were left out, named in "
+            "'excluded'). 'vs best' is each variant's verdict against the top-ranked one (see 'How the verdicts "
+            "are made'). 'ref acc' is the notebook's single reported run."
+        ],
+    )
     results.tables.append(("", tables.summary_frame(seed_stats.summary, seed_stats.rankings)))
-    every = table.drop(columns=["setting"]) if set(table["setting"]) == {schema.SETTING_DEFAULT} else table
+    every = (
+        table.drop(columns=["setting"])
+        if set(table["setting"]) == {schema.SETTING_DEFAULT}
+        else table
+    )
     tuning = _tuning_section(seed_stats, runs, analysis.margin)
     return [
         *sections,
@@ -190,16 +215,28 @@ def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes
         section.tables.append((f"Ranking ({setting})", _rounded(r.table())))
         if not r.pairs.empty:
             shown = verdicts.tests_frame(r.pairs, {"a": "A", "b": "B"}, r.margin)
-            section.tables.append((f"Every pair ({setting}): A − B over the seeds where both runs are healthy", shown))
+            section.tables.append(
+                (f"Every pair ({setting}): A − B over the seeds where both runs are healthy", shown)
+            )
         if r.testable and len(r.pvalues) > 2:
             pairs = r.pvalues.loc[r.order, r.order].astype(float)
             pairs = pairs.mask(np.eye(len(pairs), dtype=bool)).rename_axis("variant").reset_index()
-            section.tables.append((f"Every pair ({setting}): {stats.posthoc_label(r.posthoc)} p-values, "
-                                   "Bonferroni-adjusted over all pairs", _rounded(pairs)))
+            section.tables.append(
+                (
+                    f"Every pair ({setting}): {stats.posthoc_label(r.posthoc)} p-values, "
+                    "Bonferroni-adjusted over all pairs",
+                    _rounded(pairs),
+                )
+            )
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
-        section.images.append((f"Mean ranks ({setting}); bars join variants whose {stats.posthoc_label(r.posthoc)}s "
-                               "(Bonferroni) do not separate them", name))
+        section.images.append(
+            (
+                f"Mean ranks ({setting}); bars join variants whose {stats.posthoc_label(r.posthoc)}s "
+                "(Bonferroni) do not separate them",
+                name,
+            )
+        )
     return section
 
 
@@ -208,41 +245,66 @@ def _factorial_section(f: stats.Factorial, margin: float) -> Section:
     section = Section(f"Factorial contrasts ({f.setting})", text=verdicts.factorial_text(f, margin))
     if not f.contrasts.empty:
         shown = verdicts.tests_frame(f.contrasts, {"term": "term", "contrast": "contrast"}, margin)
-        section.tables.append((f"Planned contrasts ({f.setting}): Bonferroni within each term", shown))
+        section.tables.append(
+            (f"Planned contrasts ({f.setting}): Bonferroni within each term", shown)
+        )
     if f.anova is not None:
-        section.tables.append((f"Repeated-measures ANOVA ({f.setting}), seed as subject (statsmodels AnovaRM)",
-                               verdicts.anova_frame(f.anova)))
-    return section
-
-
-def _tuning_section(seed_stats: SeedStatistics, runs: list[StoredRun], margin: float) -> Section | None:
-    """Default vs tuned: the hyperparameters tuning chose and what they did on test."""
-    effect, rankings = seed_stats.tuning_effect, seed_stats.rankings
-    if effect is None:
-        return None
-    section = Section("Default vs tuned", text=[
-        "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
-        "were left as they were), then tuned minus default test accuracy per variant over the seeds where "
-        "both runs are healthy, one family (Bonferroni across variants). Where tuning kept the default "
-        "setting the two are the same runs ('identical scores') and there is nothing to test.",
-        f"Verdicts: {verdicts.verdict_counts(effect)}. {verdicts.power_sentence(effect, margin)}".strip(),
-    ])
-    chosen = tables.tuned_hyperparameters(runs)
-    if chosen is not None:
-        section.tables.append(("Tuned hyperparameters", chosen))
-    section.tables.append(("Effect of tuning on test accuracy",
-                           verdicts.tests_frame(effect, {"variant": "variant"}, margin)))
-    tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
-    if tuned is not None and default is not None:
-        section.text.append(
-            "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the order of the "
-            "mean ranks: default " + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
+        section.tables.append(
+            (
+                f"Repeated-measures ANOVA ({f.setting}), seed as subject (statsmodels AnovaRM)",
+                verdicts.anova_frame(f.anova),
+            )
         )
     return section
 
 
-def _curves_section(table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes]) -> Section:
-    section = Section("Learning curves", text=["Mean ± std over seeds; train solid, validation dashed."])
+def _tuning_section(
+    seed_stats: SeedStatistics, runs: list[StoredRun], margin: float
+) -> Section | None:
+    """Default vs tuned: the hyperparameters tuning chose and what they did on test."""
+    effect, rankings = seed_stats.tuning_effect, seed_stats.rankings
+    if effect is None:
+        return None
+    section = Section(
+        "Default vs tuned",
+        text=[
+            "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
+            "were left as they were), then tuned minus default test accuracy per variant over the seeds where "
+            "both runs are healthy, one family (Bonferroni across variants). Where tuning kept the default "
+            "setting the two are the same runs ('identical scores') and there is nothing to test.",
+            f"Verdicts: {verdicts.verdict_counts(effect)}. {verdicts.power_sentence(effect, margin)}".strip(),
+        ],
+    )
+    chosen = tables.tuned_hyperparameters(runs)
+    if chosen is not None:
+        section.tables.append(("Tuned hyperparameters", chosen))
+    section.tables.append(
+        (
+            "Effect of tuning on test accuracy",
+            verdicts.tests_frame(effect, {"variant": "variant"}, margin),
+        )
+    )
+    tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
+    if tuned is not None and default is not None:
+        section.text.append(
+            "Tuning "
+            + ("did not change" if tuned.order == default.order else "changed")
+            + " the order of the "
+            "mean ranks: default "
+            + " > ".join(default.order)
+            + "; tuned "
+            + " > ".join(tuned.order)
+            + "."
+        )
+    return section
+
+
+def _curves_section(
+    table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes]
+) -> Section:
+    section = Section(
+        "Learning curves", text=["Mean ± std over seeds; train solid, validation dashed."]
+    )
     histories = {r.name: r.histories for r in runs}
     groups = {r.name: r.params.get(schema.VARIANT_GROUP, "all") for r in runs}
     for group, members in tables.grouped_histories(table, histories, groups).items():
@@ -253,11 +315,19 @@ def _curves_section(table: pd.DataFrame, runs: list[StoredRun], images: dict[str
 
 
 def _confusion_section(
-    stored: StoredComparison, table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes], scratch: Path
+    stored: StoredComparison,
+    table: pd.DataFrame,
+    runs: list[StoredRun],
+    images: dict[str, bytes],
+    scratch: Path,
 ) -> Section:
-    section = Section("Confusion matrices", text=["The best run (highest test accuracy) of each variant."])
-    best = table.dropna(subset=["test_accuracy"]).sort_values("test_accuracy", ascending=False).drop_duplicates(
-        ["variant", "setting"]
+    section = Section(
+        "Confusion matrices", text=["The best run (highest test accuracy) of each variant."]
+    )
+    best = (
+        table.dropna(subset=["test_accuracy"])
+        .sort_values("test_accuracy", ascending=False)
+        .drop_duplicates(["variant", "setting"])
     )
     by_name = {r.name: r for r in runs}
     for row in best.itertuples():
@@ -271,7 +341,9 @@ def _confusion_section(
     return section
 
 
-def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path) -> list[Section]:
+def _study_sections(
+    stored: StoredComparison, images: dict[str, bytes], scratch: Path
+) -> list[Section]:
     parent = stored.parent
     trials = [r for r in stored.children if r.kind == schema.KIND_TRIAL]
     section = Section("Trials", text=_study_text(stored, trials))
@@ -296,7 +368,11 @@ def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch:
             images[f"{fig_name}.png"] = path.read_bytes()
             section.images.append((fig_name.replace("_", " "), f"{fig_name}.png"))
     selection = _selection_section(stored)
-    return [_protocol(parent, schema.TUNING_PREFIX, stored.children), section, *([selection] if selection else [])]
+    return [
+        _protocol(parent, schema.TUNING_PREFIX, stored.children),
+        section,
+        *([selection] if selection else []),
+    ]
 
 
 def _selection_section(stored: StoredComparison) -> Section | None:
@@ -307,14 +383,26 @@ def _selection_section(stored: StoredComparison) -> Section | None:
         return None
     rows: dict[str, dict[str, object]] = {}
     for r in sorted(runs, key=lambda r: int(r.params.get(schema.SEED, 0))):
-        row = rows.setdefault(r.params.get(schema.CANDIDATE, r.name), {
-            "candidate": r.params.get(schema.CANDIDATE, r.name),
-            **{k: r.params[k] for k in schema.TUNABLE if k in r.params}, "values": []})
+        row = rows.setdefault(
+            r.params.get(schema.CANDIDATE, r.name),
+            {
+                "candidate": r.params.get(schema.CANDIDATE, r.name),
+                **{k: r.params[k] for k in schema.TUNABLE if k in r.params},
+                "values": [],
+            },
+        )
         row["values"].append(r.metrics.get(schema.OBJECTIVE))
-    frame = pd.DataFrame([{**{k: v for k, v in row.items() if k != "values"},
-                           "seeds": len(row["values"]),
-                           "val_accuracy (mean over seeds)": float(np.mean(row["values"])),
-                           "per seed": ", ".join(f"{v:.4f}" for v in row["values"])} for row in rows.values()])
+    frame = pd.DataFrame(
+        [
+            {
+                **{k: v for k, v in row.items() if k != "values"},
+                "seeds": len(row["values"]),
+                "val_accuracy (mean over seeds)": float(np.mean(row["values"])),
+                "per seed": ", ".join(f"{v:.4f}" for v in row["values"]),
+            }
+            for row in rows.values()
+        ]
+    )
     frame = frame.sort_values("val_accuracy (mean over seeds)", ascending=False, kind="stable")
     chosen = stored.parent.tags.get(schema.TUNING_RECORD_PREFIX + "selected", "")
     text = [
@@ -323,27 +411,45 @@ def _selection_section(stored: StoredComparison) -> Section | None:
         "validation split (never the test split); the highest mean is the tuned setting"
         + (f": {chosen}." if chosen else "."),
     ]
-    record = {k.removeprefix(schema.TUNING_RECORD_PREFIX): v for k, v in stored.parent.tags.items()
-              if k.startswith(schema.TUNING_RECORD_PREFIX)}
+    record = {
+        k.removeprefix(schema.TUNING_RECORD_PREFIX): v
+        for k, v in stored.parent.tags.items()
+        if k.startswith(schema.TUNING_RECORD_PREFIX)
+    }
     if record.get("repeat_winners"):
-        text.append(f"Each repeat's best trial (validation accuracy, one seed): {record['repeat_winners']}; "
-                    f"spread {record.get('repeat_winner_spread', '-')}, {record.get('distinct_winners', '-')} "
-                    f"distinct winners. Tuning cost over all repeats and the selection: "
-                    f"{record.get('trials_complete', '-')} complete and {record.get('trials_pruned', '-')} pruned "
-                    f"trials, {record.get('epochs', '-')} epochs, {record.get('cpu_seconds', '-')} CPU seconds.")
-    return Section("Selection over the repeats", text=text, tables=[("Candidates, best first", _rounded(frame))])
+        text.append(
+            f"Each repeat's best trial (validation accuracy, one seed): {record['repeat_winners']}; "
+            f"spread {record.get('repeat_winner_spread', '-')}, {record.get('distinct_winners', '-')} "
+            f"distinct winners. Tuning cost over all repeats and the selection: "
+            f"{record.get('trials_complete', '-')} complete and {record.get('trials_pruned', '-')} pruned "
+            f"trials, {record.get('epochs', '-')} epochs, {record.get('cpu_seconds', '-')} CPU seconds."
+        )
+    return Section(
+        "Selection over the repeats",
+        text=text,
+        tables=[("Candidates, best first", _rounded(frame))],
+    )
 
 
 def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
     parent = stored.parent
     m = parent.metrics
-    counts = sorted((k.removeprefix(schema.TRIALS_PREFIX), v) for k, v in m.items() if k.startswith(schema.TRIALS_PREFIX))
+    counts = sorted(
+        (k.removeprefix(schema.TRIALS_PREFIX), v)
+        for k, v in m.items()
+        if k.startswith(schema.TRIALS_PREFIX)
+    )
     text = [f"{len(trials)} trials: " + ", ".join(f"{int(v)} {k}" for k, v in counts) + "."]
     if schema.BEST_VAL_ACCURACY in m:
-        best = {k.removeprefix(schema.BEST_PREFIX): v for k, v in parent.tags.items() if k.startswith(schema.BEST_PREFIX)}
+        best = {
+            k.removeprefix(schema.BEST_PREFIX): v
+            for k, v in parent.tags.items()
+            if k.startswith(schema.BEST_PREFIX)
+        }
         text.append(
             f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy {m[schema.BEST_VAL_ACCURACY]:.4f} with "
-            + ", ".join(f"{k}={v}" for k, v in best.items()) + "."
+            + ", ".join(f"{k}={v}" for k, v in best.items())
+            + "."
         )
     for r in stored.children:
         if r.kind == schema.KIND_TUNED and schema.TEST_ACCURACY in r.metrics:
@@ -354,13 +460,22 @@ def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
 
 
 def _protocol(parent: StoredRun, prefix: str, children: list[StoredRun] | None = None) -> Section:
-    rows = [(k.removeprefix(prefix), v) for k, v in sorted(parent.params.items()) if k.startswith(prefix)]
+    rows = [
+        (k.removeprefix(prefix), v)
+        for k, v in sorted(parent.params.items())
+        if k.startswith(prefix)
+    ]
     frame = pd.DataFrame(rows, columns=["setting", "value"])
     section = Section("Protocol", tables=[("", frame)])
     data = _datasets(children or [])
     if data is not None:
-        section.tables.append(("Data the runs used (MLflow datasets: the content's digest, whatever path it "
-                               "was read from)", data))
+        section.tables.append(
+            (
+                "Data the runs used (MLflow datasets: the content's digest, whatever path it "
+                "was read from)",
+                data,
+            )
+        )
     return section
 
 
@@ -372,7 +487,9 @@ def _datasets(runs: list[StoredRun]) -> pd.DataFrame | None:
             seen[d] = seen.get(d, 0) + 1
     if not seen:
         return None
-    return pd.DataFrame([{"split": c, "dataset": n, "digest": g, "runs": str(k)} for (n, g, c), k in seen.items()])
+    return pd.DataFrame(
+        [{"split": c, "dataset": n, "digest": g, "runs": str(k)} for (n, g, c), k in seen.items()]
+    )
 
 
 def _notes(parent: StoredRun) -> list[str]:
@@ -384,7 +501,9 @@ def _notes(parent: StoredRun) -> list[str]:
 
 def _environment(parent: StoredRun) -> Section:
     rows = [
-        (k.removeprefix(schema.TAG_PREFIX), v) for k, v in sorted(parent.tags.items()) if k.startswith(schema.ENVIRONMENT_PREFIXES)
+        (k.removeprefix(schema.TAG_PREFIX), v)
+        for k, v in sorted(parent.tags.items())
+        if k.startswith(schema.ENVIRONMENT_PREFIXES)
     ]
     return Section("Environment", tables=[("", pd.DataFrame(rows, columns=["what", "value"]))])
 

@@ -15,7 +15,9 @@ from bench.store import schema
 from bench.store.reader import StoredRun
 
 
-def analysis(params: Mapping[str, str], runs: Sequence[StoredRun] = (), margin: float | None = None) -> stats.Analysis:
+def analysis(
+    params: Mapping[str, str], runs: Sequence[StoredRun] = (), margin: float | None = None
+) -> stats.Analysis:
     """The margin and factors a comparison logged (``protocol.*``), ``margin`` overriding the
     logged one. A comparison logged before they were: margin 0.005 and the factors derived
     from its runs' family and group."""
@@ -26,11 +28,19 @@ def analysis(params: Mapping[str, str], runs: Sequence[StoredRun] = (), margin: 
     if text is not None:
         return stats.Analysis(chosen, stats.loads_factors(text), posthoc=posthoc)
     structure = {
-        r.params.get(schema.VARIANT, r.name): (r.params.get(schema.VARIANT_FAMILY), r.params.get(schema.VARIANT_GROUP))
-        for r in runs if r.kind in schema.TRAINING_KINDS
+        r.params.get(schema.VARIANT, r.name): (
+            r.params.get(schema.VARIANT_FAMILY),
+            r.params.get(schema.VARIANT_GROUP),
+        )
+        for r in runs
+        if r.kind in schema.TRAINING_KINDS
     }
     complete = all(f is not None and g is not None for f, g in structure.values())
-    derived = stats.derive_factors((v, f, g) for v, (f, g) in structure.items()) if structure and complete else None
+    derived = (
+        stats.derive_factors((v, f, g) for v, (f, g) in structure.items())
+        if structure and complete
+        else None
+    )
     return stats.Analysis(chosen, derived, posthoc=posthoc)
 
 
@@ -64,17 +74,19 @@ def tests_frame(frame: pd.DataFrame, keys: Mapping[str, str], margin: float) -> 
     effect = "delta_mean" if "delta_mean" in frame else "effect"
     rows = []
     for r in frame.to_dict("records"):
-        rows.append({
-            **{heading: r[col] for col, heading in keys.items()},
-            "seeds": str(r["seeds"]),
-            "effect": _signed(r[effect]),
-            "CI (Bonferroni)": _interval(r["ci_low"], r["ci_high"], r["test"]),
-            "p (Bonferroni)": _p(r["p_adjusted"]),
-            f"TOST p (±{margin:g})": _p(r["tost_p_adjusted"]),
-            "verdict": r["verdict"],
-            "MDD (80%)": _number(r["mdd"]),
-            f"seeds for ±{margin:g}": _count(r["seeds_needed"]),
-        })
+        rows.append(
+            {
+                **{heading: r[col] for col, heading in keys.items()},
+                "seeds": str(r["seeds"]),
+                "effect": _signed(r[effect]),
+                "CI (Bonferroni)": _interval(r["ci_low"], r["ci_high"], r["test"]),
+                "p (Bonferroni)": _p(r["p_adjusted"]),
+                f"TOST p (±{margin:g})": _p(r["tost_p_adjusted"]),
+                "verdict": r["verdict"],
+                "MDD (80%)": _number(r["mdd"]),
+                f"seeds for ±{margin:g}": _count(r["seeds_needed"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -85,36 +97,52 @@ def power_sentence(frame: pd.DataFrame, margin: float) -> str:
         return ""
     mdd, needed = tested["mdd"].median(), tested["seeds_needed"]
     seeds = int(tested["seeds"].median())
-    return (f"With {seeds} seeds the median minimum detectable difference (80% power) is {_number(mdd)}; "
-            f"resolving ±{margin:g} would take {_count(needed.median())} seeds for the median comparison and "
-            f"{_count(needed.max())} for the least precise.")
+    return (
+        f"With {seeds} seeds the median minimum detectable difference (80% power) is {_number(mdd)}; "
+        f"resolving ±{margin:g} would take {_count(needed.median())} seeds for the median comparison and "
+        f"{_count(needed.max())} for the least precise."
+    )
 
 
 def verdict_counts(frame: pd.DataFrame) -> str:
-    """"3 better or worse, 2 equivalent, 10 inconclusive" over a verdict table."""
+    """ "3 better or worse, 2 equivalent, 10 inconclusive" over a verdict table."""
     counts = frame["verdict"].value_counts()
     parts = [(int(counts.get(stats.BETTER, 0) + counts.get(stats.WORSE, 0)), "better or worse")]
-    parts += [(int(counts.get(v, 0)), v) for v in (stats.EQUIVALENT, stats.INCONCLUSIVE, stats.IDENTICAL,
-                                                     stats.UNTESTED)]
+    parts += [
+        (int(counts.get(v, 0)), v)
+        for v in (stats.EQUIVALENT, stats.INCONCLUSIVE, stats.IDENTICAL, stats.UNTESTED)
+    ]
     return ", ".join(f"{n} {what}" for n, what in parts if n)
 
 
 def factorial_text(f: stats.Factorial, margin: float) -> list[str]:
     """What a setting's contrasts rest on, and their verdicts in a sentence."""
     levels = "; ".join(f"{name}: {', '.join(lv)}" for name, lv in f.factors.items())
-    text = [f"Factors ({f.setting}): {levels}. Main effects are level B − level A averaged over the other "
-            "factors' levels, per seed; interactions are a two-level factor's effect at one level of the other "
-            f"factor minus at another. Over {f.seeds} seeds with a healthy run in every cell"
-            + (f" ({f.dropped} dropped)" if f.dropped else "") + "."]
+    text = [
+        f"Factors ({f.setting}): {levels}. Main effects are level B − level A averaged over the other "
+        "factors' levels, per seed; interactions are a two-level factor's effect at one level of the other "
+        f"factor minus at another. Over {f.seeds} seeds with a healthy run in every cell"
+        + (f" ({f.dropped} dropped)" if f.dropped else "")
+        + "."
+    ]
     if not f.contrasts.empty:
-        text.append(f"Contrasts: {verdict_counts(f.contrasts)}. {power_sentence(f.contrasts, margin)}".strip())
+        text.append(
+            f"Contrasts: {verdict_counts(f.contrasts)}. {power_sentence(f.contrasts, margin)}".strip()
+        )
     return text + f.notes
 
 
 def anova_frame(anova: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"term": anova["term"], "F": [_number(v, ".3g") for v in anova["F"]],
-                         "df": [f"{int(a)}, {int(b)}" for a, b in zip(anova["df_num"], anova["df_den"], strict=True)],
-                         "p": [_p(v) for v in anova["p"]]})
+    return pd.DataFrame(
+        {
+            "term": anova["term"],
+            "F": [_number(v, ".3g") for v in anova["F"]],
+            "df": [
+                f"{int(a)}, {int(b)}" for a, b in zip(anova["df_num"], anova["df_den"], strict=True)
+            ],
+            "p": [_p(v) for v in anova["p"]],
+        }
+    )
 
 
 def _finite(v: object) -> bool:

@@ -57,10 +57,18 @@ def check_store(tracking_uri: str | None, experiment: str) -> str:
 class Tracker:
     """One experiment in one store; opens runs and logs into them."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "",
-                 checked: bool = False) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        experiment: str,
+        *,
+        description: str = "",
+        checked: bool = False,
+    ) -> None:
         """``checked``: :func:`check_store` already passed for this store and experiment."""
-        self.uri = resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
+        self.uri = (
+            resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
+        )
         mlflow.set_tracking_uri(self.uri)
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
         # it. Taken out of the environment, or MLflow would resume it for every child run too.
@@ -98,7 +106,12 @@ class Tracker:
         workers and nested runs never depend on fluent state.
         """
         run_id = self.start_run(
-            name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id, resume_run_id=resume_run_id,
+            name,
+            kind=kind,
+            params=params,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            resume_run_id=resume_run_id,
             description=description,
         )
         try:
@@ -160,11 +173,15 @@ class Tracker:
             if kind in schema.TRAINED_KINDS:
                 self._system.start(run_id)
         except BaseException as exc:
-            if run_id is not None:  # opened, then failed or interrupted: ended here, never left RUNNING
+            if (
+                run_id is not None
+            ):  # opened, then failed or interrupted: ended here, never left RUNNING
                 with contextlib.suppress(Exception):
                     self.end_run_on_error(run_id, name, exc)
             if isinstance(exc, MlflowException):
-                raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+                raise TrackingError(
+                    f"cannot start a run in {redact(self.uri)}: {first_line(exc)}"
+                ) from None
             raise
         return run_id
 
@@ -177,7 +194,9 @@ class Tracker:
         try:
             return self._create(name, self._base_tags(kind))
         except MlflowException as exc:
-            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+            raise TrackingError(
+                f"cannot start a run in {redact(self.uri)}: {first_line(exc)}"
+            ) from None
 
     @property
     def adopts(self) -> bool:
@@ -195,7 +214,9 @@ class Tracker:
     def _create(self, name: str, tags: Mapping[str, str]) -> str:
         from mlflow.tracking.context import registry
 
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=registry.resolve_tags(dict(tags)))
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags=registry.resolve_tags(dict(tags))
+        )
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
@@ -212,7 +233,9 @@ class Tracker:
             self.client.set_terminated(run_id, status)
         except MlflowException as exc:
             if status == "FINISHED":
-                raise TrackingError(f"cannot end run {run_id} in {redact(self.uri)}: {first_line(exc)}") from None
+                raise TrackingError(
+                    f"cannot end run {run_id} in {redact(self.uri)}: {first_line(exc)}"
+                ) from None
             # Already failing: keep the first error. The run stays RUNNING until the next
             # bench start on this host closes it (see close_stale_runs).
             log.warning("could not mark run %s %s: %s", run_id, status, first_line(exc))
@@ -247,10 +270,19 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + _BATCH])
 
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:5000]) for k, v in tags.items()])
+        self.client.log_batch(
+            run_id, tags=[RunTag(k, redact(str(v))[:5000]) for k, v in tags.items()]
+        )
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0, *,
-                    dataset: SplitData | None = None, model_id: str | None = None) -> None:
+    def log_metrics(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float | None],
+        step: int = 0,
+        *,
+        dataset: SplitData | None = None,
+        model_id: str | None = None,
+    ) -> None:
         """Finite values only (NaN and missing scores are left out, not logged as NaN);
         measured on ``dataset`` (its name and digest) by the logged model ``model_id``."""
         now = int(time.time() * 1000)

@@ -119,14 +119,19 @@ def check_writable_folder(folder: Path, what: str) -> None:
 
 
 #: What a path that is not a regular file is, by its file type.
-_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 #: The files SQLite keeps beside a database (its rollback journal, write-ahead log, shared memory).
 SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 
-def check_regular_file(path: Path, what: str, *, sidecars: tuple[str, ...] = (),
-                       error: type[Exception] = TrackingError) -> None:
+def check_regular_file(
+    path: Path, what: str, *, sidecars: tuple[str, ...] = (), error: type[Exception] = TrackingError
+) -> None:
     """An existing store or journal file (and each of its ``sidecars``) must be a regular
     file, symbolic links followed. A FIFO would block the open() (in SQLite's C code, where
     no signal handler runs: Ctrl-C and SIGTERM would go unheard), a device such as

@@ -99,7 +99,9 @@ class AdvisoryLock:
 
     def __init__(self, engine, name: str) -> None:
         self.engine = engine
-        self.key = int.from_bytes(hashlib.sha256(f"bench:{name}".encode()).digest()[:8], "big", signed=True)
+        self.key = int.from_bytes(
+            hashlib.sha256(f"bench:{name}".encode()).digest()[:8], "big", signed=True
+        )
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -252,8 +254,10 @@ def _check_database(url: str) -> None:
         raise StorageError(str(exc)) from None
     if contents.kind not in ("empty", "optuna"):
         what = "the MLflow store" if contents.kind == "mlflow" else contents.describe()
-        raise StorageError(f"Optuna storage {redact(url)} is {what}, not an Optuna database; "
-                           "give Optuna its own (the default is a journal file beside the MLflow store)")
+        raise StorageError(
+            f"Optuna storage {redact(url)} is {what}, not an Optuna database; "
+            "give Optuna its own (the default is a journal file beside the MLflow store)"
+        )
 
 
 def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -261,11 +265,18 @@ def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RD
     Optuna's tables (a unique-constraint error for all but one); the losers retry."""
     import sqlalchemy.exc
 
-    kwargs = {"pool_pre_ping": True, **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {})}
+    kwargs = {
+        "pool_pre_ping": True,
+        **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {}),
+    }
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError):
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.ProgrammingError,
+            sqlalchemy.exc.InternalError,
+        ):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 + random.random())
@@ -301,7 +312,11 @@ class StudyStore:
 
 
 def open_study(
-    url: str, study_name: str, *, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
+    url: str,
+    study_name: str,
+    *,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
     create: bool,
 ) -> StudyStore:
     """Create (``create``) or load the study ``study_name`` in the storage at ``url``."""
@@ -309,11 +324,17 @@ def open_study(
     try:
         if create:
             study = optuna.create_study(
-                study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner,
-                direction="maximize", load_if_exists=True,
+                study_name=study_name,
+                storage=opened.storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize",
+                load_if_exists=True,
             )
         else:
-            study = optuna.load_study(study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner)
+            study = optuna.load_study(
+                study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner
+            )
     except KeyError:
         raise NoStudyError(f"no Optuna study {study_name!r} in {redact(url)}") from None
     return StudyStore(study, opened, opened.storage.get_study_id_from_name(study_name))
