@@ -30,4 +30,7 @@ class Eta:
         elapsed = time.monotonic() - self.started
         if not self.done or self.done >= self.total:
             return f"elapsed {duration(elapsed)}"
-        return f"elapsed {duration(elapsed)}, ~{duration(elapsed / self.done * (self.total - self.done))} left"
+        return (
+            f"elapsed {duration(elapsed)}, "
+            f"~{duration(elapsed / self.done * (self.total - self.done))} left"
+        )

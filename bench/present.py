@@ -118,7 +118,8 @@ def tuning(results: Sequence) -> str:
     """The table ``bench tune`` prints: one row per study, and where to browse."""
     out = [
         "",
-        "| variant | study | complete | pruned | failed | best val acc | best params | tuned test acc |",
+        "| variant | study | complete | pruned | failed | best val acc | best params | tuned test "
+        "acc |",
         "|:--|:--|--:|--:|--:|--:|:--|--:|",
     ]
     for r in results:

@@ -38,7 +38,8 @@ LAYERS: list[set[str]] = [
     {"bench.cli"},
     {"bench.__main__"},
 ]
-#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's verbosity).
+#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's
+#: verbosity).
 HOMES = {"mlflow": ("bench.store",), "optuna": ("bench.tuning", "bench.cli")}
 
 MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 500, 250, 60
@@ -53,7 +54,8 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _resolve(name: str) -> str:
-    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x import y``)."""
+    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x
+    import y``)."""
     while name not in MODULES and "." in name:
         name = name.rsplit(".", 1)[0]
     return name

@@ -788,7 +788,8 @@ def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(
 
     monkeypatch.setattr(training, "train_population", counting)
     settings = Plan.from_study(load_study(path), seeds=1)
-    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow really changed
+    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow
+    # really changed
     tuned = {
         "vanilla-shallow": {"learning_rate": 0.001},
         "dropout-shallow": {"learning_rate": 0.003, "dropout": 0.2},

@@ -81,7 +81,8 @@ class Report:
         return _HTML.format(title=html.escape(self.title), body="\n".join(body))
 
     def write(self, out: Path, formats: tuple[str, ...] = ("html", "markdown")) -> dict[str, Path]:
-        """``report.html`` (figures embedded) and/or ``report.md`` (figures in ``report_files/``)."""
+        """``report.html`` (figures embedded) and/or ``report.md`` (figures in
+        ``report_files/``)."""
         try:
             return self._write(out, formats)
         except OSError as exc:
@@ -104,12 +105,15 @@ class Report:
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font: 14px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
+body {{ font: 14px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; \
+padding: 0 1em; color: #222; }}
 h1 {{ margin-bottom: 0.2em; }} .sub {{ color: #666; margin-top: 0; }}
 table.data {{ border-collapse: collapse; margin: 0.8em 0 1.5em; font-size: 12.5px; }}
-table.data th, table.data td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+table.data th, table.data td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; \
+text-align: right; }}
 table.data th {{ background: #f3f3f3; }} table.data td {{ white-space: nowrap; }}
-table.data td:first-child, table.data td:nth-child(2) {{ text-align: left; }} .scroll {{ overflow-x: auto; }}
+table.data td:first-child, table.data td:nth-child(2) {{ text-align: left; }} \
+.scroll {{ overflow-x: auto; }}
 caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
 figure {{ margin: 1em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 12px; }} nav ol {{ columns: 2; }}

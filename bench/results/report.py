@@ -49,8 +49,9 @@ def build(stored: StoredComparison, margin: float | None = None) -> Report:
         "%Y-%m-%d %H:%M UTC"
     )
     subtitle = (
-        f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), started {started}. "
-        "Built from the MLflow store alone: `bench report --run-id <id>` rebuilds it from any tracking server."
+        f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), "
+        f"started {started}. Built from the MLflow store alone: `bench report --run-id <id>` "
+        "rebuilds it from any tracking server."
     )
     return Report(f"bench report: {parent.name}", subtitle, sections, images)
 
@@ -73,10 +74,11 @@ def _comparison_sections(
     results = Section(
         "Results over seeds",
         text=[
-            "Test accuracy and loss per variant over its healthy runs: mean ± sample standard deviation over "
-            "seeds and the 95% t-interval of the mean ('seeds': healthy/all where runs were left out, named in "
-            "'excluded'). 'vs best' is each variant's verdict against the top-ranked one (see 'How the verdicts "
-            "are made'). 'ref acc' is the notebook's single reported run."
+            "Test accuracy and loss per variant over its healthy runs: mean ± sample standard "
+            "deviation over seeds and the 95% t-interval of the mean ('seeds': healthy/all where "
+            "runs were left out, named in 'excluded'). 'vs best' is each variant's verdict "
+            "against the top-ranked one (see 'How the verdicts are made'). 'ref acc' is the "
+            "notebook's single reported run."
         ],
     )
     results.tables.append(("", tables.summary_frame(seed_stats.summary, seed_stats.rankings)))
@@ -123,8 +125,8 @@ def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
         section.images.append(
             (
-                f"Mean ranks ({setting}); bars join variants whose {stats.posthoc_label(r.posthoc)}s "
-                "(Bonferroni) do not separate them",
+                f"Mean ranks ({setting}); bars join variants whose "
+                f"{stats.posthoc_label(r.posthoc)}s (Bonferroni) do not separate them",
                 name,
             )
         )
@@ -159,11 +161,13 @@ def _tuning_section(
     section = Section(
         "Default vs tuned",
         text=[
-            "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
-            "were left as they were), then tuned minus default test accuracy per variant over the seeds where "
-            "both runs are healthy, one family (Bonferroni across variants). Where tuning kept the default "
-            "setting the two are the same runs ('identical scores') and there is nothing to test.",
-            f"Verdicts: {verdicts.verdict_counts(effect)}. {verdicts.power_sentence(effect, margin)}".strip(),
+            "The hyperparameters `bench tune` chose on the validation split (hyperparameters not "
+            "listed were left as they were), then tuned minus default test accuracy per variant "
+            "over the seeds where both runs are healthy, one family (Bonferroni across variants). "
+            "Where tuning kept the default setting the two are the same runs ('identical scores') "
+            "and there is nothing to test.",
+            f"Verdicts: {verdicts.verdict_counts(effect)}. "
+            f"{verdicts.power_sentence(effect, margin)}".strip(),
         ],
     )
     chosen = tables.tuned_hyperparameters(runs)
@@ -297,10 +301,10 @@ def _selection_section(stored: StoredComparison) -> Section | None:
     frame = frame.sort_values("val_accuracy (mean over seeds)", ascending=False, kind="stable")
     chosen = stored.parent.tags.get(schema.TUNING_RECORD_PREFIX + "selected", "")
     text = [
-        "After the tuning repeats, the best distinct trials of all repeats and the default setting were each "
-        f"trained again on {int(frame['seeds'].max())} training seeds that no trial used and scored on the "
-        "validation split (never the test split); the highest mean is the tuned setting"
-        + (f": {chosen}." if chosen else "."),
+        "After the tuning repeats, the best distinct trials of all repeats and the default "
+        f"setting were each trained again on {int(frame['seeds'].max())} training seeds that no "
+        "trial used and scored on the validation split (never the test split); the highest mean "
+        "is the tuned setting" + (f": {chosen}." if chosen else "."),
     ]
     record = {
         k.removeprefix(schema.TUNING_RECORD_PREFIX): v
@@ -309,11 +313,12 @@ def _selection_section(stored: StoredComparison) -> Section | None:
     }
     if record.get("repeat_winners"):
         text.append(
-            f"Each repeat's best trial (validation accuracy, one seed): {record['repeat_winners']}; "
-            f"spread {record.get('repeat_winner_spread', '-')}, {record.get('distinct_winners', '-')} "
-            f"distinct winners. Tuning cost over all repeats and the selection: "
-            f"{record.get('trials_complete', '-')} complete and {record.get('trials_pruned', '-')} pruned "
-            f"trials, {record.get('epochs', '-')} epochs, {record.get('cpu_seconds', '-')} CPU seconds."
+            "Each repeat's best trial (validation accuracy, one seed): "
+            f"{record['repeat_winners']}; spread {record.get('repeat_winner_spread', '-')}, "
+            f"{record.get('distinct_winners', '-')} distinct winners. Tuning cost over all repeats "
+            f"and the selection: {record.get('trials_complete', '-')} complete and "
+            f"{record.get('trials_pruned', '-')} pruned trials, {record.get('epochs', '-')} "
+            f"epochs, {record.get('cpu_seconds', '-')} CPU seconds."
         )
     return Section(
         "Selection over the repeats",
@@ -338,14 +343,16 @@ def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
             if k.startswith(schema.BEST_PREFIX)
         }
         text.append(
-            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy {m[schema.BEST_VAL_ACCURACY]:.4f} with "
+            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy "
+            f"{m[schema.BEST_VAL_ACCURACY]:.4f} with "
             + ", ".join(f"{k}={v}" for k, v in best.items())
             + "."
         )
     for r in stored.children:
         if r.kind == schema.KIND_TUNED and schema.TEST_ACCURACY in r.metrics:
             text.append(
-                f"Retrained with the tuned setting ({r.name}): test accuracy {r.metrics[schema.TEST_ACCURACY]:.4f}."
+                f"Retrained with the tuned setting ({r.name}): test accuracy "
+                f"{r.metrics[schema.TEST_ACCURACY]:.4f}."
             )
     return text
 

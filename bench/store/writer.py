@@ -18,8 +18,8 @@ _BATCH = 100  # params per log_batch call (MLflow's limit)
 
 
 class RunWriter:
-    """Writes into the runs of one store through its ``client`` (:class:`bench.store.tracker.Tracker`
-    opens the runs and ends them)."""
+    """Writes into the runs of one store through its ``client``
+    (:class:`bench.store.tracker.Tracker` opens the runs and ends them)."""
 
     client: MlflowClient
 

@@ -6,8 +6,8 @@ lock its workers share, :mod:`.search` samples, seeds and prunes, :mod:`.worker`
 trials (the one trial loop), :mod:`.pool` chooses the slots they train in, :mod:`.selection`
 re-evaluates the best on more seeds, :mod:`.study` runs a study to the end and retrains the
 chosen setting, :mod:`.study_log` is what a study logs on its parent run, and :mod:`.tuned`
-reads a finished study's tuned hyperparameters back (``compare --tuned``). Every run that is not a trial is recorded by the run service
-(:mod:`bench.runs`).
+reads a finished study's tuned hyperparameters back (``compare --tuned``). Every run that is
+not a trial is recorded by the run service (:mod:`bench.runs`).
 """
 
 from __future__ import annotations

@@ -186,7 +186,8 @@ def _announce(s: Target, study: optuna.Study) -> None:
     """What this session tunes, and how far the study already is."""
     c = counts(study)
     progress.info(
-        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, pruner %s%s",
+        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, "
+        "pruner %s%s",
         s.variant,
         s.task,
         s.study_name,
@@ -382,7 +383,8 @@ def _select(repeats: Sequence[Target], first: TuneResult) -> TuneResult:
         record = stored_selection(store.study)
         if record is None or record["key"] != key:
             progress.info(
-                "[%s] selecting: %d candidates (the best of %d repeats and the default) x %d seeds, on validation",
+                "[%s] selecting: %d candidates (the best of %d repeats and the default) x %d "
+                "seeds, on validation",
                 s.variant,
                 len(cands),
                 len(repeats),
