@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``."""

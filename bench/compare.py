@@ -22,6 +22,8 @@ from bench.store.environment import environment_tags
 from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
 
+LAYER = 9  # import layer (docs/development.md#layers): imports only lower layers' units
+
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 

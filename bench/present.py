@@ -15,6 +15,8 @@ from bench import stats
 from bench.results.table import ranking_sentence, summary_frame
 from bench.store.uri import browse_hint, redact
 
+LAYER = 10  # import layer (docs/development.md#layers): imports only lower layers' units
+
 WIDTH = 100
 
 _SHOWN = {  # run-table column -> terminal heading, in the order shown

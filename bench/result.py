@@ -15,6 +15,8 @@ import numpy as np
 from bench.models.spec import HParams
 from bench.store import schema
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 EpochHook = Callable[[int, dict[str, float]], None]
 """Called after every epoch with the 0-based epoch index and that epoch's metrics."""
 

@@ -32,6 +32,8 @@ from bench.models.schedule import SCHEDULES
 from bench.models.space import FloatRange, SearchSpace  # noqa: F401  (the study's search_space)
 from bench.store import schema
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def _builtin_studies() -> Path:
     """The built-in study files: ``bench/study_files/`` in an installed wheel (setup.py maps

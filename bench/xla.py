@@ -14,6 +14,8 @@ import os
 
 from bench.errors import OptionError
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 ENV = "BENCH_XLA"
 CHOICES = ("auto", "on", "off")
 

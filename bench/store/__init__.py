@@ -4,3 +4,5 @@ lands in it (:mod:`.schema`), opening and closing runs (:mod:`.tracker`), writin
 
 The package imports nothing here, so ``bench.store.schema`` can be used without MLflow.
 """
+
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 # --------------------------------------------------------------------------- run kinds
 #: Tag that says what a run is; its values below.
 KIND = "bench.kind"

@@ -21,6 +21,8 @@ from bench.tuning.target import Target, check, prepare, targets
 from bench.tuning.tuned import best_params, tuned_hparams, tuned_plan
 from bench.tuning.worker import load_study
 
+LAYER = 9  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def load_optuna_study(s: Target, *, create: bool) -> optuna.Study:
     """The Optuna study of ``s`` (created when ``create`` and missing)."""
