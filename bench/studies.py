@@ -106,8 +106,7 @@ class Tuning(_Strict):
     pruner: Pruner = "successive-halving"
     # The epoch at which the pruner first judges a trial (successive halving's and Hyperband's
     # min_resource; the median pruner warms up this many and judges from the next), at most the
-    # study's epochs. 3, measured (benchmarks/trial_usage.py): judged from epoch 1, 135 of the
-    # 188 shipped trials with dropout >= 0.45 were cut after that one epoch, a slow start.
+    # study's epochs. Why 3, measured: docs/tuning.md (tuning.min_epochs).
     min_epochs: int = Field(3, gt=0, le=100_000)
     # Independent tuning runs per variant (sampler seeds): how much the winner moves between
     # them is the tuning's own noise, reported beside each tuned-vs-default effect.
