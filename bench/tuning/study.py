@@ -46,7 +46,6 @@ from bench.tuning.target import Target, load_splits
 from bench.tuning.tuned import stored_selection
 from bench.tuning.worker import best_trial, counts, fail_stale_trials, load_study
 
-log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
 
@@ -133,7 +132,7 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
         f"study-{s.study_name}",
         kind=schema.KIND_STUDY,
         resume_run_id=parent_id,
-        params=study_log.params(s, splits) if fresh else None,
+        params=study_log.study_params(s, splits) if fresh else None,
         tags={
             schema.OPTUNA_STUDY: s.study_name,
             schema.VARIANT_TAG: s.variant,

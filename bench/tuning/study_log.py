@@ -19,7 +19,7 @@ from bench.tuning.target import Target
 log = logging.getLogger(__name__)
 
 
-def params(s: Target, splits: data.Splits) -> dict[str, object]:
+def study_params(s: Target, splits: data.Splits) -> dict[str, object]:
     """The parent run's params, namespaced ``tuning.*`` so they never collide with the raw
     entry-point params ``mlflow run`` logs on the same run."""
     params = {
