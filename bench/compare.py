@@ -22,6 +22,8 @@ from bench.store.environment import environment_tags
 from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
 
+LAYER = 9  # import layer (docs/development.md#layers): imports only lower layers' units
+
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
@@ -112,33 +114,11 @@ def run_comparison(
     plan = plan.given(**changes)
     log_models, register = plan.log_model, bool(plan.value("register"))
     study = plan.study
-    # Everything that can fail on bad input fails here, before any run exists: the store
-    # first (nothing is written, not even the data cache, when it is unusable).
-    for name in plan.variants:
-        get_variant(name)
-    experiment = plan.experiment or default_experiment(study, plan.task)
-    check_store(plan.tracking_uri, experiment)
-    splits = data.load(
-        plan.task,
-        data_dir=plan.data_dir,
-        validation_size=plan.validation_size,
-        limit=plan.limit,
-        standardize=study.protocol.standardize,
-    )
+    experiment, splits = _checked_inputs(plan)
     stopping.check()
-    tracker = Tracker(plan.tracking_uri, experiment, description=study.description, checked=True)
-    stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
-    if stale:
-        progress.warning(
-            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s",
-            len(stale),
-            ", ".join(stale),
-        )
+    tracker = _open_tracker(plan, experiment)
     key = fingerprint(plan, splits, models=log_models, register=register)
     resumed = None if plan.value("fresh") else _resumable(tracker, key)
-    description = study.description + (
-        "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
-    )
     stopping.check()  # opening the store takes seconds the first time
     with tracker.run(
         f"compare-{study.name}",
@@ -150,7 +130,7 @@ def run_comparison(
             schema.COMPARISON_KEY: key,
             **environment_tags(training.device_description()),
         },
-        description=description,
+        description=_description(plan),
         resume_run_id=resumed.parent_run_id if resumed else None,
     ) as parent_id:
         kept = resumed.kept if resumed else {}
@@ -173,6 +153,47 @@ def run_comparison(
         rankings=seed_stats.rankings,
         resumed=len(kept),
         run_ids=outcome.run_ids,
+    )
+
+
+def _checked_inputs(plan: Plan) -> tuple[str, data.Splits]:
+    """The experiment's name and the data. Everything that can fail on bad input fails here,
+    before any run exists: the store first (nothing is written, not even the data cache, when
+    it is unusable)."""
+    for name in plan.variants:
+        get_variant(name)
+    experiment = plan.experiment or default_experiment(plan.study, plan.task)
+    check_store(plan.tracking_uri, experiment)
+    splits = data.load(
+        plan.task,
+        data_dir=plan.data_dir,
+        validation_size=plan.validation_size,
+        limit=plan.limit,
+        standardize=plan.study.protocol.standardize,
+    )
+    return experiment, splits
+
+
+def _open_tracker(plan: Plan, experiment: str) -> Tracker:
+    """The experiment's tracker, runs a killed bench process left RUNNING closed as FAILED."""
+    tracker = Tracker(
+        plan.tracking_uri, experiment, description=plan.study.description, checked=True
+    )
+    stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
+    if stale:
+        progress.warning(
+            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s",
+            len(stale),
+            ", ".join(stale),
+        )
+    return tracker
+
+
+def _description(plan: Plan) -> str:
+    """The parent run's description: the study's, then its notes."""
+    study = plan.study
+    return study.description + (
+        "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
     )
 
 
@@ -264,6 +285,15 @@ def _train_all(
                 result,
                 tables.row_from_result(result, unit.run_name, setting, reference),
             )
+    return [result for result, _ in trained.values()], _collect(jobs, trained, kept)
+
+
+def _collect(
+    jobs: list[tuple],
+    trained: Mapping[str, tuple[TrainResult, dict[str, object]]],
+    kept: Mapping[str, StoredRun],
+) -> _Outcome:
+    """Every job's row and curves in job order: trained now, else read from the kept run."""
     outcome = _Outcome()
     for vname, _, _, name in jobs:
         if name in trained:
@@ -275,7 +305,7 @@ def _train_all(
             outcome.histories[name] = kept[name].histories
             outcome.run_ids[name] = kept[name].run_id
         outcome.groups[name] = get_variant(vname).group
-    return [result for result, _ in trained.values()], outcome
+    return outcome
 
 
 def _reference(plan: Plan, variant: str):

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402

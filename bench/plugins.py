@@ -31,6 +31,8 @@ from types import ModuleType
 from bench import declaring
 from bench.errors import BenchError
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 ENV = "BENCH_PLUGINS"
 GROUPS = ("bench.variants", "bench.tasks")
 _loaded: set[str] = set()

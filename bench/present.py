@@ -16,6 +16,8 @@ from bench import stats
 from bench.results.table import ranking_sentence, summary_frame
 from bench.store.uri import browse_hint, browse_url, redact
 
+LAYER = 10  # import layer (docs/development.md#layers): imports only lower layers' units
+
 WIDTH = 100
 
 _SHOWN = {  # run-table column -> terminal heading, in the order shown
@@ -119,7 +121,8 @@ def tuning(results: Sequence) -> str:
     """The table ``bench tune`` prints: one row per study, and where to browse."""
     out = [
         "",
-        "| variant | study | complete | pruned | failed | best val acc | best params | tuned test acc |",
+        "| variant | study | complete | pruned | failed | best val acc | best params | tuned test "
+        "acc |",
         "|:--|:--|--:|--:|--:|--:|:--|--:|",
     ]
     for r in results:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 Weights = dict[str, np.ndarray]
 
 

@@ -32,6 +32,8 @@ from bench.models.schedule import SCHEDULES
 from bench.models.space import FloatRange, SearchSpace  # noqa: F401  (the study's search_space)
 from bench.store import schema
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def _builtin_studies() -> Path:
     """The built-in study files: ``bench/study_files/`` in an installed wheel (setup.py maps
@@ -104,8 +106,7 @@ class Tuning(_Strict):
     pruner: Pruner = "successive-halving"
     # The epoch at which the pruner first judges a trial (successive halving's and Hyperband's
     # min_resource; the median pruner warms up this many and judges from the next), at most the
-    # study's epochs. 3, measured (benchmarks/trial_usage.py): judged from epoch 1, 135 of the
-    # 188 shipped trials with dropout >= 0.45 were cut after that one epoch, a slow start.
+    # study's epochs. Why 3, measured: docs/tuning.md (tuning.min_epochs).
     min_epochs: int = Field(3, gt=0, le=100_000)
     # Independent tuning runs per variant (sampler seeds): how much the winner moves between
     # them is the tuning's own noise, reported beside each tuned-vs-default effect.

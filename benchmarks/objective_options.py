@@ -116,7 +116,8 @@ def print_selection(args, client) -> None:
         study = load_study(study_ref)
         print(f"\n## Selection: study {study.name} (restore_best={study.protocol.restore_best})\n")
         print(
-            "| variant | rule | trial | default? | score | learning_rate | dropout | retrain final val | retrain best val | retrain test |"
+            "| variant | rule | trial | default? | score | learning_rate | dropout | retrain "
+            "final val | retrain best val | retrain test |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for variant in study.variant_names:
@@ -133,14 +134,18 @@ def print_selection(args, client) -> None:
                 p = row["params"]
                 retrain = [_f(final), _f(best), _f(test)] if row["rule"] == own else ["", "", ""]
                 print(
-                    f"| {variant} | {row['rule']} | {row['trial']} | {'yes' if row['default'] else ''} | "
-                    f"{row['score']:.4f} | {p.get('learning_rate', ''):.3g} | "
-                    f"{_f(p.get('dropout'), '.3f')} | " + " | ".join(retrain) + " |"
+                    f"| {variant} | {row['rule']} | {row['trial']} | "
+                    f"{'yes' if row['default'] else ''} | {row['score']:.4f} | "
+                    f"{p.get('learning_rate', ''):.3g} | {_f(p.get('dropout'), '.3f')} | "
+                    + " | ".join(retrain)
+                    + " "
+                    "|"
                 )
 
 
 def seeded_tables(client, reader, experiment: str) -> list[tuple[str, object]]:
-    """(parent run id, run table) of every FINISHED comparison over seeds in ``experiment``, newest first."""
+    """(parent run id, run table) of every FINISHED comparison over seeds in ``experiment``,
+    newest first."""
     from bench.results import table as tables
 
     exp = client.get_experiment_by_name(experiment)
@@ -185,7 +190,8 @@ def print_outcome(args, client) -> None:
         ]
         for experiment in args.candidate:
             print(
-                f"\n## Outcome: the runs of experiment {experiment} against the defaults of {args.comparison[0]}\n"
+                f"\n## Outcome: the runs of experiment {experiment} against the defaults of "
+                f"{args.comparison[0]}\n"
             )
         if not candidates:
             print("(no finished comparison over seeds yet)")
@@ -209,13 +215,16 @@ def print_effect(table, source: str) -> None:
     )
     print(f"{source}, {int(effect['seeds'].max())} seeds\n")
     print(
-        "| variant | default test | tuned test | tuned - default [CI, Bonferroni] | p (Bonferroni) | verdict | tuned >= default |"
+        "| variant | default test | tuned test | tuned - default [CI, Bonferroni] "
+        "| p (Bonferroni) | verdict | tuned >= default |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in effect.itertuples():
         print(
-            f"| {r.variant} | {means.loc[r.variant, 'default']:.4f} | {means.loc[r.variant, 'tuned']:.4f} | "
-            f"{r.delta_mean:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] | {_f(r.p_adjusted, '.3g')} | {r.verdict} | "
+            f"| {r.variant} | {means.loc[r.variant, 'default']:.4f} "
+            f"| {means.loc[r.variant, 'tuned']:.4f} | "
+            f"{r.delta_mean:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] "
+            f"| {_f(r.p_adjusted, '.3g')} | {r.verdict} | "
             f"{'yes' if r.delta_mean >= 0 else 'NO'} |"
         )
 
@@ -245,8 +254,10 @@ def main() -> None:
         "--candidate",
         action="append",
         default=[],
-        help="experiment of plain comparisons with chosen hyperparameters, scored against the "
-        "default runs of the first --comparison, paired by seed (repeatable)",
+        help=(
+            "experiment of plain comparisons with chosen hyperparameters, scored against the "
+            "default runs of the first --comparison, paired by seed (repeatable)"
+        ),
     )
     parser.add_argument("--last-k", type=int, default=5)
     args = parser.parse_args()

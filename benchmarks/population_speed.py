@@ -125,13 +125,17 @@ def main() -> int:
     peak = max(matmul_flops().values())
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
     print(
-        f"float32 square-matmul peak: {peak / 1e9:.0f} GFLOP/s (bound = the epoch's matmul FLOPs / peak)"
+        f"float32 square-matmul peak: {peak / 1e9:.0f} GFLOP/s (bound = the epoch's matmul FLOPs / "
+        "peak)"
     )
     modes = [("seed-style", 1), ("keras", 1), ("solo", 1), ("pop", args.population)]
     header = f"{'variant':<24} {'batch':>5} " + " ".join(
         f"{m if m != 'pop' else f'pop {k}':>10}" for m, k in modes
     )
-    header += f" {'solo x':>7} {'pop x':>7} {'bound':>6} {'solo/bd':>7}   peak MiB (seed-style/keras/solo/pop)"
+    header += (
+        f" {'solo x':>7} {'pop x':>7} {'bound':>6} {'solo/bd':>7}   peak MiB "
+        "(seed-style/keras/solo/pop)"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -163,7 +167,8 @@ def main() -> int:
             print(
                 f"{name:<24} {batch:>5} "
                 + " ".join(f"{s[m]:>10.3f}" for m, _ in modes)
-                + f" {row['solo_speedup']:>6.1f}x {row['pop_speedup']:>6.1f}x {bound:>6.2f} {s['solo'] / bound:>6.2f}x   "
+                + f" {row['solo_speedup']:>6.1f}x {row['pop_speedup']:>6.1f}x {bound:>6.2f} "
+                f"{s['solo'] / bound:>6.2f}x   "
                 + "/".join(f"{got[m]['peak_mib']:.0f}" for m, _ in modes),
                 flush=True,
             )

@@ -108,14 +108,15 @@ def main() -> int:
             rows.append(row)
             print(
                 f"  {name:<19} seed {seed}: best val {row['best_val_accuracy']:.4f}, "
-                f"{row['epochs_trained']:>3} epochs ({row['complete']} complete, {row['pruned']} pruned), "
-                f"{row['seconds']:.0f}s",
+                f"{row['epochs_trained']:>3} epochs ({row['complete']} complete, {row['pruned']} "
+                f"pruned), {row['seconds']:.0f}s",
                 flush=True,
             )
     print()
     base = {r["seed"]: r for r in rows if r["pruner"] == "none"}
     print(
-        f"{'pruner':<19} {'best val (mean)':>15} {'Δ vs none (pts)':>15} {'epochs (mean)':>13} {'epochs vs none':>14}"
+        f"{'pruner':<19} {'best val (mean)':>15} {'Δ vs none (pts)':>15} {'epochs (mean)':>13} "
+        f"{'epochs vs none':>14}"
     )
     summary = {}
     for name in args.pruners.split(","):

@@ -198,8 +198,10 @@ def main() -> int:
     parser.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     parser.add_argument(
         "--variants",
-        default="vanilla-shallow,dropout-shallow,batchnorm-shallow,"
-        "vanilla-deep,dropout-deep,batchnorm-residual-deep",
+        default=(
+            "vanilla-shallow,dropout-shallow,batchnorm-shallow,"
+            "vanilla-deep,dropout-deep,batchnorm-residual-deep"
+        ),
     )
     parser.add_argument("--shallow-batch", type=int, default=32)
     parser.add_argument("--deep-batch", type=int, default=256)
@@ -231,7 +233,8 @@ def main() -> int:
     flops = matmul_flops()
     peak = max(flops.values())
     print(
-        f"device: {device_description()}, TensorFlow {tf.__version__}, {platform.processor() or platform.machine()}"
+        f"device: {device_description()}, TensorFlow {tf.__version__}, "
+        f"{platform.processor() or platform.machine()}"
     )
     print(
         "float32 matmul: "
@@ -273,15 +276,16 @@ def main() -> int:
         }
         rows.append(row)
         print(
-            f"{name:<24} {batch:>5} {s:>15.2f} {b:>10.2f} {s / b:>7.2f}x {bound:>10.2f} {b / bound:>9.2f}x "
-            f"{gemm:>10.2f} {b / gemm:>9.2f}x",
+            f"{name:<24} {batch:>5} {s:>15.2f} {b:>10.2f} {s / b:>7.2f}x {bound:>10.2f} "
+            f"{b / bound:>9.2f}x {gemm:>10.2f} {b / gemm:>9.2f}x",
             flush=True,
         )
 
     tracking = {}
     if not args.skip_tracking:
         print(
-            f"\nMLflow logging cost, one tracked run per variant ({args.tracking_epochs} epochs, batch {args.tracking_batch}):"
+            f"\nMLflow logging cost, one tracked run per variant ({args.tracking_epochs} epochs, "
+            f"batch {args.tracking_batch}):"
         )
         with tempfile.TemporaryDirectory() as tmp:
             total_log = total_train = 0.0
@@ -297,8 +301,10 @@ def main() -> int:
                 total_log += cost["epoch_logging"] + cost["artifacts_and_model"]
                 total_train += cost["train"]
                 print(
-                    f"  {name:<24} train {cost['train']:7.1f}s  per-epoch metrics {cost['epoch_logging']:.3f}s  "
-                    f"artifacts+model {cost['artifacts_and_model']:.2f}s  -> {100 * cost['logging_share_of_train']:.1f}%",
+                    f"  {name:<24} train {cost['train']:7.1f}s  per-epoch metrics "
+                    f"{cost['epoch_logging']:.3f}s  artifacts+model "
+                    f"{cost['artifacts_and_model']:.2f}s  -> "
+                    f"{100 * cost['logging_share_of_train']:.1f}%",
                     flush=True,
                 )
             tracking["all"] = {
@@ -307,7 +313,8 @@ def main() -> int:
                 "share": total_log / total_train,
             }
             print(
-                f"  all variants: logging {total_log:.1f}s of {total_train:.1f}s training = {100 * total_log / total_train:.1f}%"
+                f"  all variants: logging {total_log:.1f}s of {total_train:.1f}s training = "
+                f"{100 * total_log / total_train:.1f}%"
             )
 
     out = Path(args.out)

@@ -170,11 +170,13 @@ def print_store_overhead(row: dict) -> None:
         f"overhead ratio {row['overhead_ratio']:.2f}x"
     )
     print(
-        f"  {'variant':<26} {'epochs':>7} {'solo s/epoch':>13} {'epochs x solo':>14} {'logged epoch s':>15}"
+        f"  {'variant':<26} {'epochs':>7} {'solo s/epoch':>13} {'epochs x solo':>14} "
+        f"{'logged epoch s':>15}"
     )
     for name, v in row["variants"].items():
         print(
-            f"  {name:<26} {v['epochs']:>7} {v['solo_s']:>13.3f} {v['bare_s']:>14.0f} {v['logged_s']:>15.0f}"
+            f"  {name:<26} {v['epochs']:>7} {v['solo_s']:>13.3f} {v['bare_s']:>14.0f} "
+            f"{v['logged_s']:>15.0f}"
         )
 
 
@@ -206,7 +208,8 @@ def main() -> int:
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
     bare = bare_epoch_seconds(splits)
     print(
-        f"bare compiled epoch (vanilla-shallow, the default study's batch size, validation included): {bare:.3f} s"
+        "bare compiled epoch (vanilla-shallow, the default study's batch size, validation "
+        f"included): {bare:.3f} s"
     )
     rows = []
     for population in (int(p) for p in args.populations.split(",")):
@@ -217,8 +220,9 @@ def main() -> int:
         row["overhead_ratio"] = row["wall"] / (row["epochs_trained"] * bare)
         rows.append(row)
         print(
-            f"\n--population {population}: {row['wall']:.1f} s wall for {row['epochs_trained']} trained epochs "
-            f"= {row['s_per_trained_epoch']:.3f} s per trained epoch, {row['overhead_ratio']:.2f}x a bare epoch"
+            f"\n--population {population}: {row['wall']:.1f} s wall for {row['epochs_trained']} "
+            f"trained epochs = {row['s_per_trained_epoch']:.3f} s per trained epoch, "
+            f"{row['overhead_ratio']:.2f}x a bare epoch"
         )
         for label, seconds in sorted(row["phases"].items(), key=lambda kv: -kv[1]):
             print(f"  {label:<40} {seconds:7.1f} s  {100 * seconds / row['wall']:5.1f}%")

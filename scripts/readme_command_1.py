@@ -42,7 +42,8 @@ def readme_block(output: str) -> str:
             BEGIN,
             f"On this 2-core VM (CPU only), at commit {header['commit']}, command 1 ran for "
             f"{minutes} min {seconds:02d} s after the install and printed (one seed each; the "
-            "`seconds` column is training time per variant; `scripts/readme_command_1.py` reruns it):",
+            "`seconds` column is training time per variant; `scripts/readme_command_1.py` "
+            "reruns it):",
             "",
             "```",
             *table_lines(output),
@@ -77,7 +78,8 @@ def main() -> None:
         ).stdout
         if status.strip():
             sys.exit(
-                "error: the checkout has uncommitted changes; commit first (the numbers are a commit's)"
+                "error: the checkout has uncommitted changes; commit first "
+                "(the numbers are a commit's)"
             )
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

@@ -13,31 +13,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bench"
 
-#: Lowest first. A module may import its own unit (a cycle there fails the cycle test) and
-#: any unit on a lower layer, never one on its own layer or above.
-LAYERS: list[set[str]] = [
-    {
-        "bench",
-        "bench.errors",
-        "bench.store.schema",
-        "bench.stopping",
-        "bench.clock",
-        "bench.declaring",
-    },
-    {"bench.data", "bench.stats", "bench.figures", "bench.reference", "bench.store", "bench.xla"},
-    {"bench.models"},
-    {"bench.result", "bench.studies", "bench.plugins"},
-    {"bench.plan"},
-    {"bench.population"},
-    {"bench.training"},
-    {"bench.results"},
-    {"bench.runs"},
-    {"bench.compare", "bench.tuning"},  # sibling commands: neither imports the other
-    {"bench.present", "bench.completion"},
-    {"bench.cli"},
-    {"bench.__main__"},
-]
-#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's verbosity).
+#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's
+#: verbosity).
 HOMES = {"mlflow": ("bench.store",), "optuna": ("bench.tuning", "bench.cli")}
 
 MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 500, 250, 60
@@ -51,8 +28,31 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def _declared_layer(path: Path) -> int | None:
+    """The module's top-level ``LAYER = n``, if it has one."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["LAYER"]:
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, int) and value >= 0, f"{path}: LAYER = {value!r}"
+            return value
+    return None
+
+
+#: The layer units, read from the package: a package whose ``__init__.py`` says ``LAYER = n``,
+#: or a module that says it at its top level (its own unit then, as ``bench.store.schema`` is
+#: inside ``bench.store``). Any other module belongs to the nearest package around it that
+#: says it. A module may import its own unit (a cycle there fails the cycle test) and any unit
+#: on a lower layer, never one on its own layer or above.
+UNITS: dict[str, int] = {
+    module: layer
+    for module, path in MODULES.items()
+    if (layer := _declared_layer(path)) is not None
+}
+
+
 def _resolve(name: str) -> str:
-    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x import y``)."""
+    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x
+    import y``)."""
     while name not in MODULES and "." in name:
         name = name.rsplit(".", 1)[0]
     return name
@@ -87,16 +87,17 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _unit(module: str) -> str:
-    """The layer unit: the module itself where listed, else its top-level package."""
-    listed = set().union(*LAYERS)
-    while module not in listed:
+    """The layer unit: the module itself where it declares a layer, else the nearest package
+    around it that does."""
+    while module not in UNITS:
+        if "." not in module:
+            raise LookupError(f"no LAYER declared for {module} or any package around it")
         module = module.rsplit(".", 1)[0]
     return module
 
 
 def _layer(module: str) -> int:
-    unit = _unit(module)
-    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+    return UNITS[_unit(module)]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -146,7 +147,30 @@ def test_no_import_cycle_among_bench_modules():
 
 def test_every_module_has_a_layer():
     for module in MODULES:
-        _layer(module)  # raises StopIteration for a module no layer lists
+        _layer(module)  # raises LookupError for a module no layer covers
+
+
+def _tabulated(name: str) -> str:
+    """The module a name in the docs' layer table means: ``cli/`` is ``bench.cli``,
+    ``store/schema.py`` ``bench.store.schema``, ``bench/__init__.py`` ``bench``."""
+    if name == "bench/__init__.py":
+        return "bench"
+    return "bench." + name.removesuffix("/").removesuffix(".py").replace("/", ".")
+
+
+def test_the_layers_are_read_from_the_package():
+    """The units declare the layers docs/development.md tabulates, the schema below its store."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "development.md").read_text(encoding="utf-8")
+    tabulated = {
+        _tabulated(name): int(layer)
+        for layer, units in re.findall(r"^\| (\d+) \| (.+) \|$", text, flags=re.MULTILINE)
+        for name in re.findall(r"`([^`]+)`", units)
+    }
+    assert tabulated == UNITS
+    assert UNITS["bench.store.schema"] < UNITS["bench.store"]
+    assert _unit("bench.quiet") == "bench" and _unit("bench.tuning.worker") == "bench.tuning"
 
 
 def test_imports_only_point_down():

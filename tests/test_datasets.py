@@ -215,14 +215,15 @@ def test_a_keras_cache_npz_of_floats_is_refused_not_rescaled(tmp_path, monkeypat
     assert _cache(tmp_path) == []
 
 
-# --------------------------------------------------------------------------- declared in a study file
+# ------------------------------------------------------------------------ declared in a study file
 
 
 def _study(tmp_path: Path, task: str, extra: str = "") -> Path:
     path = tmp_path / "studies" / "mine.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(
-        f"name: mine\n{task}\nvariants: [vanilla-shallow]\nprotocol: {{epochs: 1, batch_size: 64}}\n{extra}"
+        f"name: mine\n{task}\nvariants: [vanilla-shallow]\nprotocol: {{epochs: 1, batch_size: "
+        f"64}}\n{extra}"
     )
     return path
 

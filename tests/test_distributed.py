@@ -25,7 +25,10 @@ WORKERS = 2
 
 pytestmark = pytest.mark.skipif(
     postgres_bin() is None,
-    reason="PostgreSQL is not installed and could not be (.ci/system-packages installs Debian's postgresql)",
+    reason=(
+        "PostgreSQL is not installed and could not be (.ci/system-packages installs Debian's "
+        "postgresql)"
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""The README stays short, starts with the two commands CI runs, and its links and the docs' links resolve."""
+"""The README stays short, starts with the two commands CI runs, and its links and the docs'
+links resolve."""
 
 import re
 from pathlib import Path

@@ -202,7 +202,7 @@ def test_an_unwritable_artifact_location_fails_before_any_run(write_study, track
     assert result.exit_code == 1, result.output
     [line] = _error_lines(result.stderr)
     assert (
-        f"artifact location {blocker / 'artifacts'} is not writable: {blocker} is a file, not a folder"
-        in line
+        f"artifact location {blocker / 'artifacts'} is not writable: {blocker} is a file, not a "
+        "folder" in line
     )
     assert _runs(client) == []

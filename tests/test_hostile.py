@@ -734,7 +734,7 @@ def test_there_are_at_least_forty_new_cases():
     assert len(CASES) >= 40
 
 
-# --------------------------------------------------------------------------- the roots of the classes
+# ------------------------------------------------------------------------ the roots of the classes
 
 
 @pytest.mark.parametrize(

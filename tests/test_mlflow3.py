@@ -125,7 +125,8 @@ def test_models_are_named_for_their_variant_and_carry_params_and_linked_test_sco
         assert set(tested) == {"test_accuracy", "test_loss"}
         assert tested["test_accuracy"].value == run.data.metrics["test_accuracy"]
         assert tested["test_accuracy"].dataset_name == "fashion_mnist-test"
-        # The kept model's curves (its last epoch here), never the first epoch's, never system metrics.
+        # The kept model's curves (its last epoch here), never the first epoch's, never system
+        # metrics.
         linked = {m.key: m for m in model.metrics if not m.key.startswith("test_")}
         assert set(linked) == {"loss", "accuracy", "val_loss", "val_accuracy"}
         last = {k: c.get_metric_history(run.info.run_id, k)[-1] for k in linked}
@@ -335,7 +336,10 @@ def test_the_models_view_lists_the_variant_named_models(written, ui):
 def test_a_runs_system_metrics_tab_has_charts(written, ui):
     base, profile = ui
     run = written.runs("train")[0]
-    url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/system-metrics?workflowType=machine_learning"
+    url = (
+        f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/system-metrics"
+        "?workflowType=machine_learning"
+    )
     page = _text(_dom(url, profile / "system"))
     # The tab's header counts its charts; headless Chromium's virtual time draws the charts'
     # bodies only sometimes (virtualised off-screen), so their count is what is checked.
@@ -343,7 +347,7 @@ def test_a_runs_system_metrics_tab_has_charts(written, ui):
     assert charts and int(charts.group(1)) >= 5, page[:2000]
 
 
-# --------------------------------------------------------------------------- everyday CLI conventions
+# ------------------------------------------------------------------------ everyday CLI conventions
 
 
 def test_progress_lines_show_elapsed_and_remaining_time(written):

@@ -48,7 +48,8 @@ def test_mlflow_run_compare_entry_point(tmp_path, write_study, tracking_uri, cli
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     assert "Traceback" not in output
-    # Without --experiment-name the run is in MLflow's Default experiment: bench says so (issue 27, K).
+    # Without --experiment-name the run is in MLflow's Default experiment: bench says so (issue
+    # 27, K).
     assert "put this run into MLflow's Default experiment" in output
 
     experiments = client.search_experiments(view_type=ViewType.ALL)

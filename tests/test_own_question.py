@@ -35,7 +35,8 @@ variants:
       - {{dense: 32, dropout: 0.5}}
       - {{dense: 32, dropout: 0.5}}
   - {{name: shallow-16, base: vanilla-shallow, units: 16}}
-protocol: {{epochs: 2, batch_size: 64, optimizer: adamw, learning_rate: 0.003, weight_decay: 1.0e-4, seeds: 2}}
+protocol: {{epochs: 2, batch_size: 64, optimizer: adamw, learning_rate: 0.003, \
+weight_decay: 1.0e-4, seeds: 2}}
 search_space:
   learning_rate: {{low: 1.0e-4, high: 1.0e-2, log: true}}
   weight_decay: {{low: 1.0e-6, high: 1.0e-2, log: true}}
@@ -141,11 +142,10 @@ def test_a_csv_dataset_and_a_variant_derived_from_a_registered_one(tmp_path, tra
     (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
     study = tmp_path / "csv-study.yaml"
     study.write_text(
-        "name: csv-question\n"
-        "task: {name: table, source: {format: csv, path: table.csv, label: label, test_size: 100},"
-        " validation_size: 80}\n"
-        "variants:\n  - {name: deep-24, base: vanilla-deep, units: 24, description: six blocks of 24}\n"
-        "protocol: {epochs: 1, batch_size: 32, seeds: 1}\n"
+        "name: csv-question\ntask: {name: table, source: {format: csv, path: table.csv, label: "
+        "label, test_size: 100}, validation_size: 80}\nvariants:\n  - {name: deep-24, base: "
+        "vanilla-deep, units: 24, description: six blocks of 24}\nprotocol: {epochs: 1, "
+        "batch_size: 32, seeds: 1}\n"
     )
     output = bench("compare", "--study", str(study), "--no-model")
     assert "deep-24" in output
@@ -168,7 +168,10 @@ VARIANT = "  - {{name: mine, family: f, group: g, blocks: [{block}]}}\n"
 
 
 def _variant_study(entry: str) -> str:
-    return f"name: bad\ntask: fashion_mnist\nvariants:\n{entry}protocol: {{epochs: 1, validation_size: 200}}\n"
+    return (
+        f"name: bad\ntask: fashion_mnist\nvariants:\n{entry}protocol: {{epochs: 1, "
+        "validation_size: 200}\n"
+    )
 
 
 def _block(block: str) -> str:
@@ -245,7 +248,8 @@ BAD: dict[str, tuple[str, object, str]] = {
     ),
     "unknown-initializer": (
         _variant_study(
-            "  - {name: mine, family: f, group: g, kernel_initializer: nope, blocks: [{dense: 4}]}\n"
+            "  - {name: mine, family: f, group: g, kernel_initializer: nope, blocks: [{dense: "
+            "4}]}\n"
         ),
         None,
         "unknown initializer 'nope'",

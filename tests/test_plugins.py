@@ -80,13 +80,11 @@ def _installed_package(root: Path) -> Path:
     y = (x[:, 0] > 0).astype(np.int64)
     np.savez(pkg / "halves.npz", x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
     (pkg / "__init__.py").write_text(
-        "from pathlib import Path\n"
-        "from bench.data import FileSource, Task\n"
-        "from bench.models import Dense, Variant\n\n"
-        "def variants():\n"
-        "    return [Variant('ep-mlp', family='ep', group='ep', blocks=(Dense(8),))]\n\n"
-        "TASK = Task(name='halves', input_shape=None,\n"
-        "            source=FileSource('npz', Path(__file__).parent / 'halves.npz', 'label', None))\n"
+        "from pathlib import Path\nfrom bench.data import FileSource, Task\nfrom bench.models "
+        "import Dense, Variant\n\ndef variants():\n    return [Variant('ep-mlp', family='ep', "
+        "group='ep', blocks=(Dense(8),))]\n\nTASK = Task(name='halves', "
+        "input_shape=None,\n            source=FileSource('npz', Path(__file__).parent / "
+        "'halves.npz', 'label', None))\n"
     )
     info = root / "benchplug-0.1.dist-info"
     info.mkdir()
@@ -120,7 +118,8 @@ def test_an_installed_package_registers_through_entry_points(tmp_path):
     [
         ("raise RuntimeError('no GPU here')\n", "failed to load: RuntimeError: no GPU here"),
         (
-            "variants = [{'name': 'vanilla-deep', 'family': 'f', 'group': 'g', 'blocks': [{'dense': 4}]}]\n",
+            "variants = [{'name': 'vanilla-deep', 'family': 'f', 'group': 'g', 'blocks': "
+            "[{'dense': 4}]}]\n",
             "'vanilla-deep' is already declared (built-in)",
         ),
         (

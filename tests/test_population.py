@@ -226,7 +226,8 @@ def _prune(epoch: int, metrics: dict[str, float]) -> None:
 
 def test_a_member_its_hook_stopped_is_not_judged_by_the_epoch_it_stopped_at(tiny_splits, caplog):
     """A pruner stopping a trial after one epoch at chance does not make it a dead run (the
-    tuning log said 'training dead' of pruned trials); a member that trained to its end is judged."""
+    tuning log said 'training dead' of pruned trials); a member that trained to its end is
+    judged."""
     variant = get_variant("vanilla-shallow")
     stuck = HParams(learning_rate=1e-9, batch_size=32, epochs=2, seed=0)
     population = Population(variant, 2, tiny_splits, batch_size=32, optimizer="adam")

@@ -1,4 +1,5 @@
-"""The NumPy reference network: its gradients, and the same numbers from a suite-built Keras model."""
+"""The NumPy reference network: its gradients, and the same numbers from a suite-built Keras
+model."""
 
 from __future__ import annotations
 

@@ -310,7 +310,7 @@ def test_report_on_a_missing_store(tmp_path):
     assert not (tmp_path / "none.db").exists()
 
 
-# --------------------------------------------------------------------------- verdicts, power and contrasts
+# ------------------------------------------------------------------- verdicts, power and contrasts
 
 BANNED = ("no difference", "not significantly different", "no significant difference", "Holm")
 
@@ -337,8 +337,8 @@ def test_the_parent_logs_the_margin_the_factors_and_every_pairs_verdict(compared
     assert "## How the verdicts are made" in md and "±0.005 test accuracy (0.5 points)" in md
     assert "**Every pair (default): A − B over the seeds where both runs are healthy**" in md
     assert (
-        "Mean ranks (default); bars join variants whose paired t-tests (Bonferroni) do not separate them"
-        in md
+        "Mean ranks (default); bars join variants whose paired t-tests (Bonferroni) do not "
+        "separate them" in md
     )
     assert not any(phrase in md for phrase in BANNED)
     assert not any(phrase in compared.output for phrase in BANNED)

@@ -106,7 +106,8 @@ TUNE_LAST = [
 def _moments(
     rng: random.Random, anchors: list[tuple[str | None, float]], count: int, *, shuffle: bool = True
 ) -> list[Moment]:
-    """``count`` moments after the ``anchors`` (shuffled unless told), SIGTERM and SIGINT in turn."""
+    """``count`` moments after the ``anchors`` (shuffled unless told), SIGTERM and SIGINT in
+    turn."""
     picked = (rng.sample(anchors, len(anchors)) if shuffle else anchors) * (
         count // len(anchors) + 1
     )

@@ -242,7 +242,8 @@ def test_minimum_detectable_difference_and_seeds_needed_match_power_tables():
     assert stats.detectable_difference(0.002, 5, 0.05) == pytest.approx(0.002 * 1.6820, rel=1e-3)
     assert stats.seeds_needed(0.01, 0.005, 0.05) == 34
     assert stats.seeds_needed(1e-5, 0.005, 0.05 / 15) == 2  # a margin of 500 SD: the minimum
-    # Two seeds at a Bonferroni level: statsmodels' solver fails there; the answer still has 80% power.
+    # Two seeds at a Bonferroni level: statsmodels' solver fails there; the answer still has 80%
+    # power.
     from statsmodels.stats.power import TTestPower
 
     mdd = stats.detectable_difference(1.0, 2, 0.05 / 15)
@@ -348,7 +349,8 @@ FACTORS = {
 
 
 def _factorial_table(seeds: int, noise: float, seed: int = 0) -> pd.DataFrame:
-    """3 families x 2 depths; deep is 0.01 better, the families are alike; a per-seed offset shared by all."""
+    """3 families x 2 depths; deep is 0.01 better, the families are alike; a per-seed offset
+    shared by all."""
     means = {
         f"{fam}-{depth}": 0.88 + (0.01 if depth == "deep" else 0.0)
         for fam in FACTORS["family"]

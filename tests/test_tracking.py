@@ -374,7 +374,8 @@ def toy_two(tmp_path) -> Plan:
 
 
 def _train_failing_on(monkeypatch, call: int, exc: BaseException) -> list[str]:
-    """Make the ``call``-th training of a population (1-based) raise ``exc``, as seen from bench.compare."""
+    """Make the ``call``-th training of a population (1-based) raise ``exc``, as seen from
+    bench.compare."""
     calls: list[str] = []
     real = compare.training.train_population
 

@@ -137,8 +137,8 @@ def test_final_validation_accuracy_at_chance_is_dead(tiny_splits):
 def test_seed_004s_dead_run_is_reproduced_and_flagged(tiny_splits_factory):
     """Seed 004 reported a run stuck at 8.92% test accuracy with a constant loss: a network
     that had collapsed onto one class. Its model 1 with RMSprop at a learning rate far too
-    big (0.3 here, 1.0 on real MNIST) collapses the same way; the suite must flag it "dead", stop early, and still
-    show what the collapsed network does (one class for every image)."""
+    big (0.3 here, 1.0 on real MNIST) collapses the same way; the suite must flag it "dead",
+    stop early, and still show what the collapsed network does (one class for every image)."""
     splits = tiny_splits_factory("mnist")
     hp = HParams(optimizer="rmsprop", learning_rate=0.3, batch_size=128, epochs=12, seed=0)
     result = train(get_variant("mlp-64-64-dropout"), hp, splits)

@@ -136,7 +136,8 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
 
 def test_studies_are_named_without_the_task_unless_an_older_one_was(tmp_path, tracking_uri):
     """``<study>-<variant>``; the task only for a task other than the study's; a study an
-    earlier bench named ``<study>-<task>-<variant>`` keeps its name (it resumes, --tuned finds it)."""
+    earlier bench named ``<study>-<task>-<variant>`` keeps its name (it resumes, --tuned finds
+    it)."""
     path = write_tune_study(tmp_path)
     storage = f"journal://{tmp_path}/optuna.journal"
     [fresh] = settings_for(path, tracking_uri, storage=storage)
@@ -834,7 +835,8 @@ def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(
 
     monkeypatch.setattr(training, "train_population", counting)
     settings = Plan.from_study(load_study(path), seeds=1)
-    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow really changed
+    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow
+    # really changed
     tuned = {
         "vanilla-shallow": {"learning_rate": 0.001},
         "dropout-shallow": {"learning_rate": 0.003, "dropout": 0.2},

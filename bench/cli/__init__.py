@@ -19,6 +19,8 @@ from bench.cli._options import options
 from bench.cli._process import BenchGroup, import_tensorflow, setup_logging
 from bench.plan import Plan
 
+LAYER = 11  # import layer (docs/development.md#layers): imports only lower layers' units
+
 MARGIN = click.FloatRange(0, 1, min_open=True, max_open=True)
 
 

@@ -32,6 +32,8 @@ from bench.data.tasks import (
 )
 from bench.errors import DataError
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 IMAGE_SHAPE = (28, 28)  # the built-in tasks'
 NUM_CLASSES = 10
 

@@ -57,7 +57,8 @@ def _check_split(
 ) -> None:
     if x.ndim < 2:
         raise DataError(
-            f"{source}: {name} examples must be an array of at least 2 dimensions, got shape {x.shape}"
+            f"{source}: {name} examples must be an array of at least 2 dimensions, got shape "
+            f"{x.shape}"
         )
     if len(x) == 0:
         raise DataError(f"{source}: the {name} split is empty")
@@ -67,7 +68,8 @@ def _check_split(
         )
     if len(x) != len(y):
         raise DataError(
-            f"{source}: {len(x)} {name} {'images' if is_pixels(x) else 'examples'} but {len(y)} labels"
+            f"{source}: {len(x)} {name} {'images' if is_pixels(x) else 'examples'} but {len(y)} "
+            "labels"
         )
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
         want = "x".join(map(str, input_shape))

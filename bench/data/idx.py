@@ -52,8 +52,8 @@ def read_idx(path: Path, *, kind: str, shape: tuple[int, int] | None = (28, 28))
         wanted = IMAGE_MAGIC if kind == "images" else LABEL_MAGIC
         if magic != wanted:
             raise DataError(
-                f"{path}: bad magic number 0x{magic:08x} for {'an image' if kind == 'images' else 'a label'} "
-                f"file (expected 0x{wanted:08x})"
+                f"{path}: bad magic number 0x{magic:08x} for "
+                f"{'an image' if kind == 'images' else 'a label'} file (expected 0x{wanted:08x})"
             )
         dims: tuple[int, ...] = (count,)
         if kind == "images":

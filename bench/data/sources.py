@@ -189,8 +189,9 @@ def _fits(path: Path, fmt: str) -> None:
     room = MEMORY_SHARE * psutil.virtual_memory().available
     if size > room:
         raise DataError(
-            f"{path}: its arrays take about {size / 2**30:.1f} GiB, more than this machine can hold "
-            f"for one dataset ({room / 2**30:.1f} GiB free for it); use a subset or a larger machine"
+            f"{path}: its arrays take about {size / 2**30:.1f} GiB, more than this machine can "
+            f"hold for one dataset ({room / 2**30:.1f} GiB free for it); use a subset or a larger "
+            "machine"
         )
 
 
@@ -219,7 +220,8 @@ def _split_tail(x: np.ndarray, y: np.ndarray, test_size: int | None, path: Path)
         )
     if not 0 < test_size < len(x):
         raise DataError(
-            f"{path}: test_size {test_size} must be between 1 and {len(x) - 1} (the file has {len(x)} rows)"
+            f"{path}: test_size {test_size} must be between 1 and {len(x) - 1} (the file has "
+            f"{len(x)} rows)"
         )
     cut = len(x) - test_size
     return x[:cut], y[:cut], x[cut:], y[cut:]

@@ -128,7 +128,8 @@ def _block(i: int, spec: Any) -> Dense | Conv:
     kinds = [k for k in BLOCK_KINDS if isinstance(spec, Mapping) and k in spec]
     if len(kinds) != 1:
         raise VariantError(
-            f"blocks[{i}]: one of {{dense: UNITS}} or {{conv: FILTERS}} with its fields, got {spec!r}"
+            f"blocks[{i}]: one of {{dense: UNITS}} or {{conv: FILTERS}} with its fields, got "
+            f"{spec!r}"
         )
     kind, size_field = BLOCK_KINDS[kinds[0]]
     fields = {size_field if k == kinds[0] else k: v for k, v in spec.items()}

@@ -82,7 +82,9 @@ register(
             Dense(512, batch_norm="post", residual_from=2),  # skip2 = skip1 + out5
             Dense(512, batch_norm="post"),
         ),
-        description="seed 000: 6 x (Dense 512 relu -> BatchNorm), skip1 = out1 + out3, skip2 = skip1 + out5",
+        description=(
+            "seed 000: 6 x (Dense 512 relu -> BatchNorm), skip1 = out1 + out3, skip2 = skip1 + out5"
+        ),
     )
 )
 
@@ -118,7 +120,10 @@ register(
         blocks=(Dense(1024, dropout=0.3), Dense(512, batch_norm="post")),
         kernel_initializer="normal",
         output_initializer="glorot_uniform",
-        description="seed 001 model 1b: 1024 -> Dropout 0.3 -> 512 -> BatchNorm (output layer: default init)",
+        description=(
+            "seed 001 model 1b: 1024 -> Dropout 0.3 -> 512 -> BatchNorm (output layer: "
+            "default init)"
+        ),
     )
 )
 register(
@@ -165,7 +170,10 @@ register(
             Dense(128, dropout=0.5, dropout_place="pre", batch_norm="post"),
         ),
         kernel_initializer="normal",
-        description="seed 001 model 3b: 2048 -> D0.5 -> 1024 -> BN -> 512 -> D0.5 -> 256 -> BN -> 128 -> D0.5 -> BN",
+        description=(
+            "seed 001 model 3b: 2048 -> D0.5 -> 1024 -> BN -> 512 -> D0.5 -> 256 -> BN -> "
+            "128 -> D0.5 -> BN"
+        ),
     )
 )
 
@@ -288,7 +296,10 @@ register(
         family="dropout",
         group="lenet5-relu",
         blocks=_lenet_relu(dropout=True),
-        description="seed 003 part 4.3.1: LeNet-5 with dropout 0.1 after the first two convolutions, 0.5 after FC 84",
+        description=(
+            "seed 003 part 4.3.1: LeNet-5 with dropout 0.1 after the first two "
+            "convolutions, 0.5 after FC 84"
+        ),
     )
 )
 register(

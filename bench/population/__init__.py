@@ -19,6 +19,8 @@ from bench.population.engine import Population
 from bench.population.net import supports
 from bench.result import EpochHook, TrainResult
 
+LAYER = 5  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __all__ = ["Population", "supports", "train_population"]
 
 

@@ -2,9 +2,9 @@
 
 :class:`Population` keeps one compiled graph for a shape (variant, K, batch size, optimizer
 kind, splits). A member enters a free slot with fresh weights (drawn from its seed by the
-variant's initializers), fresh optimizer state and its own epoch count; it leaves when it has trained its
-epochs, died, diverged, or when one of its hooks raised (a pruned trial). The slot is then
-free for the next member, without a recompilation.
+variant's initializers), fresh optimizer state and its own epoch count; it leaves when it
+has trained its epochs, died, diverged, or when one of its hooks raised (a pruned trial).
+The slot is then free for the next member, without a recompilation.
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def model_description(result: TrainResult, splits: Splits) -> str:
         if k != schema.RESTORE_BEST
     )
     kept = (
-        f"the best validation epoch's weights (epoch {result.best_epoch + 1} of {result.epochs_run})"
+        f"the best validation epoch's weights (epoch {result.best_epoch + 1} of "
+        f"{result.epochs_run})"
         if hp.restore_best and result.best_epoch is not None
         else f"the weights after epoch {result.epochs_run}"
     )
@@ -158,9 +159,10 @@ def model_description(result: TrainResult, splits: Splits) -> str:
         else ""
     )
     return (
-        f"{result.variant} trained on {splits.task} ({splits.sizes.get('train', len(splits.x_train))} "
-        f"examples) with {shown}; {kept}{test}. Input: raw examples as the data holds them "
-        f"(preprocessing {splits.preprocessing} is built in)."
+        f"{result.variant} trained on {splits.task} "
+        f"({splits.sizes.get('train', len(splits.x_train))} examples) with {shown}; {kept}{test}. "
+        f"Input: raw examples as the data holds them (preprocessing {splits.preprocessing} is "
+        "built in)."
     )
 
 

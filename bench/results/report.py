@@ -3,140 +3,31 @@ what an MLflow store holds, so it can be rebuilt from any tracking server.
 
 The per-run table is rebuilt from the child runs' params, metrics and tags; the statistics
 go through :mod:`bench.stats`, the figures through :mod:`bench.figures`, exactly as when the
-comparison ran. Images are embedded in the HTML as data URIs (one file to mail or archive)
-and written beside the Markdown.
+comparison ran. The document itself, its HTML (images embedded as data URIs) and Markdown,
+is :mod:`bench.results.document`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import logging
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench import figures, stats
-from bench.errors import BenchError
 from bench.results import table as tables
 from bench.results import verdicts
 from bench.results.artifacts import SeedStatistics, ranking_figure
+from bench.results.document import Report, Section, rounded
 from bench.store import schema
 from bench.store.reader import StoredComparison, StoredRun, StoreReader
 from bench.store.tracker import Tracker
 from bench.store.uri import first_line
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Section:
-    title: str
-    text: list[str] = field(default_factory=list)  # paragraphs
-    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (caption, frame)
-    images: list[tuple[str, str]] = field(default_factory=list)  # (caption, file name)
-
-
-@dataclass
-class Report:
-    title: str
-    subtitle: str
-    sections: list[Section]
-    images: dict[str, bytes]  # file name -> PNG bytes
-
-    def markdown(self) -> str:
-        """The report as Markdown; every text from the store or a study file is made inert
-        (:func:`bench.results.table.md_text`), as the HTML escapes it."""
-        md, para = tables.md_text, tables.md_paragraph
-        out = [f"# {md(self.title)}", "", para(self.subtitle), ""]
-        for s in self.sections:
-            out += [f"## {md(s.title)}", ""]
-            for p in s.text:
-                out += [para(p), ""]
-            for caption, frame in s.tables:
-                if caption:
-                    out += [f"**{md(caption)}**", ""]
-                out += [
-                    tables.md_cells(_rounded(frame)).to_markdown(
-                        index=False, disable_numparse=True
-                    ),
-                    "",
-                ]
-            for caption, name in s.images:
-                out += [f"![{md(caption).replace(']', '')}](report_files/{name})", ""]
-        return "\n".join(out)
-
-    def html(self) -> str:
-        body = [
-            f"<h1>{html.escape(self.title)}</h1>",
-            f"<p class='sub'>{html.escape(self.subtitle)}</p>",
-        ]
-        toc = "".join(
-            f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>"
-            for i, s in enumerate(self.sections)
-        )
-        body.append(f"<nav><ol>{toc}</ol></nav>")
-        for i, s in enumerate(self.sections):
-            body.append(f"<section id='s{i}'><h2>{html.escape(s.title)}</h2>")
-            body += [f"<p>{html.escape(p)}</p>" for p in s.text]
-            for caption, frame in s.tables:
-                cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-                table = _rounded(frame).to_html(
-                    index=False, na_rep="", border=0, classes="data", escape=True
-                )
-                body.append(
-                    "<div class='scroll'>" + table.replace("<thead>", f"{cap}<thead>", 1) + "</div>"
-                )
-            for caption, name in s.images:
-                data = base64.b64encode(self.images[name]).decode("ascii")
-                body.append(
-                    f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-                )
-            body.append("</section>")
-        return _HTML.format(title=html.escape(self.title), body="\n".join(body))
-
-    def write(self, out: Path, formats: tuple[str, ...] = ("html", "markdown")) -> dict[str, Path]:
-        """``report.html`` (figures embedded) and/or ``report.md`` (figures in ``report_files/``)."""
-        try:
-            return self._write(out, formats)
-        except OSError as exc:
-            raise BenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
-
-    def _write(self, out: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"html": out / "report.html", "markdown": out / "report.md"}
-        if "markdown" in formats:
-            files = out / "report_files"
-            files.mkdir(exist_ok=True)
-            for name, png in self.images.items():
-                (files / name).write_bytes(png)
-            paths["markdown"].write_text(self.markdown(), encoding="utf-8")
-        if "html" in formats:
-            paths["html"].write_text(self.html(), encoding="utf-8")
-        return {k: v for k, v in paths.items() if k in formats}
-
-
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
-h1 {{ margin-bottom: 0.2em; }} .sub {{ color: #666; margin-top: 0; }}
-table.data {{ border-collapse: collapse; margin: 0.8em 0 1.5em; font-size: 12.5px; }}
-table.data th, table.data td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
-table.data th {{ background: #f3f3f3; }} table.data td {{ white-space: nowrap; }}
-table.data td:first-child, table.data td:nth-child(2) {{ text-align: left; }} .scroll {{ overflow-x: auto; }}
-caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
-figure {{ margin: 1em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
-figcaption {{ color: #555; font-size: 12px; }} nav ol {{ columns: 2; }}
-</style></head><body>
-{body}
-</body></html>
-"""
 
 
 # --------------------------------------------------------------------------- building
@@ -158,8 +49,9 @@ def build(stored: StoredComparison, margin: float | None = None) -> Report:
         "%Y-%m-%d %H:%M UTC"
     )
     subtitle = (
-        f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), started {started}. "
-        "Built from the MLflow store alone: `bench report --run-id <id>` rebuilds it from any tracking server."
+        f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), "
+        f"started {started}. Built from the MLflow store alone: `bench report --run-id <id>` "
+        "rebuilds it from any tracking server."
     )
     return Report(f"bench report: {parent.name}", subtitle, sections, images)
 
@@ -182,10 +74,11 @@ def _comparison_sections(
     results = Section(
         "Results over seeds",
         text=[
-            "Test accuracy and loss per variant over its healthy runs: mean ± sample standard deviation over "
-            "seeds and the 95% t-interval of the mean ('seeds': healthy/all where runs were left out, named in "
-            "'excluded'). 'vs best' is each variant's verdict against the top-ranked one (see 'How the verdicts "
-            "are made'). 'ref acc' is the notebook's single reported run."
+            "Test accuracy and loss per variant over its healthy runs: mean ± sample standard "
+            "deviation over seeds and the 95% t-interval of the mean ('seeds': healthy/all where "
+            "runs were left out, named in 'excluded'). 'vs best' is each variant's verdict "
+            "against the top-ranked one (see 'How the verdicts are made'). 'ref acc' is the "
+            "notebook's single reported run."
         ],
     )
     results.tables.append(("", tables.summary_frame(seed_stats.summary, seed_stats.rankings)))
@@ -202,7 +95,7 @@ def _comparison_sections(
         _ranking_section(seed_stats.rankings, images),
         *[_factorial_section(f, analysis.margin) for f in seed_stats.factorials.values()],
         *([tuning] if tuning else []),
-        Section("Every run", tables=[("", _rounded(every))]),
+        Section("Every run", tables=[("", rounded(every))]),
         _curves_section(table, runs, images),
         _confusion_section(stored, table, runs, images, scratch),
     ]
@@ -212,7 +105,7 @@ def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes
     section = Section("Ranking")
     for setting, r in rankings.items():
         section.text.append(tables.ranking_sentence(r))
-        section.tables.append((f"Ranking ({setting})", _rounded(r.table())))
+        section.tables.append((f"Ranking ({setting})", rounded(r.table())))
         if not r.pairs.empty:
             shown = verdicts.tests_frame(r.pairs, {"a": "A", "b": "B"}, r.margin)
             section.tables.append(
@@ -225,15 +118,15 @@ def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes
                 (
                     f"Every pair ({setting}): {stats.posthoc_label(r.posthoc)} p-values, "
                     "Bonferroni-adjusted over all pairs",
-                    _rounded(pairs),
+                    rounded(pairs),
                 )
             )
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
         section.images.append(
             (
-                f"Mean ranks ({setting}); bars join variants whose {stats.posthoc_label(r.posthoc)}s "
-                "(Bonferroni) do not separate them",
+                f"Mean ranks ({setting}); bars join variants whose "
+                f"{stats.posthoc_label(r.posthoc)}s (Bonferroni) do not separate them",
                 name,
             )
         )
@@ -268,11 +161,13 @@ def _tuning_section(
     section = Section(
         "Default vs tuned",
         text=[
-            "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
-            "were left as they were), then tuned minus default test accuracy per variant over the seeds where "
-            "both runs are healthy, one family (Bonferroni across variants). Where tuning kept the default "
-            "setting the two are the same runs ('identical scores') and there is nothing to test.",
-            f"Verdicts: {verdicts.verdict_counts(effect)}. {verdicts.power_sentence(effect, margin)}".strip(),
+            "The hyperparameters `bench tune` chose on the validation split (hyperparameters not "
+            "listed were left as they were), then tuned minus default test accuracy per variant "
+            "over the seeds where both runs are healthy, one family (Bonferroni across variants). "
+            "Where tuning kept the default setting the two are the same runs ('identical scores') "
+            "and there is nothing to test.",
+            f"Verdicts: {verdicts.verdict_counts(effect)}. "
+            f"{verdicts.power_sentence(effect, margin)}".strip(),
         ],
     )
     chosen = tables.tuned_hyperparameters(runs)
@@ -361,7 +256,7 @@ def _study_sections(
     )
     if not frame.empty:
         top = frame.sort_values("val_accuracy (last)", ascending=False, na_position="last")
-        section.tables.append(("Trials, best first", _rounded(top)))
+        section.tables.append(("Trials, best first", rounded(top)))
     for fig_name in schema.OPTUNA_FIGURES:
         path = stored.artifacts(parent.run_id, schema.optuna_figure(fig_name), scratch / "study")
         if path is not None:
@@ -406,10 +301,10 @@ def _selection_section(stored: StoredComparison) -> Section | None:
     frame = frame.sort_values("val_accuracy (mean over seeds)", ascending=False, kind="stable")
     chosen = stored.parent.tags.get(schema.TUNING_RECORD_PREFIX + "selected", "")
     text = [
-        "After the tuning repeats, the best distinct trials of all repeats and the default setting were each "
-        f"trained again on {int(frame['seeds'].max())} training seeds that no trial used and scored on the "
-        "validation split (never the test split); the highest mean is the tuned setting"
-        + (f": {chosen}." if chosen else "."),
+        "After the tuning repeats, the best distinct trials of all repeats and the default "
+        f"setting were each trained again on {int(frame['seeds'].max())} training seeds that no "
+        "trial used and scored on the validation split (never the test split); the highest mean "
+        "is the tuned setting" + (f": {chosen}." if chosen else "."),
     ]
     record = {
         k.removeprefix(schema.TUNING_RECORD_PREFIX): v
@@ -418,16 +313,17 @@ def _selection_section(stored: StoredComparison) -> Section | None:
     }
     if record.get("repeat_winners"):
         text.append(
-            f"Each repeat's best trial (validation accuracy, one seed): {record['repeat_winners']}; "
-            f"spread {record.get('repeat_winner_spread', '-')}, {record.get('distinct_winners', '-')} "
-            f"distinct winners. Tuning cost over all repeats and the selection: "
-            f"{record.get('trials_complete', '-')} complete and {record.get('trials_pruned', '-')} pruned "
-            f"trials, {record.get('epochs', '-')} epochs, {record.get('cpu_seconds', '-')} CPU seconds."
+            "Each repeat's best trial (validation accuracy, one seed): "
+            f"{record['repeat_winners']}; spread {record.get('repeat_winner_spread', '-')}, "
+            f"{record.get('distinct_winners', '-')} distinct winners. Tuning cost over all repeats "
+            f"and the selection: {record.get('trials_complete', '-')} complete and "
+            f"{record.get('trials_pruned', '-')} pruned trials, {record.get('epochs', '-')} "
+            f"epochs, {record.get('cpu_seconds', '-')} CPU seconds."
         )
     return Section(
         "Selection over the repeats",
         text=text,
-        tables=[("Candidates, best first", _rounded(frame))],
+        tables=[("Candidates, best first", rounded(frame))],
     )
 
 
@@ -447,14 +343,16 @@ def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
             if k.startswith(schema.BEST_PREFIX)
         }
         text.append(
-            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy {m[schema.BEST_VAL_ACCURACY]:.4f} with "
+            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy "
+            f"{m[schema.BEST_VAL_ACCURACY]:.4f} with "
             + ", ".join(f"{k}={v}" for k, v in best.items())
             + "."
         )
     for r in stored.children:
         if r.kind == schema.KIND_TUNED and schema.TEST_ACCURACY in r.metrics:
             text.append(
-                f"Retrained with the tuned setting ({r.name}): test accuracy {r.metrics[schema.TEST_ACCURACY]:.4f}."
+                f"Retrained with the tuned setting ({r.name}): test accuracy "
+                f"{r.metrics[schema.TEST_ACCURACY]:.4f}."
             )
     return text
 
@@ -538,19 +436,6 @@ def _png(fig) -> bytes:
     finally:
         figures.close(fig)
     return buf.getvalue()
-
-
-def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every cell as text: floats to 4 decimals (small p-values in 3 significant digits)."""
-
-    def cell(v: object) -> str:
-        if v is None or (isinstance(v, float) and v != v):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
-        return str(v)
-
-    return frame.map(cell)
 
 
 def _slug(text: str) -> str:

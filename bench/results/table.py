@@ -257,7 +257,8 @@ def _variant_value(params: Mapping[str, str], key: str) -> str:
 
 
 def _param(value: str) -> str:
-    """A hyperparameter as a reader wants it: 3 significant digits; "default" as the variant's own."""
+    """A hyperparameter as a reader wants it: 3 significant digits; "default" as the
+    variant's own."""
     if value == "default":
         return "variant's"
     try:
@@ -311,8 +312,8 @@ def ranking_sentence(ranking: stats.Ranking) -> str:
     o = ranking.omnibus
     if o is not None:
         head = (
-            f"Friedman test over {n} seeds: chi² = {o.chi2:.3g}, p = {o.chi2_p:.3g}; Iman-Davenport "
-            f"F({o.df[0]}, {o.df[1]}) = {o.f:.3g}, p = {o.p:.3g}"
+            f"Friedman test over {n} seeds: chi² = {o.chi2:.3g}, p = {o.chi2_p:.3g}; "
+            f"Iman-Davenport F({o.df[0]}, {o.df[1]}) = {o.f:.3g}, p = {o.p:.3g}"
         )
     elif len(ranking.order) == 2:
         head = f"paired t-test over {int(ranking.pairs['seeds'].iloc[0])} seeds"

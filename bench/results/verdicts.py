@@ -48,24 +48,26 @@ def method(analysis: stats.Analysis) -> list[str]:
     """How to read every verdict table of a report: the margin, the rules, the policy."""
     m, a = analysis.margin, analysis.alpha
     return [
-        f"Smallest effect of interest (equivalence margin): ±{m:g} test accuracy ({100 * m:g} points). Every "
-        "comparison is a mean paired difference over seeds (seeds as blocks) with a verdict: better / worse "
-        "when the paired t-test separates the two at the family's Bonferroni level; otherwise equivalent when "
-        f"two one-sided tests (TOST) put the difference inside ±{m:g} at that level; otherwise inconclusive "
-        "(neither a difference nor its absence is shown). Identical scores (every difference exactly 0, e.g. "
-        "tuned runs that repeat the default ones) are not tested. A constant non-zero difference has no "
+        f"Smallest effect of interest (equivalence margin): ±{m:g} test accuracy ({100 * m:g} "
+        "points). Every comparison is a mean paired difference over seeds (seeds as blocks) with "
+        "a verdict: better / worse when the paired t-test separates the two at the family's "
+        "Bonferroni level; otherwise equivalent when two one-sided tests (TOST) put the "
+        f"difference inside ±{m:g} at that level; otherwise inconclusive (neither a difference nor "
+        "its absence is shown). Identical scores (every difference exactly 0, e.g. tuned runs "
+        "that repeat the default ones) are not tested. A constant non-zero difference has no "
         "spread: it gets the exact sign-flip permutation test (p = 2/2^n) and no interval.",
-        "Adjustment: Bonferroni within each family (all pairs of a setting; the tuning effects; each factor's "
-        "main effects; each pair of factors' interactions). With m tested comparisons in a family, p is "
-        f"min(1, m·p), the interval is the 1 − {a:g}/m t-interval and TOST runs at {a:g}/m, so an interval "
-        f"excludes 0 exactly when the adjusted p is below {a:g}.",
-        "MDD: the minimum detectable difference, i.e. the true difference the paired t-test at the family's "
-        "level would detect with 80% power over the seeds used, at the observed SD of the differences. "
-        f"'seeds for ±{m:g}': how many seeds would give 80% power to detect a true difference equal to the "
-        "margin at that SD and level (statsmodels' TTestPower).",
-        "Runs that diverged, died or never finished are left out of every mean and test and counted "
-        "('excluded'): a pair is tested over the seeds where both runs are healthy; the ranking and the "
-        "omnibus test over the seeds where every variant's run is.",
+        "Adjustment: Bonferroni within each family (all pairs of a setting; the tuning effects; "
+        "each factor's main effects; each pair of factors' interactions). With m tested "
+        f"comparisons in a family, p is min(1, m·p), the interval is the 1 − {a:g}/m t-interval "
+        f"and TOST runs at {a:g}/m, so an interval excludes 0 exactly when the adjusted p is below "
+        f"{a:g}.",
+        "MDD: the minimum detectable difference, i.e. the true difference the paired t-test at "
+        "the family's level would detect with 80% power over the seeds used, at the observed SD "
+        f"of the differences. 'seeds for ±{m:g}': how many seeds would give 80% power to detect a "
+        "true difference equal to the margin at that SD and level (statsmodels' TTestPower).",
+        "Runs that diverged, died or never finished are left out of every mean and test and "
+        "counted ('excluded'): a pair is tested over the seeds where both runs are healthy; the "
+        "ranking and the omnibus test over the seeds where every variant's run is.",
     ]
 
 
@@ -98,9 +100,9 @@ def power_sentence(frame: pd.DataFrame, margin: float) -> str:
     mdd, needed = tested["mdd"].median(), tested["seeds_needed"]
     seeds = int(tested["seeds"].median())
     return (
-        f"With {seeds} seeds the median minimum detectable difference (80% power) is {_number(mdd)}; "
-        f"resolving ±{margin:g} would take {_count(needed.median())} seeds for the median comparison and "
-        f"{_count(needed.max())} for the least precise."
+        f"With {seeds} seeds the median minimum detectable difference (80% power) is "
+        f"{_number(mdd)}; resolving ±{margin:g} would take {_count(needed.median())} seeds for the "
+        f"median comparison and {_count(needed.max())} for the least precise."
     )
 
 
@@ -119,15 +121,15 @@ def factorial_text(f: stats.Factorial, margin: float) -> list[str]:
     """What a setting's contrasts rest on, and their verdicts in a sentence."""
     levels = "; ".join(f"{name}: {', '.join(lv)}" for name, lv in f.factors.items())
     text = [
-        f"Factors ({f.setting}): {levels}. Main effects are level B − level A averaged over the other "
-        "factors' levels, per seed; interactions are a two-level factor's effect at one level of the other "
-        f"factor minus at another. Over {f.seeds} seeds with a healthy run in every cell"
-        + (f" ({f.dropped} dropped)" if f.dropped else "")
-        + "."
+        f"Factors ({f.setting}): {levels}. Main effects are level B − level A averaged over the "
+        "other factors' levels, per seed; interactions are a two-level factor's effect at one "
+        f"level of the other factor minus at another. Over {f.seeds} seeds with a healthy run in "
+        "every cell" + (f" ({f.dropped} dropped)" if f.dropped else "") + "."
     ]
     if not f.contrasts.empty:
         text.append(
-            f"Contrasts: {verdict_counts(f.contrasts)}. {power_sentence(f.contrasts, margin)}".strip()
+            f"Contrasts: {verdict_counts(f.contrasts)}. "
+            f"{power_sentence(f.contrasts, margin)}".strip()
         )
     return text + f.notes
 

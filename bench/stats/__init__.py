@@ -79,6 +79,8 @@ from bench.stats.ranking import (
 from bench.stats.summary import HEALTHY, SUMMARY_COLUMNS, UNFINISHED, aggregate, mean_ci
 from bench.stats.tuned import TUNING_COLUMNS, tuning_effect
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 @dataclass(frozen=True)
 class Analysis:

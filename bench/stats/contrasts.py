@@ -64,7 +64,8 @@ def factorial(
     anova = repeated_measures(frame, levels)
     if anova is None and len(frame) >= 2:
         notes.append(
-            "the repeated-measures ANOVA cannot be computed (no variation between the cells' scores)"
+            "the repeated-measures ANOVA cannot be computed (no variation between the cells' "
+            "scores)"
         )
     return Factorial(
         setting,

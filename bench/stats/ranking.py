@@ -140,7 +140,8 @@ class Ranking:
         return found
 
     def table(self) -> pd.DataFrame:
-        """Rank order, mean rank, mean accuracy (over the ranked seeds) and the verdict against the best."""
+        """Rank order, mean rank, mean accuracy (over the ranked seeds) and the verdict
+        against the best."""
         marks = self.marks()
         return pd.DataFrame(
             {
@@ -276,7 +277,8 @@ def _t_pvalues(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
 
 @register_posthoc("wilcoxon", "Wilcoxon signed-rank")
 def _wilcoxon(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Bonferroni-adjusted Wilcoxon signed-rank p-values between paired columns (scikit-posthocs)."""
+    """Bonferroni-adjusted Wilcoxon signed-rank p-values between paired columns
+    (scikit-posthocs)."""
     long = scores.reset_index(names="seed").melt(
         id_vars="seed", var_name="variant", value_name="accuracy"
     )
@@ -297,7 +299,8 @@ def _notes(r: Ranking, table: pd.DataFrame, matrix: pd.DataFrame) -> list[str]:
         notes.append(
             "one seed per variant: no test is possible; run with --seeds 3 or more"
             if len(matrix) < 2
-            else f"fewer than 2 seeds where every variant's run is healthy: no ranking test ({len(matrix)} seeds)"
+            else "fewer than 2 seeds where every variant's run is healthy: no ranking test "
+            f"({len(matrix)} seeds)"
         )
     if r.posthoc == "wilcoxon" and 2 <= n < 6:
         notes.append(

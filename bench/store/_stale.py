@@ -55,7 +55,10 @@ def close_stale_children(tracker: Tracker, parent_run_id: str, keep: set[str | N
     closed = []
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        filter_string=(
+            f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and "
+            "attributes.status = 'RUNNING'"
+        ),
     )
     for run in runs:
         if run.info.run_id not in keep:

@@ -171,8 +171,8 @@ def check_tracking_uri(uri: str, *, write: bool = True) -> None:
     elif scheme == "file":
         if not os.environ.get("MLFLOW_ALLOW_FILE_STORE"):
             raise TrackingError(
-                f"{redact(uri)}: MLflow 3 no longer writes file stores; use sqlite:///path/mlflow.db "
-                "(`mlflow migrate-filestore` converts an old one)"
+                f"{redact(uri)}: MLflow 3 no longer writes file stores; use "
+                "sqlite:///path/mlflow.db (`mlflow migrate-filestore` converts an old one)"
             )
     elif scheme in ("http", "https"):
         _check_server(uri)

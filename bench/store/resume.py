@@ -46,7 +46,8 @@ def find(tracker, key: str) -> Resumable | None:
     try:
         runs = tracker.client.search_runs(
             [tracker.experiment_id],
-            f"tags.`{schema.COMPARISON_KEY}` = '{key}' and tags.`{schema.KIND}` = '{schema.KIND_COMPARISON}'",
+            f"tags.`{schema.COMPARISON_KEY}` = '{key}' and tags.`{schema.KIND}` = "
+            f"'{schema.KIND_COMPARISON}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )

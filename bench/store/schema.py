@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 # --------------------------------------------------------------------------- run kinds
 #: Tag that says what a run is; its values below.
 KIND = "bench.kind"
@@ -51,7 +53,8 @@ REPORT_ERROR = "bench.report_error"
 PRUNE_REASON = "bench.prune_reason"
 VARIANT_TAG = "bench.variant"
 SEED_TAG = "bench.seed"
-SAME_AS = "bench.same_as"  # a compare --tuned run whose setting is the default's: the run it repeats, not retrained
+# A compare --tuned run whose setting is the default's: the run it repeats, not retrained.
+SAME_AS = "bench.same_as"
 RUN_ID_TAG = "bench.run_id"  # a registered model version: the run that trained it
 STUDY_TAG = "bench.study"
 TASK_TAG = "bench.task"

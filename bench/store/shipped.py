@@ -67,7 +67,8 @@ def relocate(db: Path, root: Path) -> int:
             for prefix in (f"file://{old}/{ARTIFACTS}/", f"{old}/{ARTIFACTS}/"):
                 target = prefix.replace(old, new, 1)
                 cur = con.execute(
-                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
+                    f"substr({column}, 1, ?) = ?",
                     (target, len(prefix) + 1, len(prefix), prefix),
                 )
                 changed += cur.rowcount

@@ -1,9 +1,10 @@
 """Where a worker's trials train, and the worker process's entry point.
 
 A variant that stacks, under a search space that keeps batch size and optimizer fixed (a
-population shares both: the hyperparameters declared not per member), trains its trials as one compiled population of K slots: a trial
-enters a free slot at an epoch boundary with fresh weights and optimizer state, and the next
-trial takes its slot without a recompilation. Elsewhere (a convolutional variant, batch size
+population shares both: the hyperparameters declared not per member), trains its trials as
+one compiled population of K slots: a trial enters a free slot at an epoch boundary with
+fresh weights and optimizer state, and the next trial takes its slot without a
+recompilation. Elsewhere (a convolutional variant, batch size
 or optimizer searched, ``--population 1``) each trial trains alone, in a population of one
 made for its hyperparameters. The worker's loop (:class:`bench.tuning.worker.Worker`) is
 the same for both.

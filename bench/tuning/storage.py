@@ -160,7 +160,8 @@ def check_storage(url: str) -> None:
 
 
 def connect(url: str) -> OpenedStorage:
-    """Journal files (``journal:///path`` or ``*.journal``), RDB URLs (sqlite, postgresql, mysql), Redis."""
+    """Journal files (``journal:///path`` or ``*.journal``), RDB URLs (sqlite, postgresql,
+    mysql), Redis."""
     path = journal_path(url)
     try:
         if path is not None:
@@ -211,9 +212,9 @@ def _check_journal(path: Path) -> None:
             whole = False
         if not whole:
             raise StorageError(
-                f"Optuna journal {path} is damaged at line {number} of {len(lines) - (not lines[-1])} (a write cut "
-                f"off, or edited by hand); back it up, then keep its first {number - 1} lines: "
-                f"head -n {number - 1} FILE > FIXED"
+                f"Optuna journal {path} is damaged at line {number} of "
+                f"{len(lines) - (not lines[-1])} (a write cut off, or edited by hand); back it up, "
+                f"then keep its first {number - 1} lines: head -n {number - 1} FILE > FIXED"
             )
 
 

@@ -28,10 +28,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 import bench.tuning.selection as selection
+import bench.tuning.study_log as study_log
 from bench import data, runs, stopping, training
-from bench.errors import BenchError, NoStudyError, StorageError
-from bench.models import HParams, get_variant
-from bench.plan import Plan
+from bench.errors import BenchError, StorageError
+from bench.models import get_variant
 from bench.results.artifacts import ModelNaming
 from bench.results.report import log_report
 from bench.store import schema
@@ -42,10 +42,10 @@ from bench.tuning.identity import record as record_settings
 from bench.tuning.pool import make_worker, worker_main
 from bench.tuning.search import default_params
 from bench.tuning.storage import StudyStore, supports_concurrency
-from bench.tuning.target import Target, check_identity, load_splits, targets
+from bench.tuning.target import Target, load_splits
+from bench.tuning.tuned import stored_selection
 from bench.tuning.worker import best_trial, counts, fail_stale_trials, load_study
 
-log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
 
@@ -83,11 +83,6 @@ def tune_plan(planned: Sequence[Target]) -> list[TuneResult]:
     ]
 
 
-def tuned_plan(plan: Plan) -> Plan:
-    """``plan`` also running each variant's tuned setting, found in its Optuna study."""
-    return plan.with_tuned(best_params(plan))
-
-
 def tune_variant(repeats: Sequence[Target], *, workers: int = 1) -> TuneResult:
     """A variant's tuning: each repeat's study to ``trials`` finished trials; then, where the
     study selects (``select_seeds`` > 0), the best trials re-evaluated on more seeds and the
@@ -122,13 +117,7 @@ def _counting_cpu(store: StudyStore, key: str = schema.STUDY_CPU_SECONDS):
 def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
     """Run (or resume) one study to ``s.trials`` finished trials, then (``retrain``) retrain
     the best."""
-    if workers <= 0:
-        raise BenchError(f"--workers must be > 0, got {workers}")
-    if workers > 1 and not supports_concurrency(s.storage):
-        raise StorageError(
-            f"{redact(s.storage)}: SQLite does not tolerate concurrent writers; with --workers use "
-            "the default journal file, a journal:/// URL or PostgreSQL"
-        )
+    _check_workers(s, workers)
     splits = load_splits(s)
     # The tracking store first: a bad one fails before the Optuna study exists.
     tracker = Tracker(s.tracking_uri, s.experiment, description=s.study.description)
@@ -138,24 +127,12 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
     study.set_user_attr(schema.STUDY_TASK, s.task)
     study.set_user_attr(schema.STUDY_VARIANT, s.variant)
     record_settings(study, s)
-    c = counts(study)
-    progress.info(
-        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, pruner %s%s",
-        s.variant,
-        s.task,
-        s.study_name,
-        redact(s.storage),
-        s.trials,
-        c["complete"] + c["pruned"],
-        s.epochs,
-        s.pruner,
-        f" (no trial judged before epoch {s.min_epochs})" if s.min_epochs > 1 else "",
-    )
+    _announce(s, study)
     with tracker.run(
         f"study-{s.study_name}",
         kind=schema.KIND_STUDY,
         resume_run_id=parent_id,
-        params=_study_params(s, splits) if fresh else None,
+        params=study_log.study_params(s, splits) if fresh else None,
         tags={
             schema.OPTUNA_STUDY: s.study_name,
             schema.VARIANT_TAG: s.variant,
@@ -169,12 +146,7 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
             _run_workers(
                 s, workers, lambda: make_worker(s, splits, tracker, store, parent_id), parent_id
             )
-        fail_stale_trials(store, tracker, s.grace)
-        running = {
-            t.user_attrs.get(schema.TRIAL_RUN_ID)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        }
-        tracker.close_stale_children(parent_id, running)
+        _close_stale(s, store, tracker, parent_id)
         if retrain:
             final, best, tuned_run_id, tuned_acc = _retrain_once(
                 s, store, splits, tracker, parent_id
@@ -182,7 +154,7 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
         else:
             final, best, tuned_run_id, tuned_acc = counts(study), best_trial(study), None, None
         stopping.check()
-        _log_study(tracker, parent_id, study, final, best, tuned_acc)
+        study_log.log_study(tracker, parent_id, study, final, best, tuned_acc)
         log_report(tracker, parent_id)
         stopping.check()  # the study's run ends FINISHED only where no stop was requested
     return TuneResult(
@@ -196,6 +168,47 @@ def tune(s: Target, *, workers: int = 1, retrain: bool = True) -> TuneResult:
         experiment_id=tracker.experiment_id,
         best_is_default=bool(best and best.user_attrs.get(schema.TRIAL_DEFAULT)),
     )
+
+
+def _check_workers(s: Target, workers: int) -> None:
+    """A worker count this storage can serve: SQLite serves one."""
+    if workers <= 0:
+        raise BenchError(f"--workers must be > 0, got {workers}")
+    if workers > 1 and not supports_concurrency(s.storage):
+        raise StorageError(
+            f"{redact(s.storage)}: SQLite does not tolerate concurrent writers; with --workers use "
+            "the default journal file, a journal:/// URL or PostgreSQL"
+        )
+
+
+def _announce(s: Target, study: optuna.Study) -> None:
+    """What this session tunes, and how far the study already is."""
+    c = counts(study)
+    progress.info(
+        "tuning %s on %s: study %r in %s, %d finished trials wanted (%d done), %d epochs each, "
+        "pruner %s%s",
+        s.variant,
+        s.task,
+        s.study_name,
+        redact(s.storage),
+        s.trials,
+        c["complete"] + c["pruned"],
+        s.epochs,
+        s.pruner,
+        f" (no trial judged before epoch {s.min_epochs})" if s.min_epochs > 1 else "",
+    )
+
+
+def _close_stale(s: Target, store: StudyStore, tracker: Tracker, parent_id: str) -> None:
+    """Trials left RUNNING past their grace failed, and trial runs no running trial owns
+    closed."""
+    study = store.study
+    fail_stale_trials(store, tracker, s.grace)
+    running = {
+        t.user_attrs.get(schema.TRIAL_RUN_ID)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    }
+    tracker.close_stale_children(parent_id, running)
 
 
 def _open_parent(s: Target, store: StudyStore, tracker: Tracker) -> tuple[str, bool]:
@@ -216,32 +229,6 @@ def _open_parent(s: Target, store: StudyStore, tracker: Tracker) -> tuple[str, b
             # Queued again when it failed (interrupted, crashed): the study always scores it.
             study.enqueue_trial(defaults, user_attrs={schema.TRIAL_DEFAULT: True})
     return parent_id, fresh
-
-
-def _study_params(s: Target, splits: data.Splits) -> dict[str, object]:
-    """The parent run's params, namespaced ``tuning.*`` so they never collide with the raw
-    entry-point params ``mlflow run`` logs on the same run."""
-    params = {
-        schema.OPTUNA_STUDY: s.study_name,
-        schema.OPTUNA_STORAGE: redact(s.storage),
-        schema.VARIANT: s.variant,
-        schema.TASK: s.task,
-        schema.TRIALS: s.trials,
-        schema.EPOCHS: s.epochs,
-        schema.SAMPLER: "TPESampler (seed + trial number, constant liar)",
-        schema.SAMPLER_SEED: s.seed,
-        schema.PRUNER: s.pruner,
-        schema.PRUNER_MIN_EPOCHS: s.min_epochs,
-        schema.OBJECTIVE_DEFINITION: (
-            "val_accuracy (best epoch, whose weights the model keeps)"
-            if s.base.restore_best
-            else "val_accuracy (last epoch)"
-        ),
-        schema.SEARCH_SPACE: s.study.search_space.model_dump_json(exclude_none=True),
-        **{f"{schema.BASE_PREFIX}{k}": v for k, v in s.base.as_params().items()},
-        **schema.split_params(splits.sizes),
-    }
-    return {f"{schema.TUNING_PREFIX}{k}": v for k, v in params.items()}
 
 
 def _run_workers(s: Target, workers: int, here, parent_run_id: str) -> None:
@@ -325,61 +312,6 @@ def _parent_run(study: optuna.Study, tracker: Tracker) -> str | None:
     return None
 
 
-def tuned_hparams(s: Target, study: optuna.Study | None = None) -> HParams | None:
-    """The best trial's hyperparameters (None when the study has no complete trial)."""
-    study = study or load_study(s, create=False).study
-    best = best_trial(study)
-    if best is None:
-        return None
-    return dataclasses.replace(s.base, **{k: v for k, v in best.params.items()})
-
-
-@dataclass(frozen=True)
-class Tuned:
-    """A variant's tuned hyperparameters and where they come from (``<study> trial <n>``)."""
-
-    params: dict[str, object]
-    origin: str
-    record: dict[str, object] = dataclasses.field(
-        default_factory=dict
-    )  # selection.summary, if selected
-
-
-def best_params(plan: Plan) -> dict[str, Tuned]:
-    """Each variant's best hyperparameters from its Optuna study (for ``compare --tuned``)."""
-    planned = targets(plan)
-    found, missing = {}, []
-    for s in planned:
-        if s.repeat:
-            continue  # repeat 0's study holds the selection over every repeat
-        try:
-            store = load_study(s, create=False)
-        except NoStudyError:
-            best, record = None, None
-        else:
-            check_identity(
-                s, store.storage
-            )  # a study of another variant or task is an error, not "missing"
-            best, record = best_trial(store.study), stored_selection(store.study)
-        if record is not None:
-            chosen = record["candidates"][record["chosen"]]
-            found[s.variant] = Tuned(
-                dict(record["params"]),
-                f"{chosen['source']}, selected over {len(record['repeats'])} repeats",
-                selection.summary(record),
-            )
-        elif best is None:
-            missing.append(f"{s.variant} (study {s.study_name!r})")
-        else:
-            found[s.variant] = Tuned(dict(best.params), f"{s.study_name} trial {best.number}")
-    if missing:
-        raise BenchError(
-            f"no tuned hyperparameters in {redact(planned[0].storage)} for: {', '.join(missing)}; "
-            "run `bench tune` first with the same --study/--task/--storage"
-        )
-    return found
-
-
 def _retrain_best(
     s: Target,
     best: FrozenTrial,
@@ -425,12 +357,6 @@ def _retrain(
     return result.run_id, result.test_accuracy
 
 
-def stored_selection(study: optuna.Study) -> dict[str, object] | None:
-    """Repeat 0's selection record (:mod:`bench.tuning.selection`), if one was made."""
-    text = study.user_attrs.get(schema.STUDY_SELECTION)
-    return json.loads(text) if text else None
-
-
 def _select(repeats: Sequence[Target], first: TuneResult) -> TuneResult:
     """Re-evaluate the repeats' best trials on more seeds (or find that done), retrain the
     winner and test it once; the lock is held throughout, so two processes never both do."""
@@ -456,7 +382,8 @@ def _select(repeats: Sequence[Target], first: TuneResult) -> TuneResult:
         record = stored_selection(store.study)
         if record is None or record["key"] != key:
             progress.info(
-                "[%s] selecting: %d candidates (the best of %d repeats and the default) x %d seeds, on validation",
+                "[%s] selecting: %d candidates (the best of %d repeats and the default) x %d "
+                "seeds, on validation",
                 s.variant,
                 len(cands),
                 len(repeats),
@@ -478,7 +405,7 @@ def _select(repeats: Sequence[Target], first: TuneResult) -> TuneResult:
                 s, record["params"], chosen["source"], splits, tracker, parent_id, store.study
             )
             store.set_study_system_attr(schema.STUDY_RETRAINED, f"selection:{key}")
-        _log_selection(tracker, parent_id, record)
+        study_log.log_selection(tracker, parent_id, record)
         log_report(tracker, parent_id)
         stopping.check()
     return dataclasses.replace(
@@ -505,114 +432,3 @@ def _show_selection(s: Target, record: dict[str, object]) -> None:
             c["mean"],
             "  <- selected" if i == record["chosen"] else "",
         )
-
-
-def _log_selection(tracker: Tracker, run_id: str, record: dict[str, object]) -> None:
-    """The selection on repeat 0's parent run: a table of candidates and the summary as params."""
-    import pandas as pd
-
-    rows = [
-        {
-            "candidate": c["source"],
-            "default": c["default"],
-            "trial_val_accuracy": c["tuning_value"],
-            "mean_val_accuracy": c["mean"],
-            "seeds": len(c["values"]),
-            "selected": i == record["chosen"],
-            **c["params"],
-        }
-        for i, c in enumerate(record["candidates"])
-    ]
-    tracker.log_text(run_id, pd.DataFrame(rows).to_csv(index=False), "selection.csv")
-    tracker.log_text(run_id, json.dumps(record, indent=1, sort_keys=True), "selection.json")
-    tracker.set_tags(
-        run_id,
-        {f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in selection.summary(record).items()},
-    )
-
-
-def _log_study(
-    tracker: Tracker,
-    run_id: str,
-    study: optuna.Study,
-    final: dict[str, int],
-    best: FrozenTrial | None,
-    tuned_acc: float | None,
-) -> None:
-    """Counts, best trial, Optuna's own figures and a CSV of all trials on the parent run."""
-    import warnings
-
-    import optuna.visualization.matplotlib as ovm
-
-    metrics: dict[str, float] = {
-        f"{schema.TRIALS_PREFIX}{k}": float(v) for k, v in final.items() if k != "running"
-    }
-    if best is not None:
-        metrics[schema.BEST_VAL_ACCURACY] = float(best.value)
-        metrics[schema.BEST_TRIAL_METRIC] = float(best.number)
-        tracker.set_tags(run_id, {f"{schema.BEST_PREFIX}{k}": v for k, v in best.params.items()})
-    if tuned_acc is not None:
-        metrics[schema.TUNED_TEST_ACCURACY] = tuned_acc
-    tracker.log_metrics(run_id, metrics)
-    frame = study.trials_dataframe(
-        attrs=("number", "value", "state", "params", "user_attrs", "duration")
-    )
-    tracker.log_text(run_id, frame.to_csv(index=False), "trials.csv")
-    for name in schema.OPTUNA_FIGURES:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                ax = getattr(ovm, f"plot_{name}")(study)
-            except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
-                log.info("figure %s skipped: %s", name, exc)
-                continue
-            first = ax.flat[0] if hasattr(ax, "flat") else ax
-            fig = first.figure
-            fig.set_size_inches(9, 5.5)
-            fig.tight_layout()
-        tracker.log_figure(run_id, fig, schema.optuna_figure(name))
-    tracker.log_text(run_id, interactive_figures(study), schema.OPTUNA_HTML)
-
-
-class _Computed(optuna.importance.BaseImportanceEvaluator):
-    """Importances computed once, handed to each figure that shows them."""
-
-    def __init__(self, values: dict[str, float]) -> None:
-        self.values = values
-
-    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:  # noqa: ARG002 - Optuna's signature
-        return self.values
-
-
-def interactive_figures(study: optuna.Study) -> str:
-    """Optuna's interactive (plotly) figures of ``study`` as one self-contained HTML page:
-    history, importances, parallel coordinate, contour, slice, EDF, intermediate values.
-    MLflow's artifact viewer shows it (in a sandboxed frame: plotly.js is inlined, once)."""
-    import warnings
-
-    import optuna.visualization as ov
-
-    parts: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            importances = _Computed(optuna.importance.get_param_importances(study))
-        except Exception:  # noqa: BLE001 - too few complete trials or one parameter
-            importances = None
-        for name in schema.OPTUNA_HTML_FIGURES:
-            kwargs = (
-                {"evaluator": importances} if name == "param_importances" and importances else {}
-            )
-            if name == "param_importances" and importances is None:
-                continue
-            try:
-                fig = getattr(ov, f"plot_{name}")(study, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
-                log.info("interactive figure %s skipped: %s", name, exc)
-                continue
-            parts.append(fig.to_html(include_plotlyjs=not parts, full_html=False))
-    title = f"Optuna study {study.study_name}"
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-        f"<body><h2>{title}</h2>{''.join(parts) or '<p>no finished trials to plot</p>'}</body></html>"
-    )

@@ -2,8 +2,9 @@
 slots, tell Optuna how each ended, repeat.
 
 The slots are one compiled population of K trials, or one trial at a time in a population
-of its own (:mod:`bench.tuning.pool` chooses); the loop is the same. Workers in one process, in several processes (``--workers``) or on several machines
-(PostgreSQL) run this same loop. A trial whose worker died is failed by the next worker
+of its own (:mod:`bench.tuning.pool` chooses); the loop is the same. Workers in one
+process, in several processes (``--workers``) or on several machines (PostgreSQL) run this
+same loop. A trial whose worker died is failed by the next worker
 that notices: at once when the worker ran on this host (its process is gone), otherwise
 when its heartbeat is older than the grace period. Optuna's own heartbeat exists only for
 its RDB storage, while the default local storage is a journal file, hence this small
@@ -250,7 +251,8 @@ class Worker:
         return FailedTrialError(f"{type(error).__name__}: {error}")
 
     def _enter(self, k: int, flight: _Flight) -> None:
-        """The trial's hyperparameters, its run (params and datasets) and its member in slot ``k``."""
+        """The trial's hyperparameters, its run (params and datasets) and its member in slot
+        ``k``."""
         from bench.models.build import logged_params
 
         s, splits, trial = self.s, self.splits, flight.trial
