@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os as _os
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __version__ = "0.1.0"
 
 # A worker process of a bench command: as quiet as the command (bench.quiet).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def duration(seconds: float) -> str:
     """``42s``, ``3m05s``, ``1h02m``."""
@@ -30,4 +32,7 @@ class Eta:
         elapsed = time.monotonic() - self.started
         if not self.done or self.done >= self.total:
             return f"elapsed {duration(elapsed)}"
-        return f"elapsed {duration(elapsed)}, ~{duration(elapsed / self.done * (self.total - self.done))} left"
+        return (
+            f"elapsed {duration(elapsed)}, "
+            f"~{duration(elapsed / self.done * (self.total - self.done))} left"
+        )

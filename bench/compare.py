@@ -22,6 +22,8 @@ from bench.store.environment import environment_tags
 from bench.store.reader import StoredRun
 from bench.store.tracker import Tracker, check_store
 
+LAYER = 9  # import layer (docs/development.md#layers): imports only lower layers' units
+
 log = logging.getLogger(__name__)
 progress = logging.getLogger("bench.progress")
 
@@ -30,12 +32,14 @@ def fingerprint(plan: Plan, splits: data.Splits, **logged: object) -> str:
     """What makes two comparisons the same: the protocol, every run's hyperparameters,
     the data's content and what is logged (``logged``). Its value tags the parent run, so
     that an interrupted comparison is found and resumed (:mod:`bench.store.resume`)."""
-    return resume.fingerprint({
-        "params": comparison_params(plan, splits),
-        "jobs": [(name, setting, hp.as_params()) for name, setting, hp in plan.jobs()],
-        "data": [d.digest for d in artifacts.split_datasets(splits)],
-        "logged": logged,
-    })
+    return resume.fingerprint(
+        {
+            "params": comparison_params(plan, splits),
+            "jobs": [(name, setting, hp.as_params()) for name, setting, hp in plan.jobs()],
+            "data": [d.digest for d in artifacts.split_datasets(splits)],
+            "logged": logged,
+        }
+    )
 
 
 def comparison_params(plan: Plan, splits: data.Splits) -> dict[str, object]:
@@ -60,7 +64,8 @@ def comparison_params(plan: Plan, splits: data.Splits) -> dict[str, object]:
         **plan.analysis_params(),
         **{
             f"{schema.OVERRIDE_PREFIX}{name}": ", ".join(
-                f"{k}={v}" for k, v in one.as_params().items()
+                f"{k}={v}"
+                for k, v in one.as_params().items()
                 if k != schema.SEED and v != hp.as_params().get(k)
             )
             for name, one in plan.per_variant
@@ -82,6 +87,7 @@ class ComparisonResult:
     summary: pd.DataFrame | None = None  # per variant and setting, over seeds
     rankings: dict[str, stats.Ranking] = field(default_factory=dict)
     resumed: int = 0  # runs kept from the interrupted comparison this one resumed
+    run_ids: dict[str, str] = field(default_factory=dict)  # each row's run, by run name
 
     @property
     def failed(self) -> list[TrainResult]:
@@ -108,34 +114,23 @@ def run_comparison(
     plan = plan.given(**changes)
     log_models, register = plan.log_model, bool(plan.value("register"))
     study = plan.study
-    # Everything that can fail on bad input fails here, before any run exists: the store
-    # first (nothing is written, not even the data cache, when it is unusable).
-    for name in plan.variants:
-        get_variant(name)
-    experiment = plan.experiment or default_experiment(study, plan.task)
-    check_store(plan.tracking_uri, experiment)
-    splits = data.load(
-        plan.task, data_dir=plan.data_dir, validation_size=plan.validation_size,
-        limit=plan.limit, standardize=study.protocol.standardize,
-    )
+    experiment, splits = _checked_inputs(plan)
     stopping.check()
-    tracker = Tracker(plan.tracking_uri, experiment, description=study.description, checked=True)
-    stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
-    if stale:
-        progress.warning(
-            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s", len(stale), ", ".join(stale)
-        )
+    tracker = _open_tracker(plan, experiment)
     key = fingerprint(plan, splits, models=log_models, register=register)
     resumed = None if plan.value("fresh") else _resumable(tracker, key)
-    description = _description(study)
     stopping.check()  # opening the store takes seconds the first time
     with tracker.run(
         f"compare-{study.name}",
         kind=schema.KIND_COMPARISON,
         params=comparison_params(plan, splits),
-        tags={schema.STUDY_TAG: study.name, schema.TASK_TAG: plan.task, schema.COMPARISON_KEY: key,
-              **environment_tags(training.device_description())},
-        description=description,
+        tags={
+            schema.STUDY_TAG: study.name,
+            schema.TASK_TAG: plan.task,
+            schema.COMPARISON_KEY: key,
+            **environment_tags(training.device_description()),
+        },
+        description=_description(plan),
         resume_run_id=resumed.parent_run_id if resumed else None,
     ) as parent_id:
         _save_view(tracker, plan, parent_id)
@@ -145,33 +140,82 @@ def run_comparison(
         table = tables.run_table(outcome.rows)
         seed_stats = artifacts.SeedStatistics(table, plan.analysis())
         side_by_side = _log_outcome(tracker, parent_id, plan, splits, table, seed_stats, outcome)
-        tracker.set_tags(parent_id, {schema.MLFLOW_NOTE: _description(study, artifacts.results_markdown(table, seed_stats))})
         stopping.check()
     return ComparisonResult(
-        table=table, side_by_side=side_by_side, parent_run_id=parent_id, experiment_id=tracker.experiment_id,
-        experiment_name=tracker.experiment_name, tracking_uri=tracker.uri, results=results,
-        notes=tuple(study.notes), summary=seed_stats.summary, rankings=seed_stats.rankings, resumed=len(kept),
+        table=table,
+        side_by_side=side_by_side,
+        parent_run_id=parent_id,
+        experiment_id=tracker.experiment_id,
+        experiment_name=tracker.experiment_name,
+        tracking_uri=tracker.uri,
+        results=results,
+        notes=tuple(study.notes),
+        summary=seed_stats.summary,
+        rankings=seed_stats.rankings,
+        resumed=len(kept),
+        run_ids=outcome.run_ids,
     )
 
 
-def _description(study, results: str = "") -> str:
+def _checked_inputs(plan: Plan) -> tuple[str, data.Splits]:
+    """The experiment's name and the data. Everything that can fail on bad input fails here,
+    before any run exists: the store first (nothing is written, not even the data cache, when
+    it is unusable)."""
+    for name in plan.variants:
+        get_variant(name)
+    experiment = plan.experiment or default_experiment(plan.study, plan.task)
+    check_store(plan.tracking_uri, experiment)
+    splits = data.load(
+        plan.task,
+        data_dir=plan.data_dir,
+        validation_size=plan.validation_size,
+        limit=plan.limit,
+        standardize=plan.study.protocol.standardize,
+    )
+    return experiment, splits
+
+
+def _open_tracker(plan: Plan, experiment: str) -> Tracker:
+    """The experiment's tracker, runs a killed bench process left RUNNING closed as FAILED."""
+    tracker = Tracker(
+        plan.tracking_uri, experiment, description=plan.study.description, checked=True
+    )
+    stale = tracker.close_stale_runs(schema.COMPARISON_KINDS)
+    if stale:
+        progress.warning(
+            "closed %d run(s) left RUNNING by a killed bench process as FAILED: %s",
+            len(stale),
+            ", ".join(stale),
+        )
+    return tracker
+
+
+def _description(plan: Plan, results: str = "") -> str:
     """The parent run's description: the study's, its results once known (the run page shows
-    it first), and the notes on the protocol last (reports read them back from there)."""
+    them first), then the notes on the protocol (reports read them back from there)."""
+    study = plan.study
     notes = "\n\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes) if study.notes else ""
     text = study.description + (f"\n\n{results}" if results else "") + notes
-    if len(text) > schema.MAX_TAG_VALUE:  # the notes stay whole: the table gives way
-        text = study.description + "\n\nResults: summary.csv, comparison.csv and report/report.html." + notes
+    if len(text) > schema.MAX_TAG_VALUE:  # the notes stay whole: the results give way
+        pointer = "Results: summary.csv, comparison.csv and report/report.html."
+        text = f"{study.description}\n\n{pointer}{notes}"
     return text
 
 
 def _save_view(tracker: Tracker, plan: Plan, parent_id: str) -> None:
     """The saved view the printed link opens: the comparison's runs grouped by variant (and
     setting, with tuned runs), their validation accuracy and loss curves side by side."""
-    group_by = [(views.BY_TAG, schema.VARIANT_TAG)] + ([(views.BY_PARAM, schema.SETTING)] if plan.tuned else [])
-    tracker.save_view(parent_id, views.runs_view(
-        f"compare-{plan.study.name} ({parent_id[:8]})", views.children_filter(parent_id), group_by,
-        best_first=schema.TEST_ACCURACY, columns=(schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY),
-    ))
+    group_by = [(views.BY_TAG, schema.VARIANT_TAG)]
+    if plan.tuned:
+        group_by.append((views.BY_PARAM, schema.SETTING))
+    view = views.runs_view(
+        f"compare-{plan.study.name} ({parent_id[:8]})",
+        views.children_filter(parent_id),
+        group_by,
+        best_first=schema.TEST_ACCURACY,
+        columns=(schema.TEST_ACCURACY, schema.BEST_VAL_ACCURACY),
+    )
+    tracker.save_view(parent_id, view)
 
 
 def _resumable(tracker: Tracker, key: str) -> resume.Resumable | None:
@@ -183,14 +227,19 @@ def _resumable(tracker: Tracker, key: str) -> resume.Resumable | None:
     if tracker.adopts:
         progress.warning(
             "comparison %s with these plan was interrupted; not resumed under `mlflow run`, which "
-            "created a new parent run (run `bench compare` with the same options to resume it)", found.parent_run_id,
+            "created a new parent run (run `bench compare` with the same options to resume it)",
+            found.parent_run_id,
         )
         return None
     resume.prepare(tracker, found)
     progress.info(
-        "resuming comparison %s (%s): %d finished run(s) kept%s", found.parent_run_id, found.status.lower(),
+        "resuming comparison %s (%s): %d finished run(s) kept%s",
+        found.parent_run_id,
+        found.status.lower(),
         len(found.kept),
-        f", {len(found.discarded)} unfinished deleted ({', '.join(found.discarded)})" if found.discarded else "",
+        f", {len(found.discarded)} unfinished deleted ({', '.join(found.discarded)})"
+        if found.discarded
+        else "",
     )
     return found
 
@@ -202,21 +251,34 @@ class _Outcome:
     rows: list[dict[str, object]] = field(default_factory=list)
     histories: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
+    run_ids: dict[str, str] = field(default_factory=dict)  # by run name
 
 
 def _train_all(
-    tracker: Tracker, plan: Plan, splits: data.Splits, parent_id: str, log_models: bool, register: bool,
+    tracker: Tracker,
+    plan: Plan,
+    splits: data.Splits,
+    parent_id: str,
+    log_models: bool,
+    register: bool,
     kept: Mapping[str, StoredRun],
 ) -> tuple[list[TrainResult], _Outcome]:
     """Every run of the comparison not in ``kept``, recorded by the run service as child runs
     (a variant's seeds trained together, a tuned setting that kept the default logged again);
     then every run's row and curves, the kept ones' read from the store."""
     study = plan.study
-    jobs = [(name, setting, hp, plan.run_name(name, hp.seed, setting)) for name, setting, hp in plan.jobs()]
+    jobs = [
+        (name, setting, hp, plan.run_name(name, hp.seed, setting))
+        for name, setting, hp in plan.jobs()
+    ]
     progress.info(
         "comparison %s: %d runs (%d variants x %d seeds%s) on %s [%s]%s",
-        study.name, len(jobs), len(plan.variants), len(plan.seeds),
-        ", default and tuned" if plan.tuned else "", plan.task,
+        study.name,
+        len(jobs),
+        len(plan.variants),
+        len(plan.seeds),
+        ", default and tuned" if plan.tuned else "",
+        plan.task,
         ", ".join(f"{k} {v}" for k, v in splits.sizes.items()),
         f"; {len(kept)} already finished" if kept else "",
     )
@@ -224,28 +286,47 @@ def _train_all(
     batches = []
     for vname, setting, members in plan.populations():
         units = [_unit(plan, vname, setting, hp, register) for hp in members]
-        units = [dataclasses.replace(u, label=f"[{position[u.run_name]}/{len(jobs)}] {u.run_name}")
-                 for u in units if u.run_name not in kept]
+        units = [
+            dataclasses.replace(u, label=f"[{position[u.run_name]}/{len(jobs)}] {u.run_name}")
+            for u in units
+            if u.run_name not in kept
+        ]
         if units:
             kind = schema.KIND_TRAIN if setting == schema.SETTING_DEFAULT else schema.KIND_TUNED
             batches.append((setting, runs.Batch(get_variant(vname), kind, tuple(units))))
-    recorded = runs.record(runs.Recording(tracker, splits, parent_run_id=parent_id, log_model=log_models),
-                           [batch for _, batch in batches])
+    recorded = runs.record(
+        runs.Recording(tracker, splits, parent_run_id=parent_id, log_model=log_models),
+        [batch for _, batch in batches],
+    )
     trained: dict[str, tuple[TrainResult, dict[str, object]]] = {}
     for (setting, batch), results in zip(batches, recorded, strict=True):
         reference = _reference(plan, batch.variant.name)
         for unit, result in zip(batch.units, results, strict=True):
-            trained[unit.run_name] = (result, tables.row_from_result(result, unit.run_name, setting, reference))
+            trained[unit.run_name] = (
+                result,
+                tables.row_from_result(result, unit.run_name, setting, reference),
+            )
+    return [result for result, _ in trained.values()], _collect(jobs, trained, kept)
+
+
+def _collect(
+    jobs: list[tuple],
+    trained: Mapping[str, tuple[TrainResult, dict[str, object]]],
+    kept: Mapping[str, StoredRun],
+) -> _Outcome:
+    """Every job's row and curves in job order: trained now, else read from the kept run."""
     outcome = _Outcome()
     for vname, _, _, name in jobs:
         if name in trained:
             outcome.rows.append(trained[name][1])
             outcome.histories[name] = trained[name][0].history
+            outcome.run_ids[name] = trained[name][0].run_id or ""
         else:
             outcome.rows.append(tables.row_from_stored(kept[name]))
             outcome.histories[name] = kept[name].histories
+            outcome.run_ids[name] = kept[name].run_id
         outcome.groups[name] = get_variant(vname).group
-    return [result for result, _ in trained.values()], outcome
+    return outcome
 
 
 def _reference(plan: Plan, variant: str):
@@ -257,10 +338,18 @@ def _reference(plan: Plan, variant: str):
 def _unit(plan: Plan, variant: str, setting: str, hp: HParams, register: bool) -> runs.Unit:
     """One run of the comparison: its name, params and model."""
     name = plan.run_name(variant, hp.seed, setting)
-    params = {schema.STUDY: plan.study.name, schema.SETTING: setting,
-              **tables.reference_params(_reference(plan, variant)), **_origin(plan, variant, setting)}
-    return runs.Unit(hp, name, params=params,
-                     naming=_naming(variant, setting, hp.seed, plan, register))
+    params = {
+        schema.STUDY: plan.study.name,
+        schema.SETTING: setting,
+        **_origin(plan, variant, setting),
+    }
+    return runs.Unit(
+        hp,
+        name,
+        params=params,
+        tags=tables.reference_tags(_reference(plan, variant)),
+        naming=_naming(variant, setting, hp.seed, plan, register),
+    )
 
 
 def _origin(plan: Plan, variant: str, setting: str) -> dict[str, object]:
@@ -270,11 +359,15 @@ def _origin(plan: Plan, variant: str, setting: str) -> dict[str, object]:
         return {}
     origin = dict(plan.tuned_from).get(variant)
     record = dict(plan.tuned_record).get(variant, {})
-    return {**({schema.TUNED_FROM: origin} if origin else {}),
-            **{f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in record.items()}}
+    return {
+        **({schema.TUNED_FROM: origin} if origin else {}),
+        **{f"{schema.TUNING_RECORD_PREFIX}{k}": v for k, v in record.items()},
+    }
 
 
-def _naming(variant: str, setting: str, seed: int, plan: Plan, register: bool) -> artifacts.ModelNaming:
+def _naming(
+    variant: str, setting: str, seed: int, plan: Plan, register: bool
+) -> artifacts.ModelNaming:
     """A run's model: named for its variant (and setting, where tuned); with ``--register``
     a version of ``<task>-<variant>``, the first seed's carrying the alias ``default`` or
     ``tuned``."""
@@ -286,8 +379,13 @@ def _naming(variant: str, setting: str, seed: int, plan: Plan, register: bool) -
 
 
 def _log_outcome(
-    tracker: Tracker, parent_id: str, plan: Plan, splits: data.Splits, table: pd.DataFrame,
-    seed_stats: artifacts.SeedStatistics, outcome: _Outcome,
+    tracker: Tracker,
+    parent_id: str,
+    plan: Plan,
+    splits: data.Splits,
+    table: pd.DataFrame,
+    seed_stats: artifacts.SeedStatistics,
+    outcome: _Outcome,
 ) -> pd.DataFrame | None:
     """The comparison's tables, figures, statistics and report on its parent run."""
     study = plan.study
@@ -296,13 +394,22 @@ def _log_outcome(
         tracker.log_text(parent_id, side_by_side.to_csv(index=False), "tuned_vs_default.csv")
         tracker.log_text(parent_id, tables.to_markdown(side_by_side), "tuned_vs_default.md")
     artifacts.log_comparison(
-        tracker, parent_id, table, outcome.histories, outcome.groups,
-        title=study.name, splits=splits, notes=study.notes, reference_source=study.reference_source,
+        tracker,
+        parent_id,
+        table,
+        outcome.histories,
+        outcome.groups,
+        title=study.name,
+        splits=splits,
+        notes=study.notes,
+        reference_source=study.reference_source,
         seed_statistics=seed_stats,
     )
     healthy = table[table["status"] == "ok"]["test_accuracy"].dropna()
     tracker.set_tags(parent_id, {schema.UNHEALTHY_RUNS: str(int((table["status"] != "ok").sum()))})
     if len(healthy):
         tracker.log_metrics(parent_id, {schema.BEST_TEST_ACCURACY: float(np.max(healthy))})
+    results = artifacts.results_markdown(table, seed_stats)
+    tracker.set_tags(parent_id, {schema.MLFLOW_NOTE: _description(plan, results)})
     log_report(tracker, parent_id)
     return side_by_side

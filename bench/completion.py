@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from click.shell_completion import CompletionItem
 
+LAYER = 10  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def variants(ctx, param, incomplete: str) -> list[CompletionItem]:
     """Registered variant names; in a comma-separated list, the last item is completed."""

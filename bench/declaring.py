@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 BUILT_IN = "built-in"
 _ORIGINS = [BUILT_IN]
 

@@ -7,6 +7,8 @@ the disk is gone); a :class:`FailedTrialError` fails one trial and the search go
 
 from __future__ import annotations
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 class BenchError(Exception):
     """Base class for every error a user can cause and fix (bad input, missing data, ...)."""

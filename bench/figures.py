@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,18 +28,31 @@ def learning_curves(history: Mapping[str, Sequence[float]], title: str) -> Figur
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + key, [])
             if len(values):
-                ax.plot(_epochs(values), values, style, marker="o", ms=3,
-                        label=("validation " if prefix else "train ") + label)
+                ax.plot(
+                    _epochs(values),
+                    values,
+                    style,
+                    marker="o",
+                    ms=3,
+                    label=("validation " if prefix else "train ") + label,
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    best = int(np.nanargmax(history["val_accuracy"])) if len(history.get("val_accuracy", [])) else None
+    best = (
+        int(np.nanargmax(history["val_accuracy"])) if len(history.get("val_accuracy", [])) else None
+    )
     if best is not None:
         ax_acc.axvline(best + 1, color="grey", lw=0.8, ls=":")
-        ax_acc.annotate(f"best val {history['val_accuracy'][best]:.4f}", (best + 1, history["val_accuracy"][best]),
-                        textcoords="offset points", xytext=(4, -12), fontsize=8)
+        ax_acc.annotate(
+            f"best val {history['val_accuracy'][best]:.4f}",
+            (best + 1, history["val_accuracy"][best]),
+            textcoords="offset points",
+            xytext=(4, -12),
+            fontsize=8,
+        )
     fig.suptitle(title)
     return fig
 
@@ -55,8 +70,15 @@ def confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str) -> 
     ax.set_ylabel("true")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, label="fraction of true class")
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title} (accuracy {acc:.4f})")
@@ -86,7 +108,9 @@ def overlay(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str) 
     for i, (name, hist) in enumerate(histories.items()):
         c = colors[i % len(colors)]
         ax.plot(_epochs(hist["accuracy"]), hist["accuracy"], "-", color=c, label=f"{name} train")
-        ax.plot(_epochs(hist["val_accuracy"]), hist["val_accuracy"], "--", color=c, label=f"{name} val")
+        ax.plot(
+            _epochs(hist["val_accuracy"]), hist["val_accuracy"], "--", color=c, label=f"{name} val"
+        )
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy")
@@ -104,8 +128,14 @@ def test_accuracy_chart(table: pd.DataFrame, title: str) -> Figure:
     y = np.arange(len(labels))
     ax.barh(y, table["test_accuracy"].astype(float), color="tab:blue", label="bench")
     if "ref_test_accuracy" in table and table["ref_test_accuracy"].notna().any():
-        ax.scatter(table["ref_test_accuracy"].astype(float), y, marker="D", color="tab:orange",
-                   zorder=3, label="reference (notebook)")
+        ax.scatter(
+            table["ref_test_accuracy"].astype(float),
+            y,
+            marker="D",
+            color="tab:orange",
+            zorder=3,
+            label="reference (notebook)",
+        )
     for yi, v in zip(y, table["test_accuracy"].astype(float), strict=True):
         if np.isfinite(v):
             ax.text(v, yi, f" {v:.4f}", va="center", fontsize=8)
@@ -120,14 +150,18 @@ def test_accuracy_chart(table: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def class_balance(counts: Mapping[str, Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
+def class_balance(
+    counts: Mapping[str, Sequence[int]], class_names: Sequence[str], title: str
+) -> Figure:
     """Per-class counts of each split, side by side."""
     fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     k = len(class_names)
     width = 0.8 / max(len(counts), 1)
     for i, (split, values) in enumerate(counts.items()):
         ax.bar(np.arange(k) + i * width, values, width, label=split)
-    ax.set_xticks(np.arange(k) + width * (len(counts) - 1) / 2, class_names, rotation=30, ha="right")
+    ax.set_xticks(
+        np.arange(k) + width * (len(counts) - 1) / 2, class_names, rotation=30, ha="right"
+    )
     ax.set_ylabel("images")
     ax.legend()
     ax.set_title(title)
@@ -162,8 +196,15 @@ def image_grid(
         y0, x0 = r * (h + pad_y) + pad_y, c * (w + pad_x)
         mosaic[y0 : y0 + h, x0 : x0 + w] = images[i].reshape(h, w)
         red = wrong is not None and wrong[i]
-        ax.text(x0 + w / 2, y0 - 1, labels[i], ha="center", va="bottom", fontsize=7.5,
-                color="tab:red" if red else "black")
+        ax.text(
+            x0 + w / 2,
+            y0 - 1,
+            labels[i],
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color="tab:red" if red else "black",
+        )
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
     ax.axis("off")
     fig.suptitle(title)
@@ -180,11 +221,24 @@ def accuracy_vs_depth(table: pd.DataFrame, title: str) -> Figure:
     for family, rows in table.groupby("family", sort=False):
         means = rows.groupby("hidden_layers")["test_accuracy"].mean().sort_index()
         (line,) = ax.plot(means.index, means.values, marker="o", label=family)
-        ax.scatter(rows["hidden_layers"], rows["test_accuracy"], color=line.get_color(), s=10, alpha=0.5)
+        ax.scatter(
+            rows["hidden_layers"], rows["test_accuracy"], color=line.get_color(), s=10, alpha=0.5
+        )
         if "ref_test_accuracy" in rows and rows["ref_test_accuracy"].notna().any():
-            refs = rows.dropna(subset=["ref_test_accuracy"]).groupby("hidden_layers")["ref_test_accuracy"].first()
-            ax.plot(refs.index, refs.values, ls=":", marker="D", ms=4, color=line.get_color(),
-                    label=f"{family} (notebook)")
+            refs = (
+                rows.dropna(subset=["ref_test_accuracy"])
+                .groupby("hidden_layers")["ref_test_accuracy"]
+                .first()
+            )
+            ax.plot(
+                refs.index,
+                refs.values,
+                ls=":",
+                marker="D",
+                ms=4,
+                color=line.get_color(),
+                label=f"{family} (notebook)",
+            )
     ax.set_xlabel("hidden layers")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy")
@@ -239,7 +293,9 @@ def learning_curve_bands(
                     mean = np.nanmean(stack, axis=0)
                     std = np.nanstd(stack, axis=0, ddof=1) if len(curves) > 1 else np.zeros(length)
                 epochs = _epochs(mean)
-                label = f"{name} {'val' if prefix else 'train'}" + (f" (n={len(curves)})" if prefix else "")
+                label = f"{name} {'val' if prefix else 'train'}" + (
+                    f" (n={len(curves)})" if prefix else ""
+                )
                 ax.plot(epochs, mean, style, color=c, label=label)
                 ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.15, lw=0)
     for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
@@ -252,15 +308,18 @@ def learning_curve_bands(
     return fig
 
 
-def ranking_diagram(mean_rank: pd.Series, pvalues: pd.DataFrame, significant: bool, title: str,
-                    alpha: float = 0.05) -> Figure:
+def ranking_diagram(
+    mean_rank: pd.Series, pvalues: pd.DataFrame, significant: bool, title: str, alpha: float = 0.05
+) -> Figure:
     """Mean rank over seeds, 1 = best, with bars joining variants that ``pvalues`` (the
     post-hoc tests, already adjusted) do not separate at ``alpha``; drawn by scikit-posthocs'
     ``critical_difference_diagram``, but the bars are those tests', not Nemenyi's critical
     difference. ``significant`` False joins every variant (an omnibus gate, where one is used)."""
     import scikit_posthocs as sp
 
-    sig = pvalues if significant else pd.DataFrame(1.0, index=pvalues.index, columns=pvalues.columns)
+    sig = (
+        pvalues if significant else pd.DataFrame(1.0, index=pvalues.index, columns=pvalues.columns)
+    )
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.35 * len(mean_rank)), layout="constrained")
     if len(mean_rank) >= 2:
         sp.critical_difference_diagram(mean_rank, sig, ax=ax, alpha=alpha)

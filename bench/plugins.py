@@ -31,6 +31,8 @@ from types import ModuleType
 from bench import declaring
 from bench.errors import BenchError
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 ENV = "BENCH_PLUGINS"
 GROUPS = ("bench.variants", "bench.tasks")
 _loaded: set[str] = set()
@@ -47,7 +49,11 @@ def load_all(modules: Sequence[str] = ()) -> None:
     named += [m for m in modules if m not in named]
     for group in GROUPS:
         for entry in importlib.metadata.entry_points(group=group):
-            _once(f"{group}:{entry.name}", f"plug-in {entry.value} ({group})", lambda e=entry: e.load())
+            _once(
+                f"{group}:{entry.name}",
+                f"plug-in {entry.value} ({group})",
+                lambda e=entry: e.load(),
+            )
     for module in named:
         _once(module, f"plug-in {module}", lambda m=module: _import(m))
     if named:  # all loaded: processes this one starts load them too
@@ -107,4 +113,6 @@ def register_given(given: object, origin: str) -> None:
         for item in given:
             register_given(item, origin)
     else:
-        raise PluginError(f"{origin} gave {type(given).__name__}, not a variant, a task or a list of them")
+        raise PluginError(
+            f"{origin} gave {type(given).__name__}, not a variant, a task or a list of them"
+        )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 Weights = dict[str, np.ndarray]
 
 
@@ -69,7 +71,9 @@ def gradients(x: np.ndarray, y_true: np.ndarray, w: Weights) -> tuple[Weights, f
     return grads, loss(f.y, y_true)
 
 
-def numerical_gradients(x: np.ndarray, y_true: np.ndarray, w: Weights, eps: float = 1e-6) -> Weights:
+def numerical_gradients(
+    x: np.ndarray, y_true: np.ndarray, w: Weights, eps: float = 1e-6
+) -> Weights:
     """Central finite differences of :func:`loss` (slow; for checking :func:`gradients`)."""
     grads = {}
     for name, value in w.items():
@@ -79,6 +83,8 @@ def numerical_gradients(x: np.ndarray, y_true: np.ndarray, w: Weights, eps: floa
             minus = {k: v.copy() for k, v in w.items()}
             plus[name][idx] += eps
             minus[name][idx] -= eps
-            g[idx] = (loss(forward(x, plus).y, y_true) - loss(forward(x, minus).y, y_true)) / (2 * eps)
+            g[idx] = (loss(forward(x, plus).y, y_true) - loss(forward(x, minus).y, y_true)) / (
+                2 * eps
+            )
         grads[name] = g
     return grads

@@ -15,6 +15,8 @@ import numpy as np
 from bench.models.spec import HParams
 from bench.store import schema
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 EpochHook = Callable[[int, dict[str, float]], None]
 """Called after every epoch with the 0-based epoch index and that epoch's metrics."""
 
@@ -24,11 +26,13 @@ STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
 STATUS_DEAD = "dead"
 
+# The run these rules were drawn from, seed 004's dead one: docs/troubleshooting.md,
+# "Training that dies or diverges".
 #: Training accuracy within this margin of chance (1 / classes) counts as "not learning".
 DEAD_MARGIN = 0.05
-#: Stop after this many consecutive epochs at chance (the seed 004 run sat there for 20)...
+#: Stop after this many consecutive epochs at chance...
 DEAD_PATIENCE = 3
-#: ...during which the loss fell by less than this fraction (seed 004's stayed at 14.68),
+#: ...during which the loss fell by less than this fraction,
 DEAD_LOSS_PROGRESS = 0.01
 #: ...or never dropped below this fraction of ln(classes), the loss of a uniform guess: a
 #: network at chance whose loss stays at or above that has learned nothing, however its
@@ -36,8 +40,9 @@ DEAD_LOSS_PROGRESS = 0.01
 DEAD_LOSS_FLOOR = 0.99
 #: A loss above this many times the chance-level loss ln(classes) counts as diverged even while
 #: it is finite: Keras computes the cross-entropy from the softmax's logits, so an exploding
-#: model's loss grows without bound (1e30 with SGD at lr 1e6) instead of turning NaN.
+#: model's loss grows without bound instead of turning NaN.
 DIVERGED_LOSS_FACTOR = 1e4
+
 
 class TrainedModel:
     """A result's trained Keras model: built on first use (a population member's weights stay
@@ -47,7 +52,9 @@ class TrainedModel:
 
     __slots__ = ("_factory", "_model")
 
-    def __init__(self, model: object | None = None, factory: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, model: object | None = None, factory: Callable[[], object] | None = None
+    ) -> None:
         self._model, self._factory = model, factory
 
     def get(self) -> object | None:
@@ -142,7 +149,9 @@ class Health:
         return not math.isfinite(loss) or loss > self.loss_limit
 
     def _diverged(self, loss: float, epoch: int) -> bool:
-        limit = f" (over {self.loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
+        limit = (
+            f" (over {self.loss_limit:.4g}, the divergence limit)" if math.isfinite(loss) else ""
+        )
         self.status = STATUS_DIVERGED
         self.message = self.message or f"loss became {loss:.4g} in epoch {epoch}{limit}"
         return True
@@ -181,4 +190,6 @@ class Health:
             final = history["val_accuracy"][-1]
             if final <= self.chance + DEAD_MARGIN:
                 self.status = STATUS_DEAD
-                self.message = f"final validation accuracy {final:.3f} is at chance ({self.chance:.3f})"
+                self.message = (
+                    f"final validation accuracy {final:.3f} is at chance ({self.chance:.3f})"
+                )

@@ -21,6 +21,8 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: The exit status of a process that stopped on a signal (128 + SIGINT, as shells report Ctrl-C).
 EXIT_STATUS = 130

@@ -32,6 +32,8 @@ from bench.models.schedule import SCHEDULES
 from bench.models.space import FloatRange, SearchSpace  # noqa: F401  (the study's search_space)
 from bench.store import schema
 
+LAYER = 3  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 def _builtin_studies() -> Path:
     """The built-in study files: ``bench/study_files/`` in an installed wheel (setup.py maps
@@ -104,8 +106,7 @@ class Tuning(_Strict):
     pruner: Pruner = "successive-halving"
     # The epoch at which the pruner first judges a trial (successive halving's and Hyperband's
     # min_resource; the median pruner warms up this many and judges from the next), at most the
-    # study's epochs. 3, measured (benchmarks/trial_usage.py): judged from epoch 1, 135 of the
-    # 188 shipped trials with dropout >= 0.45 were cut after that one epoch, a slow start.
+    # study's epochs. Why 3, measured: docs/tuning.md (tuning.min_epochs).
     min_epochs: int = Field(3, gt=0, le=100_000)
     # Independent tuning runs per variant (sampler seeds): how much the winner moves between
     # them is the tuning's own noise, reported beside each tuned-vs-default effect.
@@ -139,9 +140,13 @@ class DeclaredTask(_Strict):
 
     def as_task(self) -> Task:
         src = self.source
-        return Task(name=self.name, class_names=tuple(self.class_names or ()), input_shape=None,
-                    source=FileSource(src.format, Path(src.path), src.label, src.test_size),
-                    origin=self.origin or "a study file")
+        return Task(
+            name=self.name,
+            class_names=tuple(self.class_names or ()),
+            input_shape=None,
+            source=FileSource(src.format, Path(src.path), src.label, src.test_size),
+            origin=self.origin or "a study file",
+        )
 
     def register(self) -> None:
         register_task(self.as_task())
@@ -184,9 +189,13 @@ class Study(_Strict):
         if not isinstance(raw, dict) or not isinstance(raw.get("task"), dict):
             return raw
         base = Path((info.context or {}).get("base", "."))
-        declared = DeclaredTask.model_validate({**raw["task"], "origin": str((info.context or {}).get("source", ""))})
+        declared = DeclaredTask.model_validate(
+            {**raw["task"], "origin": str((info.context or {}).get("source", ""))}
+        )
         path = Path(declared.source.path).expanduser()
-        source = declared.source.model_copy(update={"path": str(path if path.is_absolute() else base / path)})
+        source = declared.source.model_copy(
+            update={"path": str(path if path.is_absolute() else base / path)}
+        )
         declared = declared.model_copy(update={"source": source})
         declared.register()
         out = {**raw, "task": declared.name, "dataset": declared}
@@ -220,7 +229,9 @@ class Study(_Strict):
             return raw
         return {**raw, "variants": names, "declared_variants": declared, "declared_origin": origin}
 
-    def __setstate__(self, state) -> None:  # a worker process gets the study pickled: register its task there too
+    def __setstate__(
+        self, state
+    ) -> None:  # a worker process gets the study pickled: register its task there too
         super().__setstate__(state)
         if self.dataset is not None:
             self.dataset.register()
@@ -242,7 +253,9 @@ class Study(_Strict):
         if self.factors is not None:
             stats.check_factors(self.factors, names)
         if self.posthoc not in stats.POSTHOC_TESTS:
-            raise ValueError(f"posthoc: unknown test {self.posthoc!r}; known: {', '.join(stats.POSTHOC_TESTS)}")
+            raise ValueError(
+                f"posthoc: unknown test {self.posthoc!r}; known: {', '.join(stats.POSTHOC_TESTS)}"
+            )
         return self
 
     def analysis(self, variants: Sequence[str]) -> stats.Analysis:
@@ -251,15 +264,20 @@ class Study(_Strict):
         if self.factors is not None:
             factors = stats.restrict(self.factors, variants)
         else:
-            factors = stats.derive_factors((v, get_variant(v).family, get_variant(v).group) for v in variants)
+            factors = stats.derive_factors(
+                (v, get_variant(v).family, get_variant(v).group) for v in variants
+            )
         return stats.Analysis(self.equivalence_margin, factors, posthoc=self.posthoc)
 
     def analysis_params(self, variants: Sequence[str]) -> dict[str, object]:
         """:meth:`analysis` as a comparison's protocol params (factors as JSON, "{}": none),
         which reports read back."""
         a = self.analysis(variants)
-        return {schema.EQUIVALENCE_MARGIN: a.margin, schema.FACTORS: stats.dumps_factors(a.factors),
-                schema.POSTHOC: a.posthoc}
+        return {
+            schema.EQUIVALENCE_MARGIN: a.margin,
+            schema.FACTORS: stats.dumps_factors(a.factors),
+            schema.POSTHOC: a.posthoc,
+        }
 
     @property
     def variant_names(self) -> list[str]:
@@ -336,16 +354,23 @@ class _StrictLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)  # merge keys (<<: *anchor) first, as PyYAML's own loader does
+            self.flatten_mapping(
+                node
+            )  # merge keys (<<: *anchor) first, as PyYAML's own loader does
         seen = set()
         for key_node, _value in node.value:
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str | int | float | bool):
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a name, not a {type(key).__name__}", key_node.start_mark)
+                    None,
+                    None,
+                    f"a key must be a name, not a {type(key).__name__}",
+                    key_node.start_mark,
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -372,7 +397,9 @@ def _depth(text: str) -> int:
 
 def parse_study(text: str, *, source: str = "<study>") -> Study:
     if _depth(text) > MAX_DEPTH:
-        raise StudyError(f"{source}: nested more than {MAX_DEPTH} levels deep; a study is a few keys deep")
+        raise StudyError(
+            f"{source}: nested more than {MAX_DEPTH} levels deep; a study is a few keys deep"
+        )
     try:
         raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
@@ -380,9 +407,13 @@ def parse_study(text: str, *, source: str = "<study>") -> Study:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise StudyError(f"{source}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        raise StudyError(
+            f"{source}:{where} malformed YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     if not isinstance(raw, dict):
-        raise StudyError(f"{source}: a study file must be a mapping of keys (name, task, variants, ...)")
+        raise StudyError(
+            f"{source}: a study file must be a mapping of keys (name, task, variants, ...)"
+        )
     try:
         return Study.model_validate(raw, context={"base": Path(source).parent, "source": source})
     except ValidationError as exc:

@@ -4,8 +4,8 @@
 engine compiles its whole epoch loop with XLA; the Keras engine uses XLA on a GPU and on a
 CPU except for dropout variants. ``off`` never compiles with XLA: a process that trains many
 *different* networks (a test suite, a notebook sweeping architectures) keeps its memory flat,
-because TensorFlow never frees an XLA executable once compiled (about 130 MB per population
-shape on the tiny test data). ``on`` always compiles with XLA.
+because TensorFlow never frees an XLA executable once compiled (measured: docs/speed.md, "XLA
+and a process's memory"). ``on`` always compiles with XLA.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 
 from bench.errors import OptionError
+
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
 
 ENV = "BENCH_XLA"
 CHOICES = ("auto", "on", "off")

@@ -54,26 +54,34 @@ def spread(children, last_k: int) -> list[dict[str, object]]:
         curves = [c for c in (r.histories.get(schema.VAL_ACCURACY, []) for r in runs) if c]
         tails = [c[-last_k:] for c in curves]
         steps = [abs(b - a) for t in tails for a, b in zip(t, t[1:], strict=False)]
-        train_last = [r.histories[schema.ACCURACY][-1] for r in runs if r.histories.get(schema.ACCURACY)]
-        peaks = [1 + r.metrics[schema.BEST_EPOCH] for r in runs if schema.BEST_EPOCH in r.metrics]  # 0-based
+        train_last = [
+            r.histories[schema.ACCURACY][-1] for r in runs if r.histories.get(schema.ACCURACY)
+        ]
+        peaks = [
+            1 + r.metrics[schema.BEST_EPOCH] for r in runs if schema.BEST_EPOCH in r.metrics
+        ]  # 0-based
         ref, mean = refs[key], fmean(tests)
-        rows.append({
-            "variant": key,
-            "seeds": len(runs),
-            "test mean": mean,
-            "test min": min(tests),
-            "test max": max(tests),
-            "notebook": ref,
-            "Δ pts": None if ref is None else 100 * (mean - ref),
-            f"val min (last {last_k})": min((min(t) for t in tails), default=None),
-            f"val max (last {last_k})": max((max(t) for t in tails), default=None),
-            "largest epoch step": max(steps, default=None),
-            "train acc (last)": fmean(train_last) if train_last else None,
-            "train − val (last)": fmean(train_last) - fmean(t[-1] for t in tails) if train_last and tails else None,
-            f"val rise (last {last_k})": fmean(t[-1] - t[0] for t in tails) if tails else None,
-            "best val epoch": fmean(peaks) if peaks else None,
-            "epochs": max((len(c) for c in curves), default=None),
-        })
+        rows.append(
+            {
+                "variant": key,
+                "seeds": len(runs),
+                "test mean": mean,
+                "test min": min(tests),
+                "test max": max(tests),
+                "notebook": ref,
+                "Δ pts": None if ref is None else 100 * (mean - ref),
+                f"val min (last {last_k})": min((min(t) for t in tails), default=None),
+                f"val max (last {last_k})": max((max(t) for t in tails), default=None),
+                "largest epoch step": max(steps, default=None),
+                "train acc (last)": fmean(train_last) if train_last else None,
+                "train − val (last)": fmean(train_last) - fmean(t[-1] for t in tails)
+                if train_last and tails
+                else None,
+                f"val rise (last {last_k})": fmean(t[-1] - t[0] for t in tails) if tails else None,
+                "best val epoch": fmean(peaks) if peaks else None,
+                "epochs": max((len(c) for c in curves), default=None),
+            }
+        )
     return rows
 
 
@@ -88,7 +96,9 @@ def main() -> None:
 
     from bench.store.reader import StoreReader
 
-    stored = StoreReader(args.tracking_uri).load(args.run_id)  # training runs come with their curves
+    stored = StoreReader(args.tracking_uri).load(
+        args.run_id
+    )  # training runs come with their curves
     frame = pd.DataFrame(spread(stored.children, args.last_k))
     print(f"comparison {args.run_id} ({stored.experiment_name}), last {args.last_k} epochs\n")
     print(frame.to_markdown(index=False, floatfmt=".4f"))

@@ -67,7 +67,9 @@ def child(mode: str, name: str, batch: int, epochs: int, k: int, data_dir: str |
 
         times = seed_style_epochs(variant, splits, batch, epochs)
     else:
-        times = _bench(variant, splits, batch, epochs, "keras" if mode == "keras" else "compiled", k)
+        times = _bench(
+            variant, splits, batch, epochs, "keras" if mode == "keras" else "compiled", k
+        )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"epochs": times, "k": k, "peak_mib": peak_mib}))
 
@@ -85,13 +87,24 @@ def measure(mode: str, name: str, batch: int, epochs: int, k: int, data_dir: str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
-    parser.add_argument("--epochs", type=int, default=4, help="per measurement; the first is dropped")
-    parser.add_argument("--population", type=int, default=8, help="K for the population measurement")
+    parser.add_argument(
+        "--epochs", type=int, default=4, help="per measurement; the first is dropped"
+    )
+    parser.add_argument(
+        "--population", type=int, default=8, help="K for the population measurement"
+    )
     parser.add_argument("--shallow-batches", default="32,128")
     parser.add_argument("--deep-batch", type=int, default=256)
     parser.add_argument("--variants", default=",".join(SHALLOW + DEEP))
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "population_speed.json"))
-    parser.add_argument("--child", nargs=5, metavar=("MODE", "VARIANT", "BATCH", "EPOCHS", "K"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "population_speed.json")
+    )
+    parser.add_argument(
+        "--child",
+        nargs=5,
+        metavar=("MODE", "VARIANT", "BATCH", "EPOCHS", "K"),
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args()
     if args.child:
         mode, name, batch, epochs, k = args.child
@@ -106,33 +119,66 @@ def main() -> int:
     from bench.models.build import build_model
     from bench.training import device_description
 
-    print(f"device: {device_description()}, Python {platform.python_version()}, {platform.machine()}")
+    print(
+        f"device: {device_description()}, Python {platform.python_version()}, {platform.machine()}"
+    )
     peak = max(matmul_flops().values())
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
-    print(f"float32 square-matmul peak: {peak / 1e9:.0f} GFLOP/s (bound = the epoch's matmul FLOPs / peak)")
+    print(
+        f"float32 square-matmul peak: {peak / 1e9:.0f} GFLOP/s (bound = the epoch's matmul FLOPs / "
+        "peak)"
+    )
     modes = [("seed-style", 1), ("keras", 1), ("solo", 1), ("pop", args.population)]
-    header = f"{'variant':<24} {'batch':>5} " + " ".join(f"{m if m != 'pop' else f'pop {k}':>10}" for m, k in modes)
-    header += f" {'solo x':>7} {'pop x':>7} {'bound':>6} {'solo/bd':>7}   peak MiB (seed-style/keras/solo/pop)"
+    header = f"{'variant':<24} {'batch':>5} " + " ".join(
+        f"{m if m != 'pop' else f'pop {k}':>10}" for m, k in modes
+    )
+    header += (
+        f" {'solo x':>7} {'pop x':>7} {'bound':>6} {'solo/bd':>7}   peak MiB "
+        "(seed-style/keras/solo/pop)"
+    )
     print(header)
     print("-" * len(header))
     rows = []
     for name in args.variants.split(","):
-        batches = [args.deep_batch] if name.endswith("-deep") else [int(b) for b in args.shallow_batches.split(",")]
+        batches = (
+            [args.deep_batch]
+            if name.endswith("-deep")
+            else [int(b) for b in args.shallow_batches.split(",")]
+        )
         for batch in batches:
             got = {m: measure(m, name, batch, args.epochs, k, args.data_dir) for m, k in modes}
             s = {m: got[m]["s_per_model_epoch"] for m in got}
-            bound = epoch_flops(build_model(get_variant(name)), len(splits.x_train), len(splits.x_val)) / peak
-            row = {"variant": name, "batch_size": batch, "population": args.population, **{
-                f"{m}_s_per_model_epoch": s[m] for m in s}, **{f"{m}_peak_mib": got[m]["peak_mib"] for m in got},
-                "solo_speedup": s["seed-style"] / s["solo"], "pop_speedup": s["seed-style"] / s["pop"],
-                "matmul_bound_s": bound, "solo_over_bound": s["solo"] / bound}
+            bound = (
+                epoch_flops(build_model(get_variant(name)), len(splits.x_train), len(splits.x_val))
+                / peak
+            )
+            row = {
+                "variant": name,
+                "batch_size": batch,
+                "population": args.population,
+                **{f"{m}_s_per_model_epoch": s[m] for m in s},
+                **{f"{m}_peak_mib": got[m]["peak_mib"] for m in got},
+                "solo_speedup": s["seed-style"] / s["solo"],
+                "pop_speedup": s["seed-style"] / s["pop"],
+                "matmul_bound_s": bound,
+                "solo_over_bound": s["solo"] / bound,
+            }
             rows.append(row)
-            print(f"{name:<24} {batch:>5} " + " ".join(f"{s[m]:>10.3f}" for m, _ in modes)
-                  + f" {row['solo_speedup']:>6.1f}x {row['pop_speedup']:>6.1f}x {bound:>6.2f} {s['solo'] / bound:>6.2f}x   "
-                  + "/".join(f"{got[m]['peak_mib']:.0f}" for m, _ in modes), flush=True)
+            print(
+                f"{name:<24} {batch:>5} "
+                + " ".join(f"{s[m]:>10.3f}" for m, _ in modes)
+                + f" {row['solo_speedup']:>6.1f}x {row['pop_speedup']:>6.1f}x {bound:>6.2f} "
+                f"{s['solo'] / bound:>6.2f}x   "
+                + "/".join(f"{got[m]['peak_mib']:.0f}" for m, _ in modes),
+                flush=True,
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device_description(), "matmul_peak_flops": peak, "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"device": device_description(), "matmul_peak_flops": peak, "rows": rows}, indent=2
+        )
+    )
     print(f"\nwritten: {out}")
     return 0
 

@@ -39,7 +39,8 @@ def search(pruner_name: str, seed: int, args, splits) -> dict:
     variant = get_variant(args.variant)
     base = study_cfg.hparams().replace(epochs=args.epochs, batch_size=args.batch_size)
     study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=make_pruner(pruner_name, args.epochs),
     )
     epochs_trained = 0
@@ -69,9 +70,13 @@ def search(pruner_name: str, seed: int, args, splits) -> dict:
     study.optimize(objective, n_trials=args.trials)
     states = [t.state.name for t in study.trials]
     return {
-        "pruner": pruner_name, "seed": seed, "best_val_accuracy": study.best_value,
-        "best_params": study.best_params, "epochs_trained": epochs_trained,
-        "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+        "pruner": pruner_name,
+        "seed": seed,
+        "best_val_accuracy": study.best_value,
+        "best_params": study.best_params,
+        "epochs_trained": epochs_trained,
+        "complete": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -92,30 +97,47 @@ def main() -> int:
     from bench import data
 
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
-    print(f"{args.variant}, {args.trials} trials x {args.epochs} epochs, batch {args.batch_size}, "
-          f"sampler seeds 0..{args.seeds - 1}")
+    print(
+        f"{args.variant}, {args.trials} trials x {args.epochs} epochs, batch {args.batch_size}, "
+        f"sampler seeds 0..{args.seeds - 1}"
+    )
     rows = []
     for name in args.pruners.split(","):
         for seed in range(args.seeds):
             row = search(name, seed, args, splits)
             rows.append(row)
-            print(f"  {name:<19} seed {seed}: best val {row['best_val_accuracy']:.4f}, "
-                  f"{row['epochs_trained']:>3} epochs ({row['complete']} complete, {row['pruned']} pruned), "
-                  f"{row['seconds']:.0f}s", flush=True)
+            print(
+                f"  {name:<19} seed {seed}: best val {row['best_val_accuracy']:.4f}, "
+                f"{row['epochs_trained']:>3} epochs ({row['complete']} complete, {row['pruned']} "
+                f"pruned), {row['seconds']:.0f}s",
+                flush=True,
+            )
     print()
     base = {r["seed"]: r for r in rows if r["pruner"] == "none"}
-    print(f"{'pruner':<19} {'best val (mean)':>15} {'Δ vs none (pts)':>15} {'epochs (mean)':>13} {'epochs vs none':>14}")
+    print(
+        f"{'pruner':<19} {'best val (mean)':>15} {'Δ vs none (pts)':>15} {'epochs (mean)':>13} "
+        f"{'epochs vs none':>14}"
+    )
     summary = {}
     for name in args.pruners.split(","):
         mine = [r for r in rows if r["pruner"] == name]
         best = sum(r["best_val_accuracy"] for r in mine) / len(mine)
         epochs = sum(r["epochs_trained"] for r in mine) / len(mine)
         if base:
-            delta = sum(100 * (r["best_val_accuracy"] - base[r["seed"]]["best_val_accuracy"]) for r in mine) / len(mine)
-            share = sum(r["epochs_trained"] / base[r["seed"]]["epochs_trained"] for r in mine) / len(mine)
+            delta = sum(
+                100 * (r["best_val_accuracy"] - base[r["seed"]]["best_val_accuracy"]) for r in mine
+            ) / len(mine)
+            share = sum(
+                r["epochs_trained"] / base[r["seed"]]["epochs_trained"] for r in mine
+            ) / len(mine)
         else:
             delta, share = float("nan"), float("nan")
-        summary[name] = {"best_val_accuracy": best, "delta_points": delta, "epochs": epochs, "epoch_share": share}
+        summary[name] = {
+            "best_val_accuracy": best,
+            "delta_points": delta,
+            "epochs": epochs,
+            "epoch_share": share,
+        }
         print(f"{name:<19} {best:>15.4f} {delta:>+15.2f} {epochs:>13.1f} {100 * share:>13.0f}%")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,7 +83,9 @@ def epoch_flops(model, n_train: int, n_val: int) -> float:
     return float(train + n_val * 2 * macs)
 
 
-def shape_bound_seconds(model, batch: int, n_train: int, n_val: int, eval_batch: int = 1024) -> float:
+def shape_bound_seconds(
+    model, batch: int, n_train: int, n_val: int, eval_batch: int = 1024
+) -> float:
     """Seconds one epoch spends in its matrix multiplies alone, timed at the model's own shapes.
 
     For every Dense layer: the forward product (B x in)(in x out), and in the backward pass the
@@ -130,8 +132,13 @@ def seed_style_epochs(variant, splits, batch_size: int, epochs: int) -> list[flo
             times.append(time.perf_counter() - self.t)
 
     model.fit(
-        x, y, batch_size=batch_size, epochs=epochs, validation_split=len(splits.x_val) / len(x),
-        callbacks=[Timer()], verbose=0,
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_split=len(splits.x_val) / len(x),
+        callbacks=[Timer()],
+        verbose=0,
     )
     keras.backend.clear_session()
     return times
@@ -143,7 +150,9 @@ def bench_epochs(variant, splits, batch_size: int, epochs: int) -> list[float]:
     from bench.models import HParams
     from bench.training import train
 
-    result = train(variant, HParams(batch_size=batch_size, epochs=epochs), splits, evaluate_test=False)
+    result = train(
+        variant, HParams(batch_size=batch_size, epochs=epochs), splits, evaluate_test=False
+    )
     keras.backend.clear_session()
     return result.history["epoch_seconds"]
 
@@ -161,7 +170,9 @@ def tracking_cost(variant, splits, batch_size: int, epochs: int, store: Path) ->
     spent = {"epoch_logging": 0.0}
     hp = HParams(batch_size=batch_size, epochs=epochs)
     t_start = time.perf_counter()
-    with tracker.run(variant.name, kind="benchmark", params={**variant.structure_params(), **hp.as_params()}) as run_id:
+    with tracker.run(
+        variant.name, kind="benchmark", params={**variant.structure_params(), **hp.as_params()}
+    ) as run_id:
         hook = tracker.epoch_hook(run_id)
 
         def timed(epoch, metrics):
@@ -175,7 +186,9 @@ def tracking_cost(variant, splits, batch_size: int, epochs: int, store: Path) ->
         spent["artifacts_and_model"] = time.perf_counter() - t
     spent["run_wall"] = time.perf_counter() - t_start
     spent["train"] = result.train_seconds
-    spent["logging_share_of_train"] = (spent["epoch_logging"] + spent["artifacts_and_model"]) / result.train_seconds
+    spent["logging_share_of_train"] = (
+        spent["epoch_logging"] + spent["artifacts_and_model"]
+    ) / result.train_seconds
     keras.backend.clear_session()
     return spent
 
@@ -183,17 +196,28 @@ def tracking_cost(variant, splits, batch_size: int, epochs: int, store: Path) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
-    parser.add_argument("--variants", default="vanilla-shallow,dropout-shallow,batchnorm-shallow,"
-                        "vanilla-deep,dropout-deep,batchnorm-residual-deep")
+    parser.add_argument(
+        "--variants",
+        default=(
+            "vanilla-shallow,dropout-shallow,batchnorm-shallow,"
+            "vanilla-deep,dropout-deep,batchnorm-residual-deep"
+        ),
+    )
     parser.add_argument("--shallow-batch", type=int, default=32)
     parser.add_argument("--deep-batch", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=5,
-                        help="epochs per measurement; the first is dropped, the median of the rest kept")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="epochs per measurement; the first is dropped, the median of the rest kept",
+    )
     parser.add_argument("--tracking-epochs", type=int, default=20)
     parser.add_argument("--tracking-batch", type=int, default=128)
     parser.add_argument("--skip-tracking", action="store_true")
     parser.add_argument("--skip-seed-style", action="store_true", help="measure bench only")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "train_speed.json")
+    )
     args = parser.parse_args()
 
     import tempfile
@@ -208,12 +232,20 @@ def main() -> int:
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
     flops = matmul_flops()
     peak = max(flops.values())
-    print(f"device: {device_description()}, TensorFlow {tf.__version__}, {platform.processor() or platform.machine()}")
-    print("float32 matmul: " + ", ".join(f"{n}^2 {v / 1e9:.0f} GFLOP/s" for n, v in flops.items())
-          + f" -> peak {peak / 1e9:.0f} GFLOP/s")
+    print(
+        f"device: {device_description()}, TensorFlow {tf.__version__}, "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        "float32 matmul: "
+        + ", ".join(f"{n}^2 {v / 1e9:.0f} GFLOP/s" for n, v in flops.items())
+        + f" -> peak {peak / 1e9:.0f} GFLOP/s"
+    )
     rows = []
-    header = (f"{'variant':<24} {'batch':>5} {'seed-style s/ep':>15} {'bench s/ep':>10} {'speed-up':>8} "
-              f"{'peak bound':>10} {'bench/peak':>10} {'GEMM bound':>10} {'bench/GEMM':>10}")
+    header = (
+        f"{'variant':<24} {'batch':>5} {'seed-style s/ep':>15} {'bench s/ep':>10} {'speed-up':>8} "
+        f"{'peak bound':>10} {'bench/peak':>10} {'GEMM bound':>10} {'bench/GEMM':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name in list_variants(args.variants):
@@ -222,39 +254,84 @@ def main() -> int:
         model = build_model(v)
         bound = epoch_flops(model, len(splits.x_train), len(splits.x_val)) / peak
         gemm = shape_bound_seconds(model, batch, len(splits.x_train), len(splits.x_val))
-        seed_t = [float("nan")] * args.epochs if args.skip_seed_style else seed_style_epochs(v, splits, batch, args.epochs)
+        seed_t = (
+            [float("nan")] * args.epochs
+            if args.skip_seed_style
+            else seed_style_epochs(v, splits, batch, args.epochs)
+        )
         bench_t = bench_epochs(v, splits, batch, args.epochs)
         s, b = float(np.median(seed_t[1:])), float(np.median(bench_t[1:]))
-        row = {"variant": name, "batch_size": batch, "seed_style_s_per_epoch": s, "bench_s_per_epoch": b,
-               "speedup": s / b, "matmul_bound_s_per_epoch": bound, "bench_over_bound": b / bound,
-               "gemm_bound_s_per_epoch": gemm, "bench_over_gemm_bound": b / gemm,
-               "seed_style_epochs": seed_t, "bench_epochs": bench_t}
+        row = {
+            "variant": name,
+            "batch_size": batch,
+            "seed_style_s_per_epoch": s,
+            "bench_s_per_epoch": b,
+            "speedup": s / b,
+            "matmul_bound_s_per_epoch": bound,
+            "bench_over_bound": b / bound,
+            "gemm_bound_s_per_epoch": gemm,
+            "bench_over_gemm_bound": b / gemm,
+            "seed_style_epochs": seed_t,
+            "bench_epochs": bench_t,
+        }
         rows.append(row)
-        print(f"{name:<24} {batch:>5} {s:>15.2f} {b:>10.2f} {s / b:>7.2f}x {bound:>10.2f} {b / bound:>9.2f}x "
-              f"{gemm:>10.2f} {b / gemm:>9.2f}x", flush=True)
+        print(
+            f"{name:<24} {batch:>5} {s:>15.2f} {b:>10.2f} {s / b:>7.2f}x {bound:>10.2f} "
+            f"{b / bound:>9.2f}x {gemm:>10.2f} {b / gemm:>9.2f}x",
+            flush=True,
+        )
 
     tracking = {}
     if not args.skip_tracking:
-        print(f"\nMLflow logging cost, one tracked run per variant ({args.tracking_epochs} epochs, batch {args.tracking_batch}):")
+        print(
+            f"\nMLflow logging cost, one tracked run per variant ({args.tracking_epochs} epochs, "
+            f"batch {args.tracking_batch}):"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             total_log = total_train = 0.0
             for name in list_variants(args.variants):
-                cost = tracking_cost(get_variant(name), splits, args.tracking_batch, args.tracking_epochs,
-                                     Path(tmp) / "mlflow.db")
+                cost = tracking_cost(
+                    get_variant(name),
+                    splits,
+                    args.tracking_batch,
+                    args.tracking_epochs,
+                    Path(tmp) / "mlflow.db",
+                )
                 tracking[name] = cost
                 total_log += cost["epoch_logging"] + cost["artifacts_and_model"]
                 total_train += cost["train"]
-                print(f"  {name:<24} train {cost['train']:7.1f}s  per-epoch metrics {cost['epoch_logging']:.3f}s  "
-                      f"artifacts+model {cost['artifacts_and_model']:.2f}s  -> {100 * cost['logging_share_of_train']:.1f}%",
-                      flush=True)
-            tracking["all"] = {"logging": total_log, "train": total_train, "share": total_log / total_train}
-            print(f"  all variants: logging {total_log:.1f}s of {total_train:.1f}s training = {100 * total_log / total_train:.1f}%")
+                print(
+                    f"  {name:<24} train {cost['train']:7.1f}s  per-epoch metrics "
+                    f"{cost['epoch_logging']:.3f}s  artifacts+model "
+                    f"{cost['artifacts_and_model']:.2f}s  -> "
+                    f"{100 * cost['logging_share_of_train']:.1f}%",
+                    flush=True,
+                )
+            tracking["all"] = {
+                "logging": total_log,
+                "train": total_train,
+                "share": total_log / total_train,
+            }
+            print(
+                f"  all variants: logging {total_log:.1f}s of {total_train:.1f}s training = "
+                f"{100 * total_log / total_train:.1f}%"
+            )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device_description(), "python": sys.version.split()[0],
-                               "tensorflow": tf.__version__, "matmul_flops": flops, "rows": rows,
-                               "tracking": tracking}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "device": device_description(),
+                "python": sys.version.split()[0],
+                "tensorflow": tf.__version__,
+                "matmul_flops": flops,
+                "rows": rows,
+                "tracking": tracking,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten: {out}")
     return 0
 

@@ -39,7 +39,11 @@ def trials_table(report: Path) -> pd.DataFrame | None:
         if not line.startswith("|"):
             break
         lines.append(line)
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if not set(line) <= set("|:- ")]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in lines
+        if not set(line) <= set("|:- ")
+    ]
     frame = pd.DataFrame(rows[1:], columns=rows[0])
     for col in ("val_accuracy (last)", "epochs", "learning_rate", "dropout"):
         if col in frame:
@@ -47,7 +51,9 @@ def trials_table(report: Path) -> pd.DataFrame | None:
     return frame
 
 
-def usage(frame: pd.DataFrame, lr_low: float, lr_high: float, heavy: float, early: int) -> dict[str, object]:
+def usage(
+    frame: pd.DataFrame, lr_low: float, lr_high: float, heavy: float, early: int
+) -> dict[str, object]:
     state = frame["state"]
     complete = frame[state == "COMPLETE"]
     lr = frame["learning_rate"]
@@ -67,29 +73,42 @@ def usage(frame: pd.DataFrame, lr_low: float, lr_high: float, heavy: float, earl
         "complete_lr_max": float(complete["learning_rate"].max()) if len(complete) else None,
         "outside_lr": len(outside),
         "outside_lr_complete": int((outside["state"] == "COMPLETE").sum()),
-        "outside_lr_best_val": float(outside["val_accuracy (last)"].max()) if len(outside) else None,
+        "outside_lr_best_val": float(outside["val_accuracy (last)"].max())
+        if len(outside)
+        else None,
         "inside_lr_best_val": float(frame.drop(outside.index)["val_accuracy (last)"].max()),
         "heavy_dropout": len(heavy_rows),
         "heavy_dropout_cut_early": len(heavy_cut),
-        "heavy_dropout_best_complete": float(heavy_done["val_accuracy (last)"].max()) if len(heavy_done) else None,
+        "heavy_dropout_best_complete": float(heavy_done["val_accuracy (last)"].max())
+        if len(heavy_done)
+        else None,
         "best_val": float(complete["val_accuracy (last)"].max()) if len(complete) else None,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent.parent / "results")
+    parser.add_argument(
+        "--results", type=Path, default=Path(__file__).resolve().parent.parent / "results"
+    )
     parser.add_argument("--lr-low", type=float, default=1e-5)
     parser.add_argument("--lr-high", type=float, default=1e-2)
     parser.add_argument("--heavy-dropout", type=float, default=0.45)
-    parser.add_argument("--early", type=int, default=1, help="'cut early': pruned at or before this epoch")
+    parser.add_argument(
+        "--early", type=int, default=1, help="'cut early': pruned at or before this epoch"
+    )
     args = parser.parse_args(argv)
     rows = []
     for report in sorted(args.results.glob("**/tuning/**/report.md")):
         frame = trials_table(report)
         if frame is not None and len(frame):
             name = str(report.parent.relative_to(args.results))
-            rows.append({"study": name, **usage(frame, args.lr_low, args.lr_high, args.heavy_dropout, args.early)})
+            rows.append(
+                {
+                    "study": name,
+                    **usage(frame, args.lr_low, args.lr_high, args.heavy_dropout, args.early),
+                }
+            )
     if not rows:
         print(f"no tuning reports under {args.results}", file=sys.stderr)
         return 1
@@ -97,17 +116,23 @@ def main(argv: list[str] | None = None) -> int:
     buf = io.StringIO()
     table.to_string(buf, index=False, float_format=lambda v: f"{v:.4g}")
     print(buf.getvalue())
-    total = table[[c for c in table.columns if c not in ("study",) and table[c].dtype.kind == "i"]].sum()
+    total = table[
+        [c for c in table.columns if c not in ("study",) and table[c].dtype.kind == "i"]
+    ].sum()
     print("\nsummed over", len(table), "studies:")
     for key, value in total.items():
         print(f"  {key:28s} {int(value)}")
     share = total["outside_lr"] / total["trials"]
-    print(f"  trials outside [{args.lr_low:g}, {args.lr_high:g}]: {share:.1%} of all; "
-          f"{int(total['outside_lr_complete'])} of them completed")
+    print(
+        f"  trials outside [{args.lr_low:g}, {args.lr_high:g}]: {share:.1%} of all; "
+        f"{int(total['outside_lr_complete'])} of them completed"
+    )
     worse = table.dropna(subset=["outside_lr_best_val"])
     worse = worse[worse["outside_lr_best_val"] > worse["inside_lr_best_val"]]
-    print(f"  studies where a trial outside the range beat every trial inside it: {len(worse)}"
-          + (f" ({', '.join(worse['study'])})" if len(worse) else ""))
+    print(
+        f"  studies where a trial outside the range beat every trial inside it: {len(worse)}"
+        + (f" ({', '.join(worse['study'])})" if len(worse) else "")
+    )
     return 0
 
 

@@ -68,9 +68,25 @@ def profile_tune(population: int, trials: int, epochs: int, data_dir: str, folde
     from bench.cli import cli
 
     uri = f"sqlite:///{folder}/mlflow.db"
-    args = ["tune", "--variants", "vanilla-shallow", "--trials", str(trials), "--epochs", str(epochs),
-            "--population", str(population), "--tracking-uri", uri, "--storage", f"journal://{folder}/optuna.journal",
-            "--data-dir", data_dir, "--study-name", f"overhead-{population}"]
+    args = [
+        "tune",
+        "--variants",
+        "vanilla-shallow",
+        "--trials",
+        str(trials),
+        "--epochs",
+        str(epochs),
+        "--population",
+        str(population),
+        "--tracking-uri",
+        uri,
+        "--storage",
+        f"journal://{folder}/optuna.journal",
+        "--data-dir",
+        data_dir,
+        "--study-name",
+        f"overhead-{population}",
+    ]
     profiler = cProfile.Profile()
     t0 = time.perf_counter()
     profiler.enable()
@@ -81,13 +97,18 @@ def profile_tune(population: int, trials: int, epochs: int, data_dir: str, folde
         raise SystemExit(result.output[-3000:])
     from bench.tuning import open_storage
 
-    study = optuna.load_study(study_name=f"overhead-{population}", storage=open_storage(f"journal://{folder}/optuna.journal"))
+    study = optuna.load_study(
+        study_name=f"overhead-{population}",
+        storage=open_storage(f"journal://{folder}/optuna.journal"),
+    )
     trained = sum(len(t.intermediate_values) for t in study.get_trials())
     stats = pstats.Stats(profiler)
     phases = {}
     for label, (path, name) in PHASES.items():
         phases[label] = sum(
-            entry[3] for (file, _line, func), entry in stats.stats.items() if func == name and file.endswith(path)
+            entry[3]
+            for (file, _line, func), entry in stats.stats.items()
+            if func == name and file.endswith(path)
         )
     return {"population": population, "wall": wall, "epochs_trained": trained, "phases": phases}
 
@@ -101,17 +122,25 @@ def store_overhead(uri: str) -> dict:
     from bench.store import schema
 
     client = MlflowClient(uri)
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=50_000)]
+    runs = [
+        r
+        for e in client.search_experiments()
+        for r in client.search_runs([e.experiment_id], max_results=50_000)
+    ]
     studies = [r for r in runs if r.data.tags.get(schema.KIND) == schema.KIND_STUDY]
     if not studies:
         raise SystemExit(f"no bench tune study in {uri}")
-    wall = (max(r.info.end_time or 0 for r in runs) - min(r.info.start_time for r in studies)) / 1000
+    wall = (
+        max(r.info.end_time or 0 for r in runs) - min(r.info.start_time for r in studies)
+    ) / 1000
     per: dict[str, dict] = {}
     for r in runs:
         kind = r.data.tags.get(schema.KIND)
         if kind not in (schema.KIND_TRIAL, schema.KIND_TUNED):
             continue
-        row = per.setdefault(r.data.tags[schema.VARIANT_TAG], {"epochs": 0, "logged_s": 0.0, "solo_s": None})
+        row = per.setdefault(
+            r.data.tags[schema.VARIANT_TAG], {"epochs": 0, "logged_s": 0.0, "solo_s": None}
+        )
         seconds = [m.value for m in client.get_metric_history(r.info.run_id, schema.EPOCH_SECONDS)]
         row["epochs"] += len(seconds)
         row["logged_s"] += sum(seconds)
@@ -124,17 +153,31 @@ def store_overhead(uri: str) -> dict:
         row["bare_s"] = row["epochs"] * row["solo_s"]
     epochs = sum(row["epochs"] for row in per.values())
     bare = sum(row["bare_s"] for row in per.values())
-    return {"uri": uri, "wall": wall, "epochs_trained": epochs, "epochs_x_solo_s": bare,
-            "overhead_ratio": wall / bare, "variants": per}
+    return {
+        "uri": uri,
+        "wall": wall,
+        "epochs_trained": epochs,
+        "epochs_x_solo_s": bare,
+        "overhead_ratio": wall / bare,
+        "variants": per,
+    }
 
 
 def print_store_overhead(row: dict) -> None:
-    print(f"{row['uri']}: {row['wall']:.0f} s wall for {row['epochs_trained']} trained epochs "
-          f"(trials and retrains); epochs x solo s/epoch = {row['epochs_x_solo_s']:.0f} s; "
-          f"overhead ratio {row['overhead_ratio']:.2f}x")
-    print(f"  {'variant':<26} {'epochs':>7} {'solo s/epoch':>13} {'epochs x solo':>14} {'logged epoch s':>15}")
+    print(
+        f"{row['uri']}: {row['wall']:.0f} s wall for {row['epochs_trained']} trained epochs "
+        f"(trials and retrains); epochs x solo s/epoch = {row['epochs_x_solo_s']:.0f} s; "
+        f"overhead ratio {row['overhead_ratio']:.2f}x"
+    )
+    print(
+        f"  {'variant':<26} {'epochs':>7} {'solo s/epoch':>13} {'epochs x solo':>14} "
+        f"{'logged epoch s':>15}"
+    )
     for name, v in row["variants"].items():
-        print(f"  {name:<26} {v['epochs']:>7} {v['solo_s']:>13.3f} {v['bare_s']:>14.0f} {v['logged_s']:>15.0f}")
+        print(
+            f"  {name:<26} {v['epochs']:>7} {v['solo_s']:>13.3f} {v['bare_s']:>14.0f} "
+            f"{v['logged_s']:>15.0f}"
+        )
 
 
 def main() -> int:
@@ -144,7 +187,11 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--populations", default="1,4")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--from-store", metavar="URI", help="read a finished bench tune from its MLflow store instead")
+    parser.add_argument(
+        "--from-store",
+        metavar="URI",
+        help="read a finished bench tune from its MLflow store instead",
+    )
     args = parser.parse_args()
     results = Path(__file__).parent / "results"
     if args.from_store:
@@ -160,7 +207,10 @@ def main() -> int:
 
     splits = data.load("fashion_mnist", data_dir=args.data_dir)
     bare = bare_epoch_seconds(splits)
-    print(f"bare compiled epoch (vanilla-shallow, the default study's batch size, validation included): {bare:.3f} s")
+    print(
+        "bare compiled epoch (vanilla-shallow, the default study's batch size, validation "
+        f"included): {bare:.3f} s"
+    )
     rows = []
     for population in (int(p) for p in args.populations.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -169,8 +219,11 @@ def main() -> int:
         row["s_per_trained_epoch"] = row["wall"] / row["epochs_trained"]
         row["overhead_ratio"] = row["wall"] / (row["epochs_trained"] * bare)
         rows.append(row)
-        print(f"\n--population {population}: {row['wall']:.1f} s wall for {row['epochs_trained']} trained epochs "
-              f"= {row['s_per_trained_epoch']:.3f} s per trained epoch, {row['overhead_ratio']:.2f}x a bare epoch")
+        print(
+            f"\n--population {population}: {row['wall']:.1f} s wall for {row['epochs_trained']} "
+            f"trained epochs = {row['s_per_trained_epoch']:.3f} s per trained epoch, "
+            f"{row['overhead_ratio']:.2f}x a bare epoch"
+        )
         for label, seconds in sorted(row["phases"].items(), key=lambda kv: -kv[1]):
             print(f"  {label:<40} {seconds:7.1f} s  {100 * seconds / row['wall']:5.1f}%")
     out = Path(args.out)

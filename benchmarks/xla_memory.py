@@ -60,9 +60,16 @@ def main() -> None:
     rows: dict[str, list[tuple[str, int]]] = {}
     for setting in ("off", "on"):
         env = {**os.environ, "BENCH_XLA": setting, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        out = subprocess.run([sys.executable, __file__, "--child", "--networks", str(args.networks)],
-                             env=env, capture_output=True, text=True, check=True).stdout
-        rows[setting] = [(name, int(mb)) for name, mb in (line.split() for line in out.splitlines())]
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", "--networks", str(args.networks)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows[setting] = [
+            (name, int(mb)) for name, mb in (line.split() for line in out.splitlines())
+        ]
     print(f"{'network':<26}{'MB, XLA off':>13}{'MB, XLA on':>13}")
     for (name, off), (_, on) in zip(rows["off"], rows["on"], strict=True):
         print(f"{name:<26}{off:>13}{on:>13}")

@@ -30,7 +30,9 @@ SIZE = "1400,900"
 
 def _bench(*args: str, cwd: Path) -> str:
     """Run ``bench`` with ``args``; its output (which ends with the link to open)."""
-    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True
+    )
     if done.returncode:
         sys.exit(f"bench {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -49,8 +51,20 @@ def _free_port() -> int:
 
 def _serve(uri: str, port: int) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(120):
         try:
@@ -67,36 +81,78 @@ def _screenshot(url: str, png: Path, profile: Path) -> None:
     if not browser:
         sys.exit("needs Debian's chromium (.ci/system-packages installs it)")
     subprocess.run(
-        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-         f"--user-data-dir={profile}", f"--window-size={SIZE}", "--virtual-time-budget=30000",
-         f"--screenshot={png}", url],
-        capture_output=True, timeout=180, check=True,
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={SIZE}",
+            "--virtual-time-budget=30000",
+            f"--screenshot={png}",
+            url,
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
     )
     print(f"{png.relative_to(REPO) if png.is_relative_to(REPO) else png}: {url}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("BENCH_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     parser.add_argument("--epochs", default="8")
     parser.add_argument("--trials", default="8")
-    parser.add_argument("--limit", default="12000", help="training images (the last 2,000 validate)")
+    parser.add_argument(
+        "--limit", default="12000", help="training images (the last 2,000 validate)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-screenshots-"))
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    common = ["--data-dir", args.data_dir, "--tracking-uri", uri, "--epochs", args.epochs,
-              "--limit", args.limit, "--validation-size", "2000"]
+    common = [
+        "--data-dir",
+        args.data_dir,
+        "--tracking-uri",
+        uri,
+        "--epochs",
+        args.epochs,
+        "--limit",
+        args.limit,
+        "--validation-size",
+        "2000",
+    ]
     try:
-        compared = _bench("compare", "--variants", VARIANTS, "--seeds", "2", "--no-model", *common, cwd=work)
-        tuned = _bench("tune", "--variants", "dropout-shallow", "--trials", args.trials, "--no-model", *common, cwd=work)
+        compared = _bench(
+            "compare", "--variants", VARIANTS, "--seeds", "2", "--no-model", *common, cwd=work
+        )
+        tuned = _bench(
+            "tune",
+            "--variants",
+            "dropout-shallow",
+            "--trials",
+            args.trials,
+            "--no-model",
+            *common,
+            cwd=work,
+        )
         port = _free_port()
         server = _serve(uri, port)
         try:
             args.out.mkdir(parents=True, exist_ok=True)
-            for name, output, label in (("compare", compared, "browse:"), ("tune", tuned, "browse runs:")):
-                link = _printed_link(output, label).replace("http://127.0.0.1:5000", f"http://127.0.0.1:{port}")
+            for name, output, label in (
+                ("compare", compared, "browse:"),
+                ("tune", tuned, "browse runs:"),
+            ):
+                link = _printed_link(output, label).replace(
+                    "http://127.0.0.1:5000", f"http://127.0.0.1:{port}"
+                )
                 _screenshot(link, args.out / f"{name}.png", work / f"chromium-{name}")
         finally:
             server.terminate()

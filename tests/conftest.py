@@ -76,12 +76,16 @@ def copy_empty_store(template: Path, workdir: Path) -> None:
     target = workdir / "mlflow.db"
     shutil.copyfile(template, target)
     with contextlib.closing(sqlite3.connect(target)) as con, con:
-        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                    (str(workdir / "mlruns" / "0"),))
+        con.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (str(workdir / "mlruns" / "0"),),
+        )
 
 
 @contextlib.contextmanager
-def isolated_environment(mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path, empty_store: Path) -> Iterator[str]:
+def isolated_environment(
+    mp: pytest.MonkeyPatch, workdir: Path, data_dir: Path, empty_store: Path
+) -> Iterator[str]:
     """Point every store, cache and data source at ``workdir`` / ``data_dir``; yield the URI."""
     import mlflow
 
@@ -124,14 +128,18 @@ def _restore_process_state() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data: TinyData, empty_store: Path) -> Iterator[str]:
+def isolated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_data: TinyData, empty_store: Path
+) -> Iterator[str]:
     """Every test: its own MLflow store, data cache and Keras home; the tiny data; cwd = tmp."""
     with isolated_environment(monkeypatch, tmp_path, tiny_data.root, empty_store) as uri:
         yield uri
 
 
 @pytest.fixture(scope="module")
-def module_store(tmp_path_factory: pytest.TempPathFactory, tiny_data: TinyData, empty_store: Path) -> Iterator[Store]:
+def module_store(
+    tmp_path_factory: pytest.TempPathFactory, tiny_data: TinyData, empty_store: Path
+) -> Iterator[Store]:
     """An isolated environment shared by one module's tests (for expensive shared runs).
 
     Each test's own ``isolated`` environment is layered on top and undone after it, so
@@ -212,7 +220,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Resolved once, before any test changes the working folder (CI passes a relative path).
     _real_data = _find_real_data()
     config.addinivalue_line(
-        "markers", f"slow: uses the real datasets (needs {REAL_DATA_ENV}); deselect with -m 'not slow'"
+        "markers",
+        f"slow: uses the real datasets (needs {REAL_DATA_ENV}); deselect with -m 'not slow'",
     )
 
 

@@ -84,30 +84,62 @@ def postgres(folder: Path, databases: tuple[str, ...] = ("optuna", "mlflow")) ->
                 break
             os.chmod(parent, os.stat(parent).st_mode | 0o011)
     subprocess.run(
-        _as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
-                           "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"]),
-        check=True, capture_output=True, text=True,
+        _as_postgres_user(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                PG_USER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        text=True,
     )
     port = free_port()
     log = folder / "postgres.log"
     options = f"-h {HOST} -p {port} -k {folder}"
     subprocess.run(
-        _as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]),
-        check=True, capture_output=True, text=True,
+        _as_postgres_user(
+            [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
+        text=True,
     )
     try:
         env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
         for db in databases:
             subprocess.run(
-                [str(bin_dir / "createdb") if (bin_dir / "createdb").exists() else "createdb",
-                 "-h", HOST, "-p", str(port), "-U", PG_USER, db],
-                check=True, capture_output=True, text=True, env=env,
+                [
+                    str(bin_dir / "createdb") if (bin_dir / "createdb").exists() else "createdb",
+                    "-h",
+                    HOST,
+                    "-p",
+                    str(port),
+                    "-U",
+                    PG_USER,
+                    db,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
             )
         yield Postgres(port, folder)
     finally:
         subprocess.run(
-            _as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True, text=True,
+            _as_postgres_user(
+                [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+            ),
+            capture_output=True,
+            text=True,
         )
 
 
@@ -118,12 +150,26 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, log: Path, timeout: float = 120) -> Iterator[MlflowServer]:
+def mlflow_server(
+    backend_uri: str, artifacts: Path, log: Path, timeout: float = 120
+) -> Iterator[MlflowServer]:
     """``mlflow server`` with a database backend store and a local artifact root, on 127.0.0.1."""
     port = free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
-    cmd = [str(mlflow_cli), "server", "--host", HOST, "--port", str(port), "--workers", "1",
-           "--backend-store-uri", backend_uri, "--artifacts-destination", artifacts.as_uri()]
+    cmd = [
+        str(mlflow_cli),
+        "server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        artifacts.as_uri(),
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{HOST}:{port}"
@@ -139,7 +185,9 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path, timeout: float =
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow server did not start in {timeout}s: {log.read_text()[-2000:]}")
+                raise TimeoutError(
+                    f"mlflow server did not start in {timeout}s: {log.read_text()[-2000:]}"
+                )
             time.sleep(0.5)
         yield MlflowServer(url, log)
     finally:

@@ -13,24 +13,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bench"
 
-#: Lowest first. A module may import its own unit (a cycle there fails the cycle test) and
-#: any unit on a lower layer, never one on its own layer or above.
-LAYERS: list[set[str]] = [
-    {"bench", "bench.errors", "bench.store.schema", "bench.stopping", "bench.clock", "bench.declaring", "bench.xla"},
-    {"bench.data", "bench.stats", "bench.figures", "bench.reference", "bench.store"},
-    {"bench.models"},
-    {"bench.result", "bench.studies", "bench.plugins"},
-    {"bench.plan"},
-    {"bench.population"},
-    {"bench.training"},
-    {"bench.results"},
-    {"bench.runs"},
-    {"bench.compare", "bench.tuning"},  # sibling commands: neither imports the other
-    {"bench.present", "bench.completion"},
-    {"bench.cli"},
-    {"bench.__main__"},
-]
-#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's verbosity).
+#: Third-party libraries with exactly one home in bench (plus the CLI, which sets Optuna's
+#: verbosity).
 HOMES = {"mlflow": ("bench.store",), "optuna": ("bench.tuning", "bench.cli")}
 
 MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 500, 250, 60
@@ -44,8 +28,31 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+def _declared_layer(path: Path) -> int | None:
+    """The module's top-level ``LAYER = n``, if it has one."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["LAYER"]:
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, int) and value >= 0, f"{path}: LAYER = {value!r}"
+            return value
+    return None
+
+
+#: The layer units, read from the package: a package whose ``__init__.py`` says ``LAYER = n``,
+#: or a module that says it at its top level (its own unit then, as ``bench.store.schema`` is
+#: inside ``bench.store``). Any other module belongs to the nearest package around it that
+#: says it. A module may import its own unit (a cycle there fails the cycle test) and any unit
+#: on a lower layer, never one on its own layer or above.
+UNITS: dict[str, int] = {
+    module: layer
+    for module, path in MODULES.items()
+    if (layer := _declared_layer(path)) is not None
+}
+
+
 def _resolve(name: str) -> str:
-    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x import y``)."""
+    """``bench.x.y`` if it is a module, else the longest module prefix (``from bench.x
+    import y``)."""
     while name not in MODULES and "." in name:
         name = name.rsplit(".", 1)[0]
     return name
@@ -62,27 +69,35 @@ def _imports(module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
             found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES}
+            found |= {
+                f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES
+            }
     return found
 
 
 def _graph() -> dict[str, set[str]]:
-    return {m: {_resolve(n) for n in _imports(m) if n.split(".")[0] == "bench"} - {m} for m in MODULES}
+    return {
+        m: {_resolve(n) for n in _imports(m) if n.split(".")[0] == "bench"} - {m} for m in MODULES
+    }
 
 
 def _unit(module: str) -> str:
-    """The layer unit: the module itself where listed, else its top-level package."""
-    listed = set().union(*LAYERS)
-    while module not in listed:
+    """The layer unit: the module itself where it declares a layer, else the nearest package
+    around it that does."""
+    while module not in UNITS:
+        if "." not in module:
+            raise LookupError(f"no LAYER declared for {module} or any package around it")
         module = module.rsplit(".", 1)[0]
     return module
 
 
 def _layer(module: str) -> int:
-    unit = _unit(module)
-    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+    return UNITS[_unit(module)]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -132,7 +147,30 @@ def test_no_import_cycle_among_bench_modules():
 
 def test_every_module_has_a_layer():
     for module in MODULES:
-        _layer(module)  # raises StopIteration for a module no layer lists
+        _layer(module)  # raises LookupError for a module no layer covers
+
+
+def _tabulated(name: str) -> str:
+    """The module a name in the docs' layer table means: ``cli/`` is ``bench.cli``,
+    ``store/schema.py`` ``bench.store.schema``, ``bench/__init__.py`` ``bench``."""
+    if name == "bench/__init__.py":
+        return "bench"
+    return "bench." + name.removesuffix("/").removesuffix(".py").replace("/", ".")
+
+
+def test_the_layers_are_read_from_the_package():
+    """The units declare the layers docs/development.md tabulates, the schema below its store."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "development.md").read_text(encoding="utf-8")
+    tabulated = {
+        _tabulated(name): int(layer)
+        for layer, units in re.findall(r"^\| (\d+) \| (.+) \|$", text, flags=re.MULTILINE)
+        for name in re.findall(r"`([^`]+)`", units)
+    }
+    assert tabulated == UNITS
+    assert UNITS["bench.store.schema"] < UNITS["bench.store"]
+    assert _unit("bench.quiet") == "bench" and _unit("bench.tuning.worker") == "bench.tuning"
 
 
 def test_imports_only_point_down():
@@ -158,7 +196,11 @@ def test_the_store_imports_nothing_above_it():
 
 def test_the_model_registry_is_a_leaf_the_zoo_registers_into():
     graph = _graph()
-    assert graph["bench.models.registry"] <= {"bench.errors", "bench.models.spec", "bench.declaring"}
+    assert graph["bench.models.registry"] <= {
+        "bench.errors",
+        "bench.models.spec",
+        "bench.declaring",
+    }
     assert "bench.models.registry" in graph["bench.models.zoo"]
     assert "bench.models.zoo" in graph["bench.models"]  # importing the package registers the zoo
 
@@ -179,7 +221,11 @@ def test_no_god_modules_classes_or_functions():
             if not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
             size = node.end_lineno - node.lineno + 1
-            limit, what = (MAX_CLASS_LINES, "class") if isinstance(node, ast.ClassDef) else (MAX_FUNCTION_LINES, "function")
+            limit, what = (
+                (MAX_CLASS_LINES, "class")
+                if isinstance(node, ast.ClassDef)
+                else (MAX_FUNCTION_LINES, "function")
+            )
             if size > limit:
                 too_big.append(f"{what} {module}.{node.name}: {size} lines")
     assert too_big == []
@@ -204,10 +250,18 @@ def test_commands_train_through_the_run_service():
     callers = set()
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            imported = isinstance(node, ast.ImportFrom) and node.module in {"bench.training", "bench.population"} and any(
-                alias.name in entry for alias in node.names)
-            called = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in entry
-                      and isinstance(node.func.value, ast.Name) and node.func.value.id in {"training", "population"})
+            imported = (
+                isinstance(node, ast.ImportFrom)
+                and node.module in {"bench.training", "bench.population"}
+                and any(alias.name in entry for alias in node.names)
+            )
+            called = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in entry
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in {"training", "population"}
+            )
             if imported or called:
                 callers.add(module)
     assert {_unit(m) for m in callers} <= {"bench.runs", "bench.training"}, sorted(callers)
@@ -237,7 +291,9 @@ def test_results_are_values():
     result = TrainResult(variant="v", hparams=HParams(), params=1, history={}, train_seconds=0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.run_id = "r"  # type: ignore[misc]
-    assert dataclasses.replace(result, run_id="r").model is result.model  # the model holder is shared
+    assert (
+        dataclasses.replace(result, run_id="r").model is result.model
+    )  # the model holder is shared
 
 
 def test_no_private_optuna_attributes():
@@ -292,8 +348,17 @@ def test_hparams_fields_are_the_schemas_hyperparameter_keys():
     assert tuple(f.name for f in dataclasses.fields(HParams)) == schema.HPARAMS
     # logged: the original fields always, a recipe's where set and for its optimizer
     assert set(HParams().as_params()) <= set(schema.HPARAMS)
-    every = HParams(optimizer="sgd", learning_rate=0.1, dropout=0.2, momentum=0.9, nesterov=True,
-                    weight_decay=1e-4, label_smoothing=0.1, schedule="cosine", warmup_epochs=1)
+    every = HParams(
+        optimizer="sgd",
+        learning_rate=0.1,
+        dropout=0.2,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        label_smoothing=0.1,
+        schedule="cosine",
+        warmup_epochs=1,
+    )
     assert set(every.as_params()) == set(schema.HPARAMS) - {"beta_2"}  # Adam's, not SGD's
 
 
@@ -321,7 +386,8 @@ def test_one_settings_type():
         f"{module}.{node.name}"
         for module, path in MODULES.items()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, ast.ClassDef) and (node.name.endswith("Settings") or node.name == "Resolved")
+        if isinstance(node, ast.ClassDef)
+        and (node.name.endswith("Settings") or node.name == "Resolved")
     ]
     assert settings == []
 
@@ -337,7 +403,7 @@ def test_the_run_commands_take_their_options_from_the_one_table():
     for command, names in COMMANDS.items():
         params = [p.name for p in cli.commands[command].params if p.name != "help"]
         assert params == list(names), command
-        assert {OPTIONS[n].option for n in names if not OPTIONS[n].positional} == {
+        assert {o for n in names if not OPTIONS[n].positional for o in OPTIONS[n].options} == {
             o for p in cli.commands[command].params if isinstance(p, click.Option) for o in p.opts
         } - {"-h", "--help"}
     declared = []
@@ -345,11 +411,17 @@ def test_the_run_commands_take_their_options_from_the_one_table():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name in COMMANDS:
-                extra = [ast.unparse(d) for d in node.decorator_list
-                         if "click." in ast.unparse(d) or "option(" in ast.unparse(d)]
+                extra = [
+                    ast.unparse(d)
+                    for d in node.decorator_list
+                    if "click." in ast.unparse(d) or "option(" in ast.unparse(d)
+                ]
                 declared += [f"{module}.{node.name}: {d}" for d in extra]
-            elif (isinstance(node, ast.Call) and ast.unparse(node.func) in {"click.option", "click.argument"}
-                  and _unit(module) != "bench.cli"):
+            elif (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) in {"click.option", "click.argument"}
+                and _unit(module) != "bench.cli"
+            ):
                 declared.append(f"{module}: {ast.unparse(node)[:60]}")
     assert declared == []
 

@@ -227,10 +227,15 @@ def _idx_bytes(array: np.ndarray, *, magic: int | None = None, count: int | None
     array = np.ascontiguousarray(array, dtype=np.uint8)
     if array.ndim == 3:
         header = struct.pack(
-            ">IIII", data.IMAGE_MAGIC if magic is None else magic, count or len(array), *array.shape[1:]
+            ">IIII",
+            data.IMAGE_MAGIC if magic is None else magic,
+            count or len(array),
+            *array.shape[1:],
         )
     else:
-        header = struct.pack(">II", data.LABEL_MAGIC if magic is None else magic, count or len(array))
+        header = struct.pack(
+            ">II", data.LABEL_MAGIC if magic is None else magic, count or len(array)
+        )
     return header + array.tobytes()
 
 
@@ -253,10 +258,14 @@ def _corrupt(folder: Path, arrays: dict[str, np.ndarray], case: str) -> tuple[st
         test_images.write_bytes(b"hello, I am not compressed")
         return test_images.name, "cannot read"
     if case == "header count larger than payload":
-        images.write_bytes(gzip.compress(_idx_bytes(arrays["x_train"], count=len(arrays["x_train"]) + 5)))
+        images.write_bytes(
+            gzip.compress(_idx_bytes(arrays["x_train"], count=len(arrays["x_train"]) + 5))
+        )
         return images.name, "header promises"
     if case == "label count larger than payload":
-        labels.write_bytes(gzip.compress(_idx_bytes(arrays["y_train"], count=len(arrays["y_train"]) + 1)))
+        labels.write_bytes(
+            gzip.compress(_idx_bytes(arrays["y_train"], count=len(arrays["y_train"]) + 1))
+        )
         return labels.name, "header promises"
     if case == "image size 27x28":
         data.write_idx(test_images, arrays["x_test"][:, :27, :])

@@ -25,16 +25,22 @@ WORKERS = 2
 
 pytestmark = pytest.mark.skipif(
     postgres_bin() is None,
-    reason="PostgreSQL is not installed and could not be (.ci/system-packages installs Debian's postgresql)",
+    reason=(
+        "PostgreSQL is not installed and could not be (.ci/system-packages installs Debian's "
+        "postgresql)"
+    ),
 )
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
     folder = tmp_path_factory.mktemp("services")
-    with postgres(folder / "pg") as pg, mlflow_server(
-        pg.url("mlflow"), folder / "artifacts", folder / "mlflow-server.log"
-    ) as server:
+    with (
+        postgres(folder / "pg") as pg,
+        mlflow_server(
+            pg.url("mlflow"), folder / "artifacts", folder / "mlflow-server.log"
+        ) as server,
+    ):
         yield pg, server
 
 
@@ -51,14 +57,31 @@ def _study_file(folder: Path, name: str = "dist", trials: int = TRIALS) -> Path:
     return path
 
 
-def _worker(services, study_file: Path, study_name: str, tmp_path: Path, data_root: Path, *extra: str):
+def _worker(
+    services, study_file: Path, study_name: str, tmp_path: Path, data_root: Path, *extra: str
+):
     pg, server = services
     cmd = [
-        sys.executable, "-m", "bench", "tune", "--study", str(study_file), "--storage", pg.url("optuna"),
-        "--study-name", study_name, "--tracking-uri", server.url, "--data-dir", str(data_root), *extra,
+        sys.executable,
+        "-m",
+        "bench",
+        "tune",
+        "--study",
+        str(study_file),
+        "--storage",
+        pg.url("optuna"),
+        "--study-name",
+        study_name,
+        "--tracking-uri",
+        server.url,
+        "--data-dir",
+        str(data_root),
+        *extra,
     ]
     env = {**os.environ, "BENCH_OFFLINE": "1"}
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -83,7 +106,9 @@ def test_the_services_listen_on_127_0_0_1_only(services):
     assert HOST == "127.0.0.1"
 
 
-def test_two_workers_share_one_study_on_postgresql_and_an_mlflow_server(services, tmp_path, tiny_data):
+def test_two_workers_share_one_study_on_postgresql_and_an_mlflow_server(
+    services, tmp_path, tiny_data
+):
     pg, server = services
     storage = pg.url("optuna")
     study_file = _study_file(tmp_path)
@@ -113,7 +138,11 @@ def test_two_workers_share_one_study_on_postgresql_and_an_mlflow_server(services
     parents = [r for r in runs if r.data.tags.get("bench.kind") == "study"]
     assert len(parents) == 1, "both workers share one parent run"
     parent = parents[0]
-    trial_runs = {int(r.data.params["trial_number"]): r for r in runs if r.data.tags.get("bench.kind") == "trial"}
+    trial_runs = {
+        int(r.data.params["trial_number"]): r
+        for r in runs
+        if r.data.tags.get("bench.kind") == "trial"
+    }
     assert sorted(trial_runs) == sorted(t.number for t in trials)
     for t in finished:
         run = trial_runs[t.number]
@@ -148,31 +177,41 @@ def test_a_worker_killed_mid_trial_on_postgresql(services, tmp_path, tiny_data):
     pg, server = services
     storage = pg.url("optuna")
     study_file = _study_file(tmp_path, "distkill", trials=4)
-    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400", "--population", "2")
+    # Long enough that the kill lands mid-trial (after its first reported epoch), short
+    # enough that the rerun's trials (the same settings) take seconds, not minutes.
+    settings = ("--epochs", "60", "--population", "2")
+    slow = _worker(services, study_file, "killed", tmp_path, tiny_data.root, *settings)
     try:
         deadline, doomed = time.monotonic() + 180, None
         while doomed is None and time.monotonic() < deadline:
             assert slow.poll() is None, slow.stdout.read()[-3000:]
             try:
                 running = optuna.load_study(study_name="killed", storage=storage).get_trials(
-                    states=(TrialState.RUNNING,))
+                    states=(TrialState.RUNNING,)
+                )
             except KeyError:
                 running = []
-            doomed = next((t for t in running if "mlflow_run_id" in t.user_attrs), None)
-            time.sleep(0.5)
-        assert doomed is not None, "the slow worker never started a trial"
-        time.sleep(3)  # an epoch or so into the trial
+            doomed = next(
+                (t for t in running if "mlflow_run_id" in t.user_attrs and t.intermediate_values),
+                None,
+            )
+            time.sleep(0.2)
+        assert doomed is not None, "the slow worker never reported an epoch of a trial"
     finally:
         slow.send_signal(signal.SIGKILL)
         slow.wait(timeout=30)
     client = MlflowClient(server.url)
     assert client.get_run(doomed.user_attrs["mlflow_run_id"]).info.status == "RUNNING"
-    in_flight = sorted(t.number for t in optuna.load_study(study_name="killed", storage=storage).get_trials(
-        states=(TrialState.RUNNING,)))
+    in_flight = sorted(
+        t.number
+        for t in optuna.load_study(study_name="killed", storage=storage).get_trials(
+            states=(TrialState.RUNNING,)
+        )
+    )
     assert len(in_flight) == 2 and doomed.number in in_flight  # the whole population was training
 
     # the same settings: a study resumes only under the ones it was tuned with (issue 27, M)
-    rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root, "--epochs", "400", "--population", "2")
+    rerun = _worker(services, study_file, "killed", tmp_path, tiny_data.root, *settings)
     out = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, out[-3000:]
     assert PG_PASSWORD not in out

@@ -1,4 +1,5 @@
-"""The README stays short, starts with the two commands CI runs, and its links and the docs' links resolve."""
+"""The README stays short, starts with the two commands CI runs, and its links and the docs'
+links resolve."""
 
 import re
 from pathlib import Path
@@ -93,7 +94,9 @@ def test_ci_runs_the_readmes_test_command():
 def test_docs_pages_exist_and_the_readme_links_every_one():
     docs = {page.name for page in PAGES if page.parent.name == "docs"}
     assert docs, "docs/ holds no pages"
-    linked = {Path(link.split("#")[0]).name for link in relative_links(README) if link.startswith("docs/")}
+    linked = {
+        Path(link.split("#")[0]).name for link in relative_links(README) if link.startswith("docs/")
+    }
     assert docs <= linked, f"not linked from README.md: {sorted(docs - linked)}"
 
 

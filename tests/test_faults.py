@@ -33,7 +33,9 @@ def _env() -> dict[str, str]:
 
 def _runs(client: MlflowClient) -> list:
     exps = client.search_experiments(view_type=ViewType.ALL)
-    return client.search_runs([e.experiment_id for e in exps], run_view_type=ViewType.ALL, max_results=1000)
+    return client.search_runs(
+        [e.experiment_id for e in exps], run_view_type=ViewType.ALL, max_results=1000
+    )
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -60,18 +62,32 @@ def test_a_live_process_is_not_dead_a_gone_one_is():
 # --------------------------------------------------------------------------- kill -9
 
 
-def test_killed_comparison_is_closed_on_the_next_start_and_the_rerun_completes(write_study, tracking_uri):
+def test_killed_comparison_is_closed_on_the_next_start_and_the_rerun_completes(
+    write_study, tracking_uri
+):
     study = write_study("killcmp", variants=["vanilla-shallow"], epochs=500)
     client = MlflowClient(tracking_uri)
-    proc = subprocess.Popen(_bench("compare", "--study", str(study), "--no-model"), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _bench("compare", "--study", str(study), "--no-model"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, child = time.monotonic() + 180, None
         while child is None and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             if Path(tracking_uri.removeprefix("sqlite:///")).exists():
-                child = next((r for r in _runs(client) if r.data.tags.get("bench.kind") == "train"
-                              and r.data.metrics.get("val_accuracy") is not None), None)
+                child = next(
+                    (
+                        r
+                        for r in _runs(client)
+                        if r.data.tags.get("bench.kind") == "train"
+                        and r.data.metrics.get("val_accuracy") is not None
+                    ),
+                    None,
+                )
             time.sleep(0.5)
         assert child is not None, "training never logged an epoch"
     finally:
@@ -81,8 +97,13 @@ def test_killed_comparison_is_closed_on_the_next_start_and_the_rerun_completes(w
     assert {r.info.status for r in killed.values()} == {"RUNNING"}  # what kill -9 leaves behind
     assert len(killed) == 2  # the comparison and its one training run
 
-    rerun = subprocess.run(_bench("compare", "--study", str(study), "--epochs", "1", "--no-model"),
-                           env=_env(), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        _bench("compare", "--study", str(study), "--epochs", "1", "--no-model"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "closed 2 run(s) left RUNNING by a killed bench process" in rerun.stderr
 
@@ -121,9 +142,16 @@ def _can_mount_tmpfs(target: Path) -> str | None:
     """None when a private tmpfs can be mounted (root, or an unprivileged user namespace)."""
     if shutil.which("unshare") is None:
         return "util-linux's unshare is not installed"
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{target}'"],
-                           capture_output=True, text=True)
-    return None if probe.returncode == 0 else f"cannot mount a private tmpfs here: {probe.stderr.strip()}"
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{target}'"],
+        capture_output=True,
+        text=True,
+    )
+    return (
+        None
+        if probe.returncode == 0
+        else f"cannot mount a private tmpfs here: {probe.stderr.strip()}"
+    )
 
 
 def test_a_full_disk_under_the_artifacts_is_one_clear_error_and_no_finished_run(
@@ -140,8 +168,16 @@ def test_a_full_disk_under_the_artifacts_is_one_clear_error_and_no_finished_run(
     client.create_experiment("fulldisk", artifact_location=artifacts.as_uri())
     study = write_study("fulldisk", variants=["vanilla-shallow"])
     script = 'mount -t tmpfs -o size=300k tmpfs "$1" && shift && exec "$@"'
-    cmd = ["unshare", "-rm", "sh", "-c", script, "sh", str(artifacts),
-           *_bench("compare", "--study", str(study), "--experiment", "fulldisk")]
+    cmd = [
+        "unshare",
+        "-rm",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(artifacts),
+        *_bench("compare", "--study", str(study), "--experiment", "fulldisk"),
+    ]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
 
     assert result.returncode == 1, result.stderr[-3000:]
@@ -165,5 +201,8 @@ def test_an_unwritable_artifact_location_fails_before_any_run(write_study, track
     result = CliRunner().invoke(cli, ["compare", "--study", str(study), "--experiment", "blocked"])
     assert result.exit_code == 1, result.output
     [line] = _error_lines(result.stderr)
-    assert f"artifact location {blocker / 'artifacts'} is not writable: {blocker} is a file, not a folder" in line
+    assert (
+        f"artifact location {blocker / 'artifacts'} is not writable: {blocker} is a file, not a "
+        "folder" in line
+    )
     assert _runs(client) == []

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.support import study_yaml
@@ -55,6 +56,7 @@ def test_trackers_opening_a_fresh_store_together_all_succeed(tmp_path):
         assert {f"exp-{i}" for i in range(3)} <= names
 
 
+@pytest.mark.long
 def test_two_different_bench_commands_on_one_fresh_store_at_the_same_moment(tmp_path):
     study = tmp_path / "race.yaml"
     study.write_text(study_yaml("race", variants=["vanilla-shallow"]))

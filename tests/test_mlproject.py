@@ -23,12 +23,21 @@ def test_mlflow_run_compare_entry_point(tmp_path, write_study, tracking_uri, cli
     }
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mlflow", "run", str(REPO_ROOT),
-            "-e", "compare",
-            "--env-manager", "local",
-            "-P", f"study={study}",
-            "-P", "epochs=1",
-            "-P", "variants=vanilla-shallow",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(REPO_ROOT),
+            "-e",
+            "compare",
+            "--env-manager",
+            "local",
+            "-P",
+            f"study={study}",
+            "-P",
+            "epochs=1",
+            "-P",
+            "variants=vanilla-shallow",
         ],
         cwd=tmp_path,
         env=env,
@@ -39,7 +48,8 @@ def test_mlflow_run_compare_entry_point(tmp_path, write_study, tracking_uri, cli
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
     assert "Traceback" not in output
-    # Without --experiment-name the run is in MLflow's Default experiment: bench says so (issue 27, K).
+    # Without --experiment-name the run is in MLflow's Default experiment: bench says so (issue
+    # 27, K).
     assert "put this run into MLflow's Default experiment" in output
 
     experiments = client.search_experiments(view_type=ViewType.ALL)
@@ -70,10 +80,29 @@ def test_mlflow_run_tune_entry_point(tmp_path, write_study, tracking_uri, client
     }
     proc = subprocess.run(
         [
-            sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "-e", "tune", "--env-manager", "local",
-            "-P", f"study={study}", "-P", "trials=2", "-P", "epochs=1", "-P", "study_name=via-mlflow-run",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(REPO_ROOT),
+            "-e",
+            "tune",
+            "--env-manager",
+            "local",
+            "-P",
+            f"study={study}",
+            "-P",
+            "trials=2",
+            "-P",
+            "epochs=1",
+            "-P",
+            "study_name=via-mlflow-run",
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
@@ -101,5 +130,9 @@ def test_conda_env_installs_the_project_instead_of_repeating_its_dependencies():
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     low = project["requires-python"].split(",")[0].removeprefix(">=")
-    assert tuple(map(int, python.removeprefix("python=").split("."))) >= tuple(map(int, low.split(".")))
-    assert not any(d.startswith("optuna-integration") for d in project["dependencies"])  # never imported
+    assert tuple(map(int, python.removeprefix("python=").split("."))) >= tuple(
+        map(int, low.split("."))
+    )
+    assert not any(
+        d.startswith("optuna-integration") for d in project["dependencies"]
+    )  # never imported

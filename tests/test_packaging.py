@@ -31,8 +31,21 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         copy(ROOT / name, src / name, **({"ignore": _ignored} if copy is shutil.copytree else {}))
     out = tmp_path_factory.mktemp("dist")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    subprocess.run([*pip, "wheel", "-q", "--no-build-isolation", "--no-deps", "--no-index",
-                    "-w", str(out), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *pip,
+            "wheel",
+            "-q",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-index",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (path,) = out.glob("bench-*.whl")
     return path
 
@@ -49,11 +62,30 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--python", str(python),
-                    "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return venv
 
 
@@ -73,18 +105,42 @@ def test_an_installed_wheel_lists_studies_and_compares_outside_the_repository(
     outside.mkdir()
     env = {**os.environ, "PYTHONPATH": ""}
     bench = str(installed / "bin" / "bench")
-    where = subprocess.run([str(installed / "bin" / "python"), "-c", "import bench; print(bench.__file__)"],
-                           cwd=outside, env=env, check=True, capture_output=True, text=True).stdout
+    where = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", "import bench; print(bench.__file__)"],
+        cwd=outside,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert where.startswith(str(installed)), where  # the wheel's bench, not the checkout's
-    listed = subprocess.run([bench, "list", "--studies"], cwd=outside, env=env,
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        [bench, "list", "--studies"], cwd=outside, env=env, capture_output=True, text=True
+    )
     assert listed.returncode == 0, listed.stderr
     for study in (ROOT / "studies").glob("*.yaml"):
         assert study.stem in listed.stdout
     uri = f"sqlite:///{outside}/mlflow.db"
-    done = subprocess.run([bench, "compare", "--variants", "vanilla-shallow", "--epochs", "1",
-                           "--validation-size", "200", "--no-model", "--tracking-uri", uri],
-                          cwd=outside, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            bench,
+            "compare",
+            "--variants",
+            "vanilla-shallow",
+            "--epochs",
+            "1",
+            "--validation-size",
+            "200",
+            "--no-model",
+            "--tracking-uri",
+            uri,
+        ],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     client = MlflowClient(uri)
     runs = client.search_runs(

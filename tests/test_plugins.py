@@ -43,15 +43,29 @@ def test_a_local_module_adds_variants_that_list_and_train(tmp_path, tracking_uri
     listed = invoke("--plugin", str(tmp_path / "myplug.py"), "list", "plug-*,vanilla-shallow")
     assert listed.exit_code == 0, listed.output
     rows = {line.split()[0]: line for line in listed.output.splitlines()[1:]}
-    assert f"plug-in {tmp_path / 'myplug.py'}" in rows["plug-wide"] and "plug-in" in rows["plug-narrow"]
+    assert (
+        f"plug-in {tmp_path / 'myplug.py'}" in rows["plug-wide"]
+        and "plug-in" in rows["plug-narrow"]
+    )
     assert "built-in" in rows["vanilla-shallow"]
     assert os.environ[plugins.ENV] == str(tmp_path / "myplug.py")  # spawned workers load it too
-    done = invoke("--plugin", str(tmp_path / "myplug.py"), "compare", "--variants", "plug-wide,plug-narrow",
-                  "--epochs", "1", "--validation-size", "200", "--no-model")
+    done = invoke(
+        "--plugin",
+        str(tmp_path / "myplug.py"),
+        "compare",
+        "--variants",
+        "plug-wide,plug-narrow",
+        "--epochs",
+        "1",
+        "--validation-size",
+        "200",
+        "--no-model",
+    )
     assert done.exit_code == 0, done.output
     client = MlflowClient(tracking_uri)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              f"tags.`{schema.KIND}` = 'train'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], f"tags.`{schema.KIND}` = 'train'"
+    )
     widths = {r.data.params[schema.VARIANT]: r.data.params[schema.VARIANT_WIDTHS] for r in runs}
     assert widths == {"plug-wide": "16,16", "plug-narrow": "8"}
     assert {r.info.status for r in runs} == {"FINISHED"}
@@ -66,13 +80,11 @@ def _installed_package(root: Path) -> Path:
     y = (x[:, 0] > 0).astype(np.int64)
     np.savez(pkg / "halves.npz", x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
     (pkg / "__init__.py").write_text(
-        "from pathlib import Path\n"
-        "from bench.data import FileSource, Task\n"
-        "from bench.models import Dense, Variant\n\n"
-        "def variants():\n"
-        "    return [Variant('ep-mlp', family='ep', group='ep', blocks=(Dense(8),))]\n\n"
-        "TASK = Task(name='halves', input_shape=None,\n"
-        "            source=FileSource('npz', Path(__file__).parent / 'halves.npz', 'label', None))\n"
+        "from pathlib import Path\nfrom bench.data import FileSource, Task\nfrom bench.models "
+        "import Dense, Variant\n\ndef variants():\n    return [Variant('ep-mlp', family='ep', "
+        "group='ep', blocks=(Dense(8),))]\n\nTASK = Task(name='halves', "
+        "input_shape=None,\n            source=FileSource('npz', Path(__file__).parent / "
+        "'halves.npz', 'label', None))\n"
     )
     info = root / "benchplug-0.1.dist-info"
     info.mkdir()
@@ -86,7 +98,10 @@ def _installed_package(root: Path) -> Path:
 def test_an_installed_package_registers_through_entry_points(tmp_path):
     """In a fresh process (entry points are read at start-up), without any option."""
     root = _installed_package(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop(plugins.ENV, None)
     run = [sys.executable, "-m", "bench", "list"]
     variants = subprocess.run([*run, "ep-*"], env=env, capture_output=True, text=True, cwd=tmp_path)
@@ -102,9 +117,15 @@ def test_an_installed_package_registers_through_entry_points(tmp_path):
     ("source", "expected"),
     [
         ("raise RuntimeError('no GPU here')\n", "failed to load: RuntimeError: no GPU here"),
-        ("variants = [{'name': 'vanilla-deep', 'family': 'f', 'group': 'g', 'blocks': [{'dense': 4}]}]\n",
-         "'vanilla-deep' is already declared (built-in)"),
-        ("variants = [{'name': 'x', 'base': 'vanilla-deep', 'unitz': 3}]\n", "unknown field 'unitz'"),
+        (
+            "variants = [{'name': 'vanilla-deep', 'family': 'f', 'group': 'g', 'blocks': "
+            "[{'dense': 4}]}]\n",
+            "'vanilla-deep' is already declared (built-in)",
+        ),
+        (
+            "variants = [{'name': 'x', 'base': 'vanilla-deep', 'unitz': 3}]\n",
+            "unknown field 'unitz'",
+        ),
         ("variants = 42\n", "gave int, not a variant"),
     ],
     ids=["raises", "shadows-a-built-in", "bad-declaration", "not-a-variant"],
@@ -118,6 +139,9 @@ def test_a_broken_plugin_is_one_error_line_naming_it(tmp_path, source, expected)
 
 
 def test_a_missing_plugin_is_one_error_line(tmp_path):
-    for spec, expected in ((str(tmp_path / "absent.py"), "does not exist"), ("no_such_module_x", "ModuleNotFoundError")):
+    for spec, expected in (
+        (str(tmp_path / "absent.py"), "does not exist"),
+        ("no_such_module_x", "ModuleNotFoundError"),
+    ):
         result = invoke("--plugin", spec, "list")
         assert result.exit_code == 1 and expected in result.output, result.output

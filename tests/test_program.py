@@ -39,16 +39,24 @@ def test_a_block_compiles_to_its_operations_in_the_documented_order():
         group="test",
         blocks=(
             Dense(32),
-            Dense(64, dropout=0.5, dropout_place="pre", batch_norm="post", l2=1e-4, residual_from=0),
+            Dense(
+                64, dropout=0.5, dropout_place="pre", batch_norm="post", l2=1e-4, residual_from=0
+            ),
         ),
         input_dropout=0.2,
     )
     compiled = p.compile_variant(variant)
     assert [type(op) for op in compiled.stem] == [p.Dropout]
     assert [type(op) for op in compiled.blocks[1]] == [
-        p.Linear, p.Dropout, p.Activation, p.BatchNorm, p.Residual
+        p.Linear,
+        p.Dropout,
+        p.Activation,
+        p.BatchNorm,
+        p.Residual,
     ]
-    assert compiled.output == p.Linear("output", 64, 10, True, "glorot_uniform", activation="softmax")
+    assert compiled.output == p.Linear(
+        "output", 64, 10, True, "glorot_uniform", activation="softmax"
+    )
     assert variant.summary() == "D0.2 -> [0] 32 relu -> [1] 64 L2(0.0001) D0.5 relu BN +[0]"
     # the input's dropout keeps its rate; the blocks' take HParams.dropout
     assert [op.rate_for(0.1) for op in compiled.ops if isinstance(op, p.Dropout)] == [0.2, 0.1]
@@ -56,7 +64,9 @@ def test_a_block_compiles_to_its_operations_in_the_documented_order():
 
 def test_batch_norm_and_missing_biases_are_counted():
     plain = Variant("test-plain", family="test", group="test", blocks=(Dense(16),))
-    no_bias = Variant("test-no-bias", family="test", group="test", blocks=(Dense(16, use_bias=False),))
+    no_bias = Variant(
+        "test-no-bias", family="test", group="test", blocks=(Dense(16, use_bias=False),)
+    )
     bn = Variant("test-bn", family="test", group="test", blocks=(Dense(16, batch_norm="pre"),))
     assert p.parameter_count(plain) == 784 * 16 + 16 + 16 * 10 + 10
     assert p.parameter_count(no_bias) == p.parameter_count(plain) - 16
@@ -64,6 +74,8 @@ def test_batch_norm_and_missing_biases_are_counted():
 
 
 def test_convolutions_that_leave_no_pixels_are_an_error_naming_the_block():
-    variant = Variant("test-too-small", family="test", group="test", blocks=(Conv(4, 5), Conv(4, 25)))
+    variant = Variant(
+        "test-too-small", family="test", group="test", blocks=(Conv(4, 5), Conv(4, 25))
+    )
     with pytest.raises(VariantError, match="'test-too-small': block 1 leaves nothing"):
         p.compile_variant(variant)

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import study_yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,6 +86,7 @@ def test_a_databricks_uri_is_one_line(tmp_path):
     assert _noise(proc.stderr + proc.stdout) == [], proc.stderr
 
 
+@pytest.mark.long
 def test_tune_with_two_workers_prints_no_third_party_line(tmp_path):
     study = tmp_path / "q.yaml"
     study.write_text(study_yaml("q", variants=["vanilla-shallow"]))

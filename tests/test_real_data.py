@@ -56,8 +56,20 @@ def test_one_epoch_compare_on_real_data(real_data, tracking_uri, client):
     result = CliRunner().invoke(
         cli,
         [
-            "compare", "--variants", "vanilla-shallow", "--limit", "5000", "--validation-size", "1000",
-            "--epochs", "1", "--batch-size", "32", "--no-model", "--data-dir", str(real_data),
+            "compare",
+            "--variants",
+            "vanilla-shallow",
+            "--limit",
+            "5000",
+            "--validation-size",
+            "1000",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--no-model",
+            "--data-dir",
+            str(real_data),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -90,8 +102,15 @@ def test_seed_003_standardises_real_fashion_mnist(real_data, tracking_uri, clien
     result = CliRunner().invoke(
         cli,
         [
-            "compare", "--study", "seed-003", "--variants", "mlp-128-64", "--epochs", "2",
-            "--data-dir", str(real_data),
+            "compare",
+            "--study",
+            "seed-003",
+            "--variants",
+            "mlp-128-64",
+            "--epochs",
+            "2",
+            "--data-dir",
+            str(real_data),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -113,4 +132,6 @@ def test_seed_003_standardises_real_fashion_mnist(real_data, tracking_uri, clien
     model = mlflow.pyfunc.load_model(child.data.tags["bench.model_uri"])
     splits = data.load("fashion_mnist", data_dir=real_data, validation_size=12000, standardize=True)
     predicted = np.argmax(model.predict(splits.raw_test_images()[:500]), axis=1)
-    assert np.mean(predicted == splits.y_test[:500]) == pytest.approx(child.data.metrics["test_accuracy"], abs=0.06)
+    assert np.mean(predicted == splits.y_test[:500]) == pytest.approx(
+        child.data.metrics["test_accuracy"], abs=0.06
+    )

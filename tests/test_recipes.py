@@ -42,10 +42,19 @@ def test_a_member_with_a_recipe_ends_its_epoch_with_the_weights_keras_gives(tiny
     optimizer, learning_rate, fields = RECIPES[recipe]
     variant = get_variant("batchnorm-shallow")  # kernels, biases and batch-norm weights all decay
     n = 64 * 12 + 32  # twelve full batches (three unrolled iterations) and a partial one
-    splits = dataclasses.replace(tiny_splits, x_train=tiny_splits.x_train[:n], y_train=tiny_splits.y_train[:n])
-    hp = HParams(optimizer=optimizer, learning_rate=learning_rate, batch_size=64, epochs=1, seed=3, **fields)
-    plain = HParams(optimizer="adam" if optimizer == "adamw" else optimizer, learning_rate=learning_rate,
-                    batch_size=64, epochs=1, seed=3)
+    splits = dataclasses.replace(
+        tiny_splits, x_train=tiny_splits.x_train[:n], y_train=tiny_splits.y_train[:n]
+    )
+    hp = HParams(
+        optimizer=optimizer, learning_rate=learning_rate, batch_size=64, epochs=1, seed=3, **fields
+    )
+    plain = HParams(
+        optimizer="adam" if optimizer == "adamw" else optimizer,
+        learning_rate=learning_rate,
+        batch_size=64,
+        epochs=1,
+        seed=3,
+    )
     # a member with the recipe beside one without: recipes are per member
     [member, other] = train_population(variant, [hp, dataclasses.replace(hp, seed=11)], splits)
     expected = _weights(_keras_epoch(variant, hp, splits))
@@ -68,16 +77,27 @@ def test_recipes_reach_keras_through_the_declared_arguments():
 def test_members_differ_in_recipe_inside_one_population(tiny_splits):
     variant = get_variant("vanilla-shallow")
     hp = HParams(optimizer="sgd", learning_rate=0.02, batch_size=64, epochs=1, seed=3)
-    members = [hp, hp.replace(momentum=0.9), hp.replace(momentum=0.9, nesterov=True, weight_decay=0.01)]
+    members = [
+        hp,
+        hp.replace(momentum=0.9),
+        hp.replace(momentum=0.9, nesterov=True, weight_decay=0.01),
+    ]
     together = train_population(variant, members, tiny_splits)
     for hparams, result in zip(members, together, strict=True):
         [alone] = train_population(variant, [hparams], tiny_splits)
         np.testing.assert_allclose(result.history["loss"], alone.history["loss"], rtol=1e-5)
 
 
-def _keras_run(variant, hp: HParams, splits, *, epochs: int = 1,
-               loss="sparse_categorical_crossentropy", one_hot: bool = False,
-               optimizer=None) -> keras.Model:
+def _keras_run(
+    variant,
+    hp: HParams,
+    splits,
+    *,
+    epochs: int = 1,
+    loss="sparse_categorical_crossentropy",
+    one_hot: bool = False,
+    optimizer=None,
+) -> keras.Model:
     """``epochs`` epochs of a plain Keras model from the member's initial weights, on the
     member's batches in the member's order (``one_hot``: the labels one-hot, for Keras'
     categorical losses)."""
@@ -99,8 +119,9 @@ def _keras_run(variant, hp: HParams, splits, *, epochs: int = 1,
 def _assert_same_weights(got: keras.Model, expected: keras.Model) -> None:
     expected_weights, got_weights = _weights(expected), _weights(got)
     for name in expected_weights:
-        np.testing.assert_allclose(got_weights[name], expected_weights[name], rtol=1e-3, atol=1e-4,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            got_weights[name], expected_weights[name], rtol=1e-3, atol=1e-4, err_msg=name
+        )
 
 
 def _small(splits, n: int = 64 * 12 + 32):
@@ -119,11 +140,18 @@ SETTINGS = {
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_a_recipe_is_set_in_the_protocol_per_variant_and_in_the_search_space(name):
     value, override, searched = SETTINGS[name]
-    study = parse_study(yaml.safe_dump({
-        "name": "recipe", "task": "fashion_mnist", "variants": ["vanilla-shallow", "vanilla-deep"],
-        "protocol": {name: value}, "overrides": {"vanilla-deep": {name: override}},
-        "search_space": {name: searched},
-    }))
+    study = parse_study(
+        yaml.safe_dump(
+            {
+                "name": "recipe",
+                "task": "fashion_mnist",
+                "variants": ["vanilla-shallow", "vanilla-deep"],
+                "protocol": {name: value},
+                "overrides": {"vanilla-deep": {name: override}},
+                "search_space": {name: searched},
+            }
+        )
+    )
     assert getattr(study.hparams(variant="vanilla-shallow"), name) == value
     assert getattr(study.hparams(variant="vanilla-deep"), name) == override
     assert study.hparams().as_params()[name] == str(value)  # logged as a param
@@ -139,8 +167,9 @@ def test_a_recipe_is_set_in_the_protocol_per_variant_and_in_the_search_space(nam
 def test_label_smoothing_matches_keras_categorical_crossentropy(tiny_splits):
     # no dropout: Keras would draw its own masks
     variant, splits = get_variant("batchnorm-shallow"), _small(tiny_splits)
-    hp = HParams(optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=1, seed=3,
-                 label_smoothing=0.2)
+    hp = HParams(
+        optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=1, seed=3, label_smoothing=0.2
+    )
     [member, plain] = train_population(variant, [hp, hp.replace(label_smoothing=0.0)], splits)
     smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)
     expected = _keras_run(variant, hp, splits, loss=smoothed, one_hot=True)
@@ -152,8 +181,11 @@ def test_label_smoothing_matches_keras_categorical_crossentropy(tiny_splits):
     probs = keras.ops.softmax(np.random.default_rng(0).normal(size=(5, 10)).astype(np.float32))
     labels = np.array([0, 3, 9, 2, 2])
     loss = make_loss(hp, 10)(labels, probs)
-    np.testing.assert_allclose(loss, keras.losses.categorical_crossentropy(
-        np.eye(10)[labels], probs, label_smoothing=0.2), rtol=1e-6)
+    np.testing.assert_allclose(
+        loss,
+        keras.losses.categorical_crossentropy(np.eye(10)[labels], probs, label_smoothing=0.2),
+        rtol=1e-6,
+    )
     assert make_loss(HParams(), 10) == "sparse_categorical_crossentropy"  # the default, as before
 
 
@@ -161,14 +193,22 @@ def test_label_smoothing_matches_keras_categorical_crossentropy(tiny_splits):
 #: the engine's schedule and the one Keras' fit gets must both give these rates.
 STEPS = 13
 KERAS_SCHEDULES = {
-    "cosine-warmup": ({"schedule": "cosine", "warmup_epochs": 1, "epochs": 3},
-                      keras.optimizers.schedules.CosineDecay(
-                          0.0, decay_steps=2 * STEPS, warmup_target=0.05, warmup_steps=STEPS)),
-    "cosine": ({"schedule": "cosine", "epochs": 3},
-               keras.optimizers.schedules.CosineDecay(0.05, decay_steps=3 * STEPS)),
-    "step": ({"schedule": "step", "epochs": 4},  # x0.1 from epoch 2, x0.01 from epoch 3
-             keras.optimizers.schedules.PiecewiseConstantDecay(
-                 [2 * STEPS - 1, 3 * STEPS - 1], [0.05, 0.005, 0.0005])),
+    "cosine-warmup": (
+        {"schedule": "cosine", "warmup_epochs": 1, "epochs": 3},
+        keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=2 * STEPS, warmup_target=0.05, warmup_steps=STEPS
+        ),
+    ),
+    "cosine": (
+        {"schedule": "cosine", "epochs": 3},
+        keras.optimizers.schedules.CosineDecay(0.05, decay_steps=3 * STEPS),
+    ),
+    "step": (
+        {"schedule": "step", "epochs": 4},  # x0.1 from epoch 2, x0.01 from epoch 3
+        keras.optimizers.schedules.PiecewiseConstantDecay(
+            [2 * STEPS - 1, 3 * STEPS - 1], [0.05, 0.005, 0.0005]
+        ),
+    ),
 }
 
 
@@ -178,17 +218,24 @@ def test_a_member_with_a_schedule_matches_keras_schedules(tiny_splits, case):
     variant, splits = get_variant("batchnorm-shallow"), _small(tiny_splits)
     hp = HParams(optimizer="sgd", learning_rate=0.05, batch_size=64, seed=3, momentum=0.5, **fields)
     [member, constant] = train_population(
-        variant, [hp, hp.replace(schedule="constant", warmup_epochs=0)], splits)
+        variant, [hp, hp.replace(schedule="constant", warmup_epochs=0)], splits
+    )
     reference = keras.optimizers.SGD(learning_rate=expected_rate, momentum=0.5)
-    _assert_same_weights(member.keras_model(),
-                         _keras_run(variant, hp, splits, epochs=hp.epochs, optimizer=reference))
+    _assert_same_weights(
+        member.keras_model(), _keras_run(variant, hp, splits, epochs=hp.epochs, optimizer=reference)
+    )
     assert member.history["loss"] != constant.history["loss"]
     # Keras' fit gets the same rates, step by step
     optimizer = make_optimizer(hp, steps_per_epoch=STEPS)
     for step in range(hp.epochs * STEPS):
         optimizer.iterations.assign(step)  # the rate Keras' optimizer uses at this update
-        np.testing.assert_allclose(float(optimizer.learning_rate), float(expected_rate(step)),
-                                   rtol=1e-6, atol=1e-9, err_msg=f"step {step}")
+        np.testing.assert_allclose(
+            float(optimizer.learning_rate),
+            float(expected_rate(step)),
+            rtol=1e-6,
+            atol=1e-9,
+            err_msg=f"step {step}",
+        )
 
 
 def test_an_unscheduled_member_keeps_a_plain_rate():
@@ -200,7 +247,9 @@ def test_an_unscheduled_member_keeps_a_plain_rate():
 
 
 def test_a_member_with_max_norm_matches_keras_maxnorm(tiny_splits):
-    variant = declare_variant({"name": "maxnorm-test", "base": "batchnorm-shallow", "max_norm": 1.0})
+    variant = declare_variant(
+        {"name": "maxnorm-test", "base": "batchnorm-shallow", "max_norm": 1.0}
+    )
     splits = _small(tiny_splits)
     hp = HParams(optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=1, seed=3)
     [member] = train_population(variant, [hp], splits)

@@ -1,4 +1,5 @@
-"""The NumPy reference network: its gradients, and the same numbers from a suite-built Keras model."""
+"""The NumPy reference network: its gradients, and the same numbers from a suite-built Keras
+model."""
 
 from __future__ import annotations
 
@@ -44,8 +45,11 @@ def test_keras_model_from_the_builder_computes_the_same(problem):
 
     x, y_true, w = problem
     variant = Variant(
-        "reference-mlp", family="reference", group="reference",
-        blocks=(Dense(3, activation="sigmoid"),), output_activation="sigmoid",
+        "reference-mlp",
+        family="reference",
+        group="reference",
+        blocks=(Dense(3, activation="sigmoid"),),
+        output_activation="sigmoid",
     )
     model = build_model(variant, input_shape=(4,), num_classes=2)
     dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
@@ -59,7 +63,9 @@ def test_keras_model_from_the_builder_computes_the_same(problem):
         y = model(xt, training=True)
         # L = 1/(2N) sum (y - y_t)^2  ==  mean over outputs of Keras MSE * outputs / 2
         loss = tf.reduce_sum(tf.square(y - yt)) / (2 * x.shape[0])
-    keras_grads = tape.gradient(loss, [dense[0].kernel, dense[0].bias, dense[1].kernel, dense[1].bias])
+    keras_grads = tape.gradient(
+        loss, [dense[0].kernel, dense[0].bias, dense[1].kernel, dense[1].bias]
+    )
 
     ref = reference.forward(x, w)
     grads, value = reference.gradients(x, y_true, w)
@@ -67,6 +73,8 @@ def test_keras_model_from_the_builder_computes_the_same(problem):
     assert float(loss) == pytest.approx(value, rel=1e-5)
     mse = keras.losses.MeanSquaredError()(yt, y)  # Keras' own loss: the mean, i.e. 2L / outputs
     assert float(mse) * y_true.shape[1] / 2 == pytest.approx(value, rel=1e-5)
-    for got, name, transpose in zip(keras_grads, ("W1", "b1", "W2", "b2"), (True, False, True, False), strict=True):
+    for got, name, transpose in zip(
+        keras_grads, ("W1", "b1", "W2", "b2"), (True, False, True, False), strict=True
+    ):
         expected = grads[name].T if transpose else grads[name]
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-6)

@@ -40,10 +40,14 @@ def test_sanitize_name_never_leaves_the_folder():
         assert (Path("/base") / cleaned).resolve().parent == Path("/base")
 
 
-def test_hostile_experiment_name_stays_inside_the_store_and_the_report_folder(write_study, tracking_uri, tmp_path):
+def test_hostile_experiment_name_stays_inside_the_store_and_the_report_folder(
+    write_study, tracking_uri, tmp_path
+):
     study = write_study("hostile", variants=["vanilla-shallow"])
     hostile = "../../escape/..//x"
-    result = CliRunner().invoke(cli, ["compare", "--study", str(study), "--experiment", hostile, "--no-model"])
+    result = CliRunner().invoke(
+        cli, ["compare", "--study", str(study), "--experiment", hostile, "--no-model"]
+    )
     assert result.exit_code == 0, result.output
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(hostile)  # MLflow keeps the name as given ...
@@ -59,13 +63,17 @@ def test_hostile_experiment_name_stays_inside_the_store_and_the_report_folder(wr
     assert ".." not in folder.name and "/" not in folder.name
 
 
-def test_hostile_optuna_study_name_keeps_its_lock_file_beside_the_storage(tmp_path, write_study, monkeypatch):
+def test_hostile_optuna_study_name_keeps_its_lock_file_beside_the_storage(
+    tmp_path, write_study, monkeypatch
+):
     study = write_study("lockname", variants=["vanilla-shallow"])
     journal = tmp_path / "store" / "optuna.journal"
     journal.parent.mkdir()
     monkeypatch.setenv(STORAGE_ENV, f"journal://{journal}")  # credentials belong in the environment
-    result = CliRunner().invoke(cli, ["tune", "--study", str(study), "--trials", "1",
-                                      "--study-name", "../../../lock-escape"])
+    result = CliRunner().invoke(
+        cli,
+        ["tune", "--study", str(study), "--trials", "1", "--study-name", "../../../lock-escape"],
+    )
     assert result.exit_code == 0, result.output
     assert journal.exists()  # the storage came from the environment variable
     locks = list(journal.parent.glob(".*.lock"))

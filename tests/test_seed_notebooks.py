@@ -39,28 +39,77 @@ NOTEBOOK_PARAMS = {
 
 # study -> (task, epochs, batch, optimizer, lr, validation, standardize, {variant: (acc, loss)})
 SEED_STUDIES = {
-    "seed-001": ("mnist", 15, 128, "adam", 0.001, 10_000, False, {
-        "mlp2-plain": (0.9815, None), "mlp2-dropout-bn": (0.9844, None),
-        "mlp3-plain": (0.9828, None), "mlp3-dropout-bn": (0.9844, None),
-        "mlp5-plain": (0.9779, None), "mlp5-dropout-bn": (0.9846, None),
-    }),
-    "seed-002": ("mnist", 10, 256, "sgd", None, 10_000, False, {
-        "lenet5-tanh-bn": (0.9875, 0.0498), "lenet5-tanh-bn-input": (0.9872, 0.0509),
-        "lenet5-tanh-dropout": (0.9294, 0.2486), "lenet5-tanh-dropout-bn": (0.9469, 0.1875),
-    }),
-    "seed-003": ("fashion_mnist", 20, 128, "adam", 0.001, 12_000, True, {
-        "mlp-128-64": (0.8878, None), "lenet5-relu": (0.8673, None),
-        "lenet5-relu-dropout": (0.8826, None), "lenet5-relu-bn": (0.7302, None),
-    }),
-    "seed-004": ("mnist", 30, 128, "rmsprop", 0.001, 10_000, False, {
-        "mlp-64-64-dropout": (0.9762, 0.1082), "mlp-400-300-dropout": (0.9836, 0.0965),
-        "mlp-64-16-l2": (0.9678, 0.1409),
-    }),
+    "seed-001": (
+        "mnist",
+        15,
+        128,
+        "adam",
+        0.001,
+        10_000,
+        False,
+        {
+            "mlp2-plain": (0.9815, None),
+            "mlp2-dropout-bn": (0.9844, None),
+            "mlp3-plain": (0.9828, None),
+            "mlp3-dropout-bn": (0.9844, None),
+            "mlp5-plain": (0.9779, None),
+            "mlp5-dropout-bn": (0.9846, None),
+        },
+    ),
+    "seed-002": (
+        "mnist",
+        10,
+        256,
+        "sgd",
+        None,
+        10_000,
+        False,
+        {
+            "lenet5-tanh-bn": (0.9875, 0.0498),
+            "lenet5-tanh-bn-input": (0.9872, 0.0509),
+            "lenet5-tanh-dropout": (0.9294, 0.2486),
+            "lenet5-tanh-dropout-bn": (0.9469, 0.1875),
+        },
+    ),
+    "seed-003": (
+        "fashion_mnist",
+        20,
+        128,
+        "adam",
+        0.001,
+        12_000,
+        True,
+        {
+            "mlp-128-64": (0.8878, None),
+            "lenet5-relu": (0.8673, None),
+            "lenet5-relu-dropout": (0.8826, None),
+            "lenet5-relu-bn": (0.7302, None),
+        },
+    ),
+    "seed-004": (
+        "mnist",
+        30,
+        128,
+        "rmsprop",
+        0.001,
+        10_000,
+        False,
+        {
+            "mlp-64-64-dropout": (0.9762, 0.1082),
+            "mlp-400-300-dropout": (0.9836, 0.0965),
+            "mlp-64-16-l2": (0.9678, 0.1409),
+        },
+    ),
 }
 
 # Epochs per model where a notebook trained its models differently.
 SEED_EPOCHS = {
-    "seed-003": {"mlp-128-64": 20, "lenet5-relu": 10, "lenet5-relu-dropout": 15, "lenet5-relu-bn": 15},
+    "seed-003": {
+        "mlp-128-64": 20,
+        "lenet5-relu": 10,
+        "lenet5-relu-dropout": 15,
+        "lenet5-relu-bn": 15,
+    },
     "seed-004": {"mlp-64-64-dropout": 30, "mlp-400-300-dropout": 20, "mlp-64-16-l2": 30},
 }
 
@@ -75,13 +124,21 @@ def test_seed_study_protocol_and_references(study):
     task, epochs, batch, optimizer, lr, validation, standardize, refs = SEED_STUDIES[study]
     s = load_study(study)
     p = s.protocol
-    assert (s.task, p.epochs, p.batch_size, p.optimizer, p.learning_rate) == (task, epochs, batch, optimizer, lr)
+    assert (s.task, p.epochs, p.batch_size, p.optimizer, p.learning_rate) == (
+        task,
+        epochs,
+        batch,
+        optimizer,
+        lr,
+    )
     assert (p.validation_size, p.standardize, p.seeds) == (validation, standardize, 1)
     assert s.variant_names == list(refs)
     for variant, (acc, loss) in refs.items():
         ref = s.references[variant]
         assert (ref.test_accuracy, ref.test_loss) == (acc, loss), variant
-        assert ref.params == NOTEBOOK_PARAMS.get(variant), variant  # every count the notebook prints
+        assert ref.params == NOTEBOOK_PARAMS.get(variant), (
+            variant
+        )  # every count the notebook prints
     assert s.notes, "a seed study says where its protocol departs from the notebook's"
     jobs = Plan.from_study(s).jobs()
     expected = SEED_EPOCHS.get(study, {v: epochs for v in refs})
@@ -90,7 +147,9 @@ def test_seed_study_protocol_and_references(study):
 
 def test_notebooks_that_validated_on_test_say_so():
     for study in ("seed-001", "seed-004"):
-        assert any("validation_data" in note and "test set" in note for note in load_study(study).notes)
+        assert any(
+            "validation_data" in note and "test set" in note for note in load_study(study).notes
+        )
 
 
 # --------------------------------------------------------------------------- wiring
@@ -100,11 +159,18 @@ def test_seed_001_initializers():
     for name in ("mlp2-plain", "mlp3-dropout-bn", "mlp5-dropout-bn"):
         model = build_model(get_variant(name))
         for layer in layers_of(model, keras.layers.Dense):
-            assert isinstance(layer.kernel_initializer, keras.initializers.RandomNormal), (name, layer.name)
+            assert isinstance(layer.kernel_initializer, keras.initializers.RandomNormal), (
+                name,
+                layer.name,
+            )
     # Model 1b's output layer was left at the Keras default.
     model = build_model(get_variant("mlp2-dropout-bn"))
-    assert isinstance(model.get_layer("b0_dense").kernel_initializer, keras.initializers.RandomNormal)
-    assert isinstance(model.get_layer("output").kernel_initializer, keras.initializers.GlorotUniform)
+    assert isinstance(
+        model.get_layer("b0_dense").kernel_initializer, keras.initializers.RandomNormal
+    )
+    assert isinstance(
+        model.get_layer("output").kernel_initializer, keras.initializers.GlorotUniform
+    )
 
 
 def test_seed_001_model_3b_order():
@@ -139,7 +205,11 @@ def test_seed_002_lenet_wiring():
 
 def test_seed_003_lenet_wiring():
     model = build_model(get_variant("lenet5-relu-dropout"))
-    assert model.get_layer("b1_conv").output.shape[1:] == (14, 14, 16)  # 'same', as the summary shows
+    assert model.get_layer("b1_conv").output.shape[1:] == (
+        14,
+        14,
+        16,
+    )  # 'same', as the summary shows
     assert model.get_layer("b2_conv").output.shape[1:] == (3, 3, 120)
     assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.1, 0.1, 0.5]
     assert inbound(model, "b0_maxpool") == ["b0_relu"]  # Dropout -> relu == relu -> Dropout
@@ -153,9 +223,9 @@ def test_seed_004_l2_model():
     model = build_model(get_variant("mlp-64-16-l2"))
     dense = layers_of(model, keras.layers.Dense)
     assert [d.units for d in dense] == [64, 16, 10]
-    assert [d.kernel_regularizer.l2 if d.kernel_regularizer else 0.0 for d in dense] == pytest.approx(
-        [1e-4, 1e-4, 0.0]
-    )
+    assert [
+        d.kernel_regularizer.l2 if d.kernel_regularizer else 0.0 for d in dense
+    ] == pytest.approx([1e-4, 1e-4, 0.0])
     assert [layer.rate for layer in layers_of(model, keras.layers.Dropout)] == [0.5]
 
 
@@ -195,7 +265,8 @@ def test_a_served_model_applies_the_standardisation(tiny_splits_factory):
     np.testing.assert_allclose(
         np.asarray(served.predict(raw, verbose=0)),
         np.asarray(model.predict(splits.x_test[:32], verbose=0)),
-        rtol=1e-4, atol=1e-5,
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 
@@ -210,11 +281,15 @@ def _study(extra: str) -> str:
 
 
 def test_overrides_apply_per_variant_and_the_command_line_beats_them():
-    study = parse_study(_study("overrides:\n  mlp-64-16-l2: {epochs: 7, batch_size: 32, learning_rate: 0.01}\n"))
+    study = parse_study(
+        _study("overrides:\n  mlp-64-16-l2: {epochs: 7, batch_size: 32, learning_rate: 0.01}\n")
+    )
     jobs = {v: hp for v, _, hp in Plan.from_study(study).jobs()}
     assert (jobs["mlp-64-64-dropout"].epochs, jobs["mlp-64-64-dropout"].batch_size) == (4, 64)
     assert (jobs["mlp-64-16-l2"].epochs, jobs["mlp-64-16-l2"].batch_size) == (7, 32)
-    assert jobs["mlp-64-16-l2"].learning_rate == 0.01 and jobs["mlp-64-16-l2"].optimizer == "rmsprop"
+    assert (
+        jobs["mlp-64-16-l2"].learning_rate == 0.01 and jobs["mlp-64-16-l2"].optimizer == "rmsprop"
+    )
     cli = {v: hp for v, _, hp in Plan.from_study(study, epochs=1).jobs()}
     assert cli["mlp-64-64-dropout"].epochs == cli["mlp-64-16-l2"].epochs == 1
     assert cli["mlp-64-16-l2"].batch_size == 32  # only what the command line gives is replaced
@@ -223,7 +298,10 @@ def test_overrides_apply_per_variant_and_the_command_line_beats_them():
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("overrides:\n  vanilla-deep: {epochs: 3}\n", "overrides for variants not in the study: vanilla-deep"),
+        (
+            "overrides:\n  vanilla-deep: {epochs: 3}\n",
+            "overrides for variants not in the study: vanilla-deep",
+        ),
         ("overrides:\n  mlp-64-16-l2: {epochs: 0}\n", "overrides.mlp-64-16-l2.epochs"),
         ("overrides:\n  mlp-64-16-l2: {epoch: 3}\n", "overrides.mlp-64-16-l2.epoch"),
         ("notes: just one string\n", "notes"),

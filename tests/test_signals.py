@@ -103,28 +103,43 @@ TUNE_LAST = [
 ]
 
 
-def _moments(rng: random.Random, anchors: list[tuple[str | None, float]], count: int, *,
-             shuffle: bool = True) -> list[Moment]:
-    """``count`` moments after the ``anchors`` (shuffled unless told), SIGTERM and SIGINT in turn."""
-    picked = (rng.sample(anchors, len(anchors)) if shuffle else anchors) * (count // len(anchors) + 1)
-    signals = [signal.SIGTERM, signal.SIGINT][rng.randrange(2):] + [signal.SIGTERM, signal.SIGINT]
+def _moments(
+    rng: random.Random, anchors: list[tuple[str | None, float]], count: int, *, shuffle: bool = True
+) -> list[Moment]:
+    """``count`` moments after the ``anchors`` (shuffled unless told), SIGTERM and SIGINT in
+    turn."""
+    picked = (rng.sample(anchors, len(anchors)) if shuffle else anchors) * (
+        count // len(anchors) + 1
+    )
+    signals = [signal.SIGTERM, signal.SIGINT][rng.randrange(2) :] + [signal.SIGTERM, signal.SIGINT]
     return [
-        Moment(after, rng.uniform(0.0, most), signals[i % 2]) for i, (after, most) in enumerate(picked[:count])
+        Moment(after, rng.uniform(0.0, most), signals[i % 2])
+        for i, (after, most) in enumerate(picked[:count])
     ]
 
 
 def _env(folder: Path) -> dict[str, str]:
     return {
-        **os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
-        "BENCH_CACHE_DIR": str(folder / "bench-cache"), "KERAS_HOME": str(folder / "keras-home"),
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
+        "BENCH_CACHE_DIR": str(folder / "bench-cache"),
+        "KERAS_HOME": str(folder / "keras-home"),
     }
 
 
 def _run(cmd: list[str], folder: Path, moment: Moment | None) -> Shot:
     """Run ``cmd`` in ``folder``; at ``moment``, signal it; wait for it to exit."""
     shot = Shot(moment, started=time.time())
-    proc = subprocess.Popen(cmd, cwd=folder, env=_env(folder), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=folder,
+        env=_env(folder),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     seen = threading.Event()
     pattern = re.compile(moment.after) if moment and moment.after else None
 
@@ -140,10 +155,16 @@ def _run(cmd: list[str], folder: Path, moment: Moment | None) -> Shot:
         if moment is not None:
             deadline = time.monotonic() + 300
             while pattern is not None and not seen.wait(0.05):
-                assert proc.poll() is None, f"{moment}: exited before the line\n" + shot.stderr[-3000:]
-                assert time.monotonic() < deadline, f"{moment}: no such line in 300 s\n" + shot.stderr[-3000:]
+                assert proc.poll() is None, (
+                    f"{moment}: exited before the line\n" + shot.stderr[-3000:]
+                )
+                assert time.monotonic() < deadline, (
+                    f"{moment}: no such line in 300 s\n" + shot.stderr[-3000:]
+                )
             time.sleep(moment.delay)
-            assert proc.poll() is None, f"{moment}: exited before the signal\n" + shot.stderr[-3000:]
+            assert proc.poll() is None, (
+                f"{moment}: exited before the signal\n" + shot.stderr[-3000:]
+            )
             shot.sent = time.time()
             if moment.sig == signal.SIGINT:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -198,8 +219,13 @@ def test_training_stops_at_the_boundary_after_the_signal(tiny_splits, engine):
         os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(stopping.Interrupted), stopping.handling():
-        training.train(get_variant("vanilla-shallow"), HParams(epochs=3, batch_size=64), tiny_splits,
-                       on_epoch=[hook], engine=engine)
+        training.train(
+            get_variant("vanilla-shallow"),
+            HParams(epochs=3, batch_size=64),
+            tiny_splits,
+            on_epoch=[hook],
+            engine=engine,
+        )
     assert epochs == [0]
 
 
@@ -228,7 +254,9 @@ def _runs(folder: Path) -> list:
     experiments = client.search_experiments(view_type=ViewType.ALL)
     if not experiments:
         return []
-    return client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=1000)
+    return client.search_runs(
+        [e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=1000
+    )
 
 
 def _trials(folder: Path, study_name: str) -> list:
@@ -237,7 +265,9 @@ def _trials(folder: Path, study_name: str) -> list:
     if not (folder / "optuna.journal").exists():
         return []
     try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(f"journal://{folder}/optuna.journal")).trials
+        return optuna.load_study(
+            study_name=study_name, storage=open_storage(f"journal://{folder}/optuna.journal")
+        ).trials
     except KeyError:
         return []
 
@@ -245,16 +275,23 @@ def _trials(folder: Path, study_name: str) -> list:
 def _last_epoch_ms(client: MlflowClient, run) -> int:
     """When the run's last epoch was logged (0: none)."""
     keys = [key for key in run.data.metrics if key in HISTORY_KEYS]
-    return max((m.timestamp for key in keys for m in client.get_metric_history(run.info.run_id, key)), default=0)
+    return max(
+        (m.timestamp for key in keys for m in client.get_metric_history(run.info.run_id, key)),
+        default=0,
+    )
 
 
 def _check_stopped(shot: Shot, folder: Path, study_name: str | None = None) -> float:
     """What must hold after every signal; returns how long after it the store was last written."""
     where = f"{shot.moment}:\n" + shot.stderr[-3000:]
     assert shot.returncode != 0, where
-    assert shot.exit_after is not None and shot.exit_after <= EXIT_WITHIN, f"exit {shot.exit_after:.1f}s after " + where
+    assert shot.exit_after is not None and shot.exit_after <= EXIT_WITHIN, (
+        f"exit {shot.exit_after:.1f}s after " + where
+    )
     errors = [line for line in shot.lines if line.startswith("error:")]
-    if shot.returncode == 130:  # else the signal came before the handlers or after the command ended
+    if (
+        shot.returncode == 130
+    ):  # else the signal came before the handlers or after the command ended
         assert errors[-1:] == [INTERRUPTED], where
     assert "Exception ignored" not in shot.stderr, where
     assert "left RUNNING by a killed" not in shot.stderr and "its worker" not in shot.stderr, where
@@ -265,18 +302,26 @@ def _check_stopped(shot: Shot, folder: Path, study_name: str | None = None) -> f
         assert run.info.status != "RUNNING", f"run {run.info.run_name} left RUNNING; " + where
         if run.info.start_time < shot.started * 1000:
             continue  # an earlier shot's, checked then
-        assert run.info.status in ("FINISHED", "KILLED"), f"{run.info.run_name} {run.info.status}; " + where
+        assert run.info.status in ("FINISHED", "KILLED"), (
+            f"{run.info.run_name} {run.info.status}; " + where
+        )
         written = max(run.info.start_time, _last_epoch_ms(client, run))
         if run.info.status == "FINISHED":
             written = max(written, run.info.end_time)
-        assert written <= limit, f"{run.info.run_name} written {written / 1000 - shot.sent:.2f}s after " + where
+        assert written <= limit, (
+            f"{run.info.run_name} written {written / 1000 - shot.sent:.2f}s after " + where
+        )
         last = max(last, written / 1000 - shot.sent)
     if study_name is not None:
         for trial in _trials(folder, study_name):
-            assert trial.state != TrialState.RUNNING, f"trial #{trial.number} left RUNNING; " + where
+            assert trial.state != TrialState.RUNNING, (
+                f"trial #{trial.number} left RUNNING; " + where
+            )
             start = trial.datetime_start.timestamp() if trial.datetime_start else 0  # None: WAITING
             if start >= shot.started:
-                assert start <= limit / 1000, f"trial #{trial.number} started {start - shot.sent:.2f}s after; " + where
+                assert start <= limit / 1000, (
+                    f"trial #{trial.number} started {start - shot.sent:.2f}s after; " + where
+                )
     return last
 
 
@@ -287,7 +332,17 @@ def _compare_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     folder.mkdir()
     study = folder / "sig.yaml"
     study.write_text(study_yaml("sig", variants=["vanilla-shallow", "batchnorm-shallow"], epochs=2))
-    cmd = [sys.executable, "-m", "bench", "compare", "--study", str(study), "--seeds", "2", "--no-model"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "compare",
+        "--study",
+        str(study),
+        "--seeds",
+        "2",
+        "--no-model",
+    ]
     shots = []
     for moment in moments:  # --fresh: each signalled run has the whole comparison ahead of it
         shot = _run([*cmd, "--fresh"], folder, moment)
@@ -299,16 +354,28 @@ def _compare_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     # The rerun resumed the last interrupted comparison: one parent FINISHED, holding exactly
     # the four runs, FINISHED and tested, whichever attempt trained them; the unfinished deleted.
     runs = _runs(folder)
-    [parent] = [r for r in runs if r.data.tags["bench.kind"] == "comparison" and r.info.status == "FINISHED"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-                and r.info.lifecycle_stage == "active"]
+    [parent] = [
+        r for r in runs if r.data.tags["bench.kind"] == "comparison" and r.info.status == "FINISHED"
+    ]
+    children = [
+        r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        and r.info.lifecycle_stage == "active"
+    ]
     assert sorted(r.info.run_name for r in children) == sorted(
-        f"{v}/s{s}" for v in ("vanilla-shallow", "batchnorm-shallow") for s in (0, 1))
+        f"{v}/s{s}" for v in ("vanilla-shallow", "batchnorm-shallow") for s in (0, 1)
+    )
     assert {r.info.status for r in children} == {"FINISHED"}
     assert all("test_accuracy" in r.data.metrics for r in children)
     assert not [r for r in runs if r.info.status not in ("FINISHED", "KILLED")]
-    assert not [r for r in runs if r.info.status == "KILLED" and r.info.lifecycle_stage == "active"
-                and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert not [
+        r
+        for r in runs
+        if r.info.status == "KILLED"
+        and r.info.lifecycle_stage == "active"
+        and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     if interrupted:
         newest = max(interrupted, key=lambda r: r.info.start_time)
         assert f"resuming comparison {newest.info.run_id}" in final.stderr, final.stderr[-3000:]
@@ -334,9 +401,16 @@ def _check_registry(folder: Path) -> dict[str, object]:
         versions = client.search_model_versions(f"name = '{model.name}'")
         for version in versions:
             run = client.get_run(version.run_id)
-            assert run.info.lifecycle_stage == "active", f"{model.name} v{version.version}: run deleted"
-            assert run.info.status == "FINISHED", f"{model.name} v{version.version}: run {run.info.status}"
-        aliases = {alias: client.get_model_version_by_alias(model.name, alias).run_id for alias in model.aliases}
+            assert run.info.lifecycle_stage == "active", (
+                f"{model.name} v{version.version}: run deleted"
+            )
+            assert run.info.status == "FINISHED", (
+                f"{model.name} v{version.version}: run {run.info.status}"
+            )
+        aliases = {
+            alias: client.get_model_version_by_alias(model.name, alias).run_id
+            for alias in model.aliases
+        }
         out[model.name] = ({v.run_id for v in versions}, aliases)
     return out
 
@@ -348,7 +422,17 @@ def _register_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     folder.mkdir()
     study = folder / "sigreg.yaml"
     study.write_text(study_yaml("sigreg", variants=["vanilla-shallow"], epochs=2))
-    cmd = [sys.executable, "-m", "bench", "compare", "--study", str(study), "--seeds", "2", "--register"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "compare",
+        "--study",
+        str(study),
+        "--seeds",
+        "2",
+        "--register",
+    ]
     shots = []
     for moment in moments:  # --fresh: each signalled run has the whole comparison ahead of it
         shot = _run([*cmd, "--fresh"], folder, moment)
@@ -358,12 +442,20 @@ def _register_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     final = _run(cmd, folder, None)
     assert final.returncode == 0, final.stderr[-3000:]
     runs = _runs(folder)
-    [parent] = [r for r in runs if r.data.tags["bench.kind"] == "comparison" and r.info.status == "FINISHED"]
-    children = {r.data.tags["bench.seed"]: r.info.run_id for r in runs if r.info.lifecycle_stage == "active"
-                and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    [parent] = [
+        r for r in runs if r.data.tags["bench.kind"] == "comparison" and r.info.status == "FINISHED"
+    ]
+    children = {
+        r.data.tags["bench.seed"]: r.info.run_id
+        for r in runs
+        if r.info.lifecycle_stage == "active"
+        and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
     assert sorted(children) == ["0", "1"]
     [(registered, aliases)] = _check_registry(folder).values()
-    assert set(children.values()) <= registered  # every finished run of the comparison is registered
+    assert (
+        set(children.values()) <= registered
+    )  # every finished run of the comparison is registered
     assert aliases == {"default": children["0"]}
     return shots
 
@@ -379,9 +471,24 @@ def _tune_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     study.write_text(study_yaml("sigtune", variants=["vanilla-shallow"], epochs=2, batch_size=64))
 
     def cmd(trials: int, population: int) -> list[str]:
-        return [sys.executable, "-m", "bench", "tune", "--study", str(study), "--workers", "2",
-                "--trials", str(trials), "--population", str(population), "--study-name", TUNE_STUDY,
-                "--storage", f"journal://{folder}/optuna.journal"]
+        return [
+            sys.executable,
+            "-m",
+            "bench",
+            "tune",
+            "--study",
+            str(study),
+            "--workers",
+            "2",
+            "--trials",
+            str(trials),
+            "--population",
+            str(population),
+            "--study-name",
+            TUNE_STUDY,
+            "--storage",
+            f"journal://{folder}/optuna.journal",
+        ]
 
     shots = []
     for i, moment in enumerate(moments, start=1):
@@ -405,17 +512,25 @@ def _tune_lane(folder: Path, moments: list[Moment]) -> list[Shot]:
     [parent] = [r for r in runs if r.data.tags.get("bench.kind") == "study"]
     assert parent.info.status == "FINISHED"
     tuned = [r for r in runs if r.data.tags.get("bench.kind") == "tuned"]
-    assert [r.info.status for r in tuned if r.info.start_time >= final.started * 1000] in (["FINISHED"], [])
+    assert [r.info.status for r in tuned if r.info.start_time >= final.started * 1000] in (
+        ["FINISHED"],
+        [],
+    )
     assert [r for r in tuned if r.info.status == "FINISHED"], "the best trial was never retrained"
     assert not [r for r in runs if r.info.status not in ("FINISHED", "KILLED")]
     return shots
 
 
+@pytest.mark.long
 def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_path, capsys):
     rng = random.Random(SEED)
     lanes = [  # every anchor once, each at a random delay after its line
         (_compare_lane, tmp_path / "compare", _moments(rng, COMPARE_ANCHORS, len(COMPARE_ANCHORS))),
-        (_tune_lane, tmp_path / "tune", _moments(rng, TUNE_ANCHORS, 3) + _moments(rng, TUNE_LAST, 2, shuffle=False)),
+        (
+            _tune_lane,
+            tmp_path / "tune",
+            _moments(rng, TUNE_ANCHORS, 3) + _moments(rng, TUNE_LAST, 2, shuffle=False),
+        ),
         (_register_lane, tmp_path / "register", _moments(rng, REGISTER_ANCHORS, 3, shuffle=False)),
     ]
     assert sum(len(moments) for _, _, moments in lanes) == 13
@@ -430,9 +545,19 @@ def test_signals_at_random_moments_stop_every_time_and_a_rerun_completes(tmp_pat
         done = [future.result() for future in futures]
     shots = [shot for lane_shots, _ in done for shot in lane_shots]
     with capsys.disabled():
-        print("\n  lanes ended after " + ", ".join(f"{folder.name} {t:.0f}s" for (_, folder, _), (_, t) in zip(lanes, done, strict=True)), end="")
+        print(
+            "\n  lanes ended after "
+            + ", ".join(
+                f"{folder.name} {t:.0f}s"
+                for (_, folder, _), (_, t) in zip(lanes, done, strict=True)
+            ),
+            end="",
+        )
         for shot in shots:
-            print(f"\n  {shot.moment}: exit {shot.returncode} {shot.exit_after:.1f}s later, "
-                  f"last write {shot.lag:+.2f}s", end="")
+            print(
+                f"\n  {shot.moment}: exit {shot.returncode} {shot.exit_after:.1f}s later, "
+                f"last write {shot.lag:+.2f}s",
+                end="",
+            )
         print()
     assert len([s for s in shots if s.sent is not None]) == 13

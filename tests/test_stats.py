@@ -13,17 +13,30 @@ from scipy import stats as sst
 from bench import stats
 
 
-def _table(means: dict[str, float], seeds: int = 5, noise: float = 0.003, setting: str = "default", seed: int = 0):
+def _table(
+    means: dict[str, float],
+    seeds: int = 5,
+    noise: float = 0.003,
+    setting: str = "default",
+    seed: int = 0,
+):
     rng = np.random.default_rng(seed)
     rows = []
     for variant, mu in means.items():
         for s in range(seeds):
             rows.append(
                 {
-                    "run": f"{variant}/s{s}", "variant": variant, "setting": setting, "seed": s,
-                    "params": 100, "status": "ok", "test_accuracy": mu + rng.normal(0, noise),
-                    "test_loss": 1 - mu + rng.normal(0, noise), "best_val_accuracy": mu,
-                    "train_seconds": 1.0, "ref_test_accuracy": 0.88 if variant == "a" else None,
+                    "run": f"{variant}/s{s}",
+                    "variant": variant,
+                    "setting": setting,
+                    "seed": s,
+                    "params": 100,
+                    "status": "ok",
+                    "test_accuracy": mu + rng.normal(0, noise),
+                    "test_loss": 1 - mu + rng.normal(0, noise),
+                    "best_val_accuracy": mu,
+                    "train_seconds": 1.0,
+                    "ref_test_accuracy": 0.88 if variant == "a" else None,
                 }
             )
     return pd.DataFrame(rows)
@@ -44,15 +57,21 @@ def test_one_seed_claims_no_spread():
 
 
 def test_aggregate_one_row_per_variant_and_setting():
-    table = pd.concat([_table({"a": 0.88, "b": 0.80}), _table({"a": 0.89}, setting="tuned", seed=1)])
+    table = pd.concat(
+        [_table({"a": 0.88, "b": 0.80}), _table({"a": 0.89}, setting="tuned", seed=1)]
+    )
     summary = stats.aggregate(table)
     assert list(zip(summary["variant"], summary["setting"], strict=True)) == [
-        ("a", "default"), ("b", "default"), ("a", "tuned")
+        ("a", "default"),
+        ("b", "default"),
+        ("a", "tuned"),
     ]
     row = summary.iloc[0]
     runs = table[(table["variant"] == "a") & (table["setting"] == "default")]
     assert row["test_accuracy_mean"] == pytest.approx(runs["test_accuracy"].mean())
-    assert row["test_accuracy_ci95_low"] < row["test_accuracy_mean"] < row["test_accuracy_ci95_high"]
+    assert (
+        row["test_accuracy_ci95_low"] < row["test_accuracy_mean"] < row["test_accuracy_ci95_high"]
+    )
     assert row["delta_vs_ref"] == pytest.approx(row["test_accuracy_mean"] - 0.88)
     assert pd.isna(summary.iloc[1]["delta_vs_ref"])  # no reference, no difference
 
@@ -105,7 +124,9 @@ def test_the_ranking_test_is_chosen_by_name_from_a_registry():
     try:
         never = stats.rank(table, posthoc="never")
         assert (never.pvalues.to_numpy() == 1.0).all() and never.groups() == [never.order]
-        assert list(never.pairs["verdict"]) == list(stats.rank(table).pairs["verdict"])  # verdicts stay paired t
+        assert list(never.pairs["verdict"]) == list(
+            stats.rank(table).pairs["verdict"]
+        )  # verdicts stay paired t
     finally:
         del stats.POSTHOC_TESTS["never"]
     with pytest.raises(ValueError, match="unknown post-hoc test"):
@@ -129,25 +150,36 @@ def test_wilcoxon_with_few_seeds_warns_it_cannot_reach_5_percent():
 
 def test_a_diverged_run_is_left_out_and_counted():
     table = _table({"a": 0.88, "b": 0.80, "c": 0.70}, seeds=4)
-    table.loc[(table["variant"] == "a") & (table["seed"] == 0), ["test_accuracy", "status"]] = [None, "diverged"]
-    table.loc[(table["variant"] == "b") & (table["seed"] == 1), "status"] = "dead"  # scored, but not healthy
+    table.loc[(table["variant"] == "a") & (table["seed"] == 0), ["test_accuracy", "status"]] = [
+        None,
+        "diverged",
+    ]
+    table.loc[(table["variant"] == "b") & (table["seed"] == 1), "status"] = (
+        "dead"  # scored, but not healthy
+    )
     ranking = stats.rank(table)
     assert list(ranking.scores.index) == [2, 3]  # the ranking: seeds where every run is healthy
-    assert ranking.pair("a", "b")["seeds"] == 2 and ranking.pair("a", "c")["seeds"] == 3  # pairs: both healthy
+    assert (
+        ranking.pair("a", "b")["seeds"] == 2 and ranking.pair("a", "c")["seeds"] == 3
+    )  # pairs: both healthy
     assert ranking.pair("b", "c")["seeds"] == 3
     assert any("1 diverged" in n and "1 dead" in n for n in ranking.notes)
     summary = stats.aggregate(table).set_index("variant")
     assert summary.loc["a", "healthy"] == 3 and summary.loc["a", "unhealthy"] == 1
     assert summary.loc["a", "excluded"] == "1 diverged" and summary.loc["c", "excluded"] == ""
     ok = table[(table["variant"] == "b") & (table["seed"] != 1)]["test_accuracy"]
-    assert summary.loc["b", "test_accuracy_mean"] == pytest.approx(ok.mean())  # the dead run's score is not in it
+    assert summary.loc["b", "test_accuracy_mean"] == pytest.approx(
+        ok.mean()
+    )  # the dead run's score is not in it
 
 
 def test_tuning_effect_is_paired_by_seed():
     default = _table({"a": 0.85, "b": 0.88}, seeds=4)
     tuned = default.copy()
     tuned["setting"] = "tuned"
-    tuned.loc[tuned["variant"] == "a", "test_accuracy"] += 0.02 + np.array([0.001, -0.001, 0.002, 0.0])
+    tuned.loc[tuned["variant"] == "a", "test_accuracy"] += 0.02 + np.array(
+        [0.001, -0.001, 0.002, 0.0]
+    )
     effect = stats.tuning_effect(pd.concat([default, tuned]))
     a = effect.set_index("variant").loc["a"]
     assert a["delta_mean"] == pytest.approx(0.0205)
@@ -176,7 +208,9 @@ def test_the_interval_and_p_value_are_bonferroni_at_the_familys_level():
     assert result.p == pytest.approx(2 * sst.t.sf(abs(t), n - 1))
     assert result.p_adjusted == pytest.approx(min(1.0, m * result.p))
     half = sst.t.ppf(1 - 0.05 / m / 2, n - 1) * se  # the 1 - alpha/m interval
-    assert (result.ci_low, result.ci_high) == pytest.approx((DIFF.mean() - half, DIFF.mean() + half))
+    assert (result.ci_low, result.ci_high) == pytest.approx(
+        (DIFF.mean() - half, DIFF.mean() + half)
+    )
     assert result.verdict == "better" and result.ci_low > 0
 
 
@@ -189,11 +223,16 @@ def test_tost_is_statsmodels_paired_tost_and_the_hand_computed_one():
     theirs = ttost_paired(a, b, -0.005, 0.005)[0]
     d = a - b
     se = d.std(ddof=1) / math.sqrt(len(d))
-    by_hand = max(sst.t.sf((d.mean() + 0.005) / se, len(d) - 1), sst.t.cdf((d.mean() - 0.005) / se, len(d) - 1))
+    by_hand = max(
+        sst.t.sf((d.mean() + 0.005) / se, len(d) - 1),
+        sst.t.cdf((d.mean() - 0.005) / se, len(d) - 1),
+    )
     assert result.tost_p_adjusted == pytest.approx(theirs) == pytest.approx(by_hand)
     assert result.tost_p_adjusted < 0.05 and result.p_adjusted >= 0.05
     assert result.verdict == "equivalent"
-    assert stats.paired_test(a - b, margin=0.0005).verdict == "inconclusive"  # a margin too tight to show
+    assert (
+        stats.paired_test(a - b, margin=0.0005).verdict == "inconclusive"
+    )  # a margin too tight to show
 
 
 def test_minimum_detectable_difference_and_seeds_needed_match_power_tables():
@@ -203,7 +242,8 @@ def test_minimum_detectable_difference_and_seeds_needed_match_power_tables():
     assert stats.detectable_difference(0.002, 5, 0.05) == pytest.approx(0.002 * 1.6820, rel=1e-3)
     assert stats.seeds_needed(0.01, 0.005, 0.05) == 34
     assert stats.seeds_needed(1e-5, 0.005, 0.05 / 15) == 2  # a margin of 500 SD: the minimum
-    # Two seeds at a Bonferroni level: statsmodels' solver fails there; the answer still has 80% power.
+    # Two seeds at a Bonferroni level: statsmodels' solver fails there; the answer still has 80%
+    # power.
     from statsmodels.stats.power import TTestPower
 
     mdd = stats.detectable_difference(1.0, 2, 0.05 / 15)
@@ -219,15 +259,21 @@ def test_a_constant_difference_gets_the_exact_sign_flip_test_not_p_zero():
     six = stats.paired_test([0.01] * 6)
     assert six.p == pytest.approx(2 / 2**6) and six.verdict == "better"
     within = stats.paired_test([0.002] * 6, margin=0.005, family=3)  # p = 3 * 2/64 > 0.05
-    assert within.tost_p_adjusted == pytest.approx(3 / 2**6) and within.verdict == "equivalent"  # TOST: 3/64
+    assert (
+        within.tost_p_adjusted == pytest.approx(3 / 2**6) and within.verdict == "equivalent"
+    )  # TOST: 3/64
 
 
 def test_identical_runs_are_not_tested():
     same = stats.paired_test([0.0, 0.0, 0.0])
     assert same.verdict == "identical scores" and same.effect == 0.0 and math.isnan(same.p)
     assert stats.paired_test([0.01]).verdict == "untested"
-    tested = stats.family_tests({"x": [0.0, 0.0], "y": [0.01, 0.02, 0.015], "z": [0.01, -0.01, 0.0]})
-    assert tested["y"].p_adjusted == pytest.approx(min(1.0, 2 * tested["y"].p))  # x is not in the family
+    tested = stats.family_tests(
+        {"x": [0.0, 0.0], "y": [0.01, 0.02, 0.015], "z": [0.01, -0.01, 0.0]}
+    )
+    assert tested["y"].p_adjusted == pytest.approx(
+        min(1.0, 2 * tested["y"].p)
+    )  # x is not in the family
 
 
 def test_every_path_handles_a_constant_difference_the_same_way():
@@ -248,9 +294,17 @@ def test_an_interval_excludes_zero_exactly_when_the_adjusted_p_is_below_alpha(se
     k, n = int(rng.integers(2, 6)), int(rng.integers(2, 9))
     means = {f"v{i}": 0.88 + rng.normal(0, 0.004) for i in range(k)}
     table = _table(means, seeds=n, noise=float(rng.uniform(0.0005, 0.006)), seed=seed)
-    tuned = table.assign(setting="tuned", test_accuracy=table["test_accuracy"] + rng.normal(0.002, 0.003, len(table)))
-    factorial = stats.factorial(_factorial_table(n, float(rng.uniform(0.001, 0.01)), seed), "default", FACTORS)
-    frames = [stats.rank(table).pairs, stats.tuning_effect(pd.concat([table, tuned])), factorial.contrasts]
+    tuned = table.assign(
+        setting="tuned", test_accuracy=table["test_accuracy"] + rng.normal(0.002, 0.003, len(table))
+    )
+    factorial = stats.factorial(
+        _factorial_table(n, float(rng.uniform(0.001, 0.01)), seed), "default", FACTORS
+    )
+    frames = [
+        stats.rank(table).pairs,
+        stats.tuning_effect(pd.concat([table, tuned])),
+        factorial.contrasts,
+    ]
     for frame in frames:
         tested = frame[frame["test"] == "paired t"]
         excludes = (tested["ci_low"] > 0) | (tested["ci_high"] < 0)
@@ -282,33 +336,50 @@ def test_the_omnibus_is_friedman_with_the_f_correction():
 # --------------------------------------------------------------------------- factor contrasts
 
 FACTORS = {
-    "family": {"vanilla": ["vanilla-shallow", "vanilla-deep"], "dropout": ["dropout-shallow", "dropout-deep"],
-               "batchnorm": ["batchnorm-shallow", "batchnorm-deep"]},
-    "depth": {"shallow": ["vanilla-shallow", "dropout-shallow", "batchnorm-shallow"],
-              "deep": ["vanilla-deep", "dropout-deep", "batchnorm-deep"]},
+    "family": {
+        "vanilla": ["vanilla-shallow", "vanilla-deep"],
+        "dropout": ["dropout-shallow", "dropout-deep"],
+        "batchnorm": ["batchnorm-shallow", "batchnorm-deep"],
+    },
+    "depth": {
+        "shallow": ["vanilla-shallow", "dropout-shallow", "batchnorm-shallow"],
+        "deep": ["vanilla-deep", "dropout-deep", "batchnorm-deep"],
+    },
 }
 
 
 def _factorial_table(seeds: int, noise: float, seed: int = 0) -> pd.DataFrame:
-    """3 families x 2 depths; deep is 0.01 better, the families are alike; a per-seed offset shared by all."""
-    means = {f"{fam}-{depth}": 0.88 + (0.01 if depth == "deep" else 0.0)
-             for fam in FACTORS["family"] for depth in FACTORS["depth"]}
+    """3 families x 2 depths; deep is 0.01 better, the families are alike; a per-seed offset
+    shared by all."""
+    means = {
+        f"{fam}-{depth}": 0.88 + (0.01 if depth == "deep" else 0.0)
+        for fam in FACTORS["family"]
+        for depth in FACTORS["depth"]
+    }
     table = _table(means, seeds=seeds, noise=noise, seed=seed)
     return table.assign(test_accuracy=table["test_accuracy"] + 0.005 * np.sin(table["seed"]))
 
 
 def test_contrasts_find_the_injected_main_effect_with_enough_seeds():
-    f = stats.factorial(_factorial_table(seeds=20, noise=0.001, seed=1), "default", FACTORS, margin=0.005)
+    f = stats.factorial(
+        _factorial_table(seeds=20, noise=0.001, seed=1), "default", FACTORS, margin=0.005
+    )
     rows = f.contrasts.set_index("contrast")
     assert rows.loc["deep - shallow", "effect"] == pytest.approx(0.01, abs=0.001)
     assert rows.loc["deep - shallow", "verdict"] == "better"
     family = f.contrasts[f.contrasts["term"] == "family"]
-    assert list(family["contrast"]) == ["dropout - vanilla", "batchnorm - vanilla", "batchnorm - dropout"]
+    assert list(family["contrast"]) == [
+        "dropout - vanilla",
+        "batchnorm - vanilla",
+        "batchnorm - dropout",
+    ]
     assert (family["verdict"] == "equivalent").all()
     interaction = f.contrasts[f.contrasts["term"] == "depth × family"]
-    assert list(interaction["contrast"]) == ["(deep - shallow) at dropout - at vanilla",
-                                             "(deep - shallow) at batchnorm - at vanilla",
-                                             "(deep - shallow) at batchnorm - at dropout"]
+    assert list(interaction["contrast"]) == [
+        "(deep - shallow) at dropout - at vanilla",
+        "(deep - shallow) at batchnorm - at vanilla",
+        "(deep - shallow) at batchnorm - at dropout",
+    ]
     assert (interaction["verdict"] == "equivalent").all()
     # Bonferroni within the family term: 3 contrasts
     assert (family["p_adjusted"] == np.minimum(1.0, 3 * family["p"])).all()
@@ -320,26 +391,35 @@ def test_contrasts_find_the_injected_main_effect_with_enough_seeds():
 
 
 def test_contrasts_with_three_noisy_seeds_are_inconclusive():
-    f = stats.factorial(_factorial_table(seeds=3, noise=0.01, seed=3), "default", FACTORS, margin=0.005)
+    f = stats.factorial(
+        _factorial_table(seeds=3, noise=0.01, seed=3), "default", FACTORS, margin=0.005
+    )
     assert (f.contrasts["verdict"] == "inconclusive").all()
     assert (f.contrasts["mdd"] > 0.01).all() and (f.contrasts["seeds_needed"] > 3).all()
 
 
 def test_a_seed_missing_a_cell_is_dropped_from_the_contrasts():
     table = _factorial_table(seeds=5, noise=0.001)
-    table.loc[(table["variant"] == "dropout-deep") & (table["seed"] == 2), ["status", "test_accuracy"]] = [
-        "diverged", None]
+    table.loc[
+        (table["variant"] == "dropout-deep") & (table["seed"] == 2), ["status", "test_accuracy"]
+    ] = ["diverged", None]
     f = stats.factorial(table, "default", FACTORS)
     assert (f.seeds, f.dropped) == (4, 1) and (f.contrasts["seeds"] == 4).all()
     assert any("1 seed(s) left out" in n for n in f.notes)
 
 
 def test_factors_derive_from_family_and_group_only_for_a_complete_crossed_design():
-    rows = [(f"{fam}-{g}", fam, g) for fam in ("vanilla", "dropout", "batchnorm") for g in ("shallow", "deep")]
+    rows = [
+        (f"{fam}-{g}", fam, g)
+        for fam in ("vanilla", "dropout", "batchnorm")
+        for g in ("shallow", "deep")
+    ]
     derived = stats.derive_factors(rows)
     assert list(derived) == ["family", "group"]
-    assert derived["group"] == {"shallow": ["vanilla-shallow", "dropout-shallow", "batchnorm-shallow"],
-                                "deep": ["vanilla-deep", "dropout-deep", "batchnorm-deep"]}
+    assert derived["group"] == {
+        "shallow": ["vanilla-shallow", "dropout-shallow", "batchnorm-shallow"],
+        "deep": ["vanilla-deep", "dropout-deep", "batchnorm-deep"],
+    }
     assert stats.derive_factors(rows[:-1]) is None  # batchnorm-deep missing
     assert stats.derive_factors([r for r in rows if r[2] == "shallow"]) is None  # one level
     assert stats.loads_factors(stats.dumps_factors(derived)) == derived
@@ -351,11 +431,24 @@ def test_factors_derive_from_family_and_group_only_for_a_complete_crossed_design
     [
         ({"depth": {"shallow": ["a"]}}, "needs 2 or more levels"),
         ({"depth": {"shallow": ["a", "b"], "deep": ["b"]}}, "b in more than one level"),
-        ({"depth": {"shallow": ["a"], "deep": ["zzz"]}}, "not in the study: zzz; known: a, b, c, d"),
-        ({"depth": {"shallow": ["a", "b"], "deep": ["c", "d"]}, "family": {"x": ["a", "c"], "y": ["b"]}},
-         "sorts other variants"),
-        ({"depth": {"shallow": ["a", "b"], "deep": ["c"]}, "family": {"x": ["a", "c"], "y": ["b"]}},
-         "not crossed: no variant is 'deep' and 'y'"),
+        (
+            {"depth": {"shallow": ["a"], "deep": ["zzz"]}},
+            "not in the study: zzz; known: a, b, c, d",
+        ),
+        (
+            {
+                "depth": {"shallow": ["a", "b"], "deep": ["c", "d"]},
+                "family": {"x": ["a", "c"], "y": ["b"]},
+            },
+            "sorts other variants",
+        ),
+        (
+            {
+                "depth": {"shallow": ["a", "b"], "deep": ["c"]},
+                "family": {"x": ["a", "c"], "y": ["b"]},
+            },
+            "not crossed: no variant is 'deep' and 'y'",
+        ),
     ],
 )
 def test_declared_factors_must_partition_the_variants_into_a_crossed_design(factors, message):

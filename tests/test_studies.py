@@ -53,7 +53,9 @@ def _toy_variants(path: Path) -> str | None:
     """All of a study's variants, unless earlier study files already ran every one of them
     (default, best-epoch and seed-000 differ only in protocol): then its first is enough."""
     names = load_study(path).variant_names
-    earlier = {name for p in STUDY_FILES[: STUDY_FILES.index(path)] for name in load_study(p).variant_names}
+    earlier = {
+        name for p in STUDY_FILES[: STUDY_FILES.index(path)] for name in load_study(p).variant_names
+    }
     return names[0] if set(names) <= earlier else None
 
 
@@ -64,13 +66,26 @@ def test_every_registered_variant_is_in_a_study():
     assert set(list_variants()) <= listed
 
 
-@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
+#: The default study and seed 000's in the default run; every other study in the ``long`` run.
+QUICK_STUDIES = ("default", "seed-000")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p if p.stem in QUICK_STUDIES else pytest.param(p, marks=pytest.mark.long)
+        for p in STUDY_FILES
+    ],
+    ids=lambda p: p.stem,
+)
 def test_every_study_runs_at_toy_size(path, tracking_uri, client, tmp_path):
     """The study's variants, one epoch each, on the tiny data; everything finishes and the
     study's figures, tables, notes and reference numbers land in MLflow."""
     study = load_study(path)
     subset = _toy_variants(path)
-    settings = Plan.from_study(study, epochs=1, validation_size=TINY_VALIDATION, seeds=1, variants=subset)
+    settings = Plan.from_study(
+        study, epochs=1, validation_size=TINY_VALIDATION, seeds=1, variants=subset
+    )
     assert settings.variants == (tuple(study.variant_names) if subset is None else (subset,))
     result = run_comparison(settings, log_models=False)
 
@@ -91,13 +106,30 @@ def test_every_study_runs_at_toy_size(path, tracking_uri, client, tmp_path):
             # at least twice chance (0.1) after 17 steps of batch 128, dropout-deep's 0.5 included
             assert child.data.metrics["val_accuracy"] > 0.2, child.data.params["variant"]
         assert child.data.metrics["epochs_run"] == 1
+        # The notebook's numbers are context (tags), never hyperparameters (params).
+        assert not [k for k in child.data.params if k.startswith("ref.")]
+        ref = study.references.get(child.data.params["variant"])
+        if (
+            ref is not None
+            and ref.test_accuracy is not None
+            and study.task == child.data.params["task"]
+        ):
+            assert float(child.data.tags["ref.test_accuracy"]) == ref.test_accuracy
         variant = get_variant(child.data.params["variant"])
         paths = artifact_paths(client, child.info.run_id)
-        assert {"figures/learning_curves.png", "figures/test_predictions.png", "history.csv"} <= paths
+        assert {
+            "figures/learning_curves.png",
+            "figures/test_predictions.png",
+            "history.csv",
+        } <= paths
         # Every batch-norm layer's parameters, one row per channel (seed 002).
         assert ("batch_norm/parameters.csv" in paths) == variant.has_batch_norm
         if variant.has_batch_norm:
-            bn = pd.read_csv(download(client, child.info.run_id, "batch_norm/parameters.csv", tmp_path / variant.name))
+            bn = pd.read_csv(
+                download(
+                    client, child.info.run_id, "batch_norm/parameters.csv", tmp_path / variant.name
+                )
+            )
             model = build_model(variant)
             expected = [layer.moving_mean.shape[0] for layer in model.layers if "bn" in layer.name]
             assert bn.groupby("layer", sort=False).size().tolist() == expected
@@ -108,8 +140,12 @@ def test_every_study_runs_at_toy_size(path, tracking_uri, client, tmp_path):
     parent = parents[0].info.run_id
     paths = artifact_paths(client, parent)
     assert {
-        "comparison.csv", "comparison.md", "dataset/summary.md", "dataset/class_balance.csv",
-        "dataset/samples_development.png", "dataset/samples_test.png",
+        "comparison.csv",
+        "comparison.md",
+        "dataset/summary.md",
+        "dataset/class_balance.csv",
+        "dataset/samples_development.png",
+        "dataset/samples_test.png",
     } <= paths
     # Seed 001's figure wherever some family was run at two depths or more.
     depths = {}
@@ -148,7 +184,12 @@ def test_seed_000_protocol():
     assert study.variant_names == list(SEED_000)
     p = study.protocol
     assert (p.epochs, p.batch_size, p.optimizer, p.learning_rate, p.seeds, p.validation_size) == (
-        50, 32, "adam", 0.001, 1, 10_000,
+        50,
+        32,
+        "adam",
+        0.001,
+        1,
+        10_000,
     )
 
 
@@ -181,7 +222,8 @@ BROKEN = {
     "empty-file": ("", "must be a mapping"),
     "unknown-key": (study_yaml("toy") + "epochz: 3\n", "epochz: Extra inputs are not permitted"),
     "unknown-protocol-key": (
-        study_yaml("toy").replace("protocol:\n", "protocol:\n  epoch: 3\n"), "protocol.epoch"
+        study_yaml("toy").replace("protocol:\n", "protocol:\n  epoch: 3\n"),
+        "protocol.epoch",
     ),
     "wrong-type": (study_yaml("toy").replace("epochs: 1", 'epochs: "ten"'), "protocol.epochs"),
     "zero-epochs": (study_yaml("toy").replace("epochs: 1", "epochs: 0"), "protocol.epochs"),
@@ -193,21 +235,35 @@ BROKEN = {
     "missing-task": ("name: toy\nvariants: [vanilla-shallow]\n", "task: Field required"),
     "bad-name": (study_yaml("toy").replace("name: toy", "name: ../escape"), "name"),
     "reference-for-another-variant": (
-        study_yaml("toy", variants=["vanilla-shallow"], references={"vanilla-deep": {"test_accuracy": 0.9}}),
+        study_yaml(
+            "toy", variants=["vanilla-shallow"], references={"vanilla-deep": {"test_accuracy": 0.9}}
+        ),
         "references for variants not in the study: vanilla-deep",
     ),
     "reference-accuracy-above-1": (
-        study_yaml("toy", variants=["vanilla-shallow"], references={"vanilla-shallow": {"test_accuracy": 88.06}}),
+        study_yaml(
+            "toy",
+            variants=["vanilla-shallow"],
+            references={"vanilla-shallow": {"test_accuracy": 88.06}},
+        ),
         "references.vanilla-shallow.test_accuracy",
     ),
     "margin-0": (study_yaml("toy") + "equivalence_margin: 0\n", "equivalence_margin"),
     "margin-in-points": (study_yaml("toy") + "equivalence_margin: 1.5\n", "equivalence_margin"),
     "unknown-posthoc": (study_yaml("toy") + "posthoc: nemenyi\n", "unknown test 'nemenyi'"),
     # Strict types (issue 27, J): no bool or text where a number goes.
-    "epochs-true": (study_yaml("toy").replace("epochs: 1", "epochs: true"), "protocol.epochs: Input should be a valid integer"),
-    "epochs-quoted": (study_yaml("toy").replace("epochs: 1", 'epochs: "1"'), "protocol.epochs: Input should be a valid integer"),
-    "batch-size-choice-true": (study_yaml("toy") + "search_space: {batch_size: {choices: [true, 64]}}\n",
-                               "search_space.batch_size.choices.0"),
+    "epochs-true": (
+        study_yaml("toy").replace("epochs: 1", "epochs: true"),
+        "protocol.epochs: Input should be a valid integer",
+    ),
+    "epochs-quoted": (
+        study_yaml("toy").replace("epochs: 1", 'epochs: "1"'),
+        "protocol.epochs: Input should be a valid integer",
+    ),
+    "batch-size-choice-true": (
+        study_yaml("toy") + "search_space: {batch_size: {choices: [true, 64]}}\n",
+        "search_space.batch_size.choices.0",
+    ),
     # Malformed keys (issue 27, N): one line naming the file, not an internal error.
     "list-key": (study_yaml("toy") + "[a, b]: 1\n", "a key must be a name, not a list"),
     "map-key": (study_yaml("toy") + "? {a: 1}\n: 2\n", "a key must be a name, not a dict"),
@@ -216,7 +272,8 @@ BROKEN = {
         "level 'bn' names variants not in the study: vanilla-deep",
     ),
     "factor-with-one-level": (
-        study_yaml("toy") + "factors: {bn: {plain: [vanilla-shallow, batchnorm-shallow]}}\n", "needs 2 or more levels",
+        study_yaml("toy") + "factors: {bn: {plain: [vanilla-shallow, batchnorm-shallow]}}\n",
+        "needs 2 or more levels",
     ),
 }
 
@@ -237,20 +294,40 @@ def test_malformed_studies_name_the_file(case, tmp_path):
 def test_a_study_declares_its_margin_and_factors_and_logs_them_for_the_report():
     from bench import stats
 
-    text = study_yaml("toy", variants=["vanilla-shallow", "vanilla-deep", "batchnorm-shallow", "batchnorm-residual-deep"])
-    declared = parse_study(text + "equivalence_margin: 0.01\nfactors:\n  depth:\n"
-                           "    shallow: [vanilla-shallow, batchnorm-shallow]\n"
-                           "    deep: [vanilla-deep, batchnorm-residual-deep]\n")
+    text = study_yaml(
+        "toy",
+        variants=[
+            "vanilla-shallow",
+            "vanilla-deep",
+            "batchnorm-shallow",
+            "batchnorm-residual-deep",
+        ],
+    )
+    declared = parse_study(
+        text + "equivalence_margin: 0.01\nfactors:\n  depth:\n"
+        "    shallow: [vanilla-shallow, batchnorm-shallow]\n"
+        "    deep: [vanilla-deep, batchnorm-residual-deep]\n"
+    )
     params = declared.analysis_params(declared.variant_names)
     assert params["equivalence_margin"] == 0.01 and params["posthoc"] == "ttest"
-    assert parse_study(text + "posthoc: wilcoxon\n").analysis_params(["vanilla-shallow"])["posthoc"] == "wilcoxon"
+    assert (
+        parse_study(text + "posthoc: wilcoxon\n").analysis_params(["vanilla-shallow"])["posthoc"]
+        == "wilcoxon"
+    )
     assert stats.loads_factors(params["factors"]) == {
-        "depth": {"shallow": ["vanilla-shallow", "batchnorm-shallow"], "deep": ["vanilla-deep", "batchnorm-residual-deep"]}
+        "depth": {
+            "shallow": ["vanilla-shallow", "batchnorm-shallow"],
+            "deep": ["vanilla-deep", "batchnorm-residual-deep"],
+        }
     }
-    assert declared.analysis(["vanilla-shallow", "vanilla-deep"]).factors == {  # a comparison of some variants
+    assert declared.analysis(
+        ["vanilla-shallow", "vanilla-deep"]
+    ).factors == {  # a comparison of some variants
         "depth": {"shallow": ["vanilla-shallow"], "deep": ["vanilla-deep"]}
     }
-    assert declared.analysis(["vanilla-shallow", "batchnorm-shallow"]).factors is None  # one level left
+    assert (
+        declared.analysis(["vanilla-shallow", "batchnorm-shallow"]).factors is None
+    )  # one level left
     derived = parse_study(text)  # no factors declared: family x group, a complete 2 x 2
     assert derived.equivalence_margin == 0.005
     assert list(derived.analysis(derived.variant_names).factors) == ["family", "group"]
@@ -270,8 +347,14 @@ def test_settings_override_only_what_is_given(tmp_path):
     assert plain.hparams.learning_rate == 0.01 and plain.hparams.epochs == 1
     assert plain.seeds == (0, 1, 2)
     assert plain.validation_size == TINY_VALIDATION
-    changed = Plan.from_study(study, epochs=4, batch_size=64, learning_rate=0.5, seeds=1, task="mnist")
-    assert (changed.hparams.epochs, changed.hparams.batch_size, changed.hparams.learning_rate) == (4, 64, 0.5)
+    changed = Plan.from_study(
+        study, epochs=4, batch_size=64, learning_rate=0.5, seeds=1, task="mnist"
+    )
+    assert (changed.hparams.epochs, changed.hparams.batch_size, changed.hparams.learning_rate) == (
+        4,
+        64,
+        0.5,
+    )
     assert changed.seeds == (0,) and changed.task == "mnist"
     assert Path(path).is_file()
 
@@ -279,8 +362,14 @@ def test_settings_override_only_what_is_given(tmp_path):
 def test_yaml_merge_keys_and_yaml_1_2_floats_are_read_as_a_reader_expects():
     """A valid merge key (<<: *anchor) is not malformed (issue 27, N), and 1e-3 is a number
     (YAML 1.2; PyYAML alone reads it as text, which strict types would refuse)."""
-    study = parse_study("name: toy\ntask: fashion_mnist\nvariants: [vanilla-shallow]\n"
-                        "search_space: {learning_rate: &lr {low: 1e-5, high: 1e-2, log: true}}\n"
-                        "protocol:\n  <<: {epochs: 2, learning_rate: 1e-3}\n  batch_size: 64\n")
-    assert study.protocol.epochs == 2 and study.protocol.learning_rate == 0.001 and study.protocol.batch_size == 64
+    study = parse_study(
+        "name: toy\ntask: fashion_mnist\nvariants: [vanilla-shallow]\n"
+        "search_space: {learning_rate: &lr {low: 1e-5, high: 1e-2, log: true}}\n"
+        "protocol:\n  <<: {epochs: 2, learning_rate: 1e-3}\n  batch_size: 64\n"
+    )
+    assert (
+        study.protocol.epochs == 2
+        and study.protocol.learning_rate == 0.001
+        and study.protocol.batch_size == 64
+    )
     assert study.search_space.learning_rate.low == 1e-5

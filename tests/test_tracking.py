@@ -85,7 +85,9 @@ class Compared:
         return self.client.get_run(self.result.parent_run_id)
 
     def child(self, variant: str):
-        [run] = [r for r in children_of(self.client, self.parent) if r.data.params["variant"] == variant]
+        [run] = [
+            r for r in children_of(self.client, self.parent) if r.data.params["variant"] == variant
+        ]
         return run
 
     def row(self, variant: str) -> pd.Series:
@@ -180,7 +182,7 @@ def test_one_child_per_variant_with_params_and_tags(compared):
             "batch_size": "32",
             "optimizer": "adam",
             "learning_rate": "0.001",
-            "dropout": "default",
+            "dropout": str(variant.dropout_rate or 0.0),  # the rate it trains with, as a number
             "params": str(compared.row(variant.name)["params"]),
             "split.train": str(TINY_TRAIN - TINY_VALIDATION),
             "split.validation": str(TINY_VALIDATION),
@@ -199,7 +201,9 @@ def test_metric_histories_have_one_step_per_epoch(compared):
         assert result.run_id == run_id
         for key in HISTORY_KEYS:
             history = compared.client.get_metric_history(run_id, key)
-            assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(EPOCHS)), key
+            assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(EPOCHS)), (
+                key
+            )
             values = [m.value for m in sorted(history, key=lambda m: m.step)]
             assert values == pytest.approx(result.history[key], rel=1e-12), key
 
@@ -214,11 +218,13 @@ def test_test_metrics_equal_the_table(compared):
         assert metrics["test_loss"] == pytest.approx(row["test_loss"], abs=1e-12)
         assert metrics["best_val_accuracy"] == pytest.approx(row["best_val_accuracy"], abs=1e-12)
         assert metrics["epochs_run"] == EPOCHS
-        assert metrics["best_epoch"] == row["best_epoch"] - 1  # 0-based in MLflow, 1-based in the table
+        assert (
+            metrics["best_epoch"] == row["best_epoch"] - 1
+        )  # 0-based in MLflow, 1-based in the table
         # The parent's description (the run page's first paragraph) lists every run's scores.
         note = compared.parent.data.tags["mlflow.note.content"]
-        assert re.search(rf"^\| {re.escape(variant)} +\| +{row['test_accuracy']:.4f} +\| +{row['test_loss']:.4f} ",
-                         note, re.MULTILINE), note
+        scores = rf"{row['test_accuracy']:.4f} +\| +{row['test_loss']:.4f} "
+        assert re.search(rf"^\| {re.escape(variant)} +\| +{scores}", note, re.MULTILINE), note
     # One metric on the parent: none per run (MLflow would draw each as a chart of its own).
     assert set(compared.parent.data.metrics) == {"best_test_accuracy"}
     assert compared.parent.data.metrics["best_test_accuracy"] == pytest.approx(
@@ -241,15 +247,22 @@ def test_child_artifacts(compared, tmp_path):
             assert download(compared.client, run_id, png, tmp_path / variant).read_bytes()[:8] == (
                 b"\x89PNG\r\n\x1a\n"
             )
-        cm = pd.read_csv(download(compared.client, run_id, "confusion_matrix.csv", tmp_path / variant), index_col=0)
+        cm = pd.read_csv(
+            download(compared.client, run_id, "confusion_matrix.csv", tmp_path / variant),
+            index_col=0,
+        )
         assert list(cm.columns) == list(data.FASHION_CLASSES)
         assert list(cm.index) == list(data.FASHION_CLASSES)
         assert int(cm.to_numpy().sum()) == TINY_TEST
-        assert np.trace(cm.to_numpy()) / TINY_TEST == pytest.approx(compared.row(variant)["test_accuracy"])
+        assert np.trace(cm.to_numpy()) / TINY_TEST == pytest.approx(
+            compared.row(variant)["test_accuracy"]
+        )
         history = pd.read_csv(download(compared.client, run_id, "history.csv", tmp_path / variant))
         assert list(history.columns) == ["epoch", *HISTORY_KEYS]
         assert history["epoch"].tolist() == list(range(EPOCHS))
-        logged = sorted(compared.client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step)
+        logged = sorted(
+            compared.client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step
+        )
         assert history["val_accuracy"].tolist() == pytest.approx([m.value for m in logged])
 
 
@@ -268,11 +281,15 @@ def test_parent_artifacts(compared, tmp_path):
     table = pd.read_csv(download(compared.client, run_id, "comparison.csv", tmp_path))
     assert table["run"].tolist() == list(VARIANTS)
     assert table["status"].tolist() == ["ok", "ok"]
-    assert table["test_accuracy"].tolist() == pytest.approx(compared.result.table["test_accuracy"].tolist())
+    assert table["test_accuracy"].tolist() == pytest.approx(
+        compared.result.table["test_accuracy"].tolist()
+    )
     assert table["params"].tolist() == [101_770, 1_732_618]
     markdown = download(compared.client, run_id, "comparison.md", tmp_path).read_text()
     assert all(v in markdown for v in VARIANTS)
-    balance = pd.read_csv(download(compared.client, run_id, "dataset/class_balance.csv", tmp_path), index_col=0)
+    balance = pd.read_csv(
+        download(compared.client, run_id, "dataset/class_balance.csv", tmp_path), index_col=0
+    )
     assert list(balance.index) == list(data.FASHION_CLASSES)
     assert balance["train"].tolist() == [(TINY_TRAIN - TINY_VALIDATION) // 10] * 10
     assert balance["validation"].tolist() == [TINY_VALIDATION // 10] * 10
@@ -298,7 +315,9 @@ def test_logged_model_serves_raw_uint8_images(compared, variant):
     # The served model makes exactly the predictions behind the logged confusion matrix.
     k = 10
     confusion = np.bincount(splits.y_test * k + predicted, minlength=k * k).reshape(k, k)
-    logged = compared.client.download_artifacts(child.info.run_id, "confusion_matrix.csv", str(Path.cwd()))
+    logged = compared.client.download_artifacts(
+        child.info.run_id, "confusion_matrix.csv", str(Path.cwd())
+    )
     assert np.array_equal(confusion, pd.read_csv(logged, index_col=0).to_numpy())
     signature = model.metadata.get_input_schema().inputs[0]
     assert signature.type == np.dtype(np.uint8)
@@ -325,7 +344,12 @@ def test_several_seeds_give_one_child_each(tmp_path, client):
 
 def test_a_diverged_run_is_recorded_not_hidden(tmp_path, client):
     path = write_toy_study(
-        tmp_path, "toy-diverge", variants=["vanilla-shallow"], optimizer="sgd", learning_rate=1e6, epochs=3
+        tmp_path,
+        "toy-diverge",
+        variants=["vanilla-shallow"],
+        optimizer="sgd",
+        learning_rate=1e6,
+        epochs=3,
     )
     result = run_comparison(Plan.from_study(load_study(path)), log_models=True)
     [parent] = parents(client, result.experiment_id)
@@ -352,7 +376,8 @@ def toy_two(tmp_path) -> Plan:
 
 
 def _train_failing_on(monkeypatch, call: int, exc: BaseException) -> list[str]:
-    """Make the ``call``-th training of a population (1-based) raise ``exc``, as seen from bench.compare."""
+    """Make the ``call``-th training of a population (1-based) raise ``exc``, as seen from
+    bench.compare."""
     calls: list[str] = []
     real = compare.training.train_population
 
@@ -379,7 +404,9 @@ def test_a_failing_run_ends_failed_never_running(monkeypatch, toy_two, client):
     [parent] = [r for r in runs if r.data.tags.get("bench.kind") == "comparison"]
     assert parent.info.status == "FAILED"
     assert "RuntimeError: injected failure in training" in parent.data.tags["bench.error"]
-    by_variant = {r.data.params["variant"]: r for r in runs if r.data.tags.get("bench.kind") == "train"}
+    by_variant = {
+        r.data.params["variant"]: r for r in runs if r.data.tags.get("bench.kind") == "train"
+    }
     assert by_variant["vanilla-shallow"].info.status == "FINISHED"
     assert "bench.error" not in by_variant["vanilla-shallow"].data.tags
     failed = by_variant["batchnorm-shallow"]
@@ -394,7 +421,12 @@ def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch
     trained again, and the outcome covers every run. A finished comparison is never
     reopened, and ``fresh`` starts a new one."""
     settings = Plan.from_study(
-        load_study(write_toy_study(tmp_path, "toy-resume", variants=["vanilla-shallow", "batchnorm-shallow"])), seeds=2
+        load_study(
+            write_toy_study(
+                tmp_path, "toy-resume", variants=["vanilla-shallow", "batchnorm-shallow"]
+            )
+        ),
+        seeds=2,
     )
     real = compare.training.train_population
     _train_failing_on(monkeypatch, 2, KeyboardInterrupt())
@@ -404,8 +436,10 @@ def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch
     assert first.info.status == "KILLED"
     before = {r.info.run_name: r for r in children_of(client, first)}
     assert {n: r.info.status for n, r in before.items()} == {
-        "vanilla-shallow/s0": "FINISHED", "vanilla-shallow/s1": "FINISHED",
-        "batchnorm-shallow/s0": "KILLED", "batchnorm-shallow/s1": "KILLED",
+        "vanilla-shallow/s0": "FINISHED",
+        "vanilla-shallow/s1": "FINISHED",
+        "batchnorm-shallow/s0": "KILLED",
+        "batchnorm-shallow/s1": "KILLED",
     }
 
     calls = _train_failing_on(monkeypatch, 0, RuntimeError("never"))  # counts, never fails
@@ -415,11 +449,16 @@ def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch
     parent = client.get_run(first.info.run_id)
     assert parent.info.status == "FINISHED"
     after = {r.info.run_name: r for r in children_of(client, parent)}
-    assert sorted(after) == sorted(before) and {r.info.status for r in after.values()} == {"FINISHED"}
+    assert sorted(after) == sorted(before) and {r.info.status for r in after.values()} == {
+        "FINISHED"
+    }
     for name in ("vanilla-shallow/s0", "vanilla-shallow/s1"):  # the very same runs
         assert after[name].info.run_id == before[name].info.run_id
         assert after[name].info.end_time == before[name].info.end_time
-    for name in ("batchnorm-shallow/s0", "batchnorm-shallow/s1"):  # trained again, the old ones deleted
+    for name in (
+        "batchnorm-shallow/s0",
+        "batchnorm-shallow/s1",
+    ):  # trained again, the old ones deleted
         assert after[name].info.run_id != before[name].info.run_id
         assert client.get_run(before[name].info.run_id).info.lifecycle_stage == "deleted"
     assert result.table["run"].tolist() == list(before)
@@ -435,7 +474,9 @@ def test_an_interrupted_comparison_resumes_keeping_its_finished_runs(monkeypatch
     _train_failing_on(monkeypatch, 1, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         run_comparison(settings, log_models=False)
-    [again] = [r for r in all_runs_of_kind(client, "comparison") if r.info.run_id != first.info.run_id]
+    [again] = [
+        r for r in all_runs_of_kind(client, "comparison") if r.info.run_id != first.info.run_id
+    ]
     assert again.info.status == "KILLED"
     # ... and --fresh starts another instead of resuming that one.
     _train_failing_on(monkeypatch, 1, KeyboardInterrupt())
@@ -495,7 +536,10 @@ def test_a_deleted_experiment_is_an_error(client, tracking_uri):
     ("uri", "shown"),
     [
         ("postgresql://u:secret@h/db", "postgresql://u:***@h/db"),
-        ("mysql+pymysql://user:secret@db.example:3306/mlflow", "mysql+pymysql://user:***@db.example:3306/mlflow"),
+        (
+            "mysql+pymysql://user:secret@db.example:3306/mlflow",
+            "mysql+pymysql://user:***@db.example:3306/mlflow",
+        ),
         ("https://token:secret@mlflow.example/", "https://token:***@mlflow.example/"),
         ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
@@ -600,7 +644,9 @@ def test_a_run_that_does_not_finish_loses_its_registered_versions(tracking_uri, 
     tracker.end_run(stopped, status, "interrupted (Ctrl-C or SIGTERM)")
     versions = tracker.client.search_model_versions("name = 'toy-model'")
     assert [v.run_id for v in versions] == [kept]
-    assert tracker.client.get_registered_model("toy-model").aliases == {}  # the alias went with its version
+    assert (
+        tracker.client.get_registered_model("toy-model").aliases == {}
+    )  # the alias went with its version
 
 
 def test_a_resumed_comparison_unregisters_the_runs_it_deletes(tracking_uri):

@@ -116,7 +116,9 @@ def _uninformative(splits):
 
 
 def test_training_stuck_at_chance_is_reported_as_dead(tiny_splits):
-    result = train(get_variant("vanilla-shallow"), ONE_EPOCH.replace(epochs=6), _uninformative(tiny_splits))
+    result = train(
+        get_variant("vanilla-shallow"), ONE_EPOCH.replace(epochs=6), _uninformative(tiny_splits)
+    )
     assert result.status == "dead"
     assert not result.healthy
     assert "stuck at chance" in result.message
@@ -135,8 +137,8 @@ def test_final_validation_accuracy_at_chance_is_dead(tiny_splits):
 def test_seed_004s_dead_run_is_reproduced_and_flagged(tiny_splits_factory):
     """Seed 004 reported a run stuck at 8.92% test accuracy with a constant loss: a network
     that had collapsed onto one class. Its model 1 with RMSprop at a learning rate far too
-    big (0.3 here, 1.0 on real MNIST) collapses the same way; the suite must flag it "dead", stop early, and still
-    show what the collapsed network does (one class for every image)."""
+    big (0.3 here, 1.0 on real MNIST) collapses the same way; the suite must flag it "dead",
+    stop early, and still show what the collapsed network does (one class for every image)."""
     splits = tiny_splits_factory("mnist")
     hp = HParams(optimizer="rmsprop", learning_rate=0.3, batch_size=128, epochs=12, seed=0)
     result = train(get_variant("mlp-64-64-dropout"), hp, splits)
@@ -145,7 +147,9 @@ def test_seed_004s_dead_run_is_reproduced_and_flagged(tiny_splits_factory):
     assert DEAD_PATIENCE <= result.epochs_run < hp.epochs  # stopped, not 12 epochs of nothing
     last = slice(-DEAD_PATIENCE, None)  # the streak that got it flagged
     assert all(acc <= 0.15 for acc in result.history["val_accuracy"][last])
-    assert min(result.history["loss"][last]) >= 0.99 * math.log(10)  # no better than a uniform guess
+    assert min(result.history["loss"][last]) >= 0.99 * math.log(
+        10
+    )  # no better than a uniform guess
     # The collapsed network answers (almost) the same class for every test image, so its
     # accuracy is that class's share of the test set, as seed 004's 8.92% was digit 5's.
     classes, counts = np.unique(result.test_predictions, return_counts=True)

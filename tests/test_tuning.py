@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bench.cli import cli
@@ -27,9 +29,18 @@ from bench.tuning.target import load_splits
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_tune_study(tmp_path: Path, name: str = "tunetoy", *, variants=("dropout-shallow",),
-                     search_space: dict | None = None, epochs: int = 1, trials: int = 3,
-                     pruner: str = "none", min_epochs: int | None = None, **tuning: object) -> Path:
+def write_tune_study(
+    tmp_path: Path,
+    name: str = "tunetoy",
+    *,
+    variants=("dropout-shallow",),
+    search_space: dict | None = None,
+    epochs: int = 1,
+    trials: int = 3,
+    pruner: str = "none",
+    min_epochs: int | None = None,
+    **tuning: object,
+) -> Path:
     doc = {
         "name": name,
         "task": "fashion_mnist",
@@ -53,7 +64,9 @@ def settings_for(path: Path, tracking_uri: str, **kw):
 
 def runs_of(client, kind: str):
     exps = client.search_experiments()
-    return client.search_runs([e.experiment_id for e in exps], filter_string=f"tags.`bench.kind` = '{kind}'")
+    return client.search_runs(
+        [e.experiment_id for e in exps], filter_string=f"tags.`bench.kind` = '{kind}'"
+    )
 
 
 def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
@@ -71,14 +84,29 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
     assert parent.data.metrics["trials.complete"] == 3
     assert parent.data.metrics["best_val_accuracy"] == pytest.approx(study.best_value)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
-    assert {"figures/optimization_history.png", "figures/intermediate_values.png",
-            "figures/parallel_coordinate.png", "figures/param_importances.png"} <= artifacts
+    assert {
+        "figures/optimization_history.png",
+        "figures/intermediate_values.png",
+        "figures/parallel_coordinate.png",
+        "figures/param_importances.png",
+    } <= artifacts
     assert "trials.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    # Optuna's interactive figures, one self-contained page; the objective named in Optuna.
+    assert study.metric_names == ["val_accuracy"]
+    page = Path(
+        client.download_artifacts(parent.info.run_id, "optuna/figures.html", str(tmp_path))
+    ).read_text()
+    assert (
+        page.count("Plotly.newPlot") >= 5 and page.count("plotly.js v") == 1
+    )  # plotly.js inlined once
+    assert "val_accuracy" in page and "learning_rate" in page
     # The study's report, built from the store: the trials and the best one.
     report = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path)))
     text = report.read_text()
     assert "## Trials" in text and "3 trials: 3 complete" in text
-    assert f"Best trial {study.best_trial.number}: validation accuracy {study.best_value:.4f}" in text
+    assert (
+        f"Best trial {study.best_trial.number}: validation accuracy {study.best_value:.4f}" in text
+    )
     assert "optimization history" in text
 
     trial_runs = runs_of(client, "trial")
@@ -99,9 +127,28 @@ def test_few_trials_land_in_optuna_and_mlflow(tmp_path, tracking_uri, client):
     [tuned] = runs_of(client, "tuned")
     assert tuned.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert int(tuned.data.params["best_trial"]) == study.best_trial.number
-    assert float(tuned.data.params["learning_rate"]) == pytest.approx(study.best_params["learning_rate"])
+    assert float(tuned.data.params["learning_rate"]) == pytest.approx(
+        study.best_params["learning_rate"]
+    )
     assert tuned.data.metrics["test_accuracy"] == pytest.approx(result.tuned_test_accuracy)
     assert "bench.model_uri" in tuned.data.tags
+
+
+def test_studies_are_named_without_the_task_unless_an_older_one_was(tmp_path, tracking_uri):
+    """``<study>-<variant>``; the task only for a task other than the study's; a study an
+    earlier bench named ``<study>-<task>-<variant>`` keeps its name (it resumes, --tuned finds
+    it)."""
+    path = write_tune_study(tmp_path)
+    storage = f"journal://{tmp_path}/optuna.journal"
+    [fresh] = settings_for(path, tracking_uri, storage=storage)
+    assert fresh.study_name == "tunetoy-dropout-shallow"
+    [other_task] = settings_for(path, tracking_uri, storage=storage, task="mnist")
+    assert other_task.study_name == "tunetoy-mnist-dropout-shallow"
+    optuna.create_study(
+        study_name="tunetoy-fashion_mnist-dropout-shallow", storage=open_storage(storage)
+    )
+    [older] = settings_for(path, tracking_uri, storage=storage)
+    assert older.study_name == "tunetoy-fashion_mnist-dropout-shallow"
 
 
 def test_repeats_and_selection_choose_on_validation_and_record_it(tmp_path, tracking_uri, client):
@@ -115,15 +162,18 @@ def test_repeats_and_selection_choose_on_validation_and_record_it(tmp_path, trac
 
     path = write_tune_study(tmp_path, trials=3, epochs=1, repeats=2, select_top=2, select_seeds=2)
     repeats = settings_for(path, tracking_uri)
-    assert [s.study_name for s in repeats] == ["tunetoy-fashion_mnist-dropout-shallow",
-                                               "tunetoy-fashion_mnist-dropout-shallow-r1"]
+    assert [s.study_name for s in repeats] == [
+        "tunetoy-dropout-shallow",
+        "tunetoy-dropout-shallow-r1",
+    ]
     assert repeats[1].seed - repeats[0].seed == 1_000_003
     result = tune_variant(repeats)
 
     studies = [load_optuna_study(s, create=False) for s in repeats]
     assert [len(st.get_trials()) for st in studies] == [3, 3]
     assert {t.params["learning_rate"] for t in studies[0].get_trials()[1:]}.isdisjoint(
-        t.params["learning_rate"] for t in studies[1].get_trials()[1:])  # other sampler seeds, other proposals
+        t.params["learning_rate"] for t in studies[1].get_trials()[1:]
+    )  # other sampler seeds, other proposals
     record = stored_selection(studies[0])
     cands = record["candidates"]
     assert 2 <= len(cands) <= 3 and any(c["default"] for c in cands)
@@ -133,34 +183,61 @@ def test_repeats_and_selection_choose_on_validation_and_record_it(tmp_path, trac
 
     selection_runs = runs_of(client, "selection")
     assert len(selection_runs) == 2 * len(cands)
-    assert {int(r.data.params["seed"]) for r in selection_runs} == {SELECT_SEED_BASE, SELECT_SEED_BASE + 1}
+    assert {int(r.data.params["seed"]) for r in selection_runs} == {
+        SELECT_SEED_BASE,
+        SELECT_SEED_BASE + 1,
+    }
     for run in selection_runs:
         assert "test_accuracy" not in run.data.metrics and run.info.status == "FINISHED"
         i = [c["source"] for c in cands].index(run.data.params["candidate"])
         assert run.data.metrics["objective"] == pytest.approx(
-            cands[i]["values"][int(run.data.params["seed"]) - SELECT_SEED_BASE])
+            cands[i]["values"][int(run.data.params["seed"]) - SELECT_SEED_BASE]
+        )
     [tuned] = runs_of(client, "tuned")
-    assert float(tuned.data.params["learning_rate"]) == pytest.approx(record["params"]["learning_rate"])
+    assert float(tuned.data.params["learning_rate"]) == pytest.approx(
+        record["params"]["learning_rate"]
+    )
     parent = client.get_run(tuned.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["tuning_record.repeats"] == "2"
-    assert studies[0].user_attrs["bench:cpu_seconds"] > 0 and studies[1].user_attrs["bench:cpu_seconds"] > 0
+    assert (
+        studies[0].user_attrs["bench:cpu_seconds"] > 0
+        and studies[1].user_attrs["bench:cpu_seconds"] > 0
+    )
 
     tune_variant(settings_for(path, tracking_uri))  # resumed: nothing more to train or select
-    assert len(runs_of(client, "selection")) == len(selection_runs) and len(runs_of(client, "tuned")) == 1
+    assert (
+        len(runs_of(client, "selection")) == len(selection_runs)
+        and len(runs_of(client, "tuned")) == 1
+    )
 
-    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned", "--seeds", "1", "--no-model",
-                                      "--tracking-uri", tracking_uri])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compare",
+            "--study",
+            str(path),
+            "--tuned",
+            "--seeds",
+            "1",
+            "--no-model",
+            "--tracking-uri",
+            tracking_uri,
+        ],
+    )
     assert result.exit_code == 0, result.output
     [run] = [r for r in runs_of(client, "tuned") if r.data.params.get("setting") == "tuned"]
-    assert float(run.data.params["learning_rate"]) == pytest.approx(record["params"]["learning_rate"])
+    assert float(run.data.params["learning_rate"]) == pytest.approx(
+        record["params"]["learning_rate"]
+    )
     assert run.data.params["tuning_record.repeats"] == "2"
     assert run.data.params["tuning_record.candidates"] == str(len(cands))
     assert "selected over 2 repeats" in run.data.params["tuned_from"]
 
 
 def test_aggressive_pruner_prunes_and_marks_runs(tmp_path, tracking_uri, client):
-    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=8, epochs=4,
-                            pruner="successive-halving")
+    path = write_tune_study(
+        tmp_path, variants=("vanilla-shallow",), trials=8, epochs=4, pruner="successive-halving"
+    )
     [s] = settings_for(path, tracking_uri)
     tune(s)
     study = load_optuna_study(s, create=False)
@@ -175,15 +252,26 @@ def test_aggressive_pruner_prunes_and_marks_runs(tmp_path, tracking_uri, client)
 def test_min_epochs_holds_the_pruner_back_until_that_epoch(tmp_path, tracking_uri, client):
     """tuning.min_epochs: the same search that successive halving prunes after epoch 1
     (the test above) has no trial stopped by the pruner before epoch 3."""
-    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=8, epochs=4,
-                            pruner="successive-halving", min_epochs=3)
+    path = write_tune_study(
+        tmp_path,
+        variants=("vanilla-shallow",),
+        trials=8,
+        epochs=4,
+        pruner="successive-halving",
+        min_epochs=3,
+    )
     [s] = settings_for(path, tracking_uri)
     tune(s)
     study = load_optuna_study(s, create=False)
-    judged = [t for t in study.get_trials()
-              if t.state == TrialState.PRUNED and not t.user_attrs["reason"].startswith("diverged")]
+    judged = [
+        t
+        for t in study.get_trials()
+        if t.state == TrialState.PRUNED and not t.user_attrs["reason"].startswith("diverged")
+    ]
     assert judged, "successive halving over 8 trials x 4 epochs should prune something"
-    assert all(max(t.intermediate_values) == 3 for t in judged), {t.number: t.intermediate_values for t in judged}
+    assert all(max(t.intermediate_values) == 3 for t in judged), {
+        t.number: t.intermediate_values for t in judged
+    }
     [parent] = runs_of(client, "study")
     assert parent.data.params["tuning.pruner.min_epochs"] == "3"
 
@@ -205,7 +293,9 @@ def test_min_epochs_reaches_every_pruner_and_stops_at_the_studys_epochs(tmp_path
 
 def test_diverging_learning_rate_does_not_crash(tmp_path, tracking_uri, client):
     space = {"learning_rate": {"low": 1e5, "high": 1e7, "log": True}}
-    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), search_space=space, trials=2, epochs=2)
+    path = write_tune_study(
+        tmp_path, variants=("vanilla-shallow",), search_space=space, trials=2, epochs=2
+    )
     [s] = settings_for(path, tracking_uri)
     result = tune(s)
     study = load_optuna_study(s, create=False)
@@ -226,7 +316,10 @@ def test_rerun_resumes_to_the_requested_total(tmp_path, tracking_uri, client):
     [s3] = settings_for(path, tracking_uri, trials=3)
     tune(s3)
     study = load_optuna_study(s3, create=False)
-    assert len([t for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
+    assert (
+        len([t for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
+        == 3
+    )
     assert len(runs_of(client, "trial")) == 3
     assert len(runs_of(client, "study")) == 1  # the parent run is reused, not duplicated
 
@@ -254,8 +347,17 @@ def test_same_sampler_seed_proposes_the_same_trials(tmp_path, tracking_uri):
 
 
 def _tune_cmd(path: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "bench", "tune", "--study", str(path), "--storage",
-            f"journal://{tmp_path}/optuna.journal", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "bench",
+        "tune",
+        "--study",
+        str(path),
+        "--storage",
+        f"journal://{tmp_path}/optuna.journal",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -268,14 +370,25 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
     Under this load a learning rate that blows the loss up is a pruned trial and one too
     small to learn a dead one, both recorded, neither crashing a worker."""
     space = {"learning_rate": {"low": 1e-9, "high": 1e7, "log": True}}
-    path = write_tune_study(tmp_path, variants=("vanilla-shallow",), search_space=space, trials=6, epochs=3)
-    proc = subprocess.run(_tune_cmd(path, tmp_path, "--workers", "2", "--study-name", "par"),
-                          capture_output=True, text=True, env=_env(), timeout=600)
+    path = write_tune_study(
+        tmp_path, variants=("vanilla-shallow",), search_space=space, trials=6, epochs=3
+    )
+    proc = subprocess.run(
+        _tune_cmd(path, tmp_path, "--workers", "2", "--study-name", "par"),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    study = optuna.load_study(study_name="par", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    study = optuna.load_study(
+        study_name="par", storage=open_storage(f"journal://{tmp_path}/optuna.journal")
+    )
     trials = study.get_trials()
     assert len(trials) == 6  # no surplus trial was started ...
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # ... none failed
+    assert all(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials
+    )  # ... none failed
     assert sorted(t.number for t in trials) == list(range(6))
     workers = {t.system_attrs["bench:worker"] for t in trials}
     assert len(workers) == 2, "both worker processes should have run trials"
@@ -283,7 +396,9 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
     # the sampler proposes for that trial number (replayed here without any training).
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
     [s] = settings_for(path, tracking_uri)
-    assert trials[0].params == {"learning_rate": 0.001} and trials[0].user_attrs["bench_default"]  # the default
+    assert (
+        trials[0].params == {"learning_rate": 0.001} and trials[0].user_attrs["bench_default"]
+    )  # the default
     for t in trials[1:]:
         assert _replayed(0, t.number, s, get_variant("vanilla-shallow")) == t.params
     runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
@@ -303,8 +418,9 @@ def test_two_workers_make_exactly_the_requested_trials(tmp_path, tracking_uri, c
 
 
 @pytest.mark.parametrize("population", [1, 3])
-def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_path, tracking_uri, client, monkeypatch,
-                                                                        population):
+def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(
+    tmp_path, tracking_uri, client, monkeypatch, population
+):
     import errno
 
     from bench.store.tracker import Tracker
@@ -312,16 +428,20 @@ def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_pat
     def full_disk_hook(self, run_id):
         def hook(epoch, metrics):
             raise OSError(errno.ENOSPC, "No space left on device")
+
         return hook
 
     monkeypatch.setattr(Tracker, "epoch_hook", full_disk_hook)
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=5)
-    result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "full",
-                                      "--population", str(population)])
+    result = CliRunner().invoke(
+        cli, ["tune", "--study", str(path), "--study-name", "full", "--population", str(population)]
+    )
     assert result.exit_code == 1, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "No space left on device" in errors[0], result.output
-    study = optuna.load_study(study_name="full", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    study = optuna.load_study(
+        study_name="full", storage=open_storage(f"journal://{tmp_path}/optuna.journal")
+    )
     # The trials in flight fail (one, or the population's three); no further trial starts.
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * population
     trial_runs = runs_of(client, "trial")
@@ -329,7 +449,9 @@ def test_a_store_failure_stops_the_worker_instead_of_failing_every_trial(tmp_pat
     assert {r.info.status for r in runs_of(client, "study")} == {"FAILED"}
 
 
-def test_a_failed_default_trial_is_queued_again_on_resume(tmp_path, tracking_uri, client, monkeypatch):
+def test_a_failed_default_trial_is_queued_again_on_resume(
+    tmp_path, tracking_uri, client, monkeypatch
+):
     """Trial 0 (the untuned setting) failing, e.g. interrupted, must not drop the default
     from the study: the next `bench tune` queues it again, and it is scored."""
     from bench.store.tracker import Tracker
@@ -339,6 +461,7 @@ def test_a_failed_default_trial_is_queued_again_on_resume(tmp_path, tracking_uri
     def failing_hook(self, run_id):
         def hook(epoch, metrics):
             raise OSError(28, "No space left on device")
+
         return hook
 
     monkeypatch.setattr(Tracker, "epoch_hook", failing_hook)
@@ -348,7 +471,9 @@ def test_a_failed_default_trial_is_queued_again_on_resume(tmp_path, tracking_uri
     monkeypatch.setattr(Tracker, "epoch_hook", real)
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="again", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    study = optuna.load_study(
+        study_name="again", storage=open_storage(f"journal://{tmp_path}/optuna.journal")
+    )
     trials = study.get_trials()
     defaults = [t for t in trials if t.user_attrs.get("bench_default")]
     assert [t.state for t in defaults] == [TrialState.FAIL, TrialState.COMPLETE]
@@ -361,8 +486,13 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
     # the settings its trials were trained with (issue 27, M), so the rerun trains 120 epochs too.
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=2, epochs=120)
     storage = f"journal://{tmp_path}/optuna.journal"
-    proc = subprocess.Popen(_tune_cmd(path, tmp_path, "--study-name", "killme"), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _tune_cmd(path, tmp_path, "--study-name", "killme"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         running = None
@@ -370,8 +500,14 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             try:
                 study = optuna.load_study(study_name="killme", storage=open_storage(storage))
-                running = next((t for t in study.get_trials() if t.state == TrialState.RUNNING
-                                and "mlflow_run_id" in t.user_attrs), None)
+                running = next(
+                    (
+                        t
+                        for t in study.get_trials()
+                        if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                    ),
+                    None,
+                )
             except KeyError:
                 pass
             if running is None:
@@ -386,8 +522,13 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
     assert client.get_run(run_id).info.status == "RUNNING"  # what a kill -9 leaves behind
 
     # rerun: the dead trial is failed, the total is still reached
-    rerun = subprocess.run(_tune_cmd(path, tmp_path, "--study-name", "killme"),
-                           capture_output=True, text=True, env=_env(), timeout=600)
+    rerun = subprocess.run(
+        _tune_cmd(path, tmp_path, "--study-name", "killme"),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     study = optuna.load_study(study_name="killme", storage=open_storage(storage))
     states = {t.number: t.state for t in study.get_trials()}
@@ -407,15 +548,26 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         ([], {"learning_rate": {"low": 0.1, "high": 0.01}}, "inverted"),
         ([], {"learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "low > 0"),
         ([], {"gamma": {"low": 0.1, "high": 0.9}}, "gamma"),
-        (["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"], None,
-         "Optuna storage postgresql://bench:***@127.0.0.1:1/nothing is unreachable"),
+        (
+            ["--storage", "postgresql://bench:secret@127.0.0.1:1/nothing"],
+            None,
+            "Optuna storage postgresql://bench:***@127.0.0.1:1/nothing is unreachable",
+        ),
         (["--storage", "ftp://example/x"], None, "unsupported Optuna storage"),
         (["--workers", "2", "--storage", "sqlite:///optuna.db"], None, "concurrent"),
         (["--pruner", "sometimes"], None, "sometimes"),
         ([], {"learning_rate": {"low": 0.01, "high": 0.01}}, "empty or inverted range"),
         ([], {"dropout": {"low": -0.5, "high": 0.5}}, "dropout: the range must lie in [0, 1)"),
-        (["--tracking-uri", "postgresql://bench:secret@127.0.0.1:1/mlflow"], None, "is unreachable"),
-        (["--tracking-uri", "mysql+nodriver://bench:secret@127.0.0.1/mlflow"], None, "database driver"),
+        (
+            ["--tracking-uri", "postgresql://bench:secret@127.0.0.1:1/mlflow"],
+            None,
+            "is unreachable",
+        ),
+        (
+            ["--tracking-uri", "mysql+nodriver://bench:secret@127.0.0.1/mlflow"],
+            None,
+            "database driver",
+        ),
         (["--tracking-uri", "gopher://example/x"], None, "malformed tracking URI"),
         (["--epochs", "0"], None, "--epochs"),
         (["--population", "0"], None, "--population"),
@@ -423,7 +575,9 @@ def test_killed_worker_trial_is_failed_and_rerun_completes(tmp_path, tracking_ur
         (["--population", "lots"], None, "--population"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tracking_uri, client, args, space, message):
+def test_bad_input_is_one_line_and_writes_nothing(
+    tmp_path, tracking_uri, client, args, space, message
+):
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), search_space=space)
     result = CliRunner().invoke(cli, ["tune", "--study", str(path), *args])
     assert result.exit_code != 0
@@ -442,31 +596,56 @@ def test_compare_tuned_shows_default_and_tuned_side_by_side(tmp_path, tracking_u
     [s] = settings_for(path, tracking_uri)
     tune(s)
     best = load_optuna_study(s, create=False).best_params
-    result = CliRunner().invoke(cli, ["compare", "--study", str(path), "--tuned", "--no-model", "--seeds", "2"])
+    result = CliRunner().invoke(
+        cli, ["compare", "--study", str(path), "--tuned", "--no-model", "--seeds", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert "tuned test acc" in result.output
     [parent] = runs_of(client, "comparison")
     children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
     assert len(children) == 4  # default and tuned, two seeds each
-    report = Path(client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path))).read_text()
+    report = Path(
+        client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path))
+    ).read_text()
     assert "**Effect of tuning on test accuracy**" in report and "Ranking (tuned)" in report
     hyper = report.split("**Tuned hyperparameters**", 1)[1].split("**Effect of tuning", 1)[0]
-    assert "learning_rate tuned" in hyper and f"{best['learning_rate']:.3g}" in hyper and "0.001" in hyper
-    effect = Path(client.download_artifacts(parent.info.run_id, "tuning_effect.csv", str(tmp_path))).read_text()
+    assert (
+        "learning_rate tuned" in hyper
+        and f"{best['learning_rate']:.3g}" in hyper
+        and "0.001" in hyper
+    )
+    effect = Path(
+        client.download_artifacts(parent.info.run_id, "tuning_effect.csv", str(tmp_path))
+    ).read_text()
     assert effect.startswith("variant,seeds,delta_mean")
     acc = {
-        setting: np.mean([r.data.metrics["test_accuracy"] for r in children if r.data.params["setting"] == setting])
+        setting: np.mean(
+            [
+                r.data.metrics["test_accuracy"]
+                for r in children
+                if r.data.params["setting"] == setting
+            ]
+        )
         for setting in ("default", "tuned")
     }
     settings = {r.data.params["setting"]: r for r in children if r.data.params["seed"] == "0"}
     assert set(settings) == {"default", "tuned"}
-    assert float(settings["tuned"].data.params["learning_rate"]) == pytest.approx(best["learning_rate"])
+    assert float(settings["tuned"].data.params["learning_rate"]) == pytest.approx(
+        best["learning_rate"]
+    )
     origin = f"{s.study_name} trial {load_optuna_study(s, create=False).best_trial.number}"
-    assert settings["tuned"].data.params["tuned_from"] == origin and "tuned_from" not in settings["default"].data.params
+    assert (
+        settings["tuned"].data.params["tuned_from"] == origin
+        and "tuned_from" not in settings["default"].data.params
+    )
     assert origin in hyper
-    assert settings["default"].data.params["learning_rate"] != settings["tuned"].data.params["learning_rate"]
+    assert (
+        settings["default"].data.params["learning_rate"]
+        != settings["tuned"].data.params["learning_rate"]
+    )
     text = client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))
     rows = Path(text).read_text().splitlines()
     assert rows[0].startswith("variant,default test acc,tuned test acc")
@@ -486,8 +665,9 @@ def test_compare_tuned_without_a_study_is_a_clear_error(tmp_path, tracking_uri, 
 def test_a_population_refills_its_slots_and_keeps_every_trial_apart(tmp_path, tracking_uri, client):
     """Three trials train at once; pruned trials free their slots for the next ones. The study
     still holds exactly the trials asked for, each with its own run and its own curves."""
-    path = write_tune_study(tmp_path, variants=("dropout-shallow",), trials=7, epochs=3,
-                            pruner="successive-halving")
+    path = write_tune_study(
+        tmp_path, variants=("dropout-shallow",), trials=7, epochs=3, pruner="successive-halving"
+    )
     [s] = settings_for(path, tracking_uri, population=3)
     tune(s)
     study = load_optuna_study(s, create=False)
@@ -495,18 +675,29 @@ def test_a_population_refills_its_slots_and_keeps_every_trial_apart(tmp_path, tr
     assert sorted(t.number for t in trials) == list(range(7))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 7
-    assert any(t.state == TrialState.PRUNED for t in trials), "successive halving should prune some of 7"
+    assert any(t.state == TrialState.PRUNED for t in trials), (
+        "successive halving should prune some of 7"
+    )
     runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
     assert sorted(runs) == list(range(7))
     for t in trials:
         run = runs[t.number]
         assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == t.state.name
         assert float(run.data.params["dropout"]) == pytest.approx(t.params["dropout"])
-        curve = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_accuracy"),
-                                         key=lambda m: m.step)]
+        curve = [
+            m.value
+            for m in sorted(
+                client.get_metric_history(run.info.run_id, "val_accuracy"), key=lambda m: m.step
+            )
+        ]
         # the run's curve is the trial's own: what it reported to Optuna, epoch by epoch
-        assert curve == pytest.approx([t.intermediate_values[e] for e in sorted(t.intermediate_values)])
-        assert len(curve) == (3 if t.state == TrialState.COMPLETE else len(curve)) and 1 <= len(curve) <= 3
+        assert curve == pytest.approx(
+            [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+        )
+        assert (
+            len(curve) == (3 if t.state == TrialState.COMPLETE else len(curve))
+            and 1 <= len(curve) <= 3
+        )
         if t.state == TrialState.COMPLETE:
             assert t.value == pytest.approx(curve[-1])
 
@@ -528,8 +719,9 @@ def test_a_trial_gets_the_same_result_alone_or_in_a_population(tmp_path, trackin
 
 
 @pytest.mark.parametrize("population", [1, 3])
-def test_a_trial_whose_training_breaks_fails_alone_and_the_search_goes_on(tmp_path, tracking_uri, client,
-                                                                          monkeypatch, population):
+def test_a_trial_whose_training_breaks_fails_alone_and_the_search_goes_on(
+    tmp_path, tracking_uri, client, monkeypatch, population
+):
     """Not a store failure: that trial fails (FailedTrialError: its run FAILED, the reason on the
     trial), the next trial takes its slot, and the study still ends with the trials asked for."""
     from bench.store.tracker import Tracker
@@ -549,36 +741,73 @@ def test_a_trial_whose_training_breaks_fails_alone_and_the_search_goes_on(tmp_pa
 
     monkeypatch.setattr(Tracker, "epoch_hook", epoch_hook)
     path = write_tune_study(tmp_path, variants=("vanilla-shallow",), trials=3)
-    result = CliRunner().invoke(cli, ["tune", "--study", str(path), "--study-name", "alone",
-                                      "--population", str(population)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "--study",
+            str(path),
+            "--study-name",
+            "alone",
+            "--population",
+            str(population),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="alone", storage=open_storage(f"journal://{tmp_path}/optuna.journal"))
+    [entry] = json.loads(result.stdout)["studies"]  # --json: stdout is one document
+    assert (
+        entry["study_name"] == "alone"
+        and entry["trials"]["complete"] == 3
+        and entry["trials"]["failed"] == 1
+    )
+    assert (
+        MlflowClient(tracking_uri).get_run(entry["parent_run_id"]).data.tags["bench.kind"]
+        == "study"
+    )
+    study = optuna.load_study(
+        study_name="alone", storage=open_storage(f"journal://{tmp_path}/optuna.journal")
+    )
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
     assert trials[0].user_attrs["reason"] == "RuntimeError: injected: this trial's training broke"
-    assert "trial #0 FAIL: RuntimeError: injected" in result.output
+    assert "trial #0 FAIL: RuntimeError: injected" in result.output, result.output[:3000]
     runs = {r.data.params["trial_number"]: r for r in runs_of(client, "trial")}
-    assert runs["0"].info.status == "FAILED" and "RuntimeError: injected" in runs["0"].data.tags["bench.error"]
+    assert (
+        runs["0"].info.status == "FAILED"
+        and "RuntimeError: injected" in runs["0"].data.tags["bench.error"]
+    )
     assert {runs[n].info.status for n in "123"} == {"FINISHED"}
     assert {r.info.status for r in runs_of(client, "study")} == {"FINISHED"}
 
 
-def test_a_convolutional_variant_tunes_in_keras_fit_one_trial_at_a_time(tmp_path, tracking_uri, client):
+def test_a_convolutional_variant_tunes_in_keras_fit_one_trial_at_a_time(
+    tmp_path, tracking_uri, client
+):
     """Keras' fit as a population of one, in the same trial loop: each trial its run and its
     curve, scored exactly as training it alone scores it."""
     from bench import training
     from bench.tuning.search import trial_seed
 
     space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
-    path = write_tune_study(tmp_path, variants=("lenet5-relu",), search_space=space, trials=2, epochs=1)
-    [s] = settings_for(path, tracking_uri, population=3)  # ignored: a convolutional variant trains alone
+    path = write_tune_study(
+        tmp_path, variants=("lenet5-relu",), search_space=space, trials=2, epochs=1
+    )
+    [s] = settings_for(
+        path, tracking_uri, population=3
+    )  # ignored: a convolutional variant trains alone
     tune(s, retrain=False)
     trials = load_optuna_study(s, create=False).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     runs = {int(r.data.params["trial_number"]): r for r in runs_of(client, "trial")}
     for t in trials:
-        curve = [m.value for m in sorted(client.get_metric_history(runs[t.number].info.run_id, "val_accuracy"),
-                                         key=lambda m: m.step)]
+        curve = [
+            m.value
+            for m in sorted(
+                client.get_metric_history(runs[t.number].info.run_id, "val_accuracy"),
+                key=lambda m: m.step,
+            )
+        ]
         assert runs[t.number].info.status == "FINISHED" and len(curve) == 1 and t.value == curve[-1]
     last = trials[-1]
     hp = s.base.replace(seed=trial_seed(s.seed, last.number), **last.params)
@@ -586,7 +815,9 @@ def test_a_convolutional_variant_tunes_in_keras_fit_one_trial_at_a_time(tmp_path
     assert alone.history["val_accuracy"] == [last.intermediate_values[1]]
 
 
-def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path, tracking_uri, client, monkeypatch):
+def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(
+    tmp_path, tracking_uri, client, monkeypatch
+):
     """Where tuning kept the default setting (trial 0 won), its tuned runs are the default
     runs logged a second time: the same curves, scores and model, trained once."""
     from dataclasses import replace
@@ -604,28 +835,54 @@ def test_compare_tuned_logs_a_kept_default_again_instead_of_training_it(tmp_path
 
     monkeypatch.setattr(training, "train_population", counting)
     settings = Plan.from_study(load_study(path), seeds=1)
-    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow really changed
-    tuned = {"vanilla-shallow": {"learning_rate": 0.001}, "dropout-shallow": {"learning_rate": 0.003, "dropout": 0.2}}
+    # the Adam default spelled out, as `bench tune` records a kept default; dropout-shallow
+    # really changed
+    tuned = {
+        "vanilla-shallow": {"learning_rate": 0.001},
+        "dropout-shallow": {"learning_rate": 0.003, "dropout": 0.2},
+    }
     settings = replace(settings, tuned=tuple(tuned.items()))
     run_comparison(settings, tracking_uri=tracking_uri, log_models=True)
 
-    assert sorted(name for name, _ in trained) == ["dropout-shallow", "dropout-shallow", "vanilla-shallow"]
+    assert sorted(name for name, _ in trained) == [
+        "dropout-shallow",
+        "dropout-shallow",
+        "vanilla-shallow",
+    ]
     assert sum(len(lrs) for _, lrs in trained) == 3  # of 4 runs
     [parent] = runs_of(client, "comparison")
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    runs = {(r.data.tags["bench.variant"], r.data.params["setting"], r.data.params["seed"]): r for r in children}
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    runs = {
+        (r.data.tags["bench.variant"], r.data.params["setting"], r.data.params["seed"]): r
+        for r in children
+    }
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in children)
     default, again = runs["vanilla-shallow", "default", "0"], runs["vanilla-shallow", "tuned", "0"]
     assert again.data.tags["bench.same_as"] == default.info.run_id
-    scores = [{k: v for k, v in r.data.metrics.items() if not k.startswith("system/")} for r in (default, again)]
-    assert again.data.params["learning_rate"] == "0.001" and scores[0] == scores[1] and "test_accuracy" in scores[0]
-    curves = [[m.value for m in client.get_metric_history(r.info.run_id, "val_accuracy")] for r in (default, again)]
+    scores = [
+        {k: v for k, v in r.data.metrics.items() if not k.startswith("system/")}
+        for r in (default, again)
+    ]
+    assert (
+        again.data.params["learning_rate"] == "0.001"
+        and scores[0] == scores[1]
+        and "test_accuracy" in scores[0]
+    )
+    curves = [
+        [m.value for m in client.get_metric_history(r.info.run_id, "val_accuracy")]
+        for r in (default, again)
+    ]
     assert curves[0] == curves[1] and len(curves[0]) == 2
-    assert client.search_logged_models([parent.info.experiment_id],
-                                       filter_string=f"source_run_id = '{again.info.run_id}'")
+    assert client.search_logged_models(
+        [parent.info.experiment_id], filter_string=f"source_run_id = '{again.info.run_id}'"
+    )
     changed = runs["dropout-shallow", "tuned", "0"]
     assert "bench.same_as" not in changed.data.tags and changed.data.params["dropout"] == "0.2"
-    table = Path(client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))).read_text()
+    table = Path(
+        client.download_artifacts(parent.info.run_id, "tuned_vs_default.csv", str(tmp_path))
+    ).read_text()
     row = next(line for line in table.splitlines() if line.startswith("vanilla-shallow,"))
     assert row.split(",")[1] == row.split(",")[2]  # default and tuned means: the same runs

@@ -20,7 +20,13 @@ from bench.models import (
     origin_of,
     register,
 )
-from bench.models.build import build_model, make_optimizer, serving_model, weight_tensors
+from bench.models.build import (
+    build_model,
+    logged_params,
+    make_optimizer,
+    serving_model,
+    weight_tensors,
+)
 from tests.support import LENET_LIKE, SEED_000_PARAMS, inbound, layers_of
 
 # --------------------------------------------------------------------------- every variant
@@ -37,9 +43,9 @@ def test_every_registered_variant_builds(name):
     assert probs.shape == (2, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     # What the variant declares is what the model has.
-    assert len(layers_of(model, keras.layers.Dropout)) == sum(1 for b in variant.blocks if b.dropout) + (
-        1 if variant.input_dropout else 0
-    )
+    assert len(layers_of(model, keras.layers.Dropout)) == sum(
+        1 for b in variant.blocks if b.dropout
+    ) + (1 if variant.input_dropout else 0)
     assert bool(layers_of(model, keras.layers.BatchNormalization)) == variant.has_batch_norm
     assert len(layers_of(model, keras.layers.Add)) == sum(
         1 for b in variant.blocks if isinstance(b, Dense) and b.residual_from is not None
@@ -86,7 +92,9 @@ def test_residual_variant_is_wired_as_in_seed_000():
     assert inbound(model, "output") == ["b5_bn"]
     assert inbound(model, "b1_dense") == ["b0_bn"]  # out1 also feeds layer 2 directly
     assert inbound(model, "b4_dense") == ["b3_bn"]
-    assert get_variant("batchnorm-residual-deep").structure_params()["variant.residual"] == "0->2,2->4"
+    assert (
+        get_variant("batchnorm-residual-deep").structure_params()["variant.residual"] == "0->2,2->4"
+    )
 
 
 def test_weight_tensors_are_every_kernel_in_order():
@@ -190,9 +198,38 @@ def test_hparams_replace_and_params():
     }
 
 
+def test_runs_log_every_hyperparameter_as_the_number_it_trains_with():
+    """MLflow compares, groups and plots params as numbers: never "default" on a run."""
+    assert logged_params(HParams(), get_variant("vanilla-shallow")) == {
+        "optimizer": "adam",
+        "learning_rate": "0.001",
+        "dropout": "0.0",
+        "batch_size": "32",
+        "epochs": "50",
+        "seed": "0",
+        "restore_best": "False",
+    }
+    dropout = get_variant("dropout-shallow")
+    assert logged_params(HParams(), dropout)["dropout"] == str(dropout.dropout_rate)
+    assert logged_params(HParams(dropout=0.3), dropout)["dropout"] == "0.3"  # the member's own
+    assert (
+        logged_params(HParams(optimizer="sgd"), dropout)["learning_rate"] == "0.01"
+    )  # Keras' SGD default
+    mixed = Variant(
+        "mixed-rates", "mlp", "test", blocks=(Dense(8, dropout=0.2), Dense(8, dropout=0.4))
+    )
+    assert "dropout" not in logged_params(
+        HParams(), mixed
+    )  # several rates: the layer summary has them
+
+
 @pytest.mark.parametrize(
     ("optimizer", "cls"),
-    [("adam", keras.optimizers.Adam), ("sgd", keras.optimizers.SGD), ("rmsprop", keras.optimizers.RMSprop)],
+    [
+        ("adam", keras.optimizers.Adam),
+        ("sgd", keras.optimizers.SGD),
+        ("rmsprop", keras.optimizers.RMSprop),
+    ],
 )
 def test_make_optimizer(optimizer, cls):
     opt = make_optimizer(HParams(optimizer=optimizer, learning_rate=0.0123))
@@ -208,7 +245,9 @@ def test_hparams_dropout_overrides_the_variants_rates():
     tuned = build_model(variant, HParams(dropout=0.2))
     assert [d.rate for d in layers_of(tuned, keras.layers.Dropout)] == [0.2] * 6
     # Only the variant's dropout sites get dropout: a rate does not add layers.
-    assert not layers_of(build_model(get_variant("vanilla-deep"), HParams(dropout=0.3)), keras.layers.Dropout)
+    assert not layers_of(
+        build_model(get_variant("vanilla-deep"), HParams(dropout=0.3)), keras.layers.Dropout
+    )
     # A rate of 0 removes the layers at the variant's sites.
     assert not layers_of(build_model(variant, HParams(dropout=0.0)), keras.layers.Dropout)
 
@@ -249,10 +288,15 @@ def test_conv_variant_builds_and_takes_28x28_images():
     assert inbound(model, "b2_bn") == ["b2_dense"]
     assert model.get_layer("b0_conv").use_bias is False
     expected = (
-        5 * 5 * 1 * 6 + 4 * 6  # conv 1 (no bias) + BN
-        + 5 * 5 * 6 * 16 + 4 * 16  # conv 2 (no bias) + BN
-        + (11 * 11 * 16) * 84 + 84 + 4 * 84  # dense 84 + BN
-        + 84 * 10 + 10  # output
+        5 * 5 * 1 * 6
+        + 4 * 6  # conv 1 (no bias) + BN
+        + 5 * 5 * 6 * 16
+        + 4 * 16  # conv 2 (no bias) + BN
+        + (11 * 11 * 16) * 84
+        + 84
+        + 4 * 84  # dense 84 + BN
+        + 84 * 10
+        + 10  # output
     )
     assert model.count_params() == expected
     probs = np.asarray(model(np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)))

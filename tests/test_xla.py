@@ -20,8 +20,16 @@ from bench.training.fit import use_xla
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("", "auto"), ("auto", "auto"), ("ON", "on"), ("1", "on"), ("true", "on"), ("off", "off"), (" 0 ", "off"),
-     ("no", "off")],
+    [
+        ("", "auto"),
+        ("auto", "auto"),
+        ("ON", "on"),
+        ("1", "on"),
+        ("true", "on"),
+        ("off", "off"),
+        (" 0 ", "off"),
+        ("no", "off"),
+    ],
 )
 def test_the_setting_reads_its_spellings(monkeypatch, value, expected):
     monkeypatch.setenv(xla.ENV, value)
@@ -36,26 +44,37 @@ def test_an_unset_variable_means_auto(monkeypatch):
 
 def test_a_bad_value_is_one_error_line_before_anything_runs(monkeypatch, write_study, client):
     monkeypatch.setenv(xla.ENV, "sometimes")
-    with pytest.raises(OptionError, match=r"\$BENCH_XLA must be one of auto, on, off; got 'sometimes'"):
+    with pytest.raises(
+        OptionError, match=r"\$BENCH_XLA must be one of auto, on, off; got 'sometimes'"
+    ):
         xla.setting()
     study = write_study(variants=["vanilla-shallow"])
-    result = CliRunner().invoke(cli, ["compare", "--study", str(study), "--epochs", "1", "--no-model"])
+    result = CliRunner().invoke(
+        cli, ["compare", "--study", str(study), "--epochs", "1", "--no-model"]
+    )
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert errors == ["error: $BENCH_XLA must be one of auto, on, off; got 'sometimes'"], result.output
+    assert errors == ["error: $BENCH_XLA must be one of auto, on, off; got 'sometimes'"], (
+        result.output
+    )
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert runs == []  # nothing trained, nothing recorded
 
 
 @pytest.mark.parametrize(("value", "compiled"), [("auto", True), ("on", True), ("off", False)])
-def test_the_population_engine_compiles_with_xla_unless_told_off(monkeypatch, tiny_splits, value, compiled):
+def test_the_population_engine_compiles_with_xla_unless_told_off(
+    monkeypatch, tiny_splits, value, compiled
+):
     monkeypatch.setenv(xla.ENV, value)
-    population = Population(get_variant("vanilla-shallow"), 1, tiny_splits, batch_size=64, optimizer="adam")
+    population = Population(
+        get_variant("vanilla-shallow"), 1, tiny_splits, batch_size=64, optimizer="adam"
+    )
     assert population._c.loop.jit_compile is compiled
 
 
 @pytest.mark.parametrize(
-    ("value", "plain", "with_dropout"), [("auto", True, False), ("on", True, True), ("off", False, False)]
+    ("value", "plain", "with_dropout"),
+    [("auto", True, False), ("on", True, True), ("off", False, False)],
 )
 def test_the_keras_engine_keeps_its_cpu_rule_unless_told(monkeypatch, value, plain, with_dropout):
     """On a CPU, ``auto`` skips XLA for dropout (its random numbers made those 4x slower)."""

@@ -100,7 +100,7 @@ def _decorator(row: table.Option) -> Callable:
         settings["show_default"] = True
     if not isinstance(row.kind, table.Flag):
         settings["default"] = row.default
-    return click.option(row.option, row.name, help=row.help, **settings)
+    return click.option(*row.options, row.name, help=row.help, **settings)
 
 
 def options(command: str) -> Callable:

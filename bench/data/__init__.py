@@ -32,11 +32,33 @@ from bench.data.tasks import (
 )
 from bench.errors import DataError
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 IMAGE_SHAPE = (28, 28)  # the built-in tasks'
 NUM_CLASSES = 10
 
 __all__ = [
-    "DEFAULT_VALIDATION_SIZE", "FASHION_CLASSES", "FILES", "FORMATS", "IMAGE_MAGIC", "IMAGE_SHAPE", "LABEL_MAGIC",
-    "NUM_CLASSES", "TASKS", "DataError", "FileSource", "RawArrays", "Splits", "Task", "_load_raw",
-    "candidate_sources", "class_balance", "get_task", "load", "read_idx", "register_task", "summary", "write_idx",
+    "DEFAULT_VALIDATION_SIZE",
+    "FASHION_CLASSES",
+    "FILES",
+    "FORMATS",
+    "IMAGE_MAGIC",
+    "IMAGE_SHAPE",
+    "LABEL_MAGIC",
+    "NUM_CLASSES",
+    "TASKS",
+    "DataError",
+    "FileSource",
+    "RawArrays",
+    "Splits",
+    "Task",
+    "_load_raw",
+    "candidate_sources",
+    "class_balance",
+    "get_task",
+    "load",
+    "read_idx",
+    "register_task",
+    "summary",
+    "write_idx",
 ]

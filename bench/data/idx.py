@@ -51,8 +51,10 @@ def read_idx(path: Path, *, kind: str, shape: tuple[int, int] | None = (28, 28))
         magic, count = struct.unpack(">II", head)
         wanted = IMAGE_MAGIC if kind == "images" else LABEL_MAGIC
         if magic != wanted:
-            raise DataError(f"{path}: bad magic number 0x{magic:08x} for {'an image' if kind == 'images' else 'a label'} "
-                            f"file (expected 0x{wanted:08x})")
+            raise DataError(
+                f"{path}: bad magic number 0x{magic:08x} for "
+                f"{'an image' if kind == 'images' else 'a label'} file (expected 0x{wanted:08x})"
+            )
         dims: tuple[int, ...] = (count,)
         if kind == "images":
             more = _read(fh, 8, path)
@@ -69,7 +71,11 @@ def read_idx(path: Path, *, kind: str, shape: tuple[int, int] | None = (28, 28))
         longer = len(body) > size
         raise DataError(
             f"{path}: header promises {count} items ({header + size} bytes) but the file has "
-            + ("more (not the file its header describes)" if longer else f"{header + len(body)} bytes (truncated or corrupt)")
+            + (
+                "more (not the file its header describes)"
+                if longer
+                else f"{header + len(body)} bytes (truncated or corrupt)"
+            )
         )
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 

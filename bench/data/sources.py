@@ -59,7 +59,9 @@ def _stat_key(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _idx_folder(files: dict[str, Path], shape: tuple[int, int] | None, classes: int | None = None) -> RawArrays:
+def _idx_folder(
+    files: dict[str, Path], shape: tuple[int, int] | None, classes: int | None = None
+) -> RawArrays:
     images = {k: idx.read_idx(files[k], kind="images", shape=shape) for k in ("x_train", "x_test")}
     labels = {k: idx.read_idx(files[k], kind="labels") for k in ("y_train", "y_test")}
     for k, y in labels.items():
@@ -72,8 +74,14 @@ def _folder_source(folder: Path, label: str, task: Task) -> Source:
     files = idx.find_idx_files(folder) if folder.is_dir() else None
     if files is None:
         return Source(f"{label}: {folder} (no IDX files)", None)
-    shape = task.input_shape if task.input_shape is not None and len(task.input_shape) == 2 else None
-    return Source(f"{label}: {folder}", lambda: _idx_folder(files, shape, task.num_classes), _stat_key(*files.values()))
+    shape = (
+        task.input_shape if task.input_shape is not None and len(task.input_shape) == 2 else None
+    )
+    return Source(
+        f"{label}: {folder}",
+        lambda: _idx_folder(files, shape, task.num_classes),
+        _stat_key(*files.values()),
+    )
 
 
 def _keras_home() -> Path:
@@ -113,13 +121,22 @@ def candidate_sources(task: Task, data_dir: str | Path | None = None) -> list[So
     if task.source is not None:
         return [file_source(task.source)]
     root = _explicit_root(data_dir)
-    sources = [_folder_source(root / name, "data dir", task) for name in task.folder_names] if root else []
+    sources = (
+        [_folder_source(root / name, "data dir", task) for name in task.folder_names]
+        if root
+        else []
+    )
     keras_datasets = _keras_home() / "datasets"
-    sources += [_folder_source(keras_datasets / name, "Keras cache", task) for name in task.folder_names]
+    sources += [
+        _folder_source(keras_datasets / name, "Keras cache", task) for name in task.folder_names
+    ]
     if task.keras_cache_npz:
         npz = keras_datasets / task.keras_cache_npz
-        sources.append(Source(f"Keras cache: {npz}", (lambda: _npz(npz, None)), _stat_key(npz)) if npz.is_file()
-                       else Source(f"Keras cache: {npz} (missing)", None))
+        sources.append(
+            Source(f"Keras cache: {npz}", (lambda: _npz(npz, None)), _stat_key(npz))
+            if npz.is_file()
+            else Source(f"Keras cache: {npz} (missing)", None)
+        )
     sources += [_folder_source(Path(folder), "system", task) for folder in task.system_dirs]
     if os.environ.get("BENCH_OFFLINE", "").lower() in ("1", "true", "yes"):
         sources.append(Source("Keras download (disabled by BENCH_OFFLINE)", None))
@@ -137,7 +154,9 @@ def file_source(src: FileSource) -> Source:
     if src.format == "idx":
         files = idx.find_idx_files(path) if path.is_dir() else None
         if files is None:
-            raise DataError(f"{path}: no folder with the four IDX files ({', '.join(idx.FILES.values())})")
+            raise DataError(
+                f"{path}: no folder with the four IDX files ({', '.join(idx.FILES.values())})"
+            )
         return Source(f"idx: {path}", lambda: _idx_folder(files, None), _stat_key(*files.values()))
     if not path.is_file():
         raise DataError(f"dataset file {path} does not exist")
@@ -145,8 +164,12 @@ def file_source(src: FileSource) -> Source:
     if src.format == "npz":
         return Source(f"npz: {path}", lambda: _npz(path, src.test_size), _stat_key(path))
     names = _table_columns(path, src)
-    return Source(f"{src.format}: {path}", lambda: _table(path, src), _stat_key(path) + f"-{src.label}-{src.test_size}",
-                  tuple(names))
+    return Source(
+        f"{src.format}: {path}",
+        lambda: _table(path, src),
+        _stat_key(path) + f"-{src.label}-{src.test_size}",
+        tuple(names),
+    )
 
 
 def _fits(path: Path, fmt: str) -> None:
@@ -160,11 +183,16 @@ def _fits(path: Path, fmt: str) -> None:
         except (OSError, zipfile.BadZipFile) as exc:
             raise DataError(f"cannot read {path}: {exc}") from None
     else:
-        size = path.stat().st_size * (8 if fmt == "csv" else 4)  # text to float64; parquet decompresses
+        size = path.stat().st_size * (
+            8 if fmt == "csv" else 4
+        )  # text to float64; parquet decompresses
     room = MEMORY_SHARE * psutil.virtual_memory().available
     if size > room:
-        raise DataError(f"{path}: its arrays take about {size / 2**30:.1f} GiB, more than this machine can hold "
-                        f"for one dataset ({room / 2**30:.1f} GiB free for it); use a subset or a larger machine")
+        raise DataError(
+            f"{path}: its arrays take about {size / 2**30:.1f} GiB, more than this machine can "
+            f"hold for one dataset ({room / 2**30:.1f} GiB free for it); use a subset or a larger "
+            "machine"
+        )
 
 
 def _npz(path: Path, test_size: int | None) -> RawArrays:
@@ -179,15 +207,22 @@ def _npz(path: Path, test_size: int | None) -> RawArrays:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
         raise DataError(f"cannot read {path}: {exc}") from None
-    raise DataError(f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y with test_size); "
-                    f"found {', '.join(sorted(keys)) or 'none'}")
+    raise DataError(
+        f"{path}: expected arrays x_train, y_train, x_test, y_test (or x, y with test_size); "
+        f"found {', '.join(sorted(keys)) or 'none'}"
+    )
 
 
 def _split_tail(x: np.ndarray, y: np.ndarray, test_size: int | None, path: Path) -> RawArrays:
     if test_size is None:
-        raise DataError(f"{path}: one split only (x, y): declare test_size, the last rows to test on")
+        raise DataError(
+            f"{path}: one split only (x, y): declare test_size, the last rows to test on"
+        )
     if not 0 < test_size < len(x):
-        raise DataError(f"{path}: test_size {test_size} must be between 1 and {len(x) - 1} (the file has {len(x)} rows)")
+        raise DataError(
+            f"{path}: test_size {test_size} must be between 1 and {len(x) - 1} (the file has "
+            f"{len(x)} rows)"
+        )
     cut = len(x) - test_size
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
@@ -196,9 +231,15 @@ def _read_table(path: Path, fmt: str, columns=None):
     import pandas as pd
 
     try:
-        return pd.read_csv(path, usecols=columns) if fmt == "csv" else pd.read_parquet(path, columns=columns)
+        return (
+            pd.read_csv(path, usecols=columns)
+            if fmt == "csv"
+            else pd.read_parquet(path, columns=columns)
+        )
     except Exception as exc:  # noqa: BLE001 - parser errors come in many types
-        raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DataError(
+            f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
 
 
 def _table_columns(path: Path, src: FileSource) -> list[str]:
@@ -206,7 +247,9 @@ def _table_columns(path: Path, src: FileSource) -> list[str]:
 
     head = _read_table(path, src.format) if src.format == "parquet" else pd.read_csv(path, nrows=0)
     if src.label not in head.columns:
-        raise DataError(f"{path}: no label column {src.label!r}; columns: {', '.join(map(str, head.columns))}")
+        raise DataError(
+            f"{path}: no label column {src.label!r}; columns: {', '.join(map(str, head.columns))}"
+        )
     return [str(c) for c in head.columns if c != src.label]
 
 
@@ -219,15 +262,19 @@ def _table(path: Path, src: FileSource) -> RawArrays:
         if frame[column].dtype.kind not in "uifb":
             numbers = pd.to_numeric(frame[column], errors="coerce")
             bad = frame[column][numbers.isna() & frame[column].notna()].iloc[0]
-            raise DataError(f"{path}: column {column!r} holds text ({bad!r}); every column but {src.label!r} "
-                            "must be a number")
+            raise DataError(
+                f"{path}: column {column!r} holds text ({bad!r}); every column but {src.label!r} "
+                "must be a number"
+            )
     return _split_tail(frame.to_numpy(dtype=np.float32), y, src.test_size, path)
 
 
 # --------------------------------------------------------------------------- the cache
 
 
-def cached_load(src: Source, check: Callable[[RawArrays], object]) -> tuple[RawArrays, Callable[[], None]]:
+def cached_load(
+    src: Source, check: Callable[[RawArrays], object]
+) -> tuple[RawArrays, Callable[[], None]]:
     """``src``'s arrays through an on-disk .npz cache of decoded arrays (decoding gzip is
     the slow part), and the function that caches them: ``check`` validates freshly loaded
     arrays, and the caller calls ``keep()`` once everything it asked of them holds (the

@@ -88,7 +88,9 @@ class Splits:
 
 
 @lru_cache(maxsize=4)
-def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, str, int, Callable[[], None]]:
+def _load_raw(
+    task_name: str, data_dir: str | None
+) -> tuple[checks.RawArrays, str, int, Callable[[], None]]:
     """The task's raw arrays, where they came from, its number of classes, and the function
     that caches the decoded arrays (called once the splits asked of them are possible)."""
     task = get_task(task_name)
@@ -96,8 +98,12 @@ def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, s
 
     def check(arrays) -> int:
         return checks.check(
-            arrays, src.description, input_shape=task.input_shape, num_classes=task.num_classes,
-            pixels_only=task.source is None, feature_names=list(src.feature_names) or None,
+            arrays,
+            src.description,
+            input_shape=task.input_shape,
+            num_classes=task.num_classes,
+            pixels_only=task.source is None,
+            feature_names=list(src.feature_names) or None,
         )
 
     for src in sources.candidate_sources(task, data_dir):
@@ -126,8 +132,14 @@ def _load_raw(task_name: str, data_dir: str | None) -> tuple[checks.RawArrays, s
 def _warn_sizes(task: Task, arrays: checks.RawArrays, source: str) -> None:
     sizes = (len(arrays[0]), len(arrays[2]))
     if task.train_size is not None and sizes != (task.train_size, task.test_size):
-        log.warning("%s: %d train / %d test images; the official %s has %d / %d", source, *sizes, task.name,
-                    task.train_size, task.test_size)
+        log.warning(
+            "%s: %d train / %d test images; the official %s has %d / %d",
+            source,
+            *sizes,
+            task.name,
+            task.train_size,
+            task.test_size,
+        )
 
 
 def load(
@@ -183,8 +195,10 @@ def _check_split(validation_size: int, kept: int, limit: int | None) -> None:
         return
     held = f"--limit {limit} keeps {kept}" if limit is not None else f"the task has {kept}"
     if kept < 2:
-        raise DataError(f"{held} training image(s); at least 2 are needed (one to train on, one to "
-                        "validate on)" + (": raise --limit" if limit else ""))
+        raise DataError(
+            f"{held} training image(s); at least 2 are needed (one to train on, one to "
+            "validate on)" + (": raise --limit" if limit else "")
+        )
     raise DataError(
         f"validation size {validation_size} must be between 1 and {kept - 1} ({held} training "
         "images): lower --validation-size" + (" or raise --limit" if limit else "")
@@ -198,7 +212,9 @@ def _preprocessing(train: np.ndarray, task: str, standardize: bool) -> tuple[obj
         mean, std = flat.mean(axis=0), flat.std(axis=0)
         std[std == 0] = 1.0  # constant over these rows (a --limit subset): leave it centred
         shape = train.shape[1:]
-        return (1.0 / std).reshape(shape).astype(np.float32), (-mean / std).reshape(shape).astype(np.float32)
+        return (1.0 / std).reshape(shape).astype(np.float32), (-mean / std).reshape(shape).astype(
+            np.float32
+        )
     if not standardize:
         return 1.0 / 255.0, 0.0
     train01 = train.astype(np.float64) / 255.0
@@ -209,7 +225,11 @@ def _preprocessing(train: np.ndarray, task: str, standardize: bool) -> tuple[obj
 
 
 def _affine(raw: np.ndarray, scale, offset) -> np.ndarray:
-    x = raw.astype(np.float32) * np.float32(scale) if np.ndim(scale) == 0 else raw.astype(np.float32) * scale
+    x = (
+        raw.astype(np.float32) * np.float32(scale)
+        if np.ndim(scale) == 0
+        else raw.astype(np.float32) * scale
+    )
     if np.ndim(offset) > 0 or offset:
         x += np.float32(offset) if np.ndim(offset) == 0 else offset
     return x
@@ -225,7 +245,8 @@ def summary(splits: Splits, balance: dict[str, list[int]] | None = None) -> dict
         "sizes": dict(splits.sizes),
         "preprocessing": splits.preprocessing,
         "train pixel mean / std (after preprocessing)": (
-            round(float(splits.x_train.mean()), 4) + 0.0, round(float(splits.x_train.std()), 4)
+            round(float(splits.x_train.mean()), 4) + 0.0,
+            round(float(splits.x_train.std()), 4),
         ),  # + 0.0 turns -0.0 into 0.0
         "class balance (min / max images per class)": {
             name: (min(counts), max(counts)) for name, counts in balance.items()
@@ -237,5 +258,9 @@ def class_balance(splits: Splits) -> dict[str, list[int]]:
     """Per-class counts of each split (seed 000 checked the data set is balanced)."""
     return {
         name: np.bincount(y, minlength=splits.num_classes).tolist()
-        for name, y in (("train", splits.y_train), ("validation", splits.y_val), ("test", splits.y_test))
+        for name, y in (
+            ("train", splits.y_train),
+            ("validation", splits.y_val),
+            ("test", splits.y_test),
+        )
     }

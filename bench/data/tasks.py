@@ -12,7 +12,16 @@ from bench.declaring import BUILT_IN, current_origin
 from bench.errors import DataError
 
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FORMATS = ("idx", "npz", "csv", "parquet")
 
@@ -44,7 +53,9 @@ class Task:
     name: str
     class_names: tuple[str, ...] = ()  # empty: numbered from the labels ("0", "1", ...)
     input_shape: tuple[int, ...] | None = (28, 28)  # None: whatever the data holds
-    folder_names: tuple[str, ...] = ()  # accepted ``<data-dir>/<folder>`` names (built-in IDX tasks)
+    folder_names: tuple[
+        str, ...
+    ] = ()  # accepted ``<data-dir>/<folder>`` names (built-in IDX tasks)
     train_size: int | None = None  # the official sizes, for a warning when the data differs
     test_size: int | None = None
     keras_cache_npz: str | None = None  # Keras caches MNIST as one .npz file
@@ -73,7 +84,9 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
     key = _key(task.name)
     held = TASKS.get(key)
     if held is not None and held != task and not replace:
-        raise DataError(f"task {task.name!r} is already declared ({held.origin}); choose another name")
+        raise DataError(
+            f"task {task.name!r} is already declared ({held.origin}); choose another name"
+        )
     TASKS[key] = task
     return task
 
@@ -85,12 +98,25 @@ def get_task(name: str) -> Task:
     return TASKS[key]
 
 
-register_task(Task(
-    name="fashion_mnist", class_names=FASHION_CLASSES, folder_names=("fashion-mnist", "fashion_mnist"),
-    train_size=60_000, test_size=10_000, keras_dataset="fashion_mnist",
-    system_dirs=("/usr/share/datasets/fashion-mnist",),
-))
-register_task(Task(
-    name="mnist", class_names=tuple(str(i) for i in range(10)), folder_names=("mnist",),
-    train_size=60_000, test_size=10_000, keras_cache_npz="mnist.npz", keras_dataset="mnist",
-))
+register_task(
+    Task(
+        name="fashion_mnist",
+        class_names=FASHION_CLASSES,
+        folder_names=("fashion-mnist", "fashion_mnist"),
+        train_size=60_000,
+        test_size=10_000,
+        keras_dataset="fashion_mnist",
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    )
+)
+register_task(
+    Task(
+        name="mnist",
+        class_names=tuple(str(i) for i in range(10)),
+        folder_names=("mnist",),
+        train_size=60_000,
+        test_size=10_000,
+        keras_cache_npz="mnist.npz",
+        keras_dataset="mnist",
+    )
+)

@@ -16,6 +16,8 @@ from bench.models.registry import get_variant, list_variants, origin_of, registe
 from bench.models.spec import OPTIMIZERS, Block, Conv, Dense, HParams, Variant
 from bench.models.zoo import CORE_VARIANTS
 
+LAYER = 2  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __all__ = [
     "CORE_VARIANTS",
     "OPTIMIZERS",

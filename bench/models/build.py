@@ -106,8 +106,9 @@ def make_optimizer(
     arguments = hparams.keras_arguments()
     scheduled = hparams.schedule != "constant" or hparams.warmup_epochs
     if steps_per_epoch is not None and scheduled:
-        steps = schedule.in_steps(hparams.schedule, hparams.warmup_epochs, hparams.epochs,
-                                  steps_per_epoch)
+        steps = schedule.in_steps(
+            hparams.schedule, hparams.warmup_epochs, hparams.epochs, steps_per_epoch
+        )
         arguments["learning_rate"] = ScheduledRate(learning_rate_of(hparams), steps)
     return _OPTIMIZER_CLASSES[hparams.optimizer](**arguments)
 
@@ -163,6 +164,28 @@ def default_value(hparams: HParams, variant: Variant, name: str) -> Any:
             return None  # not this optimizer's (momentum for AdamW): nothing to write out
         return keras_value(hparams, declared.keras)
     return value
+
+
+def logged_params(hparams: HParams, variant: Variant) -> dict[str, str]:
+    """A run's hyperparameter params: :meth:`HParams.as_params` with every value it leaves
+    unset written as the value it trains with (the optimizer's Keras default, the variant's
+    dropout rate, 0 for a variant without dropout), so MLflow compares, groups and plots them
+    as numbers. A variant whose dropout layers have several rates logs no ``dropout`` (its
+    layer summary has them)."""
+    out = hparams.as_params()
+    for name in [n for n, v in out.items() if getattr(hparams, n) is None]:
+        value = default_value(hparams, variant, name)
+        if (
+            value is None
+            and DECLARED[name].from_variant == "dropout_rate"
+            and not variant.has_dropout
+        ):
+            value = 0.0
+        if value is None:
+            del out[name]
+        else:
+            out[name] = str(value)
+    return out
 
 
 def learning_rate_of(hparams: HParams) -> float:

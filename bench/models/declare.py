@@ -54,7 +54,9 @@ def declare_variant(raw: Mapping[str, Any]) -> Variant:
 
 def _declare(name: str, raw: dict[str, Any]) -> Variant:
     base_name = raw.pop("base", None)
-    unknown = sorted(set(raw) - _VARIANT_FIELDS - ({"base"} | (_BLOCK_FIELDS if base_name else set())))
+    unknown = sorted(
+        set(raw) - _VARIANT_FIELDS - ({"base"} | (_BLOCK_FIELDS if base_name else set()))
+    )
     if unknown:
         allowed = sorted(_VARIANT_FIELDS | ({"base"} | _BLOCK_FIELDS if base_name else {"base"}))
         raise VariantError(f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}")
@@ -65,7 +67,9 @@ def _declare(name: str, raw: dict[str, Any]) -> Variant:
     if base_name is None:
         missing = [k for k in ("family", "group", "blocks") if k not in raw]
         if missing:
-            raise VariantError(f"missing field {missing[0]!r} (or derive it: base: <a registered variant>)")
+            raise VariantError(
+                f"missing field {missing[0]!r} (or derive it: base: <a registered variant>)"
+            )
         return _variant(raw)
     if not isinstance(base_name, str):
         raise VariantError(f"base: a registered variant's name, got {base_name!r}")
@@ -99,7 +103,9 @@ def check_keras_names(variant: Variant) -> None:
         try:
             (keras.activations if kind == "activation" else keras.initializers).get(name)
         except (ValueError, TypeError):
-            raise VariantError(f"variant {variant.name!r}: unknown {kind} {name!r} (a Keras name)") from None
+            raise VariantError(
+                f"variant {variant.name!r}: unknown {kind} {name!r} (a Keras name)"
+            ) from None
 
 
 def _variant(fields: dict[str, Any]) -> Variant:
@@ -112,14 +118,19 @@ def _variant(fields: dict[str, Any]) -> Variant:
 
 def _blocks(raw: Any) -> tuple[Dense | Conv, ...]:
     if not isinstance(raw, list) or not raw:
-        raise VariantError(f"blocks: a non-empty list of blocks ({{dense: 128}}, {{conv: 6}}), got {raw!r}")
+        raise VariantError(
+            f"blocks: a non-empty list of blocks ({{dense: 128}}, {{conv: 6}}), got {raw!r}"
+        )
     return tuple(_block(i, spec) for i, spec in enumerate(raw))
 
 
 def _block(i: int, spec: Any) -> Dense | Conv:
     kinds = [k for k in BLOCK_KINDS if isinstance(spec, Mapping) and k in spec]
     if len(kinds) != 1:
-        raise VariantError(f"blocks[{i}]: one of {{dense: UNITS}} or {{conv: FILTERS}} with its fields, got {spec!r}")
+        raise VariantError(
+            f"blocks[{i}]: one of {{dense: UNITS}} or {{conv: FILTERS}} with its fields, got "
+            f"{spec!r}"
+        )
     kind, size_field = BLOCK_KINDS[kinds[0]]
     fields = {size_field if k == kinds[0] else k: v for k, v in spec.items()}
     return _build_block(f"blocks[{i}]", kind, fields)
@@ -136,8 +147,10 @@ def _build_block(where: str, kind: type, fields: dict[str, Any]) -> Dense | Conv
     known = {f.name: f for f in dataclasses.fields(kind)}
     unknown = sorted(set(fields) - set(known))
     if unknown:
-        raise VariantError(f"{where}: unknown field {unknown[0]!r} for a {kind.__name__} block; "
-                           f"allowed: {', '.join(known)}")
+        raise VariantError(
+            f"{where}: unknown field {unknown[0]!r} for a {kind.__name__} block; "
+            f"allowed: {', '.join(known)}"
+        )
     hints = typing.get_type_hints(kind)
     return kind(**{k: _typed(f"{where}.{k}", hints[k], v) for k, v in fields.items()})
 

@@ -21,7 +21,12 @@ from bench.errors import VariantError
 from bench.models.schedule import SCHEDULES
 from bench.store import schema
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")  # the names bench.models.build maps to Keras classes
+OPTIMIZERS = (
+    "adam",
+    "sgd",
+    "rmsprop",
+    "adamw",
+)  # the names bench.models.build maps to Keras classes
 
 #: The largest seed: TensorFlow takes seeds as 32-bit signed integers (a study's trials and
 #: a comparison's seeds count up from the one given, and must stay at or below it too).
@@ -65,7 +70,9 @@ class Declared:
             return None
         finite = self.kind is float and not math.isfinite(value)
         below = value < self.low or (self.open_low and value == self.low)
-        above = self.high is not None and (value > self.high or (self.open_high and value == self.high))
+        above = self.high is not None and (
+            value > self.high or (self.open_high and value == self.high)
+        )
         if not (finite or below or above):
             return None
         return f"{self.label} must be {self.interval()}, got {value}"
@@ -94,45 +101,108 @@ class HParams:
     """How a variant is trained. ``dropout`` (when set) replaces every hidden dropout rate.
     None: the optimizer's Keras default (``learning_rate``), the variant's (``dropout``)."""
 
-    optimizer: str = _hp("adam", Declared(str, "optimizer", choices=OPTIMIZERS, per_member=False,
-                                          space="choices"))
-    learning_rate: float | None = _hp(None, Declared(float, "learning rate", low=0.0, open_low=True,
-                                                     space="range", keras="learning_rate"))
-    dropout: float | None = _hp(None, Declared(float, "dropout rate", low=0.0, high=1.0, open_high=True,
-                                               space="range", from_variant="dropout_rate"))
-    batch_size: int = _hp(32, Declared(int, "batch size", low=0, open_low=True, per_member=False,
-                                       space="choices"))
+    optimizer: str = _hp(
+        "adam", Declared(str, "optimizer", choices=OPTIMIZERS, per_member=False, space="choices")
+    )
+    learning_rate: float | None = _hp(
+        None,
+        Declared(
+            float, "learning rate", low=0.0, open_low=True, space="range", keras="learning_rate"
+        ),
+    )
+    dropout: float | None = _hp(
+        None,
+        Declared(
+            float,
+            "dropout rate",
+            low=0.0,
+            high=1.0,
+            open_high=True,
+            space="range",
+            from_variant="dropout_rate",
+        ),
+    )
+    batch_size: int = _hp(
+        32, Declared(int, "batch size", low=0, open_low=True, per_member=False, space="choices")
+    )
     epochs: int = _hp(50, Declared(int, "epochs", low=0, open_low=True))
     seed: int = _hp(0, Declared(int, "seed", low=0, high=MAX_SEED))
     #: Keep the weights of the epoch with the best validation accuracy (Keras'
     #: ``EarlyStopping(restore_best_weights=True)`` idea, without stopping early): the
     #: model tested, logged and scored is that epoch's, not the last one's.
     restore_best: bool = _hp(False, Declared(bool, "restore_best"))
-    beta_2: float | None = _hp(None, Declared(float, "beta_2", low=0.0, high=1.0, open_high=True,
-                                              space="range", keras="beta_2", only_for=("adam", "adamw"),
-                                              logged_unset=False))
+    beta_2: float | None = _hp(
+        None,
+        Declared(
+            float,
+            "beta_2",
+            low=0.0,
+            high=1.0,
+            open_high=True,
+            space="range",
+            keras="beta_2",
+            only_for=("adam", "adamw"),
+            logged_unset=False,
+        ),
+    )
     #: Decoupled weight decay, as Keras applies it (``w -= w * weight_decay * lr`` before each
     #: update, every trainable weight): None is Keras' default (AdamW 0.004, else none).
-    weight_decay: float | None = _hp(None, Declared(float, "weight decay", low=0.0, space="range",
-                                                    keras="weight_decay", logged_unset=False))
-    momentum: float | None = _hp(None, Declared(float, "momentum", low=0.0, high=1.0, open_high=True,
-                                                space="range", keras="momentum", only_for=("sgd",),
-                                                logged_unset=False))
-    nesterov: bool = _hp(False, Declared(bool, "nesterov", space="choices", keras="nesterov",
-                                         only_for=("sgd",), logged_unset=False))
+    weight_decay: float | None = _hp(
+        None,
+        Declared(
+            float, "weight decay", low=0.0, space="range", keras="weight_decay", logged_unset=False
+        ),
+    )
+    momentum: float | None = _hp(
+        None,
+        Declared(
+            float,
+            "momentum",
+            low=0.0,
+            high=1.0,
+            open_high=True,
+            space="range",
+            keras="momentum",
+            only_for=("sgd",),
+            logged_unset=False,
+        ),
+    )
+    nesterov: bool = _hp(
+        False,
+        Declared(
+            bool,
+            "nesterov",
+            space="choices",
+            keras="nesterov",
+            only_for=("sgd",),
+            logged_unset=False,
+        ),
+    )
     #: Keras' ``CategoricalCrossentropy(label_smoothing=...)`` on the one-hot labels: each
     #: target is ``(1 - s) * one_hot + s / classes``. The training and validation loss are this
     #: objective (as Keras reports them); the test loss stays the plain cross-entropy. 0: none.
-    label_smoothing: float = _hp(0.0, Declared(float, "label smoothing", low=0.0, high=1.0,
-                                               open_high=True, space="range",
-                                               logged_unset=False))
+    label_smoothing: float = _hp(
+        0.0,
+        Declared(
+            float,
+            "label smoothing",
+            low=0.0,
+            high=1.0,
+            open_high=True,
+            space="range",
+            logged_unset=False,
+        ),
+    )
     #: The learning-rate schedule over the member's epochs and its linear warm-up
     #: (:mod:`bench.models.schedule`: constant, Keras' cosine decay, or x0.1 at half and
     #: three quarters of the epochs).
-    schedule: str = _hp("constant", Declared(str, "schedule", choices=SCHEDULES, space="choices",
-                                        logged_unset=False))
-    warmup_epochs: int = _hp(0, Declared(int, "warmup epochs", low=0, space="range",
-                                                 logged_unset=False))
+    schedule: str = _hp(
+        "constant",
+        Declared(str, "schedule", choices=SCHEDULES, space="choices", logged_unset=False),
+    )
+    warmup_epochs: int = _hp(
+        0, Declared(int, "warmup epochs", low=0, space="range", logged_unset=False)
+    )
 
     def __post_init__(self) -> None:
         for name, declared in DECLARED.items():
@@ -142,9 +212,15 @@ class HParams:
             problem = declared.check(value)
             if problem is not None:
                 raise VariantError(problem)
-            if declared.only_for and self.optimizer not in declared.only_for and value != DEFAULTS[name]:
-                raise VariantError(f"{declared.label} applies to {', '.join(declared.only_for)}, "
-                                   f"not {self.optimizer}")
+            if (
+                declared.only_for
+                and self.optimizer not in declared.only_for
+                and value != DEFAULTS[name]
+            ):
+                raise VariantError(
+                    f"{declared.label} applies to {', '.join(declared.only_for)}, "
+                    f"not {self.optimizer}"
+                )
 
     def replace(self, **changes: object) -> HParams:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -166,13 +242,19 @@ class HParams:
 
     def keras_arguments(self) -> dict[str, Any]:
         """The values Keras' optimizer takes by name (those set; unset ones keep Keras')."""
-        return {d.keras: getattr(self, n) for n, d in DECLARED.items()
-                if d.keras and getattr(self, n) is not None
-                and (not d.only_for or self.optimizer in d.only_for)}
+        return {
+            d.keras: getattr(self, n)
+            for n, d in DECLARED.items()
+            if d.keras
+            and getattr(self, n) is not None
+            and (not d.only_for or self.optimizer in d.only_for)
+        }
 
 
 #: Every hyperparameter's declaration, in field order (= :data:`bench.store.schema.HPARAMS`).
-DECLARED: dict[str, Declared] = {f.name: f.metadata["declared"] for f in dataclasses.fields(HParams)}
+DECLARED: dict[str, Declared] = {
+    f.name: f.metadata["declared"] for f in dataclasses.fields(HParams)
+}
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(HParams)}
 #: What a search space may vary, in the order tuning samples them (schema.TUNABLE's order:
 #: the sampler sees the same distributions in the same order whatever the file's order).
@@ -180,4 +262,6 @@ TUNABLE: tuple[str, ...] = schema.TUNABLE
 #: What shapes a population's compiled graph: its members share these.
 SHARED: tuple[str, ...] = tuple(n for n, d in DECLARED.items() if not d.per_member)
 assert tuple(DECLARED) == schema.HPARAMS, "one param name per HParams field, in order"
-assert set(TUNABLE) == {n for n, d in DECLARED.items() if d.space}, "schema.TUNABLE: the searchable fields"
+assert set(TUNABLE) == {n for n, d in DECLARED.items() if d.space}, (
+    "schema.TUNABLE: the searchable fields"
+)

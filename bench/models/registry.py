@@ -18,14 +18,16 @@ _ORIGINS: dict[str, str] = {}
 
 def register(variant: Variant, origin: str | None = None) -> Variant:
     """Add ``variant`` under its name; ``origin`` says where it was declared (the package, a
-    study file, a plug-in; default: :func:`bench.declaring.current_origin`), shown by ``bench list``.
+    study file, a plug-in; default: :func:`bench.declaring.current_origin`), shown by
+    ``bench list``.
     A name already taken is an error, except the same declaration from the same place again
     (a study file read twice)."""
     origin = origin or current_origin()
     held = _REGISTRY.get(variant.name)
     if held is not None and (held != variant or _ORIGINS[variant.name] != origin):
         raise VariantError(
-            f"variant {variant.name!r} is already declared ({_ORIGINS[variant.name]}); choose another name"
+            f"variant {variant.name!r} is already declared ({_ORIGINS[variant.name]}); choose "
+            "another name"
         )
     _REGISTRY[variant.name] = variant
     _ORIGINS[variant.name] = origin

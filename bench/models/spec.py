@@ -101,7 +101,9 @@ class Variant:
             schema.VARIANT_GROUP: self.group,
             schema.VARIANT_LAYERS: str(len(self.blocks)),
             schema.VARIANT_WIDTHS: ",".join(map(str, widths)),
-            schema.VARIANT_DROPOUT_SITES: ",".join(str(i) for i, b in enumerate(self.blocks) if b.dropout),
+            schema.VARIANT_DROPOUT_SITES: ",".join(
+                str(i) for i, b in enumerate(self.blocks) if b.dropout
+            ),
             schema.VARIANT_BATCH_NORM: ",".join(
                 f"{i}:{b.batch_norm}" for i, b in enumerate(self.blocks) if b.batch_norm
             )
@@ -119,14 +121,21 @@ class Variant:
 def _check_sizes(variant: str, i: int, block: Block) -> None:
     """Units, filters, kernel, stride and pool sizes are positive; an L2 penalty is not
     negative (a declared variant's block is checked before anything is built)."""
-    sizes = {"units": getattr(block, "units", 1), "filters": getattr(block, "filters", 1),
-             "kernel_size": getattr(block, "kernel_size", 1), "strides": getattr(block, "strides", 1),
-             "pool_size": getattr(block, "pool_size", 1), "pool_strides": getattr(block, "pool_strides", None) or 1}
+    sizes = {
+        "units": getattr(block, "units", 1),
+        "filters": getattr(block, "filters", 1),
+        "kernel_size": getattr(block, "kernel_size", 1),
+        "strides": getattr(block, "strides", 1),
+        "pool_size": getattr(block, "pool_size", 1),
+        "pool_strides": getattr(block, "pool_strides", None) or 1,
+    }
     for name, size in sizes.items():
         if size <= 0:
             raise VariantError(f"variant {variant!r}: block {i} {name} must be > 0, got {size}")
     if not 0.0 <= block.l2 < math.inf:
-        raise VariantError(f"variant {variant!r}: block {i} l2 must be a finite number >= 0, got {block.l2}")
+        raise VariantError(
+            f"variant {variant!r}: block {i} l2 must be a finite number >= 0, got {block.l2}"
+        )
     limit = getattr(block, "max_norm", None)
     if limit is not None and not 0.0 < limit < math.inf:
         raise VariantError(

@@ -82,7 +82,9 @@ register(
             Dense(512, batch_norm="post", residual_from=2),  # skip2 = skip1 + out5
             Dense(512, batch_norm="post"),
         ),
-        description="seed 000: 6 x (Dense 512 relu -> BatchNorm), skip1 = out1 + out3, skip2 = skip1 + out5",
+        description=(
+            "seed 000: 6 x (Dense 512 relu -> BatchNorm), skip1 = out1 + out3, skip2 = skip1 + out5"
+        ),
     )
 )
 
@@ -118,7 +120,10 @@ register(
         blocks=(Dense(1024, dropout=0.3), Dense(512, batch_norm="post")),
         kernel_initializer="normal",
         output_initializer="glorot_uniform",
-        description="seed 001 model 1b: 1024 -> Dropout 0.3 -> 512 -> BatchNorm (output layer: default init)",
+        description=(
+            "seed 001 model 1b: 1024 -> Dropout 0.3 -> 512 -> BatchNorm (output layer: "
+            "default init)"
+        ),
     )
 )
 register(
@@ -165,7 +170,10 @@ register(
             Dense(128, dropout=0.5, dropout_place="pre", batch_norm="post"),
         ),
         kernel_initializer="normal",
-        description="seed 001 model 3b: 2048 -> D0.5 -> 1024 -> BN -> 512 -> D0.5 -> 256 -> BN -> 128 -> D0.5 -> BN",
+        description=(
+            "seed 001 model 3b: 2048 -> D0.5 -> 1024 -> BN -> 512 -> D0.5 -> 256 -> BN -> "
+            "128 -> D0.5 -> BN"
+        ),
     )
 )
 
@@ -245,11 +253,29 @@ register(
 
 
 def _lenet_relu(*, dropout: bool = False, batch_norm: bool = False, first_init: str = "he_uniform"):
-    conv_dropout = {"dropout": 0.1, "dropout_place": "pre"} if dropout else {}  # relu -> Dropout -> pool
+    conv_dropout = (
+        {"dropout": 0.1, "dropout_place": "pre"} if dropout else {}
+    )  # relu -> Dropout -> pool
     bn = "post" if batch_norm else None  # relu -> BatchNorm -> pool
     return (
-        Conv(6, 5, padding="same", pool="max", batch_norm=bn, kernel_initializer=first_init, **conv_dropout),
-        Conv(16, 5, padding="same", pool="max", batch_norm=bn, kernel_initializer="he_uniform", **conv_dropout),
+        Conv(
+            6,
+            5,
+            padding="same",
+            pool="max",
+            batch_norm=bn,
+            kernel_initializer=first_init,
+            **conv_dropout,
+        ),
+        Conv(
+            16,
+            5,
+            padding="same",
+            pool="max",
+            batch_norm=bn,
+            kernel_initializer="he_uniform",
+            **conv_dropout,
+        ),
         Conv(120, 5, kernel_initializer="he_uniform"),
         Dense(84, dropout=0.5 if dropout else 0.0),
     )
@@ -270,7 +296,10 @@ register(
         family="dropout",
         group="lenet5-relu",
         blocks=_lenet_relu(dropout=True),
-        description="seed 003 part 4.3.1: LeNet-5 with dropout 0.1 after the first two convolutions, 0.5 after FC 84",
+        description=(
+            "seed 003 part 4.3.1: LeNet-5 with dropout 0.1 after the first two "
+            "convolutions, 0.5 after FC 84"
+        ),
     )
 )
 register(

@@ -7,4 +7,6 @@ from __future__ import annotations
 from bench.plan._plan import HYPERPARAMETERS, Plan
 from bench.plan.table import COMMANDS, OPTIONS, Option, options
 
+LAYER = 4  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __all__ = ["COMMANDS", "HYPERPARAMETERS", "OPTIONS", "Option", "Plan", "options"]

@@ -75,6 +75,7 @@ class Option:
     envvar: str | None = None
     flag: str = ""
     positional: bool = False  # an argument, not an --option
+    short: str = ""  # a one-letter form ("-q"), besides --flag
     mlproject: bool = True  # an `mlflow run` parameter
     mlproject_default: str = ""  # its MLproject default ("": the study's value)
     requires: tuple[str, str] | None = None  # (another option, the error when it is missing)
@@ -89,6 +90,11 @@ class Option:
     @property
     def option(self) -> str:
         return f"--{self.parameter.replace('_', '-')}"
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Every form click accepts (the short one first)."""
+        return (self.short, self.option) if self.short else (self.option,)
 
     def on(self, command: str) -> Option:
         """This row as ``command`` shows it."""
@@ -285,6 +291,20 @@ OPTIONS: dict[str, Option] = {
             mlproject=False,
         ),
         Option(
+            "json",
+            Flag(),
+            "Print one JSON document on stdout (run ids, experiment, URL, the table's rows) "
+            "instead of the table; progress stays on stderr.",
+            mlproject=False,
+        ),
+        Option(
+            "quiet",
+            Flag(),
+            "No progress lines: only the result (and warnings and errors) is printed.",
+            short="-q",
+            mlproject=False,
+        ),
+        Option(
             "margin",
             Fraction(),
             "Equivalence margin in test accuracy (0.005 = half a point; default: "
@@ -296,6 +316,8 @@ OPTIONS: dict[str, Option] = {
 
 #: Data and store values every run command takes last, in this order.
 _DATA_AND_STORE = ("validation_size", "limit", "data_dir", "tracking_uri", "experiment", "no_model")
+#: What the run commands print: every one takes these last.
+_OUTPUT = ("json", "quiet")
 _COMMON = (
     "study",
     "task",
@@ -316,8 +338,9 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "register",
         "fresh",
         "margin",
+        *_OUTPUT,
     ),
-    "train": ("variant", *_COMMON, "seed"),
+    "train": ("variant", *_COMMON, "seed", *_OUTPUT),
     TUNE: (
         "study",
         "task",
@@ -335,6 +358,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "pruner",
         "timeout",
         *_DATA_AND_STORE,
+        *_OUTPUT,
     ),
 }
 #: Values a command fixes instead of taking them: `train` runs one seed.

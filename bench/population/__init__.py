@@ -19,6 +19,8 @@ from bench.population.engine import Population
 from bench.population.net import supports
 from bench.result import EpochHook, TrainResult
 
+LAYER = 5  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __all__ = ["Population", "supports", "train_population"]
 
 
@@ -27,7 +29,9 @@ def _check(members: Sequence[HParams]) -> None:
         raise ValueError("a population needs at least one member")
     shared = {(hp.batch_size, hp.epochs, hp.optimizer) for hp in members}
     if len(shared) != 1:
-        raise ValueError(f"members must share batch size, epochs and optimizer; got {sorted(shared)}")
+        raise ValueError(
+            f"members must share batch size, epochs and optimizer; got {sorted(shared)}"
+        )
 
 
 def train_population(
@@ -44,8 +48,15 @@ def train_population(
     ``jit_compile`` None: XLA unless ``$BENCH_XLA`` says off (:mod:`bench.xla`)."""
     _check(members)
     hooks = list(on_epoch) if on_epoch is not None else [()] * len(members)
-    population = Population(variant, len(members), splits, batch_size=members[0].batch_size,
-                            optimizer=members[0].optimizer, jit_compile=jit_compile, device=device)
+    population = Population(
+        variant,
+        len(members),
+        splits,
+        batch_size=members[0].batch_size,
+        optimizer=members[0].optimizer,
+        jit_compile=jit_compile,
+        device=device,
+    )
     for k, (hp, member_hooks) in enumerate(zip(members, hooks, strict=True)):
         population.start(k, hp, member_hooks)
     while population.running:

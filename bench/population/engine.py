@@ -2,9 +2,9 @@
 
 :class:`Population` keeps one compiled graph for a shape (variant, K, batch size, optimizer
 kind, splits). A member enters a free slot with fresh weights (drawn from its seed by the
-variant's initializers), fresh optimizer state and its own epoch count; it leaves when it has trained its
-epochs, died, diverged, or when one of its hooks raised (a pruned trial). The slot is then
-free for the next member, without a recompilation.
+variant's initializers), fresh optimizer state and its own epoch count; it leaves when it
+has trained its epochs, died, diverged, or when one of its hooks raised (a pruned trial).
+The slot is then free for the next member, without a recompilation.
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ log = logging.getLogger(__name__)
 class _Compiled:
     """The stacked net, its optimizer and the compiled loop of one shape."""
 
-    def __init__(self, variant: Variant, k: int, splits: Splits, batch_size: int, optimizer: str, jit: bool) -> None:
+    def __init__(
+        self, variant: Variant, k: int, splits: Splits, batch_size: int, optimizer: str, jit: bool
+    ) -> None:
         from bench.population.loop import CompiledLoop
         from bench.population.optim import StackedOptimizer
 
         self.splits = splits  # held, so the cache key's id(splits) cannot be reused meanwhile
-        self.net = StackedNet(variant, k, input_size=int(np.prod(splits.input_shape)), num_classes=splits.num_classes)
+        self.net = StackedNet(
+            variant, k, input_size=int(np.prod(splits.input_shape)), num_classes=splits.num_classes
+        )
         steps_per_epoch = -(-len(splits.x_train) // batch_size)
         self.optimizer = StackedOptimizer(optimizer, self.net.trainable, k, steps_per_epoch)
         self.loop = CompiledLoop(self.net, self.optimizer, splits, batch_size, jit_compile=jit)
@@ -45,7 +49,9 @@ _cached: dict[tuple, _Compiled] = {}
 _CACHE_SIZE = 2  # shapes kept compiled (each holds a copy of the splits)
 
 
-def _compiled(variant: Variant, k: int, splits: Splits, batch_size: int, optimizer: str, jit: bool) -> _Compiled:
+def _compiled(
+    variant: Variant, k: int, splits: Splits, batch_size: int, optimizer: str, jit: bool
+) -> _Compiled:
     key = (variant, k, id(splits), batch_size, optimizer, jit)
     if key not in _cached:
         while len(_cached) >= _CACHE_SIZE:
@@ -68,18 +74,33 @@ class Slot:
     running: bool = True
     error: Exception | None = None  # what one of its hooks raised (a pruned trial, a store failure)
     weights: list[np.ndarray] | None = None  # as they were when it stopped (or at its best epoch)
-    best: tuple[float, list[np.ndarray]] | None = None  # restore_best: (val accuracy, weights) of the best epoch
+    best: tuple[float, list[np.ndarray]] | None = (
+        None  # restore_best: (val accuracy, weights) of the best epoch
+    )
 
     def result(self, net: StackedNet, splits: Splits, device: str) -> TrainResult:
         variant = net.variant
-        if self.error is None:  # a member its hook stopped (a pruned trial) did not end: no verdict on its end
+        if (
+            self.error is None
+        ):  # a member its hook stopped (a pruned trial) did not end: no verdict on its end
             self.health.final(self.history)
         if self.health.status != STATUS_OK:
-            log.warning("%s (seed %d): training %s: %s", variant.name, self.hparams.seed, self.health.status,
-                        self.health.message)
+            log.warning(
+                "%s (seed %d): training %s: %s",
+                variant.name,
+                self.hparams.seed,
+                self.health.status,
+                self.health.message,
+            )
         return TrainResult(
-            variant=variant.name, hparams=self.hparams, params=net.param_count(), history=self.history,
-            train_seconds=self.seconds, status=self.health.status, message=self.health.message, device=device,
+            variant=variant.name,
+            hparams=self.hparams,
+            params=net.param_count(),
+            history=self.history,
+            train_seconds=self.seconds,
+            status=self.health.status,
+            message=self.health.message,
+            device=device,
             model_factory=functools.partial(_member_model, net, self.hparams, splits, self.weights),
         )
 
@@ -88,15 +109,26 @@ def _member_model(net: StackedNet, hparams: HParams, splits: Splits, weights: li
     """The member as an ordinary Keras model (built only when someone asks for it)."""
     from bench.models.build import build_model
 
-    model = build_model(net.variant, hparams, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    model = build_model(
+        net.variant, hparams, input_shape=splits.input_shape, num_classes=splits.num_classes
+    )
     return net.write_into(model, weights)
 
 
 class Population:
     """K slots of ``variant`` sharing batch size and optimizer kind, trained one epoch at a time."""
 
-    def __init__(self, variant: Variant, k: int, splits: Splits, *, batch_size: int, optimizer: str,
-                 jit_compile: bool | None = None, device: str = "") -> None:
+    def __init__(
+        self,
+        variant: Variant,
+        k: int,
+        splits: Splits,
+        *,
+        batch_size: int,
+        optimizer: str,
+        jit_compile: bool | None = None,
+        device: str = "",
+    ) -> None:
         from bench import xla
 
         if jit_compile is None:
@@ -156,18 +188,24 @@ class Population:
                     self.stop(k)
             return not self.running
 
-        orders = np.stack([
-            epoch_order(slot.hparams.seed, slot.epoch, loop.n) if slot is not None else np.arange(loop.n, dtype=np.int32)
-            for slot in self.slots
-        ])
+        orders = np.stack(
+            [
+                epoch_order(slot.hparams.seed, slot.epoch, loop.n)
+                if slot is not None
+                else np.arange(loop.n, dtype=np.int32)
+                for slot in self.slots
+            ]
+        )
         loss, acc = loop.train_epoch(orders, diverged)
         val_loss, val_acc = loop.validate()
         share = (time.perf_counter() - t0) / len(live)  # this epoch's wall time per member trained
         for k in live:
             stopping.check()  # an epoch a stop interrupted is not recorded (its runs end KILLED)
             metrics = {
-                schema.LOSS: float(loss[k]), schema.ACCURACY: float(acc[k]),
-                schema.VAL_LOSS: float(val_loss[k]), schema.VAL_ACCURACY: float(val_acc[k]),
+                schema.LOSS: float(loss[k]),
+                schema.ACCURACY: float(acc[k]),
+                schema.VAL_LOSS: float(val_loss[k]),
+                schema.VAL_ACCURACY: float(val_acc[k]),
                 schema.EPOCH_SECONDS: share,
             }
             self._record(k, metrics)
@@ -180,7 +218,11 @@ class Population:
             slot.history[key].append(metrics[key])
         slot.epoch += 1
         val = metrics[schema.VAL_ACCURACY]
-        if slot.hparams.restore_best and np.isfinite(val) and (slot.best is None or val > slot.best[0]):
+        if (
+            slot.hparams.restore_best
+            and np.isfinite(val)
+            and (slot.best is None or val > slot.best[0])
+        ):
             slot.best = (val, self._c.net.member_values(k))
         done = slot.health.epoch(metrics, slot.epoch) or slot.epoch >= slot.hparams.epochs
         try:

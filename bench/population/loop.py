@@ -44,8 +44,15 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 class CompiledLoop:
     """Trains a :class:`StackedNet` with a :class:`StackedOptimizer` on ``splits``."""
 
-    def __init__(self, net: StackedNet, optimizer: StackedOptimizer, splits: Splits, batch_size: int,
-                 *, jit_compile: bool = True) -> None:
+    def __init__(
+        self,
+        net: StackedNet,
+        optimizer: StackedOptimizer,
+        splits: Splits,
+        batch_size: int,
+        *,
+        jit_compile: bool = True,
+    ) -> None:
         self.net, self.optimizer, self.batch_size = net, optimizer, batch_size
         self.jit_compile = jit_compile
         flat = int(np.prod(splits.input_shape))
@@ -69,13 +76,18 @@ class CompiledLoop:
         """One update of every member on its batch ``idx`` (K, b): (loss, correct) per member."""
         xb, yb = tf.gather(self.x, idx), tf.gather(self.y, idx)
         with tf.GradientTape() as tape:
-            logits = self.net.logits(xb, training=True, counter=tf.cast(self.optimizer.steps, tf.int32))
+            logits = self.net.logits(
+                xb, training=True, counter=tf.cast(self.optimizer.steps, tf.int32)
+            )
             ce = cross_entropy(yb, logits, self.smoothing)
             loss = tf.reduce_mean(ce, axis=1) + self.net.penalty()
             total = tf.reduce_sum(loss)
         grads = tape.gradient(total, self.optimizer.variables)
         self.optimizer.apply(grads, self.active)
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb), tf.float32), axis=1)
+        hits = tf.reduce_sum(
+            tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), yb), tf.float32),
+            axis=1,
+        )
         return loss, hits
 
     def _run_steps(self, steps: tf.Tensor, first: tf.Tensor, count: tf.Tensor):
@@ -112,7 +124,12 @@ class CompiledLoop:
             logits = self.net.logits(x, training=False)
             labels = tf.broadcast_to(y[None], [k, y.shape[0]])
             loss_sum += tf.reduce_sum(cross_entropy(labels, logits, self.smoothing), axis=1)
-            hits_sum += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32), axis=1)
+            hits_sum += tf.reduce_sum(
+                tf.cast(
+                    tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels), tf.float32
+                ),
+                axis=1,
+            )
         n = float(self.x_val.shape[0])
         return loss_sum / n, hits_sum / n
 
@@ -125,7 +142,9 @@ class CompiledLoop:
         (:mod:`bench.stopping`) raises before the next call."""
         order = tf.constant(orders)
         k, full, bs = self.net.k, self.full_steps, self.batch_size
-        steps = tf.constant(np.ascontiguousarray(orders[:, : full * bs].reshape(k, full, bs).transpose(1, 0, 2)))
+        steps = tf.constant(
+            np.ascontiguousarray(orders[:, : full * bs].reshape(k, full, bs).transpose(1, 0, 2))
+        )
         loss_sum, hits = np.zeros(k), np.zeros(k)
         seen = 0
         for first in range(0, full, STEPS_PER_CALL):

@@ -110,8 +110,12 @@ def _variable(k: int, op: program.Op, weight: program.Weight) -> tf.Variable:
     shape = [k, 1, *weight.shape] if len(weight.shape) == 1 else [k, *weight.shape]
     initial = tf.ones(shape) if weight.initializer == "ones" else tf.zeros(shape)
     limit = getattr(op, "max_norm", None) if weight.attr == "kernel" else None
-    return tf.Variable(initial, name=f"{op.name}_{weight.attr}", trainable=weight.trainable,
-                       constraint=_max_norm(limit) if limit is not None else None)
+    return tf.Variable(
+        initial,
+        name=f"{op.name}_{weight.attr}",
+        trainable=weight.trainable,
+        constraint=_max_norm(limit) if limit is not None else None,
+    )
 
 
 Entry = tuple[program.Op, program.Weight, tf.Variable]

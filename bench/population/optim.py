@@ -71,7 +71,9 @@ class StackedOptimizer:
         #: Per member: each hyperparameter, and 1 - it (taken in float64 then rounded, as the
         #: Python constants of Keras' rules were).
         self.hyper = {name: tf.Variable(tf.zeros([k]), name=name) for name in HYPER[kind]}
-        self.complement = {name: tf.Variable(tf.zeros([k]), name=f"1-{name}") for name in HYPER[kind]}
+        self.complement = {
+            name: tf.Variable(tf.zeros([k]), name=f"1-{name}") for name in HYPER[kind]
+        }
         self.steps = tf.Variable(tf.zeros([k]), name="steps")  # updates applied, per member
         self.first = (
             [tf.Variable(tf.zeros_like(v)) for v in self.variables] if kind != "rmsprop" else []

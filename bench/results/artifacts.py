@@ -42,8 +42,15 @@ class ModelNaming:
     alias: str | None = None
 
 
-def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: Splits, log_model: bool = True,
-                 naming: ModelNaming | None = None) -> str | None:
+def log_training(
+    tracker: Tracker,
+    run_id: str,
+    result: TrainResult,
+    *,
+    splits: Splits,
+    log_model: bool = True,
+    naming: ModelNaming | None = None,
+) -> str | None:
     """Test scores, status, figures, tables and the model of one finished training run. The
     model is logged first, so the test scores are logged against it and the test dataset."""
     tracker.set_tags(
@@ -62,7 +69,9 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
     tracker.log_text(run_id, history.to_csv(), "history.csv")
     title = f"{result.variant} (seed {result.hparams.seed})"
     if result.epochs_run:
-        tracker.log_figure(run_id, figures.learning_curves(result.history, title), "figures/learning_curves.png")
+        tracker.log_figure(
+            run_id, figures.learning_curves(result.history, title), "figures/learning_curves.png"
+        )
     if result.confusion is not None:
         _log_confusion(tracker, run_id, result.confusion, list(splits.class_names), title)
     if result.test_predictions is not None and splits.pixels:  # tabular examples are not pictures
@@ -72,45 +81,89 @@ def log_training(tracker: Tracker, run_id: str, result: TrainResult, *, splits: 
     if model is not None and result.status != STATUS_DIVERGED:
         from bench.models.build import weight_tensors
 
-        tracker.log_figure(run_id, figures.weight_violins(weight_tensors(model), title), "figures/weights_violin.png")
+        tracker.log_figure(
+            run_id,
+            figures.weight_violins(weight_tensors(model), title),
+            "figures/weights_violin.png",
+        )
         _log_batch_norm(tracker, run_id, model, title)
         if log_model:
-            uri, model_id = _log_kept_model(tracker, run_id, result, model, splits, naming or ModelNaming(result.variant))
+            uri, model_id = _log_kept_model(
+                tracker, run_id, result, model, splits, naming or ModelNaming(result.variant)
+            )
     tracker.log_metrics(run_id, tested, dataset=split_datasets(splits)[-1], model_id=model_id)
     return uri
 
 
-def _log_kept_model(tracker: Tracker, run_id: str, result: TrainResult, model, splits: Splits,
-                    naming: ModelNaming) -> tuple[str, str]:
+def _log_kept_model(
+    tracker: Tracker, run_id: str, result: TrainResult, model, splits: Splits, naming: ModelNaming
+) -> tuple[str, str]:
     """The model as a LoggedModel whose metrics are the kept epoch's (the last, or the
     restored best) and, logged after this, its test scores; registered where named."""
+    from bench.models.build import logged_params
+
     description = model_description(result, splits)
-    uri, model_id = log_serving_model(tracker, run_id, model, splits, name=naming.name,
-                                      params=result.hparams.as_params(), description=description)
+    uri, model_id = log_serving_model(
+        tracker,
+        run_id,
+        model,
+        splits,
+        name=naming.name,
+        params=logged_params(result.hparams, get_variant(result.variant)),
+        description=description,
+    )
     kept = result.best_epoch if result.hparams.restore_best else result.epochs_run - 1
-    store_models.link_metrics(tracker, run_id, model_id, kept,
-                              [k for k in HISTORY_KEYS if k != schema.EPOCH_SECONDS])
+    store_models.link_metrics(
+        tracker, run_id, model_id, kept, [k for k in HISTORY_KEYS if k != schema.EPOCH_SECONDS]
+    )
     if naming.registered:
-        scores = {k: f"{v:.4f}" for k, v in ((schema.TEST_ACCURACY, result.test_accuracy),
-                                              (schema.TEST_LOSS, result.test_loss)) if v is not None}
+        scores = {
+            k: f"{v:.4f}"
+            for k, v in (
+                (schema.TEST_ACCURACY, result.test_accuracy),
+                (schema.TEST_LOSS, result.test_loss),
+            )
+            if v is not None
+        }
         store_models.register_model(
-            tracker, uri, naming.registered, naming.alias,
-            {schema.SEED_TAG: str(result.hparams.seed), schema.RUN_ID_TAG: run_id, **scores}, description)
+            tracker,
+            uri,
+            naming.registered,
+            naming.alias,
+            {schema.SEED_TAG: str(result.hparams.seed), schema.RUN_ID_TAG: run_id, **scores},
+            description,
+        )
     return uri, model_id
 
 
 def model_description(result: TrainResult, splits: Splits) -> str:
     """What a logged or registered model is, in one paragraph: variant, task, hyperparameters,
     which epoch's weights, test scores."""
+    from bench.models.build import logged_params
+
     hp = result.hparams
-    shown = ", ".join(f"{k}={v}" for k, v in hp.as_params().items() if v is not None and k != schema.RESTORE_BEST)
-    kept = (f"the best validation epoch's weights (epoch {result.best_epoch + 1} of {result.epochs_run})"
-            if hp.restore_best and result.best_epoch is not None else f"the weights after epoch {result.epochs_run}")
-    test = (f"; test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f}"
-            if result.test_accuracy is not None and result.test_loss is not None else "")
-    return (f"{result.variant} trained on {splits.task} ({splits.sizes.get('train', len(splits.x_train))} "
-            f"examples) with {shown}; {kept}{test}. Input: raw examples as the data holds them "
-            f"(preprocessing {splits.preprocessing} is built in).")
+    shown = ", ".join(
+        f"{k}={v}"
+        for k, v in logged_params(hp, get_variant(result.variant)).items()
+        if k != schema.RESTORE_BEST
+    )
+    kept = (
+        f"the best validation epoch's weights (epoch {result.best_epoch + 1} of "
+        f"{result.epochs_run})"
+        if hp.restore_best and result.best_epoch is not None
+        else f"the weights after epoch {result.epochs_run}"
+    )
+    test = (
+        f"; test accuracy {result.test_accuracy:.4f}, test loss {result.test_loss:.4f}"
+        if result.test_accuracy is not None and result.test_loss is not None
+        else ""
+    )
+    return (
+        f"{result.variant} trained on {splits.task} "
+        f"({splits.sizes.get('train', len(splits.x_train))} examples) with {shown}; {kept}{test}. "
+        f"Input: raw examples as the data holds them (preprocessing {splits.preprocessing} is "
+        "built in)."
+    )
 
 
 def split_datasets(splits: Splits) -> list[SplitData]:
@@ -121,34 +174,56 @@ def split_datasets(splits: Splits) -> list[SplitData]:
         while len(_DATASETS) >= 2:
             del _DATASETS[next(iter(_DATASETS))]
         source = splits.source.split(": ", 1)[-1] if ": " in splits.source else splits.source
-        parts = (("train", splits.x_train, splits.y_train), ("validation", splits.x_val, splits.y_val),
-                 ("test", splits.x_test, splits.y_test))
-        _DATASETS[key] = (splits, [
-            SplitData(name=f"{splits.task}-{split}", digest=digest(x, y), source=source or splits.task,
-                      context=schema.DATA_CONTEXTS[split], rows=len(x), features_shape=tuple(x.shape[1:]))
-            for split, x, y in parts
-        ])
+        parts = (
+            ("train", splits.x_train, splits.y_train),
+            ("validation", splits.x_val, splits.y_val),
+            ("test", splits.x_test, splits.y_test),
+        )
+        _DATASETS[key] = (
+            splits,
+            [
+                SplitData(
+                    name=f"{splits.task}-{split}",
+                    digest=digest(x, y),
+                    source=source or splits.task,
+                    context=schema.DATA_CONTEXTS[split],
+                    rows=len(x),
+                    features_shape=tuple(x.shape[1:]),
+                )
+                for split, x, y in parts
+            ],
+        )
     return _DATASETS[key][1]
 
 
-_DATASETS: dict[int, tuple[Splits, list[SplitData]]] = {}  # the splits are held: their id stays theirs
+_DATASETS: dict[
+    int, tuple[Splits, list[SplitData]]
+] = {}  # the splits are held: their id stays theirs
 
 
-def _log_confusion(tracker: Tracker, run_id: str, confusion: np.ndarray, class_names: list[str], title: str) -> None:
+def _log_confusion(
+    tracker: Tracker, run_id: str, confusion: np.ndarray, class_names: list[str], title: str
+) -> None:
     cm = pd.DataFrame(confusion, index=class_names, columns=class_names)
     cm.index.name = "true \\ predicted"
     tracker.log_text(run_id, cm.to_csv(), "confusion_matrix.csv")
-    tracker.log_figure(run_id, figures.confusion_matrix(confusion, class_names, title), schema.CONFUSION_FIGURE)
+    tracker.log_figure(
+        run_id, figures.confusion_matrix(confusion, class_names, title), schema.CONFUSION_FIGURE
+    )
 
 
-def _log_predictions(tracker: Tracker, run_id: str, predicted: np.ndarray, splits: Splits, title: str, n: int = 25) -> None:
+def _log_predictions(
+    tracker: Tracker, run_id: str, predicted: np.ndarray, splits: Splits, title: str, n: int = 25
+) -> None:
     """The first 25 test images captioned "GT: true, P: predicted" (seed 003), mistakes in red."""
     names = splits.class_names
     truth = splits.y_test[:n]
     guess = predicted[:n]
     labels = [f"GT: {names[t]}\nP: {names[p]}" for t, p in zip(truth, guess, strict=True)]
     fig = figures.image_grid(
-        splits.raw(splits.x_test[:n]), labels, f"{title}: first {len(truth)} test images",
+        splits.raw(splits.x_test[:n]),
+        labels,
+        f"{title}: first {len(truth)} test images",
         wrong=list(truth != guess),
     )
     tracker.log_figure(run_id, fig, "figures/test_predictions.png")
@@ -169,17 +244,28 @@ def _log_batch_norm(tracker: Tracker, run_id: str, model, title: str) -> None:
         ignore_index=True,
     )
     tracker.log_text(run_id, frame.to_csv(index=False), "batch_norm/parameters.csv")
-    means = frame.groupby("layer", sort=False)[["gamma", "beta", "moving_mean", "moving_variance"]].mean()
+    means = frame.groupby("layer", sort=False)[
+        ["gamma", "beta", "moving_mean", "moving_variance"]
+    ].mean()
     means.insert(0, "channels", frame.groupby("layer", sort=False).size())
     tracker.log_text(run_id, tables.to_markdown(means.reset_index()), "batch_norm/summary.md")
     tracker.log_figure(
-        run_id, figures.batch_norm_parameters(frame, f"{title}: batch-norm parameters per channel"),
+        run_id,
+        figures.batch_norm_parameters(frame, f"{title}: batch-norm parameters per channel"),
         "batch_norm/parameters.png",
     )
 
 
-def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits, *, name: str,
-                      params: Mapping[str, object], description: str = "") -> tuple[str, str]:
+def log_serving_model(
+    tracker: Tracker,
+    run_id: str,
+    model,
+    splits: Splits,
+    *,
+    name: str,
+    params: Mapping[str, object],
+    description: str = "",
+) -> tuple[str, str]:
     """Log the model as an MLflow Keras model that takes raw uint8 images (its URI and id),
     with two test images as its input example."""
     from importlib import metadata
@@ -189,8 +275,16 @@ def log_serving_model(tracker: Tracker, run_id: str, model, splits: Splits, *, n
     serving = serving_model(model, scale=splits.scale, offset=splits.offset)
     pins = [f"{lib}=={metadata.version(lib)}" for lib in ("tensorflow", "keras")]
     return store_models.log_keras_model(
-        tracker, run_id, serving, name=name, params=params, input_name="raw_image", input_dtype=np.uint8,
-        pip_requirements=pins, input_example=splits.raw_test_images()[:2], description=description,
+        tracker,
+        run_id,
+        serving,
+        name=name,
+        params=params,
+        input_name="raw_image",
+        input_dtype=np.uint8,
+        pip_requirements=pins,
+        input_example=splits.raw_test_images()[:2],
+        description=description,
     )
 
 
@@ -213,20 +307,33 @@ def log_comparison(
     """The comparison table (CSV, Markdown with the study's notes), overlays per group,
     the accuracy chart, accuracy against depth, and the dataset summary."""
     tracker.log_text(run_id, table.to_csv(index=False), "comparison.csv")
-    tracker.log_text(run_id, tables.comparison_markdown(table, title, notes, reference_source), "comparison.md")
+    tracker.log_text(
+        run_id, tables.comparison_markdown(table, title, notes, reference_source), "comparison.md"
+    )
     if notes:
-        tracker.log_text(run_id, "\n".join(f"- {tables.md_text(n)}" for n in notes) + "\n", "notes.md")
+        tracker.log_text(
+            run_id, "\n".join(f"- {tables.md_text(n)}" for n in notes) + "\n", "notes.md"
+        )
     for group in sorted(set(groups.values())):
-        members = {run: h for run, h in histories.items() if groups[run] == group and h[schema.ACCURACY]}
+        members = {
+            run: h for run, h in histories.items() if groups[run] == group and h[schema.ACCURACY]
+        }
         if members:
-            fig = figures.overlay(members, f"{title}: {group} variants, train (solid) vs validation (dashed)")
+            fig = figures.overlay(
+                members, f"{title}: {group} variants, train (solid) vs validation (dashed)"
+            )
             tracker.log_figure(run_id, fig, f"figures/overlay_{sanitize_name(group)}.png")
     if table["test_accuracy"].notna().any():
-        tracker.log_figure(run_id, figures.test_accuracy_chart(table, f"{title}: test accuracy"), "figures/test_accuracy.png")
+        tracker.log_figure(
+            run_id,
+            figures.test_accuracy_chart(table, f"{title}: test accuracy"),
+            "figures/test_accuracy.png",
+        )
     depth = _depth_table(table)
     if depth is not None:
         tracker.log_figure(
-            run_id, figures.accuracy_vs_depth(depth, f"{title}: test accuracy vs hidden layers"),
+            run_id,
+            figures.accuracy_vs_depth(depth, f"{title}: test accuracy vs hidden layers"),
             "figures/accuracy_vs_depth.png",
         )
     if splits is not None:
@@ -276,17 +383,30 @@ def log_seed_statistics(
             tracker.log_figure(run_id, fig, f"figures/curves_{sanitize_name(group)}.png")
 
 
-def _log_ranking(tracker: Tracker, run_id: str, setting: str, ranking: stats.Ranking,
-                 factorial: stats.Factorial | None, title: str) -> None:
+def _log_ranking(
+    tracker: Tracker,
+    run_id: str,
+    setting: str,
+    ranking: stats.Ranking,
+    factorial: stats.Factorial | None,
+    title: str,
+) -> None:
     """One setting's ranking, p-values, verdicts (``pairs.csv``), contrasts and figure."""
     suffix = "" if setting == schema.SETTING_DEFAULT else f"_{sanitize_name(setting)}"
     tracker.log_text(run_id, ranking.table().to_csv(index=False), f"ranking{suffix}.csv")
-    tracker.log_table(run_id, ranking.table(), schema.RANKING_TABLE.replace(".json", f"{suffix}.json"))
+    tracker.log_table(
+        run_id, ranking.table(), schema.RANKING_TABLE.replace(".json", f"{suffix}.json")
+    )
     tracker.log_text(run_id, ranking.pvalues.to_csv(), f"ranking{suffix}_pvalues.csv")
     tracker.log_text(run_id, ranking.pairs.to_csv(index=False), f"pairs{suffix}.csv")
     if ranking.omnibus is not None:
-        tracker.log_metrics(run_id, {f"{schema.FRIEDMAN_P}{suffix}": ranking.omnibus.chi2_p,
-                                     f"{schema.IMAN_DAVENPORT_P}{suffix}": ranking.omnibus.p})
+        tracker.log_metrics(
+            run_id,
+            {
+                f"{schema.FRIEDMAN_P}{suffix}": ranking.omnibus.chi2_p,
+                f"{schema.IMAN_DAVENPORT_P}{suffix}": ranking.omnibus.p,
+            },
+        )
     if factorial is not None:
         tracker.log_text(run_id, factorial.contrasts.to_csv(index=False), f"contrasts{suffix}.csv")
         if factorial.anova is not None:
@@ -301,14 +421,17 @@ def results_markdown(table: pd.DataFrame, seed_stats: SeedStatistics) -> str:
     every run's scores."""
     if int(seed_stats.summary["seeds"].max()) > 1:
         frame = tables.summary_frame(seed_stats.summary, seed_stats.rankings)
-        shown = [c for c in ("variant", "seeds", "test acc mean ± std", "95% CI", "mean rank",
-                             "vs best (paired t, Bonferroni, 5%)") if c in frame.columns]
-        sentences = [tables.md_paragraph(tables.ranking_sentence(r)) for r in seed_stats.rankings.values()]
-        parts = [tables.to_markdown(frame[shown]).strip(), *sentences]
+        shown = ["variant", "seeds", "test acc mean ± std", "95% CI", "mean rank"]
+        shown = [c for c in [*shown, "vs best (paired t, Bonferroni, 5%)"] if c in frame.columns]
+        sentences = [tables.ranking_sentence(r) for r in seed_stats.rankings.values()]
+        parts = [tables.to_markdown(frame[shown]).strip(), *map(tables.md_paragraph, sentences)]
     else:
-        rows = table[["run", schema.TEST_ACCURACY, schema.TEST_LOSS, schema.BEST_VAL_ACCURACY]]
-        parts = [tables.to_markdown(rows).strip()]
-    pointer = "Every run: comparison.csv; per variant: summary.csv; every pair's verdict: pairs.csv; all of it: report/."
+        scores = [schema.TEST_ACCURACY, schema.TEST_LOSS, schema.BEST_VAL_ACCURACY]
+        parts = [tables.to_markdown(table[["run", *scores]]).strip()]
+    pointer = (
+        "Every run: comparison.csv; per variant: summary.csv; every pair's verdict: pairs.csv; "
+        "all of it: report/."
+    )
     return "\n\n".join(["Results:", *parts, pointer])
 
 
@@ -327,8 +450,11 @@ def log_dataset(tracker: Tracker, run_id: str, splits: Splits, title: str) -> No
     frame = pd.DataFrame(balance, index=names)
     frame.index.name = "class"
     tracker.log_text(run_id, frame.to_csv(), "dataset/class_balance.csv")
-    tracker.log_figure(run_id, figures.class_balance(balance, names, f"{title}: class balance"),
-                       "dataset/class_balance.png")
+    tracker.log_figure(
+        run_id,
+        figures.class_balance(balance, names, f"{title}: class balance"),
+        "dataset/class_balance.png",
+    )
     lines = [f"# Dataset: {splits.task}", ""]
     for key, value in summary(splits, balance).items():
         lines.append(f"- **{key}**: {value}")
@@ -337,11 +463,17 @@ def log_dataset(tracker: Tracker, run_id: str, splits: Splits, title: str) -> No
     if not splits.pixels:
         return  # tabular examples are not pictures
     dev_x = splits.x_train[:25]  # the development set starts with the training split
-    dev = figures.image_grid(splits.raw(dev_x), [names[y] for y in splits.y_train[:25]],
-                             f"{splits.task}: first 25 development images")
+    dev = figures.image_grid(
+        splits.raw(dev_x),
+        [names[y] for y in splits.y_train[:25]],
+        f"{splits.task}: first 25 development images",
+    )
     tracker.log_figure(run_id, dev, "dataset/samples_development.png")
-    test = figures.image_grid(splits.raw_test_images()[:25], [names[y] for y in splits.y_test[:25]],
-                              f"{splits.task}: first 25 test images")
+    test = figures.image_grid(
+        splits.raw_test_images()[:25],
+        [names[y] for y in splits.y_test[:25]],
+        f"{splits.task}: first 25 test images",
+    )
     tracker.log_figure(run_id, test, "dataset/samples_test.png")
 
 

@@ -3,125 +3,31 @@ what an MLflow store holds, so it can be rebuilt from any tracking server.
 
 The per-run table is rebuilt from the child runs' params, metrics and tags; the statistics
 go through :mod:`bench.stats`, the figures through :mod:`bench.figures`, exactly as when the
-comparison ran. Images are embedded in the HTML as data URIs (one file to mail or archive)
-and written beside the Markdown.
+comparison ran. The document itself, its HTML (images embedded as data URIs) and Markdown,
+is :mod:`bench.results.document`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import logging
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench import figures, stats
-from bench.errors import BenchError
 from bench.results import table as tables
 from bench.results import verdicts
 from bench.results.artifacts import SeedStatistics, ranking_figure
+from bench.results.document import Report, Section, rounded
 from bench.store import schema
 from bench.store.reader import StoredComparison, StoredRun, StoreReader
 from bench.store.tracker import Tracker
 from bench.store.uri import first_line
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Section:
-    title: str
-    text: list[str] = field(default_factory=list)  # paragraphs
-    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (caption, frame)
-    images: list[tuple[str, str]] = field(default_factory=list)  # (caption, file name)
-
-
-@dataclass
-class Report:
-    title: str
-    subtitle: str
-    sections: list[Section]
-    images: dict[str, bytes]  # file name -> PNG bytes
-
-    def markdown(self) -> str:
-        """The report as Markdown; every text from the store or a study file is made inert
-        (:func:`bench.results.table.md_text`), as the HTML escapes it."""
-        md, para = tables.md_text, tables.md_paragraph
-        out = [f"# {md(self.title)}", "", para(self.subtitle), ""]
-        for s in self.sections:
-            out += [f"## {md(s.title)}", ""]
-            for p in s.text:
-                out += [para(p), ""]
-            for caption, frame in s.tables:
-                if caption:
-                    out += [f"**{md(caption)}**", ""]
-                out += [tables.md_cells(_rounded(frame)).to_markdown(index=False, disable_numparse=True), ""]
-            for caption, name in s.images:
-                out += [f"![{md(caption).replace(']', '')}](report_files/{name})", ""]
-        return "\n".join(out)
-
-    def html(self) -> str:
-        body = [f"<h1>{html.escape(self.title)}</h1>", f"<p class='sub'>{html.escape(self.subtitle)}</p>"]
-        toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(self.sections))
-        body.append(f"<nav><ol>{toc}</ol></nav>")
-        for i, s in enumerate(self.sections):
-            body.append(f"<section id='s{i}'><h2>{html.escape(s.title)}</h2>")
-            body += [f"<p>{html.escape(p)}</p>" for p in s.text]
-            for caption, frame in s.tables:
-                cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-                table = _rounded(frame).to_html(index=False, na_rep="", border=0, classes="data", escape=True)
-                body.append("<div class='scroll'>" + table.replace("<thead>", f"{cap}<thead>", 1) + "</div>")
-            for caption, name in s.images:
-                data = base64.b64encode(self.images[name]).decode("ascii")
-                body.append(
-                    f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-                )
-            body.append("</section>")
-        return _HTML.format(title=html.escape(self.title), body="\n".join(body))
-
-    def write(self, out: Path, formats: tuple[str, ...] = ("html", "markdown")) -> dict[str, Path]:
-        """``report.html`` (figures embedded) and/or ``report.md`` (figures in ``report_files/``)."""
-        try:
-            return self._write(out, formats)
-        except OSError as exc:
-            raise BenchError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
-
-    def _write(self, out: Path, formats: tuple[str, ...]) -> dict[str, Path]:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"html": out / "report.html", "markdown": out / "report.md"}
-        if "markdown" in formats:
-            files = out / "report_files"
-            files.mkdir(exist_ok=True)
-            for name, png in self.images.items():
-                (files / name).write_bytes(png)
-            paths["markdown"].write_text(self.markdown(), encoding="utf-8")
-        if "html" in formats:
-            paths["html"].write_text(self.html(), encoding="utf-8")
-        return {k: v for k, v in paths.items() if k in formats}
-
-
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
-h1 {{ margin-bottom: 0.2em; }} .sub {{ color: #666; margin-top: 0; }}
-table.data {{ border-collapse: collapse; margin: 0.8em 0 1.5em; font-size: 12.5px; }}
-table.data th, table.data td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
-table.data th {{ background: #f3f3f3; }} table.data td {{ white-space: nowrap; }}
-table.data td:first-child, table.data td:nth-child(2) {{ text-align: left; }} .scroll {{ overflow-x: auto; }}
-caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
-figure {{ margin: 1em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
-figcaption {{ color: #555; font-size: 12px; }} nav ol {{ columns: 2; }}
-</style></head><body>
-{body}
-</body></html>
-"""
 
 
 # --------------------------------------------------------------------------- building
@@ -139,16 +45,20 @@ def build(stored: StoredComparison, margin: float | None = None) -> Report:
         else:
             sections = _comparison_sections(stored, images, scratch, margin)
     sections.append(_environment(parent))
-    started = dt.datetime.fromtimestamp(parent.start_time / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = dt.datetime.fromtimestamp(parent.start_time / 1000, tz=dt.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC"
+    )
     subtitle = (
-        f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), started {started}. "
-        "Built from the MLflow store alone: `bench report --run-id <id>` rebuilds it from any tracking server."
+        f"Experiment {stored.experiment_name!r}, parent run {parent.name} ({parent.run_id}), "
+        f"started {started}. Built from the MLflow store alone: `bench report --run-id <id>` "
+        "rebuilds it from any tracking server."
     )
     return Report(f"bench report: {parent.name}", subtitle, sections, images)
 
 
-def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path,
-                         margin: float | None = None) -> list[Section]:
+def _comparison_sections(
+    stored: StoredComparison, images: dict[str, bytes], scratch: Path, margin: float | None = None
+) -> list[Section]:
     parent = stored.parent
     runs = [r for r in stored.children if r.kind in schema.TRAINING_KINDS]
     table = tables.stored_run_table(runs)
@@ -161,14 +71,22 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
         return sections
     analysis = verdicts.analysis(parent.params, runs, margin)
     seed_stats = SeedStatistics(table, analysis)
-    results = Section("Results over seeds", text=[
-        "Test accuracy and loss per variant over its healthy runs: mean ± sample standard deviation over "
-        "seeds and the 95% t-interval of the mean ('seeds': healthy/all where runs were left out, named in "
-        "'excluded'). 'vs best' is each variant's verdict against the top-ranked one (see 'How the verdicts "
-        "are made'). 'ref acc' is the notebook's single reported run."
-    ])
+    results = Section(
+        "Results over seeds",
+        text=[
+            "Test accuracy and loss per variant over its healthy runs: mean ± sample standard "
+            "deviation over seeds and the 95% t-interval of the mean ('seeds': healthy/all where "
+            "runs were left out, named in 'excluded'). 'vs best' is each variant's verdict "
+            "against the top-ranked one (see 'How the verdicts are made'). 'ref acc' is the "
+            "notebook's single reported run."
+        ],
+    )
     results.tables.append(("", tables.summary_frame(seed_stats.summary, seed_stats.rankings)))
-    every = table.drop(columns=["setting"]) if set(table["setting"]) == {schema.SETTING_DEFAULT} else table
+    every = (
+        table.drop(columns=["setting"])
+        if set(table["setting"]) == {schema.SETTING_DEFAULT}
+        else table
+    )
     tuning = _tuning_section(seed_stats, runs, analysis.margin)
     return [
         *sections,
@@ -177,7 +95,7 @@ def _comparison_sections(stored: StoredComparison, images: dict[str, bytes], scr
         _ranking_section(seed_stats.rankings, images),
         *[_factorial_section(f, analysis.margin) for f in seed_stats.factorials.values()],
         *([tuning] if tuning else []),
-        Section("Every run", tables=[("", _rounded(every))]),
+        Section("Every run", tables=[("", rounded(every))]),
         _curves_section(table, runs, images),
         _confusion_section(stored, table, runs, images, scratch),
     ]
@@ -187,19 +105,31 @@ def _ranking_section(rankings: dict[str, stats.Ranking], images: dict[str, bytes
     section = Section("Ranking")
     for setting, r in rankings.items():
         section.text.append(tables.ranking_sentence(r))
-        section.tables.append((f"Ranking ({setting})", _rounded(r.table())))
+        section.tables.append((f"Ranking ({setting})", rounded(r.table())))
         if not r.pairs.empty:
             shown = verdicts.tests_frame(r.pairs, {"a": "A", "b": "B"}, r.margin)
-            section.tables.append((f"Every pair ({setting}): A − B over the seeds where both runs are healthy", shown))
+            section.tables.append(
+                (f"Every pair ({setting}): A − B over the seeds where both runs are healthy", shown)
+            )
         if r.testable and len(r.pvalues) > 2:
             pairs = r.pvalues.loc[r.order, r.order].astype(float)
             pairs = pairs.mask(np.eye(len(pairs), dtype=bool)).rename_axis("variant").reset_index()
-            section.tables.append((f"Every pair ({setting}): {stats.posthoc_label(r.posthoc)} p-values, "
-                                   "Bonferroni-adjusted over all pairs", _rounded(pairs)))
+            section.tables.append(
+                (
+                    f"Every pair ({setting}): {stats.posthoc_label(r.posthoc)} p-values, "
+                    "Bonferroni-adjusted over all pairs",
+                    rounded(pairs),
+                )
+            )
         name = f"ranking_{setting}.png"
         images[name] = _png(ranking_figure(r, f"mean rank on test accuracy ({setting}; 1 = best)"))
-        section.images.append((f"Mean ranks ({setting}); bars join variants whose {stats.posthoc_label(r.posthoc)}s "
-                               "(Bonferroni) do not separate them", name))
+        section.images.append(
+            (
+                f"Mean ranks ({setting}); bars join variants whose "
+                f"{stats.posthoc_label(r.posthoc)}s (Bonferroni) do not separate them",
+                name,
+            )
+        )
     return section
 
 
@@ -208,41 +138,68 @@ def _factorial_section(f: stats.Factorial, margin: float) -> Section:
     section = Section(f"Factorial contrasts ({f.setting})", text=verdicts.factorial_text(f, margin))
     if not f.contrasts.empty:
         shown = verdicts.tests_frame(f.contrasts, {"term": "term", "contrast": "contrast"}, margin)
-        section.tables.append((f"Planned contrasts ({f.setting}): Bonferroni within each term", shown))
+        section.tables.append(
+            (f"Planned contrasts ({f.setting}): Bonferroni within each term", shown)
+        )
     if f.anova is not None:
-        section.tables.append((f"Repeated-measures ANOVA ({f.setting}), seed as subject (statsmodels AnovaRM)",
-                               verdicts.anova_frame(f.anova)))
-    return section
-
-
-def _tuning_section(seed_stats: SeedStatistics, runs: list[StoredRun], margin: float) -> Section | None:
-    """Default vs tuned: the hyperparameters tuning chose and what they did on test."""
-    effect, rankings = seed_stats.tuning_effect, seed_stats.rankings
-    if effect is None:
-        return None
-    section = Section("Default vs tuned", text=[
-        "The hyperparameters `bench tune` chose on the validation split (hyperparameters not listed "
-        "were left as they were), then tuned minus default test accuracy per variant over the seeds where "
-        "both runs are healthy, one family (Bonferroni across variants). Where tuning kept the default "
-        "setting the two are the same runs ('identical scores') and there is nothing to test.",
-        f"Verdicts: {verdicts.verdict_counts(effect)}. {verdicts.power_sentence(effect, margin)}".strip(),
-    ])
-    chosen = tables.tuned_hyperparameters(runs)
-    if chosen is not None:
-        section.tables.append(("Tuned hyperparameters", chosen))
-    section.tables.append(("Effect of tuning on test accuracy",
-                           verdicts.tests_frame(effect, {"variant": "variant"}, margin)))
-    tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
-    if tuned is not None and default is not None:
-        section.text.append(
-            "Tuning " + ("did not change" if tuned.order == default.order else "changed") + " the order of the "
-            "mean ranks: default " + " > ".join(default.order) + "; tuned " + " > ".join(tuned.order) + "."
+        section.tables.append(
+            (
+                f"Repeated-measures ANOVA ({f.setting}), seed as subject (statsmodels AnovaRM)",
+                verdicts.anova_frame(f.anova),
+            )
         )
     return section
 
 
-def _curves_section(table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes]) -> Section:
-    section = Section("Learning curves", text=["Mean ± std over seeds; train solid, validation dashed."])
+def _tuning_section(
+    seed_stats: SeedStatistics, runs: list[StoredRun], margin: float
+) -> Section | None:
+    """Default vs tuned: the hyperparameters tuning chose and what they did on test."""
+    effect, rankings = seed_stats.tuning_effect, seed_stats.rankings
+    if effect is None:
+        return None
+    section = Section(
+        "Default vs tuned",
+        text=[
+            "The hyperparameters `bench tune` chose on the validation split (hyperparameters not "
+            "listed were left as they were), then tuned minus default test accuracy per variant "
+            "over the seeds where both runs are healthy, one family (Bonferroni across variants). "
+            "Where tuning kept the default setting the two are the same runs ('identical scores') "
+            "and there is nothing to test.",
+            f"Verdicts: {verdicts.verdict_counts(effect)}. "
+            f"{verdicts.power_sentence(effect, margin)}".strip(),
+        ],
+    )
+    chosen = tables.tuned_hyperparameters(runs)
+    if chosen is not None:
+        section.tables.append(("Tuned hyperparameters", chosen))
+    section.tables.append(
+        (
+            "Effect of tuning on test accuracy",
+            verdicts.tests_frame(effect, {"variant": "variant"}, margin),
+        )
+    )
+    tuned, default = rankings.get(schema.SETTING_TUNED), rankings.get(schema.SETTING_DEFAULT)
+    if tuned is not None and default is not None:
+        section.text.append(
+            "Tuning "
+            + ("did not change" if tuned.order == default.order else "changed")
+            + " the order of the "
+            "mean ranks: default "
+            + " > ".join(default.order)
+            + "; tuned "
+            + " > ".join(tuned.order)
+            + "."
+        )
+    return section
+
+
+def _curves_section(
+    table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes]
+) -> Section:
+    section = Section(
+        "Learning curves", text=["Mean ± std over seeds; train solid, validation dashed."]
+    )
     histories = {r.name: r.histories for r in runs}
     groups = {r.name: r.params.get(schema.VARIANT_GROUP, "all") for r in runs}
     for group, members in tables.grouped_histories(table, histories, groups).items():
@@ -253,11 +210,19 @@ def _curves_section(table: pd.DataFrame, runs: list[StoredRun], images: dict[str
 
 
 def _confusion_section(
-    stored: StoredComparison, table: pd.DataFrame, runs: list[StoredRun], images: dict[str, bytes], scratch: Path
+    stored: StoredComparison,
+    table: pd.DataFrame,
+    runs: list[StoredRun],
+    images: dict[str, bytes],
+    scratch: Path,
 ) -> Section:
-    section = Section("Confusion matrices", text=["The best run (highest test accuracy) of each variant."])
-    best = table.dropna(subset=["test_accuracy"]).sort_values("test_accuracy", ascending=False).drop_duplicates(
-        ["variant", "setting"]
+    section = Section(
+        "Confusion matrices", text=["The best run (highest test accuracy) of each variant."]
+    )
+    best = (
+        table.dropna(subset=["test_accuracy"])
+        .sort_values("test_accuracy", ascending=False)
+        .drop_duplicates(["variant", "setting"])
     )
     by_name = {r.name: r for r in runs}
     for row in best.itertuples():
@@ -271,7 +236,9 @@ def _confusion_section(
     return section
 
 
-def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch: Path) -> list[Section]:
+def _study_sections(
+    stored: StoredComparison, images: dict[str, bytes], scratch: Path
+) -> list[Section]:
     parent = stored.parent
     trials = [r for r in stored.children if r.kind == schema.KIND_TRIAL]
     section = Section("Trials", text=_study_text(stored, trials))
@@ -289,14 +256,18 @@ def _study_sections(stored: StoredComparison, images: dict[str, bytes], scratch:
     )
     if not frame.empty:
         top = frame.sort_values("val_accuracy (last)", ascending=False, na_position="last")
-        section.tables.append(("Trials, best first", _rounded(top)))
+        section.tables.append(("Trials, best first", rounded(top)))
     for fig_name in schema.OPTUNA_FIGURES:
         path = stored.artifacts(parent.run_id, schema.optuna_figure(fig_name), scratch / "study")
         if path is not None:
             images[f"{fig_name}.png"] = path.read_bytes()
             section.images.append((fig_name.replace("_", " "), f"{fig_name}.png"))
     selection = _selection_section(stored)
-    return [_protocol(parent, schema.TUNING_PREFIX, stored.children), section, *([selection] if selection else [])]
+    return [
+        _protocol(parent, schema.TUNING_PREFIX, stored.children),
+        section,
+        *([selection] if selection else []),
+    ]
 
 
 def _selection_section(stored: StoredComparison) -> Section | None:
@@ -307,60 +278,102 @@ def _selection_section(stored: StoredComparison) -> Section | None:
         return None
     rows: dict[str, dict[str, object]] = {}
     for r in sorted(runs, key=lambda r: int(r.params.get(schema.SEED, 0))):
-        row = rows.setdefault(r.params.get(schema.CANDIDATE, r.name), {
-            "candidate": r.params.get(schema.CANDIDATE, r.name),
-            **{k: r.params[k] for k in schema.TUNABLE if k in r.params}, "values": []})
+        row = rows.setdefault(
+            r.params.get(schema.CANDIDATE, r.name),
+            {
+                "candidate": r.params.get(schema.CANDIDATE, r.name),
+                **{k: r.params[k] for k in schema.TUNABLE if k in r.params},
+                "values": [],
+            },
+        )
         row["values"].append(r.metrics.get(schema.OBJECTIVE))
-    frame = pd.DataFrame([{**{k: v for k, v in row.items() if k != "values"},
-                           "seeds": len(row["values"]),
-                           "val_accuracy (mean over seeds)": float(np.mean(row["values"])),
-                           "per seed": ", ".join(f"{v:.4f}" for v in row["values"])} for row in rows.values()])
+    frame = pd.DataFrame(
+        [
+            {
+                **{k: v for k, v in row.items() if k != "values"},
+                "seeds": len(row["values"]),
+                "val_accuracy (mean over seeds)": float(np.mean(row["values"])),
+                "per seed": ", ".join(f"{v:.4f}" for v in row["values"]),
+            }
+            for row in rows.values()
+        ]
+    )
     frame = frame.sort_values("val_accuracy (mean over seeds)", ascending=False, kind="stable")
     chosen = stored.parent.tags.get(schema.TUNING_RECORD_PREFIX + "selected", "")
     text = [
-        "After the tuning repeats, the best distinct trials of all repeats and the default setting were each "
-        f"trained again on {int(frame['seeds'].max())} training seeds that no trial used and scored on the "
-        "validation split (never the test split); the highest mean is the tuned setting"
-        + (f": {chosen}." if chosen else "."),
+        "After the tuning repeats, the best distinct trials of all repeats and the default "
+        f"setting were each trained again on {int(frame['seeds'].max())} training seeds that no "
+        "trial used and scored on the validation split (never the test split); the highest mean "
+        "is the tuned setting" + (f": {chosen}." if chosen else "."),
     ]
-    record = {k.removeprefix(schema.TUNING_RECORD_PREFIX): v for k, v in stored.parent.tags.items()
-              if k.startswith(schema.TUNING_RECORD_PREFIX)}
+    record = {
+        k.removeprefix(schema.TUNING_RECORD_PREFIX): v
+        for k, v in stored.parent.tags.items()
+        if k.startswith(schema.TUNING_RECORD_PREFIX)
+    }
     if record.get("repeat_winners"):
-        text.append(f"Each repeat's best trial (validation accuracy, one seed): {record['repeat_winners']}; "
-                    f"spread {record.get('repeat_winner_spread', '-')}, {record.get('distinct_winners', '-')} "
-                    f"distinct winners. Tuning cost over all repeats and the selection: "
-                    f"{record.get('trials_complete', '-')} complete and {record.get('trials_pruned', '-')} pruned "
-                    f"trials, {record.get('epochs', '-')} epochs, {record.get('cpu_seconds', '-')} CPU seconds.")
-    return Section("Selection over the repeats", text=text, tables=[("Candidates, best first", _rounded(frame))])
+        text.append(
+            "Each repeat's best trial (validation accuracy, one seed): "
+            f"{record['repeat_winners']}; spread {record.get('repeat_winner_spread', '-')}, "
+            f"{record.get('distinct_winners', '-')} distinct winners. Tuning cost over all repeats "
+            f"and the selection: {record.get('trials_complete', '-')} complete and "
+            f"{record.get('trials_pruned', '-')} pruned trials, {record.get('epochs', '-')} "
+            f"epochs, {record.get('cpu_seconds', '-')} CPU seconds."
+        )
+    return Section(
+        "Selection over the repeats",
+        text=text,
+        tables=[("Candidates, best first", rounded(frame))],
+    )
 
 
 def _study_text(stored: StoredComparison, trials: list[StoredRun]) -> list[str]:
     parent = stored.parent
     m = parent.metrics
-    counts = sorted((k.removeprefix(schema.TRIALS_PREFIX), v) for k, v in m.items() if k.startswith(schema.TRIALS_PREFIX))
+    counts = sorted(
+        (k.removeprefix(schema.TRIALS_PREFIX), v)
+        for k, v in m.items()
+        if k.startswith(schema.TRIALS_PREFIX)
+    )
     text = [f"{len(trials)} trials: " + ", ".join(f"{int(v)} {k}" for k, v in counts) + "."]
     if schema.BEST_VAL_ACCURACY in m:
-        best = {k.removeprefix(schema.BEST_PREFIX): v for k, v in parent.tags.items() if k.startswith(schema.BEST_PREFIX)}
+        best = {
+            k.removeprefix(schema.BEST_PREFIX): v
+            for k, v in parent.tags.items()
+            if k.startswith(schema.BEST_PREFIX)
+        }
         text.append(
-            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy {m[schema.BEST_VAL_ACCURACY]:.4f} with "
-            + ", ".join(f"{k}={v}" for k, v in best.items()) + "."
+            f"Best trial {int(m.get(schema.BEST_TRIAL_METRIC, -1))}: validation accuracy "
+            f"{m[schema.BEST_VAL_ACCURACY]:.4f} with "
+            + ", ".join(f"{k}={v}" for k, v in best.items())
+            + "."
         )
     for r in stored.children:
         if r.kind == schema.KIND_TUNED and schema.TEST_ACCURACY in r.metrics:
             text.append(
-                f"Retrained with the tuned setting ({r.name}): test accuracy {r.metrics[schema.TEST_ACCURACY]:.4f}."
+                f"Retrained with the tuned setting ({r.name}): test accuracy "
+                f"{r.metrics[schema.TEST_ACCURACY]:.4f}."
             )
     return text
 
 
 def _protocol(parent: StoredRun, prefix: str, children: list[StoredRun] | None = None) -> Section:
-    rows = [(k.removeprefix(prefix), v) for k, v in sorted(parent.params.items()) if k.startswith(prefix)]
+    rows = [
+        (k.removeprefix(prefix), v)
+        for k, v in sorted(parent.params.items())
+        if k.startswith(prefix)
+    ]
     frame = pd.DataFrame(rows, columns=["setting", "value"])
     section = Section("Protocol", tables=[("", frame)])
     data = _datasets(children or [])
     if data is not None:
-        section.tables.append(("Data the runs used (MLflow datasets: the content's digest, whatever path it "
-                               "was read from)", data))
+        section.tables.append(
+            (
+                "Data the runs used (MLflow datasets: the content's digest, whatever path it "
+                "was read from)",
+                data,
+            )
+        )
     return section
 
 
@@ -372,7 +385,9 @@ def _datasets(runs: list[StoredRun]) -> pd.DataFrame | None:
             seen[d] = seen.get(d, 0) + 1
     if not seen:
         return None
-    return pd.DataFrame([{"split": c, "dataset": n, "digest": g, "runs": str(k)} for (n, g, c), k in seen.items()])
+    return pd.DataFrame(
+        [{"split": c, "dataset": n, "digest": g, "runs": str(k)} for (n, g, c), k in seen.items()]
+    )
 
 
 def _notes(parent: StoredRun) -> list[str]:
@@ -384,7 +399,9 @@ def _notes(parent: StoredRun) -> list[str]:
 
 def _environment(parent: StoredRun) -> Section:
     rows = [
-        (k.removeprefix(schema.TAG_PREFIX), v) for k, v in sorted(parent.tags.items()) if k.startswith(schema.ENVIRONMENT_PREFIXES)
+        (k.removeprefix(schema.TAG_PREFIX), v)
+        for k, v in sorted(parent.tags.items())
+        if k.startswith(schema.ENVIRONMENT_PREFIXES)
     ]
     return Section("Environment", tables=[("", pd.DataFrame(rows, columns=["what", "value"]))])
 
@@ -419,19 +436,6 @@ def _png(fig) -> bytes:
     finally:
         figures.close(fig)
     return buf.getvalue()
-
-
-def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every cell as text: floats to 4 decimals (small p-values in 3 significant digits)."""
-
-    def cell(v: object) -> str:
-        if v is None or (isinstance(v, float) and v != v):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
-        return str(v)
-
-    return frame.map(cell)
 
 
 def _slug(text: str) -> str:

@@ -103,7 +103,9 @@ def result_metrics(result: TrainResult) -> dict[str, float | None]:
     }
 
 
-def row_from_result(result: TrainResult, run: str, setting: str, reference: Reference | None) -> dict[str, object]:
+def row_from_result(
+    result: TrainResult, run: str, setting: str, reference: Reference | None
+) -> dict[str, object]:
     return table_row(
         run=run,
         variant=result.variant,
@@ -125,10 +127,13 @@ def row_from_stored(run: StoredRun) -> dict[str, object]:
     killed, running), whatever its ``bench.status`` tag said while it trained, and no scores:
     it never counts as a result, nor as the best."""
     m, p = run.metrics, run.params
+    ref = run.tags if schema.REF_TEST_ACCURACY in run.tags else p  # params in stores before 2026-12
     finished = run.status == "FINISHED"
     if not finished:
         m = {k: v for k, v in m.items() if k not in (schema.TEST_ACCURACY, schema.TEST_LOSS)}
-    default_setting = schema.SETTING_TUNED if run.kind == schema.KIND_TUNED else schema.SETTING_DEFAULT
+    default_setting = (
+        schema.SETTING_TUNED if run.kind == schema.KIND_TUNED else schema.SETTING_DEFAULT
+    )
     return table_row(
         run=run.name,
         variant=p.get(schema.VARIANT, run.name),
@@ -139,15 +144,16 @@ def row_from_stored(run: StoredRun) -> dict[str, object]:
         epochs=int(m.get(schema.EPOCHS_RUN, 0)),
         best_epoch=None if schema.BEST_EPOCH not in m else int(m[schema.BEST_EPOCH]),
         metrics=m,
-        ref_test_accuracy=_float(p.get(schema.REF_TEST_ACCURACY)),
-        ref_test_loss=_float(p.get(schema.REF_TEST_LOSS)),
-        ref_params=int(p[schema.REF_PARAMS]) if schema.REF_PARAMS in p else None,
+        ref_test_accuracy=_float(ref.get(schema.REF_TEST_ACCURACY)),
+        ref_test_loss=_float(ref.get(schema.REF_TEST_LOSS)),
+        ref_params=int(ref[schema.REF_PARAMS]) if schema.REF_PARAMS in ref else None,
     )
 
 
-def reference_params(reference: Reference | None) -> dict[str, object]:
-    """The notebook's numbers as a training run's params (``ref.*``), so a report rebuilt from
-    the store alone shows them too (:func:`row_from_stored` reads them back)."""
+def reference_tags(reference: Reference | None) -> dict[str, str]:
+    """The notebook's numbers as a training run's tags (``ref.*``: context, not
+    hyperparameters), so a report rebuilt from the store alone shows them too
+    (:func:`row_from_stored` reads them back)."""
     if reference is None:
         return {}
     values = {
@@ -155,7 +161,7 @@ def reference_params(reference: Reference | None) -> dict[str, object]:
         schema.REF_TEST_LOSS: reference.test_loss,
         schema.REF_PARAMS: reference.params,
     }
-    return {k: v for k, v in values.items() if v is not None}
+    return {k: str(v) for k, v in values.items() if v is not None}
 
 
 def run_table(rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
@@ -174,11 +180,15 @@ def _float(value: str | None) -> float | None:
 # --------------------------------------------------------------------------- over seeds
 
 
-def tuned_vs_default(table: pd.DataFrame, tuned: Mapping[str, Mapping[str, object]] | None = None) -> pd.DataFrame | None:
+def tuned_vs_default(
+    table: pd.DataFrame, tuned: Mapping[str, Mapping[str, object]] | None = None
+) -> pd.DataFrame | None:
     """Per variant: mean test accuracy with default and with tuned hyperparameters."""
     if schema.SETTING_TUNED not in set(table["setting"]):
         return None
-    means = table.pivot_table(index="variant", columns="setting", values="test_accuracy", aggfunc="mean")
+    means = table.pivot_table(
+        index="variant", columns="setting", values="test_accuracy", aggfunc="mean"
+    )
     frame = pd.DataFrame(
         {
             "variant": means.index,
@@ -204,7 +214,10 @@ def tuned_hyperparameters(runs: Sequence[StoredRun]) -> pd.DataFrame | None:
     first: dict[tuple[str, str], Mapping[str, str]] = {}
     for run in runs:
         if run.kind in schema.TRAINING_KINDS:
-            first.setdefault((run.params.get(schema.VARIANT, run.name), run.params.get(schema.SETTING, "")), run.params)
+            first.setdefault(
+                (run.params.get(schema.VARIANT, run.name), run.params.get(schema.SETTING, "")),
+                run.params,
+            )
     rows = []
     for (variant, setting), tuned in first.items():
         if setting != schema.SETTING_TUNED:
@@ -222,8 +235,14 @@ def tuned_hyperparameters(runs: Sequence[StoredRun]) -> pd.DataFrame | None:
     frame = pd.DataFrame(rows).fillna("")
     if not frame["from"].astype(bool).any():
         frame = frame.drop(columns=["from"])
-    same = [k for k in schema.TUNABLE if f"{k} tuned" in frame and frame[f"{k} tuned"].eq(frame[f"{k} default"]).all()]
-    return frame.drop(columns=[f"{k} {s}" for k in same for s in ("default", "tuned")])  # left as they were
+    same = [
+        k
+        for k in schema.TUNABLE
+        if f"{k} tuned" in frame and frame[f"{k} tuned"].eq(frame[f"{k} default"]).all()
+    ]
+    return frame.drop(
+        columns=[f"{k} {s}" for k in same for s in ("default", "tuned")]
+    )  # left as they were
 
 
 def _variant_value(params: Mapping[str, str], key: str) -> str:
@@ -238,7 +257,8 @@ def _variant_value(params: Mapping[str, str], key: str) -> str:
 
 
 def _param(value: str) -> str:
-    """A hyperparameter as a reader wants it: 3 significant digits; "default" as the variant's own."""
+    """A hyperparameter as a reader wants it: 3 significant digits; "default" as the
+    variant's own."""
     if value == "default":
         return "variant's"
     try:
@@ -266,7 +286,9 @@ def summary_frame(summary: pd.DataFrame, rankings: Mapping[str, stats.Ranking]) 
                 "test loss mean ± std": _pm(r.test_loss_mean, r.test_loss_std),
                 "best val acc": _num(r.best_val_accuracy_mean),
                 "ref acc": _num(r.ref_test_accuracy),
-                "Δ vs ref": "" if r.delta_vs_ref is None or r.delta_vs_ref != r.delta_vs_ref else f"{r.delta_vs_ref:+.4f}",
+                "Δ vs ref": ""
+                if r.delta_vs_ref is None or r.delta_vs_ref != r.delta_vs_ref
+                else f"{r.delta_vs_ref:+.4f}",
                 "mean rank": "" if mean_rank is None else f"{mean_rank:.2f}",
                 "vs best (paired t, Bonferroni, 5%)": mark,
                 "seconds": f"{r.train_seconds_mean:.1f}",
@@ -289,42 +311,63 @@ def ranking_sentence(ranking: stats.Ranking) -> str:
     n = len(ranking.scores)
     o = ranking.omnibus
     if o is not None:
-        head = (f"Friedman test over {n} seeds: chi² = {o.chi2:.3g}, p = {o.chi2_p:.3g}; Iman-Davenport "
-                f"F({o.df[0]}, {o.df[1]}) = {o.f:.3g}, p = {o.p:.3g}")
+        head = (
+            f"Friedman test over {n} seeds: chi² = {o.chi2:.3g}, p = {o.chi2_p:.3g}; "
+            f"Iman-Davenport F({o.df[0]}, {o.df[1]}) = {o.f:.3g}, p = {o.p:.3g}"
+        )
     elif len(ranking.order) == 2:
         head = f"paired t-test over {int(ranking.pairs['seeds'].iloc[0])} seeds"
     else:
         head = f"no omnibus test ({n} seeds where every variant's run is healthy)"
-    omnibus = ("the variants differ at 5%" if ranking.omnibus_rejects
-               else "'all equal' is not rejected at 5%, which does not show that they are equal")
-    pairs = (f"Pairs (paired t, Bonferroni over {int(ranking.pairs['test'].ne('').sum())}, margin "
-             f"±{ranking.margin:g}): {verdicts.verdict_counts(ranking.pairs)}.")
+    omnibus = (
+        "the variants differ at 5%"
+        if ranking.omnibus_rejects
+        else "'all equal' is not rejected at 5%, which does not show that they are equal"
+    )
+    pairs = (
+        f"Pairs (paired t, Bonferroni over {int(ranking.pairs['test'].ne('').sum())}, margin "
+        f"±{ranking.margin:g}): {verdicts.verdict_counts(ranking.pairs)}."
+    )
     groups = ranking.groups()
     joined = "; ".join("[" + ", ".join(g) + "]" for g in groups) if groups else "none"
-    text = (f"ranking ({ranking.setting}): {head} ({omnibus}). {pairs} "
-            f"{verdicts.power_sentence(ranking.pairs, ranking.margin)} "
-            f"Not separated by the {stats.posthoc_label(ranking.posthoc)}s: {joined}.")
+    text = (
+        f"ranking ({ranking.setting}): {head} ({omnibus}). {pairs} "
+        f"{verdicts.power_sentence(ranking.pairs, ranking.margin)} "
+        f"Not separated by the {stats.posthoc_label(ranking.posthoc)}s: {joined}."
+    )
     return " ".join([" ".join(text.split()), *ranking.notes])
 
 
-def rankings(table: pd.DataFrame, analysis: stats.Analysis | None = None) -> dict[str, stats.Ranking]:
+def rankings(
+    table: pd.DataFrame, analysis: stats.Analysis | None = None
+) -> dict[str, stats.Ranking]:
     """The ranking of every setting in the table (default, tuned), in the table's order."""
     a = analysis or stats.Analysis()
-    ranked = {setting: stats.rank(table, setting, margin=a.margin, alpha=a.alpha, posthoc=a.posthoc)
-              for setting in dict.fromkeys(table["setting"])}
-    return {setting: r for setting, r in ranked.items() if r.order}  # a setting with no finished run is not ranked
+    ranked = {
+        setting: stats.rank(table, setting, margin=a.margin, alpha=a.alpha, posthoc=a.posthoc)
+        for setting in dict.fromkeys(table["setting"])
+    }
+    return {
+        setting: r for setting, r in ranked.items() if r.order
+    }  # a setting with no finished run is not ranked
 
 
 def factorials(table: pd.DataFrame, analysis: stats.Analysis | None) -> dict[str, stats.Factorial]:
     """The factor contrasts of every setting, where the comparison has factors."""
     if analysis is None or not analysis.factors:
         return {}
-    return {setting: stats.factorial(table, setting, analysis.factors, margin=analysis.margin, alpha=analysis.alpha)
-            for setting in dict.fromkeys(table["setting"])}
+    return {
+        setting: stats.factorial(
+            table, setting, analysis.factors, margin=analysis.margin, alpha=analysis.alpha
+        )
+        for setting in dict.fromkeys(table["setting"])
+    }
 
 
 def grouped_histories(
-    table: pd.DataFrame, histories: Mapping[str, Mapping[str, list[float]]], groups: Mapping[str, str]
+    table: pd.DataFrame,
+    histories: Mapping[str, Mapping[str, list[float]]],
+    groups: Mapping[str, str],
 ) -> dict[str, dict[str, list[Mapping[str, list[float]]]]]:
     """Learning curves per figure group, then per variant/setting: one history per seed."""
     out: dict[str, dict[str, list[Mapping[str, list[float]]]]] = {}
@@ -349,7 +392,9 @@ def md_paragraph(text: str) -> str:
     """A paragraph bench wrote around such text: HTML escaped and no link formed (``](``),
     except inside `code spans`, which Markdown already shows as they are."""
     parts = text.split("`")
-    for i in range(0, len(parts), 2 if len(parts) % 2 else 1):  # an unmatched backtick: escape it all
+    for i in range(
+        0, len(parts), 2 if len(parts) % 2 else 1
+    ):  # an unmatched backtick: escape it all
         parts[i] = html.escape(parts[i], quote=False).replace("](", "]\\(")
     return "`".join(parts)
 
@@ -366,7 +411,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     return buf.getvalue() + "\n"
 
 
-def comparison_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = (), source: str = "") -> str:
+def comparison_markdown(
+    table: pd.DataFrame, title: str, notes: Sequence[str] = (), source: str = ""
+) -> str:
     """The comparison table as Markdown, under the study's notes on its protocol."""
     parts = [f"# {md_text(title)}", ""]
     if source:

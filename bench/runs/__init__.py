@@ -25,6 +25,8 @@ from bench.runs._replay import Replays, replay
 from bench.runs._train import populations, train, validate
 from bench.runs.units import Batch, Recording, Unit
 
+LAYER = 8  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __all__ = [
     "Batch",
     "Recording",

@@ -64,7 +64,9 @@ def effective(variant: Variant, hp: HParams) -> HParams:
     from bench.models.build import default_value
     from bench.models.hparams import DECLARED
 
-    unset = [n for n, d in DECLARED.items() if getattr(hp, n) is None and (d.keras or d.from_variant)]
+    unset = [
+        n for n, d in DECLARED.items() if getattr(hp, n) is None and (d.keras or d.from_variant)
+    ]
     return hp.replace(**{name: default_value(hp, variant, name) for name in unset})
 
 

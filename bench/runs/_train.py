@@ -137,11 +137,13 @@ def opened(
 ) -> Iterator[str]:
     """The unit's run, open: its params, tags and datasets (the test split only where the run
     is tested) logged. It always ends: FINISHED, FAILED on an error, KILLED on a stop."""
+    from bench.models.build import logged_params
+
     stopping.check()  # no run starts once a stop is requested; the open ones end KILLED
     tracker, splits, variant = recording.tracker, recording.splits, batch.variant
     params = {
         **variant.structure_params(),
-        **unit.hparams.as_params(),
+        **logged_params(unit.hparams, variant),
         schema.TASK: splits.task,
         **schema.split_params(splits.sizes),
         **unit.params,

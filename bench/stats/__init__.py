@@ -79,6 +79,8 @@ from bench.stats.ranking import (
 from bench.stats.summary import HEALTHY, SUMMARY_COLUMNS, UNFINISHED, aggregate, mean_ci
 from bench.stats.tuned import TUNING_COLUMNS, tuning_effect
 
+LAYER = 1  # import layer (docs/development.md#layers): imports only lower layers' units
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -92,9 +94,49 @@ class Analysis:
 
 
 __all__ = [
-    "ALPHA", "ANOVA_COLUMNS", "BETTER", "CONTRAST_COLUMNS", "DEFAULT_MARGIN", "EQUIVALENT", "HEALTHY", "IDENTICAL",
-    "INCONCLUSIVE", "POSTHOC_TESTS", "POWER", "SIGN_FLIP", "SUMMARY_COLUMNS", "T_TEST", "TUNING_COLUMNS", "UNFINISHED", "UNTESTED", "VERDICTS",
-    "WORSE", "Analysis", "Factorial", "Factors", "Omnibus", "PairTest", "Ranking", "aggregate", "check_factors",
-    "derive_factors", "detectable_difference", "dumps_factors", "loads_factors", "factorial", "family_tests", "friedman", "healthy_matrix",
-    "iman_davenport", "mean_ci", "paired_test", "posthoc_label", "register_posthoc", "rank", "restrict", "score_matrix", "seeds_needed", "tuning_effect",
+    "ALPHA",
+    "ANOVA_COLUMNS",
+    "BETTER",
+    "CONTRAST_COLUMNS",
+    "DEFAULT_MARGIN",
+    "EQUIVALENT",
+    "HEALTHY",
+    "IDENTICAL",
+    "INCONCLUSIVE",
+    "POSTHOC_TESTS",
+    "POWER",
+    "SIGN_FLIP",
+    "SUMMARY_COLUMNS",
+    "T_TEST",
+    "TUNING_COLUMNS",
+    "UNFINISHED",
+    "UNTESTED",
+    "VERDICTS",
+    "WORSE",
+    "Analysis",
+    "Factorial",
+    "Factors",
+    "Omnibus",
+    "PairTest",
+    "Ranking",
+    "aggregate",
+    "check_factors",
+    "derive_factors",
+    "detectable_difference",
+    "dumps_factors",
+    "loads_factors",
+    "factorial",
+    "family_tests",
+    "friedman",
+    "healthy_matrix",
+    "iman_davenport",
+    "mean_ci",
+    "paired_test",
+    "posthoc_label",
+    "register_posthoc",
+    "rank",
+    "restrict",
+    "score_matrix",
+    "seeds_needed",
+    "tuning_effect",
 ]

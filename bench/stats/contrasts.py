@@ -34,8 +34,14 @@ class Factorial:
     notes: list[str] = field(default_factory=list)
 
 
-def factorial(table: pd.DataFrame, setting: str, factors: Factors, *, margin: float = DEFAULT_MARGIN,
-              alpha: float = ALPHA) -> Factorial:
+def factorial(
+    table: pd.DataFrame,
+    setting: str,
+    factors: Factors,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+) -> Factorial:
     """Main effects (for each pair of a factor's levels: level B - level A, averaged over the
     other factors' levels, per seed) and interactions (a 2-level factor's effect at one level
     of another factor minus at another) with effect, interval, verdict and MDD."""
@@ -47,16 +53,29 @@ def factorial(table: pd.DataFrame, setting: str, factors: Factors, *, margin: fl
     for i, j in itertools.combinations(range(len(levels)), 2):
         found = _interactions(frame, levels, i, j)
         if found is None:
-            notes.append(f"{' × '.join(list(levels)[k] for k in (i, j))}: neither factor has 2 levels; "
-                         "the interaction is tested by the ANOVA only")
+            notes.append(
+                f"{' × '.join(list(levels)[k] for k in (i, j))}: neither factor has 2 levels; "
+                "the interaction is tested by the ANOVA only"
+            )
             continue
         rows += _family(found[0], found[1], margin, alpha)
     if dropped:
         notes.append(f"{dropped} seed(s) left out: a cell had no healthy run on them")
     anova = repeated_measures(frame, levels)
     if anova is None and len(frame) >= 2:
-        notes.append("the repeated-measures ANOVA cannot be computed (no variation between the cells' scores)")
-    return Factorial(setting, levels, len(frame), dropped, pd.DataFrame(rows, columns=CONTRAST_COLUMNS), anova, notes)
+        notes.append(
+            "the repeated-measures ANOVA cannot be computed (no variation between the cells' "
+            "scores)"
+        )
+    return Factorial(
+        setting,
+        levels,
+        len(frame),
+        dropped,
+        pd.DataFrame(rows, columns=CONTRAST_COLUMNS),
+        anova,
+        notes,
+    )
 
 
 def cell_scores(matrix: pd.DataFrame, factors: Factors) -> tuple[pd.DataFrame, int]:
@@ -75,17 +94,22 @@ def cell_scores(matrix: pd.DataFrame, factors: Factors) -> tuple[pd.DataFrame, i
 
 def _marginal(frame: pd.DataFrame, where: dict[int, str]) -> pd.Series:
     """Per seed, the mean over the cells whose levels match ``where`` (factor index -> level)."""
-    chosen = [k for k, c in enumerate(frame.columns) if all(c[i] == level for i, level in where.items())]
+    chosen = [
+        k for k, c in enumerate(frame.columns) if all(c[i] == level for i, level in where.items())
+    ]
     return frame.iloc[:, chosen].mean(axis=1)
 
 
 def _main_effects(frame: pd.DataFrame, i: int, levels: list[str]) -> dict[str, pd.Series]:
-    return {f"{b} - {a}": _marginal(frame, {i: b}) - _marginal(frame, {i: a})
-            for a, b in itertools.combinations(levels, 2)}
+    return {
+        f"{b} - {a}": _marginal(frame, {i: b}) - _marginal(frame, {i: a})
+        for a, b in itertools.combinations(levels, 2)
+    }
 
 
-def _interactions(frame: pd.DataFrame, levels: dict[str, list[str]], i: int,
-                  j: int) -> tuple[str, dict[str, pd.Series]] | None:
+def _interactions(
+    frame: pd.DataFrame, levels: dict[str, list[str]], i: int, j: int
+) -> tuple[str, dict[str, pd.Series]] | None:
     """The two-level factor's effect (of i and j; i where both have 2 levels) at each pair of
     the other's levels, subtracted; None where neither has 2 levels."""
     names = list(levels)
@@ -98,12 +122,16 @@ def _interactions(frame: pd.DataFrame, levels: dict[str, list[str]], i: int,
     def effect_at(level: str) -> pd.Series:
         return _marginal(frame, {i: f1, j: level}) - _marginal(frame, {i: f0, j: level})
 
-    found = {f"({f1} - {f0}) at {gb} - at {ga}": effect_at(gb) - effect_at(ga)
-             for ga, gb in itertools.combinations(levels[names[j]], 2)}
+    found = {
+        f"({f1} - {f0}) at {gb} - at {ga}": effect_at(gb) - effect_at(ga)
+        for ga, gb in itertools.combinations(levels[names[j]], 2)
+    }
     return f"{names[i]} × {names[j]}", found
 
 
-def _family(term: str, diffs: dict[str, pd.Series], margin: float, alpha: float) -> list[dict[str, object]]:
+def _family(
+    term: str, diffs: dict[str, pd.Series], margin: float, alpha: float
+) -> list[dict[str, object]]:
     done = family_tests({k: v.to_numpy() for k, v in diffs.items()}, margin=margin, alpha=alpha)
     return [{"term": term, "contrast": label, **result.row()} for label, result in done.items()]
 
@@ -115,10 +143,17 @@ def repeated_measures(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.D
     if len(frame) < 2 or np.ptp(values) <= ZERO_SD:
         return None
     alias = {name: f"f{k}" for k, name in enumerate(levels)}  # AnovaRM's formula needs plain names
-    long = pd.DataFrame([
-        {"seed": seed, **{alias[n]: level for n, level in zip(levels, cell, strict=True)}, "score": value}
-        for seed, row in zip(frame.index, values, strict=True) for cell, value in zip(frame.columns, row, strict=True)
-    ])
+    long = pd.DataFrame(
+        [
+            {
+                "seed": seed,
+                **{alias[n]: level for n, level in zip(levels, cell, strict=True)},
+                "score": value,
+            }
+            for seed, row in zip(frame.index, values, strict=True)
+            for cell, value in zip(frame.columns, row, strict=True)
+        ]
+    )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
@@ -127,7 +162,16 @@ def repeated_measures(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.D
             return None
     back = {a: n for n, a in alias.items()}
     terms = [" × ".join(back[p] for p in str(t).split(":")) for t in table.index]
-    f = table["F Value"].where(table["F Value"] >= 0)  # negative F: rounding of a zero sum of squares
-    return pd.DataFrame({"term": terms, "F": f.to_numpy(), "df_num": table["Num DF"].to_numpy(),
-                         "df_den": table["Den DF"].to_numpy(), "p": table["Pr > F"].where(f.notna()).to_numpy()},
-                        columns=ANOVA_COLUMNS)
+    f = table["F Value"].where(
+        table["F Value"] >= 0
+    )  # negative F: rounding of a zero sum of squares
+    return pd.DataFrame(
+        {
+            "term": terms,
+            "F": f.to_numpy(),
+            "df_num": table["Num DF"].to_numpy(),
+            "df_den": table["Den DF"].to_numpy(),
+            "p": table["Pr > F"].where(f.notna()).to_numpy(),
+        },
+        columns=ANOVA_COLUMNS,
+    )

@@ -28,19 +28,25 @@ def check_factors(factors: Factors, variants: Sequence[str]) -> None:
                 raise ValueError(f"factor {name!r}: level {level!r} names no variant")
             unknown = sorted(set(members) - set(variants))
             if unknown:
-                raise ValueError(f"factor {name!r}: level {level!r} names variants not in the study: "
-                                 f"{', '.join(unknown)}; known: {', '.join(variants)}")
+                raise ValueError(
+                    f"factor {name!r}: level {level!r} names variants not in the study: "
+                    f"{', '.join(unknown)}; known: {', '.join(variants)}"
+                )
             seen += members
         twice = sorted({v for v in seen if seen.count(v) > 1})
         if twice:
             raise ValueError(f"factor {name!r}: {', '.join(twice)} in more than one level")
         if covered is not None and set(seen) != covered:
-            raise ValueError(f"factor {name!r} sorts other variants than the factors before it: "
-                             f"{', '.join(sorted(set(seen) ^ covered))}")
+            raise ValueError(
+                f"factor {name!r} sorts other variants than the factors before it: "
+                f"{', '.join(sorted(set(seen) ^ covered))}"
+            )
         covered = set(seen)
     empty = [c for c, members in cells(factors).items() if not members]
     if empty:
-        raise ValueError("factors are not crossed: no variant is " + " and ".join(map(repr, empty[0])))
+        raise ValueError(
+            "factors are not crossed: no variant is " + " and ".join(map(repr, empty[0]))
+        )
 
 
 def cells(factors: Factors) -> dict[Cell, list[str]]:
@@ -48,13 +54,17 @@ def cells(factors: Factors) -> dict[Cell, list[str]]:
     names = list(factors)
     out = {}
     for combo in itertools.product(*(list(factors[n]) for n in names)):
-        members = set.intersection(*(set(factors[n][level]) for n, level in zip(names, combo, strict=True)))
+        members = set.intersection(
+            *(set(factors[n][level]) for n, level in zip(names, combo, strict=True))
+        )
         first = factors[names[0]][combo[0]]
         out[combo] = [v for v in first if v in members]
     return out
 
 
-def derive_factors(structure: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, list[str]]] | None:
+def derive_factors(
+    structure: Iterable[tuple[str, str, str]],
+) -> dict[str, dict[str, list[str]]] | None:
     """Factors ``family`` and ``group`` from (variant, family, group) triples, when they form a
     complete crossed design with one variant per cell and 2 or more levels each; else None."""
     rows = list(structure)
@@ -69,13 +79,17 @@ def derive_factors(structure: Iterable[tuple[str, str, str]]) -> dict[str, dict[
     return factors
 
 
-def restrict(factors: Factors | None, variants: Sequence[str]) -> dict[str, dict[str, list[str]]] | None:
+def restrict(
+    factors: Factors | None, variants: Sequence[str]
+) -> dict[str, dict[str, list[str]]] | None:
     """The factors over ``variants`` only (a comparison of some of the study's variants);
     None where what is left is no longer a valid design."""
     if not factors:
         return None
-    kept = {name: {level: [v for v in members if v in variants] for level, members in levels.items()}
-            for name, levels in factors.items()}
+    kept = {
+        name: {level: [v for v in members if v in variants] for level, members in levels.items()}
+        for name, levels in factors.items()
+    }
     kept = {name: {level: m for level, m in levels.items() if m} for name, levels in kept.items()}
     try:
         check_factors(kept, variants)
@@ -86,8 +100,10 @@ def restrict(factors: Factors | None, variants: Sequence[str]) -> dict[str, dict
 
 def dumps(factors: Factors | None) -> str:
     """The factors as the JSON a comparison logs ("{}": none)."""
-    return json.dumps({k: {lv: list(m) for lv, m in v.items()} for k, v in (factors or {}).items()},
-                      separators=(",", ":"))
+    return json.dumps(
+        {k: {lv: list(m) for lv, m in v.items()} for k, v in (factors or {}).items()},
+        separators=(",", ":"),
+    )
 
 
 def loads(text: str) -> dict[str, dict[str, list[str]]] | None:
@@ -97,7 +113,8 @@ def loads(text: str) -> dict[str, dict[str, list[str]]] | None:
     except ValueError:
         return None
     if not isinstance(value, dict) or not all(
-        isinstance(levels, dict) and all(isinstance(m, list) for m in levels.values()) for levels in value.values()
+        isinstance(levels, dict) and all(isinstance(m, list) for m in levels.values())
+        for levels in value.values()
     ):
         return None
     return value or None

@@ -23,7 +23,9 @@ ALPHA = 0.05
 DEFAULT_MARGIN = 0.005  # half a point of accuracy: the smallest effect of interest by default
 
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"
-IDENTICAL = "identical scores"  # every difference exactly 0 (e.g. the same runs logged twice): not tested
+IDENTICAL = (
+    "identical scores"  # every difference exactly 0 (e.g. the same runs logged twice): not tested
+)
 UNTESTED = "untested"  # fewer than 2 paired seeds
 VERDICTS = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, UNTESTED)
 
@@ -33,8 +35,19 @@ T_TEST, SIGN_FLIP = "paired t", "sign-flip (SD 0)"
 ZERO_SD = 1e-12
 
 #: The columns every verdict table has, after its own key columns.
-COLUMNS = ["seeds", "effect", "ci_low", "ci_high", "p", "p_adjusted", "tost_p_adjusted", "verdict", "mdd",
-           "seeds_needed", "test"]
+COLUMNS = [
+    "seeds",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "p",
+    "p_adjusted",
+    "tost_p_adjusted",
+    "verdict",
+    "mdd",
+    "seeds_needed",
+    "test",
+]
 
 
 @dataclass(frozen=True)
@@ -66,8 +79,13 @@ def is_tested(diff: Sequence[float] | np.ndarray) -> bool:
     return len(d) >= 2 and not np.all(d == 0)
 
 
-def paired_test(diff: Sequence[float] | np.ndarray, *, margin: float = DEFAULT_MARGIN, alpha: float = ALPHA,
-                family: int = 1) -> PairTest:
+def paired_test(
+    diff: Sequence[float] | np.ndarray,
+    *,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+    family: int = 1,
+) -> PairTest:
     """Test one vector of paired differences (one per seed; NaN = a seed not paired).
 
     * every difference exactly 0: "identical scores", nothing tested;
@@ -93,9 +111,18 @@ def paired_test(diff: Sequence[float] | np.ndarray, *, margin: float = DEFAULT_M
     p_adj, tost_adj = min(1.0, p * family), min(1.0, tost_p * family)
     effect = float(d.mean())
     return PairTest(
-        seeds=n, effect=effect, sd=sd, ci_low=low, ci_high=high, p=p, p_adjusted=p_adj, tost_p_adjusted=tost_adj,
-        verdict=verdict(effect, p_adj, tost_adj, alpha), mdd=detectable_difference(sd, n, level),
-        seeds_needed=seeds_needed(sd, margin, level), test=test,
+        seeds=n,
+        effect=effect,
+        sd=sd,
+        ci_low=low,
+        ci_high=high,
+        p=p,
+        p_adjusted=p_adj,
+        tost_p_adjusted=tost_adj,
+        verdict=verdict(effect, p_adj, tost_adj, alpha),
+        mdd=detectable_difference(sd, n, level),
+        seeds_needed=seeds_needed(sd, margin, level),
+        test=test,
     )
 
 
@@ -109,12 +136,19 @@ def verdict(effect: float, p_adjusted: float, tost_p_adjusted: float, alpha: flo
     return INCONCLUSIVE
 
 
-def family_tests(diffs: Mapping[object, Sequence[float] | np.ndarray], *, margin: float = DEFAULT_MARGIN,
-                 alpha: float = ALPHA) -> dict[object, PairTest]:
+def family_tests(
+    diffs: Mapping[object, Sequence[float] | np.ndarray],
+    *,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = ALPHA,
+) -> dict[object, PairTest]:
     """Every comparison of one family, Bonferroni over the ones that are tested (identical
     runs and single seeds are not hypotheses)."""
     m = sum(is_tested(d) for d in diffs.values())
-    return {key: paired_test(d, margin=margin, alpha=alpha, family=max(m, 1)) for key, d in diffs.items()}
+    return {
+        key: paired_test(d, margin=margin, alpha=alpha, family=max(m, 1))
+        for key, d in diffs.items()
+    }
 
 
 def _clean(diff: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -142,8 +176,14 @@ def _sign_flip(d: np.ndarray, margin: float) -> tuple[float, float]:
     t-test cannot be used (its statistic divides by an SD of 0)."""
 
     def p(values: np.ndarray, alternative: str) -> float:
-        result = stats.permutation_test((values,), np.mean, permutation_type="samples", n_resamples=np.inf,
-                                        alternative=alternative, vectorized=True)
+        result = stats.permutation_test(
+            (values,),
+            np.mean,
+            permutation_type="samples",
+            n_resamples=np.inf,
+            alternative=alternative,
+            vectorized=True,
+        )
         return float(result.pvalue)
 
     tost = max(p(d + margin, "greater"), p(d - margin, "less"))

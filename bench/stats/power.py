@@ -40,7 +40,9 @@ def _solve(**kwargs: float | None) -> float:
     return value
 
 
-def _first_reaching(power_at: Callable[[float], float], grid: Iterable[float], refine: bool) -> float:
+def _first_reaching(
+    power_at: Callable[[float], float], grid: Iterable[float], refine: bool
+) -> float:
     """The first grid point where the power reaches 80% (refined between it and the last
     computable point below, when ``refine``); infinite when none does."""
     below = None

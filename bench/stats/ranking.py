@@ -49,7 +49,10 @@ def register_posthoc(name: str, label: str):
     def add(fn: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]):
         POSTHOC_TESTS[name] = Posthoc(label, fn)
         return fn
+
     return add
+
+
 PAIR_COLUMNS = ["a", "b", *COLUMNS]
 
 
@@ -58,14 +61,18 @@ class Ranking:
     """The outcome of :func:`rank` for one setting."""
 
     setting: str
-    scores: pd.DataFrame  # seeds x variants, test accuracy; only seeds where every variant's run is healthy
+    scores: (
+        pd.DataFrame
+    )  # seeds x variants, test accuracy; only seeds where every variant's run is healthy
     mean_rank: pd.Series  # 1 = best, averaged over those seeds
     friedman_p: float | None  # Friedman's chi-square p; None: fewer than 3 variants
     pvalues: pd.DataFrame  # variants x variants, Bonferroni-adjusted post-hoc p-values
     posthoc: str = "ttest"
     alpha: float = ALPHA
     notes: list[str] = field(default_factory=list)
-    pairs: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PAIR_COLUMNS))  # a - b, a ranked above b
+    pairs: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=PAIR_COLUMNS)
+    )  # a - b, a ranked above b
     omnibus: Omnibus | None = None  # Friedman with Iman-Davenport's F; None: fewer than 3 variants
     margin: float = DEFAULT_MARGIN
 
@@ -81,7 +88,9 @@ class Ranking:
         if not self.testable:
             return False
         if self.omnibus is None:
-            return bool((self.pvalues.to_numpy()[~np.eye(len(self.pvalues), dtype=bool)] < self.alpha).any())
+            return bool(
+                (self.pvalues.to_numpy()[~np.eye(len(self.pvalues), dtype=bool)] < self.alpha).any()
+            )
         return self.omnibus.p < self.alpha
 
     def significant(self, a: str, b: str) -> bool:
@@ -121,7 +130,9 @@ class Ranking:
         found: list[list[str]] = []
         for i in range(len(order)):
             j = i
-            while j + 1 < len(order) and not any(self.significant(order[k], order[j + 1]) for k in range(i, j + 1)):
+            while j + 1 < len(order) and not any(
+                self.significant(order[k], order[j + 1]) for k in range(i, j + 1)
+            ):
                 j += 1
             group = order[i : j + 1]
             if len(group) > 1 and not any(set(group) <= set(g) for g in found):
@@ -129,15 +140,18 @@ class Ranking:
         return found
 
     def table(self) -> pd.DataFrame:
-        """Rank order, mean rank, mean accuracy (over the ranked seeds) and the verdict against the best."""
+        """Rank order, mean rank, mean accuracy (over the ranked seeds) and the verdict
+        against the best."""
         marks = self.marks()
         return pd.DataFrame(
             {
                 "rank": range(1, len(self.order) + 1),
                 "variant": self.order,
                 "mean_rank": [self.mean_rank[v] for v in self.order],
-                "test_accuracy_mean": [float(self.scores[v].mean()) if len(self.scores) else math.nan
-                                       for v in self.order],
+                "test_accuracy_mean": [
+                    float(self.scores[v].mean()) if len(self.scores) else math.nan
+                    for v in self.order
+                ],
                 "vs_best": [marks[v] for v in self.order],
             }
         )
@@ -146,8 +160,15 @@ class Ranking:
 def flipped(row: dict[str, object]) -> dict[str, object]:
     """A verdict row read the other way round: b - a."""
     swap = {BETTER: WORSE, WORSE: BETTER}
-    return {**row, "a": row["b"], "b": row["a"], "effect": -row["effect"], "ci_low": -row["ci_high"],
-            "ci_high": -row["ci_low"], "verdict": swap.get(row["verdict"], row["verdict"])}
+    return {
+        **row,
+        "a": row["b"],
+        "b": row["a"],
+        "effect": -row["effect"],
+        "ci_low": -row["ci_high"],
+        "ci_high": -row["ci_low"],
+        "verdict": swap.get(row["verdict"], row["verdict"]),
+    }
 
 
 def mark(row: dict[str, object], margin: float) -> str:
@@ -183,16 +204,28 @@ def score_matrix(table: pd.DataFrame, setting: str = "default") -> pd.DataFrame:
     return healthy_matrix(table, setting).dropna()
 
 
-def pair_table(matrix: pd.DataFrame, order: list[str], *, margin: float, alpha: float = ALPHA) -> pd.DataFrame:
+def pair_table(
+    matrix: pd.DataFrame, order: list[str], *, margin: float, alpha: float = ALPHA
+) -> pd.DataFrame:
     """Every pair a - b (a ranked above b) over the seeds where both runs are healthy: one
     family, Bonferroni over its tested pairs."""
     keys = [(order[i], order[j]) for i in range(len(order)) for j in range(i + 1, len(order))]
-    done = family_tests({k: (matrix[k[0]] - matrix[k[1]]).to_numpy() for k in keys}, margin=margin, alpha=alpha)
-    return pd.DataFrame([{"a": a, "b": b, **done[(a, b)].row()} for a, b in keys], columns=PAIR_COLUMNS)
+    done = family_tests(
+        {k: (matrix[k[0]] - matrix[k[1]]).to_numpy() for k in keys}, margin=margin, alpha=alpha
+    )
+    return pd.DataFrame(
+        [{"a": a, "b": b, **done[(a, b)].row()} for a, b in keys], columns=PAIR_COLUMNS
+    )
 
 
-def rank(table: pd.DataFrame, setting: str = "default", *, posthoc: str = "ttest", alpha: float = ALPHA,
-         margin: float = DEFAULT_MARGIN) -> Ranking:
+def rank(
+    table: pd.DataFrame,
+    setting: str = "default",
+    *,
+    posthoc: str = "ttest",
+    alpha: float = ALPHA,
+    margin: float = DEFAULT_MARGIN,
+) -> Ranking:
     """Rank one setting's variants on test accuracy, seeds as paired blocks."""
     if posthoc not in POSTHOC_TESTS:
         raise ValueError(f"unknown post-hoc test {posthoc!r}; known: {', '.join(POSTHOC_TESTS)}")
@@ -200,14 +233,32 @@ def rank(table: pd.DataFrame, setting: str = "default", *, posthoc: str = "ttest
     scores = matrix.dropna()
     variants = list(scores.columns)
     # Rank 1 = the highest accuracy within a seed; ties share the average rank.
-    mean_rank = (scores.rank(axis=1, ascending=False, method="average").mean(axis=0) if len(scores)
-                 else pd.Series(1.0, index=variants))
+    mean_rank = (
+        scores.rank(axis=1, ascending=False, method="average").mean(axis=0)
+        if len(scores)
+        else pd.Series(1.0, index=variants)
+    )
     order = list(mean_rank.sort_values(kind="stable").index)
     pairs = pair_table(matrix, order, margin=margin, alpha=alpha)
-    pvalues = _t_pvalues(pairs, scores) if len(scores) < 2 else POSTHOC_TESTS[posthoc].pvalues(pairs, scores)
+    pvalues = (
+        _t_pvalues(pairs, scores)
+        if len(scores) < 2
+        else POSTHOC_TESTS[posthoc].pvalues(pairs, scores)
+    )
     omnibus = friedman(scores)
-    ranking = Ranking(setting, scores, mean_rank, None if omnibus is None else omnibus.chi2_p, pvalues, posthoc,
-                      alpha, [], pairs, omnibus, margin)
+    ranking = Ranking(
+        setting,
+        scores,
+        mean_rank,
+        None if omnibus is None else omnibus.chi2_p,
+        pvalues,
+        posthoc,
+        alpha,
+        [],
+        pairs,
+        omnibus,
+        margin,
+    )
     return replace(ranking, notes=_notes(ranking, table, matrix))
 
 
@@ -217,17 +268,24 @@ def _t_pvalues(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     variants = list(scores.columns)
     out = pd.DataFrame(1.0, index=variants, columns=variants)
     for row in pairs.itertuples():
-        p = row.p_adjusted if row.p_adjusted == row.p_adjusted else 1.0  # untested or identical: nothing separates
+        p = (
+            row.p_adjusted if row.p_adjusted == row.p_adjusted else 1.0
+        )  # untested or identical: nothing separates
         out.loc[row.a, row.b] = out.loc[row.b, row.a] = float(p)
     return out
 
 
 @register_posthoc("wilcoxon", "Wilcoxon signed-rank")
 def _wilcoxon(pairs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Bonferroni-adjusted Wilcoxon signed-rank p-values between paired columns (scikit-posthocs)."""
-    long = scores.reset_index(names="seed").melt(id_vars="seed", var_name="variant", value_name="accuracy")
+    """Bonferroni-adjusted Wilcoxon signed-rank p-values between paired columns
+    (scikit-posthocs)."""
+    long = scores.reset_index(names="seed").melt(
+        id_vars="seed", var_name="variant", value_name="accuracy"
+    )
     long = long.sort_values(["variant", "seed"], kind="stable")  # pairs line up by seed
-    p = sp.posthoc_wilcoxon(long, val_col="accuracy", group_col="variant", p_adjust="bonferroni", zero_method="zsplit")
+    p = sp.posthoc_wilcoxon(
+        long, val_col="accuracy", group_col="variant", p_adjust="bonferroni", zero_method="zsplit"
+    )
     p = p.reindex(index=scores.columns, columns=scores.columns).fillna(1.0).astype(float)
     for name in scores.columns:
         p.loc[name, name] = 1.0
@@ -238,18 +296,28 @@ def _notes(r: Ranking, table: pd.DataFrame, matrix: pd.DataFrame) -> list[str]:
     n, k = r.scores.shape
     notes: list[str] = []
     if n < 2:
-        notes.append("one seed per variant: no test is possible; run with --seeds 3 or more" if len(matrix) < 2 else
-                     f"fewer than 2 seeds where every variant's run is healthy: no ranking test ({len(matrix)} seeds)")
+        notes.append(
+            "one seed per variant: no test is possible; run with --seeds 3 or more"
+            if len(matrix) < 2
+            else "fewer than 2 seeds where every variant's run is healthy: no ranking test "
+            f"({len(matrix)} seeds)"
+        )
     if r.posthoc == "wilcoxon" and 2 <= n < 6:
-        notes.append(f"with {n} seeds the Wilcoxon signed-rank test cannot reach p < {2 / 2**n:.3g}; "
-                     "use the paired t-test (the default) or more seeds")
+        notes.append(
+            f"with {n} seeds the Wilcoxon signed-rank test cannot reach p < {2 / 2**n:.3g}; "
+            "use the paired t-test (the default) or more seeds"
+        )
     if r.omnibus_rejects and k > 2 and not r.pairs["verdict"].isin([BETTER, WORSE]).any():
-        notes.append(f"The omnibus test rejects 'all equal', but with {n} seeds no pair is separated at the "
-                     f"Bonferroni level over {len(r.pairs)} pairs: more seeds are needed to say which differ")
+        notes.append(
+            f"The omnibus test rejects 'all equal', but with {n} seeds no pair is separated at the "
+            f"Bonferroni level over {len(r.pairs)} pairs: more seeds are needed to say which differ"
+        )
     rows = table[table["setting"] == r.setting]
     left_out = excluded(rows)
     if left_out:
-        notes.append(f"Runs left out of every mean and test: {left_out}. Each pair is tested over the seeds "
-                     f"where both runs are healthy; the ranking and the omnibus test use the {n} of "
-                     f"{len(matrix)} seeds where every variant's run is.")
+        notes.append(
+            f"Runs left out of every mean and test: {left_out}. Each pair is tested over the seeds "
+            f"where both runs are healthy; the ranking and the omnibus test use the {n} of "
+            f"{len(matrix)} seeds where every variant's run is."
+        )
     return notes

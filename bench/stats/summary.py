@@ -36,7 +36,9 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def mean_ci(values: np.ndarray | pd.Series, confidence: float = 0.95) -> tuple[float, float, float, float]:
+def mean_ci(
+    values: np.ndarray | pd.Series, confidence: float = 0.95
+) -> tuple[float, float, float, float]:
     """Mean, sample standard deviation and the two-sided t confidence interval.
 
     One value has no spread: std and the interval are NaN. Values that are all the same
@@ -100,4 +102,8 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stats(metric: str, values: tuple[float, float, float, float]) -> dict[str, float]:
-    return dict(zip([f"{metric}_{s}" for s in ("mean", "std", "ci95_low", "ci95_high")], values, strict=True))
+    return dict(
+        zip(
+            [f"{metric}_{s}" for s in ("mean", "std", "ci95_low", "ci95_high")], values, strict=True
+        )
+    )

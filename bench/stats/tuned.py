@@ -10,8 +10,9 @@ from bench.stats.summary import healthy
 TUNING_COLUMNS = ["variant", "seeds", "delta_mean", *COLUMNS[2:]]
 
 
-def tuning_effect(table: pd.DataFrame, *, margin: float = DEFAULT_MARGIN,
-                  alpha: float = ALPHA) -> pd.DataFrame | None:
+def tuning_effect(
+    table: pd.DataFrame, *, margin: float = DEFAULT_MARGIN, alpha: float = ALPHA
+) -> pd.DataFrame | None:
     """Per variant: tuned minus default test accuracy over the seeds where both runs are
     healthy, its simultaneous interval, test, verdict and power; the variants are one
     family (Bonferroni over the tested ones). None without tuned runs."""
@@ -20,8 +21,9 @@ def tuning_effect(table: pd.DataFrame, *, margin: float = DEFAULT_MARGIN,
     diffs = {}
     ok = table.assign(test_accuracy=table["test_accuracy"].where(healthy(table)))
     for variant, runs in ok.groupby("variant", sort=False):
-        wide = runs.pivot_table(index="seed", columns="setting", values="test_accuracy", aggfunc="first",
-                                dropna=False)
+        wide = runs.pivot_table(
+            index="seed", columns="setting", values="test_accuracy", aggfunc="first", dropna=False
+        )
         if "tuned" in wide and "default" in wide:
             diffs[variant] = (wide["tuned"] - wide["default"]).to_numpy(dtype=float)
     if not diffs:

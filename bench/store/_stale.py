@@ -25,7 +25,9 @@ def close_orphan(tracker: Tracker, run_id: str, reason: str, *, state: str | Non
     """End a run whose process died (it would otherwise stay RUNNING forever)."""
     with contextlib.suppress(MlflowException):
         if tracker.client.get_run(run_id).info.status == "RUNNING":
-            tracker.set_tags(run_id, {schema.ERROR: reason, **({schema.OPTUNA_STATE: state} if state else {})})
+            tracker.set_tags(
+                run_id, {schema.ERROR: reason, **({schema.OPTUNA_STATE: state} if state else {})}
+            )
             _registry.drop_versions(tracker.client, run_id)
             tracker.client.set_terminated(run_id, "FAILED")
             return True
@@ -53,7 +55,10 @@ def close_stale_children(tracker: Tracker, parent_run_id: str, keep: set[str | N
     closed = []
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        filter_string=(
+            f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and "
+            "attributes.status = 'RUNNING'"
+        ),
     )
     for run in runs:
         if run.info.run_id not in keep:

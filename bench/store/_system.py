@@ -52,7 +52,9 @@ class SystemMetrics:
                 log.warning("no system metrics: %s (pip install psutil)", exc)
                 self._warned = True
             return
-        monitor = SystemMetricsMonitor(run_id, sampling_interval=SAMPLING_SECONDS, tracking_uri=self.uri)
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=SAMPLING_SECONDS, tracking_uri=self.uri
+        )
         monitor.start()
         self._monitors[run_id] = monitor
 

@@ -34,16 +34,34 @@ class SplitData:
     def as_input(self) -> DatasetInput:
         tensor_schema = {
             "mlflow_tensorspec": {
-                "features": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "float32",
-                                                                           "shape": [-1, *self.features_shape]}}]),
-                "targets": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "int32", "shape": [-1]}}]),
+                "features": json.dumps(
+                    [
+                        {
+                            "type": "tensor",
+                            "tensor-spec": {
+                                "dtype": "float32",
+                                "shape": [-1, *self.features_shape],
+                            },
+                        }
+                    ]
+                ),
+                "targets": json.dumps(
+                    [{"type": "tensor", "tensor-spec": {"dtype": "int32", "shape": [-1]}}]
+                ),
             }
         }
-        profile = {"num_rows": self.rows, "features_shape": [self.rows, *self.features_shape],
-                   "targets_shape": [self.rows]}
+        profile = {
+            "num_rows": self.rows,
+            "features_shape": [self.rows, *self.features_shape],
+            "targets_shape": [self.rows],
+        }
         dataset = Dataset(
-            name=self.name, digest=self.digest, source_type="local", source=json.dumps({"uri": self.source}),
-            schema=json.dumps(tensor_schema), profile=json.dumps(profile),
+            name=self.name,
+            digest=self.digest,
+            source_type="local",
+            source=json.dumps({"uri": self.source}),
+            schema=json.dumps(tensor_schema),
+            profile=json.dumps(profile),
         )
         return DatasetInput(dataset, tags=[InputTag(schema.MLFLOW_DATA_CONTEXT, self.context)])
 

@@ -29,8 +29,17 @@ UNUSED_STEP = 2**31 - 1
 
 
 def log_keras_model(
-    tracker: Tracker, run_id: str, model, *, name: str, params: Mapping[str, object], input_name: str, input_dtype,
-    pip_requirements: Sequence[str], input_example=None, description: str = "",
+    tracker: Tracker,
+    run_id: str,
+    model,
+    *,
+    name: str,
+    params: Mapping[str, object],
+    input_name: str,
+    input_dtype,
+    pip_requirements: Sequence[str],
+    input_example=None,
+    description: str = "",
 ) -> tuple[str, str]:
     """Log a Keras model with MLflow's flavour and a tensor signature (its input's dtype
     and shape, float32 outputs) as the LoggedModel ``name`` with ``params``, an input
@@ -41,21 +50,29 @@ def log_keras_model(
     from mlflow.types import Schema, TensorSpec
 
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(input_dtype), (-1, *model.input_shape[1:]), input_name)]),
+        inputs=Schema(
+            [TensorSpec(np.dtype(input_dtype), (-1, *model.input_shape[1:]), input_name)]
+        ),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, model.output_shape[-1]))]),
     )
     # The flavour logs to the fluent active run. Leaving it marks the run FINISHED;
     # :meth:`run` sets the final status right after, so a later failure still ends it FAILED.
     with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         info = mlflow.keras.log_model(
-            model, name=name, signature=signature, pip_requirements=list(pip_requirements),
-            params={k: redact(str(v)) for k, v in params.items()}, step=UNUSED_STEP,
+            model,
+            name=name,
+            signature=signature,
+            pip_requirements=list(pip_requirements),
+            params={k: redact(str(v)) for k, v in params.items()},
+            step=UNUSED_STEP,
         )
     tracker.set_tags(run_id, {schema.MODEL_URI: info.model_uri})
     if input_example is not None:
         _log_input_example(tracker, info.model_id, input_example)
     if description:
-        tracker.client.set_logged_model_tags(info.model_id, {schema.MLFLOW_NOTE: redact(description)[:5000]})
+        tracker.client.set_logged_model_tags(
+            info.model_id, {schema.MLFLOW_NOTE: redact(description)[:5000]}
+        )
     return info.model_uri, info.model_id
 
 
@@ -73,26 +90,46 @@ def _log_input_example(tracker: Tracker, model_id: str, example) -> None:
     from mlflow.models import convert_input_example_to_serving_input
 
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / INPUT_EXAMPLE).write_text(convert_input_example_to_serving_input(example), encoding="utf-8")
+        (Path(tmp) / INPUT_EXAMPLE).write_text(
+            convert_input_example_to_serving_input(example), encoding="utf-8"
+        )
         tracker.client.log_model_artifacts(model_id, tmp)
 
 
-def link_metrics(tracker: Tracker, run_id: str, model_id: str, step: int, keys: Sequence[str]) -> None:
+def link_metrics(
+    tracker: Tracker, run_id: str, model_id: str, step: int, keys: Sequence[str]
+) -> None:
     """The run's ``keys`` at ``step`` (the epoch whose weights the model holds) as the
     model's metrics: the same points, linked to the model (as MLflow links a step's)."""
     from mlflow.entities import Metric
 
     points = [
-        Metric(m.key, m.value, m.timestamp, m.step, dataset_name=m.dataset_name, dataset_digest=m.dataset_digest,
-               run_id=run_id, model_id=model_id)
-        for key in keys for m in tracker.client.get_metric_history(run_id, key) if m.step == step
+        Metric(
+            m.key,
+            m.value,
+            m.timestamp,
+            m.step,
+            dataset_name=m.dataset_name,
+            dataset_digest=m.dataset_digest,
+            run_id=run_id,
+            model_id=model_id,
+        )
+        for key in keys
+        for m in tracker.client.get_metric_history(run_id, key)
+        if m.step == step
     ]
     if points:
         tracker.client.log_batch(run_id, metrics=points)
 
 
-def register_model(tracker: Tracker, model_uri: str, name: str, alias: str | None, tags: Mapping[str, str],
-                   description: str = "") -> str:
+def register_model(
+    tracker: Tracker,
+    model_uri: str,
+    name: str,
+    alias: str | None,
+    tags: Mapping[str, str],
+    description: str = "",
+) -> str:
     """A new version of registered model ``name`` from ``model_uri`` (``alias``, if given,
     pointing at it; ``description`` and ``tags``, e.g. its test scores, on the version);
     returns the version."""
@@ -100,10 +137,16 @@ def register_model(tracker: Tracker, model_uri: str, name: str, alias: str | Non
         with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints two lines of its own there
             version = mlflow.register_model(model_uri, name, tags=dict(tags))
         if description:
-            tracker.client.update_model_version(name, version.version, description=redact(description)[:5000])
+            tracker.client.update_model_version(
+                name, version.version, description=redact(description)[:5000]
+            )
         if alias:
             tracker.client.set_registered_model_alias(name, alias, version.version)
     except MlflowException as exc:
-        raise TrackingError(f"cannot register {name!r} in {redact(tracker.uri)}: {first_line(exc)}") from None
-    log.info("registered %s version %s%s", name, version.version, f" (alias {alias})" if alias else "")
+        raise TrackingError(
+            f"cannot register {name!r} in {redact(tracker.uri)}: {first_line(exc)}"
+        ) from None
+    log.info(
+        "registered %s version %s%s", name, version.version, f" (alias {alias})" if alias else ""
+    )
     return str(version.version)

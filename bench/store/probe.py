@@ -51,7 +51,11 @@ class Contents:
     def describe(self) -> str:
         names = sorted(self.tables)
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        return "an Optuna storage" if self.kind == "optuna" else f"another application's database (tables {shown})"
+        return (
+            "an Optuna storage"
+            if self.kind == "optuna"
+            else f"another application's database (tables {shown})"
+        )
 
 
 def sqlite_contents(path: Path) -> Contents:
@@ -63,8 +67,12 @@ def sqlite_contents(path: Path) -> Contents:
         with contextlib.closing(sqlite3.connect(read_only, uri=True)) as con:
             verdict = con.execute("pragma quick_check").fetchone()[0]
             if verdict != "ok":
-                raise TrackingError(f"database {path} is damaged ({verdict}); restore it from a backup")
-            tables = frozenset(row[0] for row in con.execute("select name from sqlite_master where type = 'table'"))
+                raise TrackingError(
+                    f"database {path} is damaged ({verdict}); restore it from a backup"
+                )
+            tables = frozenset(
+                row[0] for row in con.execute("select name from sqlite_master where type = 'table'")
+            )
             revision = None
             if "alembic_version" in tables:
                 row = con.execute("select version_num from alembic_version").fetchone()
@@ -83,7 +91,12 @@ def database_contents(url: str, what: str = "database") -> Contents:
     try:
         args = {"connect_timeout": 10} if scheme in ("postgresql", "mysql") else {}
         engine = sqlalchemy.create_engine(url, connect_args=args)
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError, ValueError) as exc:
+    except (
+        sqlalchemy.exc.ArgumentError,
+        sqlalchemy.exc.NoSuchModuleError,
+        ImportError,
+        ValueError,
+    ) as exc:
         raise TrackingError(
             f"{what} {redact(url)}: {first_line(exc)} (is its database driver installed? "
             "for PostgreSQL: pip install 'bench[postgres]')"
@@ -93,7 +106,9 @@ def database_contents(url: str, what: str = "database") -> Contents:
             tables = frozenset(sqlalchemy.inspect(con).get_table_names())
             revision = None
             if "alembic_version" in tables:
-                row = con.execute(sqlalchemy.text("select version_num from alembic_version")).fetchone()
+                row = con.execute(
+                    sqlalchemy.text("select version_num from alembic_version")
+                ).fetchone()
                 revision = row[0] if row else None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)
@@ -109,7 +124,9 @@ def mlflow_schema_head() -> str:
     import mlflow.store
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory(os.path.join(os.path.dirname(mlflow.store.__file__), "db_migrations")).get_current_head()
+    return ScriptDirectory(
+        os.path.join(os.path.dirname(mlflow.store.__file__), "db_migrations")
+    ).get_current_head()
 
 
 def _check_contents(contents: Contents, where: str, write: bool) -> None:
@@ -118,13 +135,17 @@ def _check_contents(contents: Contents, where: str, write: bool) -> None:
             raise TrackingError(f"{where} holds no MLflow runs (an empty database)")
         return
     if contents.kind != "mlflow":
-        raise TrackingError(f"{where} is not an MLflow store: it is {contents.describe()}; name a new file or an "
-                            "MLflow database")
+        raise TrackingError(
+            f"{where} is not an MLflow store: it is {contents.describe()}; name a new file or an "
+            "MLflow database"
+        )
     head = mlflow_schema_head()
     if contents.revision != head:
-        raise TrackingError(f"{where} is an MLflow store of another MLflow version (schema {contents.revision}, "
-                            f"this MLflow writes {head}): upgrade it first with `mlflow db upgrade URI` "
-                            "(back it up before), or use another store")
+        raise TrackingError(
+            f"{where} is an MLflow store of another MLflow version (schema {contents.revision}, "
+            f"this MLflow writes {head}): upgrade it first with `mlflow db upgrade URI` "
+            "(back it up before), or use another store"
+        )
 
 
 def _port_ok(uri: str) -> None:
@@ -149,19 +170,25 @@ def check_tracking_uri(uri: str, *, write: bool = True) -> None:
             _check_sqlite(uri, write)
     elif scheme == "file":
         if not os.environ.get("MLFLOW_ALLOW_FILE_STORE"):
-            raise TrackingError(f"{redact(uri)}: MLflow 3 no longer writes file stores; use sqlite:///path/mlflow.db "
-                                "(`mlflow migrate-filestore` converts an old one)")
+            raise TrackingError(
+                f"{redact(uri)}: MLflow 3 no longer writes file stores; use "
+                "sqlite:///path/mlflow.db (`mlflow migrate-filestore` converts an old one)"
+            )
     elif scheme in ("http", "https"):
         _check_server(uri)
     elif scheme in ("postgresql", "mysql", "mssql"):
-        _check_contents(database_contents(uri, "tracking store"), f"tracking store {redact(uri)}", write)
+        _check_contents(
+            database_contents(uri, "tracking store"), f"tracking store {redact(uri)}", write
+        )
 
 
 def _check_sqlite(uri: str, write: bool) -> None:
     path, mode = sqlite_file(uri)
     if mode == "memory":
-        raise TrackingError(f"{redact(uri)}: an in-memory store loses every run when bench exits; "
-                            "use sqlite:///mlflow.db")
+        raise TrackingError(
+            f"{redact(uri)}: an in-memory store loses every run when bench exits; "
+            "use sqlite:///mlflow.db"
+        )
     if write and mode == "ro":
         raise TrackingError(
             f"{redact(uri)} opens the store read-only (mode=ro); bench writes runs into it"
@@ -184,7 +211,9 @@ def _check_sqlite(uri: str, write: bool) -> None:
             raise TrackingError(f"tracking store folder {folder} is not writable")
         return
     if write and not (os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)):
-        raise TrackingError(f"tracking store {path} is not writable (SQLite also needs its folder writable)")
+        raise TrackingError(
+            f"tracking store {path} is not writable (SQLite also needs its folder writable)"
+        )
     _check_contents(sqlite_contents(path), f"tracking store {path}", write)
 
 
@@ -193,7 +222,9 @@ def _check_server(uri: str) -> None:
     parts = urllib.parse.urlsplit(uri)
     if not parts.hostname:
         raise TrackingError(f"malformed tracking URI {redact(uri)!r}: no host")
-    plain = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # no credentials
+    plain = urllib.parse.urlunsplit(
+        parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    )  # no credentials
     request = urllib.request.Request(plain.rstrip("/") + "/health")
     if parts.username is not None:
         user = urllib.parse.unquote(parts.username)
@@ -205,4 +236,6 @@ def _check_server(uri: str) -> None:
             resp.read(64)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TrackingError(f"tracking server {redact(uri)} is unreachable: {redact(str(reason))}") from None
+        raise TrackingError(
+            f"tracking server {redact(uri)} is unreachable: {redact(str(reason))}"
+        ) from None

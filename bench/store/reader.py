@@ -60,7 +60,9 @@ class StoreReader:
     def __init__(self, tracking_uri: str | None, client: MlflowClient | None = None) -> None:
         self.uri = resolve_tracking_uri(tracking_uri)
         if client is None:
-            check_tracking_uri(self.uri, write=False)  # exists, reachable, MLflow's schema: before MLflow opens it
+            check_tracking_uri(
+                self.uri, write=False
+            )  # exists, reachable, MLflow's schema: before MLflow opens it
         self.client = client or MlflowClient(self.uri)
 
     def parents(self, experiment: str | None = None, run_ids: Sequence[str] = ()) -> list[str]:
@@ -71,17 +73,23 @@ class StoreReader:
                     self._check_parent(self.client.get_run(run_id))
                 return list(run_ids)
             if experiment is None:
-                raise TrackingError("name the runs (--run-id) or the experiment (--experiment) to report on")
+                raise TrackingError(
+                    "name the runs (--run-id) or the experiment (--experiment) to report on"
+                )
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
                 names = sorted(e.name for e in self.client.search_experiments())
-                raise TrackingError(f"no experiment {experiment!r} in {redact(self.uri)}; known: {', '.join(names)}")
+                raise TrackingError(
+                    f"no experiment {experiment!r} in {redact(self.uri)}; known: {', '.join(names)}"
+                )
             runs = [
                 run
                 for kind in schema.PARENT_KINDS
                 for run in self.client.search_runs(
-                    [exp.experiment_id], f"tags.`{schema.KIND}` = '{kind}'",
-                    order_by=["attributes.start_time DESC"], max_results=1,
+                    [exp.experiment_id],
+                    f"tags.`{schema.KIND}` = '{kind}'",
+                    order_by=["attributes.start_time DESC"],
+                    max_results=1,
                 )
             ]
             runs.sort(key=lambda r: r.info.start_time or 0, reverse=True)
@@ -100,7 +108,9 @@ class StoreReader:
         parent = run.data.tags.get(schema.MLFLOW_PARENT_RUN_ID)
         what = f"a {kind} run" if kind else "not a bench run"
         hint = f"; report on its parent: --run-id {parent}" if parent else ""
-        raise TrackingError(f"run {run.info.run_id} is {what}, not a comparison or tuning study{hint}")
+        raise TrackingError(
+            f"run {run.info.run_id} is {what}, not a comparison or tuning study{hint}"
+        )
 
     def run(self, run_id: str) -> StoredRun:
         """One run's params, metrics and tags (no histories)."""
@@ -113,11 +123,16 @@ class StoreReader:
         try:
             parent = self.client.get_run(parent_run_id)
             children = self.client.search_runs(
-                [parent.info.experiment_id], f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
-                order_by=["attributes.start_time ASC"], max_results=10_000,
+                [parent.info.experiment_id],
+                f"tags.`{schema.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+                order_by=["attributes.start_time ASC"],
+                max_results=10_000,
             )
             experiment = self.client.get_experiment(parent.info.experiment_id).name
-            stored = [self._stored(r, history=_HISTORIES.get(r.data.tags.get(schema.KIND), ())) for r in children]
+            stored = [
+                self._stored(r, history=_HISTORIES.get(r.data.tags.get(schema.KIND), ()))
+                for r in children
+            ]
         except MlflowException as exc:
             raise TrackingError(f"{redact(self.uri)}: {first_line(exc)}") from None
         return StoredComparison(self.uri, experiment, self._stored(parent), stored, self._artifact)
@@ -126,7 +141,9 @@ class StoreReader:
         histories = {}
         if history:
             for key in history:
-                points = sorted(self.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+                points = sorted(
+                    self.client.get_metric_history(run.info.run_id, key), key=lambda m: m.step
+                )
                 histories[key] = [m.value for m in points]
         return StoredRun(
             run_id=run.info.run_id,
@@ -138,8 +155,11 @@ class StoreReader:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             histories=histories,
-            datasets=[(d.dataset.name, d.dataset.digest, _context(d)) for d in run.inputs.dataset_inputs]
-            if run.inputs is not None else [],
+            datasets=[
+                (d.dataset.name, d.dataset.digest, _context(d)) for d in run.inputs.dataset_inputs
+            ]
+            if run.inputs is not None
+            else [],
         )
 
     def _artifact(self, run_id: str, path: str, dst: Path) -> Path | None:

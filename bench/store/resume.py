@@ -46,8 +46,10 @@ def find(tracker, key: str) -> Resumable | None:
     try:
         runs = tracker.client.search_runs(
             [tracker.experiment_id],
-            f"tags.`{schema.COMPARISON_KEY}` = '{key}' and tags.`{schema.KIND}` = '{schema.KIND_COMPARISON}'",
-            order_by=["attributes.start_time DESC"], max_results=1,
+            f"tags.`{schema.COMPARISON_KEY}` = '{key}' and tags.`{schema.KIND}` = "
+            f"'{schema.KIND_COMPARISON}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
         )
     except MlflowException as exc:
         raise TrackingError(f"{redact(tracker.uri)}: {first_line(exc)}") from None
@@ -71,6 +73,8 @@ def prepare(tracker, resumable: Resumable) -> Resumable:
             _registry.drop_versions(tracker.client, run.run_id)  # none may point at a deleted run
             tracker.client.delete_run(run.run_id)
         except MlflowException as exc:
-            raise TrackingError(f"cannot delete the unfinished run {run.name}: {first_line(exc)}") from None
+            raise TrackingError(
+                f"cannot delete the unfinished run {run.name}: {first_line(exc)}"
+            ) from None
         resumable.discarded.append(run.name)
     return resumable

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+LAYER = 0  # import layer (docs/development.md#layers): imports only lower layers' units
+
 # --------------------------------------------------------------------------- run kinds
 #: Tag that says what a run is; its values below.
 KIND = "bench.kind"
@@ -21,7 +23,12 @@ KIND_TRIAL = "trial"  # one Optuna trial
 KIND_BENCHMARK = "benchmark"  # benchmarks/train_speed.py
 KIND_SELECTION = "selection"  # a tuning candidate re-trained on another seed, scored on validation
 TRAINING_KINDS = (KIND_TRAIN, KIND_TUNED)  # runs that train and test a model
-TRAINED_KINDS = (KIND_TRAIN, KIND_TUNED, KIND_TRIAL, KIND_SELECTION)  # runs that train (system metrics while they do)
+TRAINED_KINDS = (
+    KIND_TRAIN,
+    KIND_TUNED,
+    KIND_TRIAL,
+    KIND_SELECTION,
+)  # runs that train (system metrics while they do)
 PARENT_KINDS = (KIND_COMPARISON, KIND_STUDY)  # runs a report can be built from
 COMPARISON_KINDS = (KIND_COMPARISON, KIND_TRAIN, KIND_TUNED)  # what a comparison makes
 
@@ -48,7 +55,8 @@ REPORT_ERROR = "bench.report_error"
 PRUNE_REASON = "bench.prune_reason"
 VARIANT_TAG = "bench.variant"
 SEED_TAG = "bench.seed"
-SAME_AS = "bench.same_as"  # a compare --tuned run whose setting is the default's: the run it repeats, not retrained
+# A compare --tuned run whose setting is the default's: the run it repeats, not retrained.
+SAME_AS = "bench.same_as"
 RUN_ID_TAG = "bench.run_id"  # a registered model version: the run that trained it
 STUDY_TAG = "bench.study"
 TASK_TAG = "bench.task"
@@ -56,7 +64,11 @@ UNHEALTHY_RUNS = "bench.unhealthy_runs"
 COMPARISON_KEY = "bench.comparison_key"  # a comparison's fingerprint (bench.store.resume)
 GIT_COMMIT = "bench.git_commit"  # the commit, "-dirty" when tracked files had changed
 MLFLOW_DATA_CONTEXT = "mlflow.data.context"  # a dataset input's role: training, validation or test
-DATA_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}  # split -> context
+DATA_CONTEXTS = {
+    "train": "training",
+    "validation": "validation",
+    "test": "test",
+}  # split -> context
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"  # the commit alone: the UI shows this one
 GIT_DIRTY = "bench.git_dirty"  # "true" when tracked files differed from the commit
 VERSION_PREFIX = "bench.version."  # + python, tensorflow, keras, mlflow, optuna, numpy
@@ -66,7 +78,13 @@ HOST_CPUS = HOST_PREFIX + "cpus"
 HOST_CPU = HOST_PREFIX + "cpu"  # the CPU model
 HOST_MEMORY = HOST_PREFIX + "memory"
 COMMAND = "bench.command"  # the command line that made a parent run (redacted like every tag)
-ENVIRONMENT_PREFIXES = (VERSION_PREFIX, HOST_PREFIX, DEVICE, GIT_COMMIT, COMMAND)  # what a report lists
+ENVIRONMENT_PREFIXES = (
+    VERSION_PREFIX,
+    HOST_PREFIX,
+    DEVICE,
+    GIT_COMMIT,
+    COMMAND,
+)  # what a report lists
 
 # --------------------------------------------------------------------------- Optuna's, in MLflow
 OPTUNA_STATE = "optuna.state"  # tag on a trial's run: COMPLETE / PRUNED / FAIL
@@ -82,7 +100,9 @@ SETTING = "setting"
 SEED = "seed"
 TRIAL_NUMBER = "trial_number"
 BEST_TRIAL = "best_trial"
-TUNED_FROM = "tuned_from"  # a compare --tuned run: "<Optuna study> trial <n>" its hyperparameters are
+TUNED_FROM = (
+    "tuned_from"  # a compare --tuned run: "<Optuna study> trial <n>" its hyperparameters are
+)
 SPLIT_PREFIX = "split."  # + train, validation, test: images per split
 PROTOCOL_PREFIX = "protocol."  # a comparison's settings (kept apart from `mlflow run`'s params)
 TUNING_PREFIX = "tuning."  # a study's settings, likewise
@@ -141,11 +161,36 @@ NESTEROV = "nesterov"  # SGD's
 LABEL_SMOOTHING = "label_smoothing"  # Keras' CategoricalCrossentropy(label_smoothing=...)
 SCHEDULE = "schedule"  # the learning-rate schedule: constant, cosine, step
 WARMUP_EPOCHS = "warmup_epochs"  # its linear warm-up
-HPARAMS = (OPTIMIZER, LEARNING_RATE, DROPOUT, BATCH_SIZE, EPOCHS, SEED, RESTORE_BEST, BETA_2, WEIGHT_DECAY,
-           MOMENTUM, NESTEROV, LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
+HPARAMS = (
+    OPTIMIZER,
+    LEARNING_RATE,
+    DROPOUT,
+    BATCH_SIZE,
+    EPOCHS,
+    SEED,
+    RESTORE_BEST,
+    BETA_2,
+    WEIGHT_DECAY,
+    MOMENTUM,
+    NESTEROV,
+    LABEL_SMOOTHING,
+    SCHEDULE,
+    WARMUP_EPOCHS,
+)
 #: What a search space may vary, in the order tuning samples them.
-TUNABLE = (LEARNING_RATE, DROPOUT, BATCH_SIZE, OPTIMIZER, BETA_2, WEIGHT_DECAY, MOMENTUM, NESTEROV,
-           LABEL_SMOOTHING, SCHEDULE, WARMUP_EPOCHS)
+TUNABLE = (
+    LEARNING_RATE,
+    DROPOUT,
+    BATCH_SIZE,
+    OPTIMIZER,
+    BETA_2,
+    WEIGHT_DECAY,
+    MOMENTUM,
+    NESTEROV,
+    LABEL_SMOOTHING,
+    SCHEDULE,
+    WARMUP_EPOCHS,
+)
 
 # The notebook's reported numbers beside ours (a training run's params).
 REF_PREFIX = "ref."
@@ -188,7 +233,22 @@ RANKING_TABLE = "ranking.json"  # + _<setting> before .json for settings other t
 
 # --------------------------------------------------------------------------- artifacts read back
 CONFUSION_FIGURE = "figures/confusion_matrix.png"  # a training run's; the report shows the best
-OPTUNA_FIGURES = ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
+OPTUNA_FIGURES = (
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "intermediate_values",
+)
+OPTUNA_HTML = "optuna/figures.html"  # the study's interactive figures, one page
+OPTUNA_HTML_FIGURES = (
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "contour",
+    "slice",
+    "edf",
+    "intermediate_values",
+)
 REPORT_FOLDER = "report"  # a parent run's report, built from the store
 
 

@@ -58,14 +58,17 @@ def relocate(db: Path, root: Path) -> int:
     new = str(root.resolve())
     changed = 0
     with sqlite3.connect(db) as con:
-        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         for table, column in _PATH_COLUMNS:
             if table not in tables:
                 continue
             for prefix in (f"file://{old}/{ARTIFACTS}/", f"{old}/{ARTIFACTS}/"):
                 target = prefix.replace(old, new, 1)
                 cur = con.execute(
-                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
+                    f"substr({column}, 1, ?) = ?",
                     (target, len(prefix) + 1, len(prefix), prefix),
                 )
                 changed += cur.rowcount
@@ -80,7 +83,9 @@ def open_copy(shipped: Path, scratch: Path | None = None) -> str:
     db = shipped / DATABASE
     if not db.is_file():
         raise FileNotFoundError(f"no {DATABASE} in {shipped}")
-    scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="bench-shipped-"))
+    scratch = (
+        Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="bench-shipped-"))
+    )
     scratch.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db, scratch / DATABASE)
     if (shipped / JOURNAL).is_file():
@@ -96,8 +101,10 @@ def snapshot(live: Path, shipped: Path) -> None:
     and never changed)."""
     live, shipped = Path(live), Path(shipped)
     shipped.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(f"file:{live / DATABASE}?mode=ro", uri=True) as src, \
-            sqlite3.connect(shipped / (DATABASE + ".tmp")) as dst:
+    with (
+        sqlite3.connect(f"file:{live / DATABASE}?mode=ro", uri=True) as src,
+        sqlite3.connect(shipped / (DATABASE + ".tmp")) as dst,
+    ):
         src.backup(dst)
         # System metrics (CPU, memory, disk every few seconds) are half the rows and no
         # result rests on them: the shipped store leaves them out.
@@ -112,16 +119,31 @@ def snapshot(live: Path, shipped: Path) -> None:
     if (live / ARTIFACTS).is_dir():
         # A parent run's logged report/ is derived (bench report rebuilds it from the store) and
         # embeds every figure again: not shipped.
-        shutil.copytree(live / ARTIFACTS, shipped / ARTIFACTS, dirs_exist_ok=True,
-                        ignore=lambda folder, names: ["report"] if Path(folder).name == "artifacts" else [])
+        shutil.copytree(
+            live / ARTIFACTS,
+            shipped / ARTIFACTS,
+            dirs_exist_ok=True,
+            ignore=lambda folder, names: ["report"] if Path(folder).name == "artifacts" else [],
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Open a shipped store (results/runs) where it now is.")
-    parser.add_argument("shipped", type=Path, help="folder with mlflow.db, optuna.journal and mlartifacts/")
-    parser.add_argument("--to", type=Path, default=None, help="where the working copy goes [default: a temp folder]")
-    parser.add_argument("--snapshot-of", type=Path, default=None, metavar="LIVE",
-                        help="first make SHIPPED a consistent snapshot of the store in LIVE (runs may be writing)")
+    parser = argparse.ArgumentParser(
+        description="Open a shipped store (results/runs) where it now is."
+    )
+    parser.add_argument(
+        "shipped", type=Path, help="folder with mlflow.db, optuna.journal and mlartifacts/"
+    )
+    parser.add_argument(
+        "--to", type=Path, default=None, help="where the working copy goes [default: a temp folder]"
+    )
+    parser.add_argument(
+        "--snapshot-of",
+        type=Path,
+        default=None,
+        metavar="LIVE",
+        help="first make SHIPPED a consistent snapshot of the store in LIVE (runs may be writing)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.snapshot_of is not None:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -22,7 +19,6 @@ from bench.errors import TrackingError
 from bench.store import _experiments, _registry, _stale, owner, schema, views
 from bench.store._first_use import first_use
 from bench.store._system import SystemMetrics
-from bench.store.datasets import SplitData
 from bench.store.environment import git_tags
 from bench.store.probe import check_tracking_uri
 from bench.store.uri import (
@@ -32,13 +28,12 @@ from bench.store.uri import (
     redact,
     resolve_tracking_uri,
 )
+from bench.store.writer import RunWriter
 
 log = logging.getLogger(__name__)
 
 # Reports download artifacts; MLflow's per-download progress bars would bury our output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-_BATCH = 100  # params per log_batch call (MLflow's limit)
 
 
 def check_store(tracking_uri: str | None, experiment: str) -> str:
@@ -54,13 +49,21 @@ def check_store(tracking_uri: str | None, experiment: str) -> str:
     return uri
 
 
-class Tracker:
-    """One experiment in one store; opens runs and logs into them."""
+class Tracker(RunWriter):
+    """One experiment in one store; opens runs and logs into them (:class:`RunWriter`)."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, *, description: str = "",
-                 checked: bool = False) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        experiment: str,
+        *,
+        description: str = "",
+        checked: bool = False,
+    ) -> None:
         """``checked``: :func:`check_store` already passed for this store and experiment."""
-        self.uri = resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
+        self.uri = (
+            resolve_tracking_uri(tracking_uri) if checked else check_store(tracking_uri, experiment)
+        )
         mlflow.set_tracking_uri(self.uri)
         # `mlflow run` creates the run and passes it in MLFLOW_RUN_ID: our parent run adopts
         # it. Taken out of the environment, or MLflow would resume it for every child run too.
@@ -98,7 +101,12 @@ class Tracker:
         workers and nested runs never depend on fluent state.
         """
         run_id = self.start_run(
-            name, kind=kind, params=params, tags=tags, parent_run_id=parent_run_id, resume_run_id=resume_run_id,
+            name,
+            kind=kind,
+            params=params,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            resume_run_id=resume_run_id,
             description=description,
         )
         try:
@@ -160,11 +168,14 @@ class Tracker:
             if kind in schema.TRAINED_KINDS:
                 self._system.start(run_id)
         except BaseException as exc:
-            if run_id is not None:  # opened, then failed or interrupted: ended here, never left RUNNING
+            # Opened, then failed or interrupted: ended here, never left RUNNING.
+            if run_id is not None:
                 with contextlib.suppress(Exception):
                     self.end_run_on_error(run_id, name, exc)
             if isinstance(exc, MlflowException):
-                raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+                raise TrackingError(
+                    f"cannot start a run in {redact(self.uri)}: {first_line(exc)}"
+                ) from None
             raise
         return run_id
 
@@ -177,7 +188,9 @@ class Tracker:
         try:
             return self._create(name, self._base_tags(kind))
         except MlflowException as exc:
-            raise TrackingError(f"cannot start a run in {redact(self.uri)}: {first_line(exc)}") from None
+            raise TrackingError(
+                f"cannot start a run in {redact(self.uri)}: {first_line(exc)}"
+            ) from None
 
     @property
     def adopts(self) -> bool:
@@ -195,7 +208,9 @@ class Tracker:
     def _create(self, name: str, tags: Mapping[str, str]) -> str:
         from mlflow.tracking.context import registry
 
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=registry.resolve_tags(dict(tags)))
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags=registry.resolve_tags(dict(tags))
+        )
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
@@ -204,7 +219,7 @@ class Tracker:
         self._system.stop(run_id)
         with contextlib.suppress(Exception):
             if reason:
-                self.client.set_tag(run_id, schema.ERROR, redact(reason)[:schema.MAX_TAG_VALUE])
+                self.client.set_tag(run_id, schema.ERROR, redact(reason)[: schema.MAX_TAG_VALUE])
         if status != "FINISHED":
             with contextlib.suppress(Exception):
                 _registry.drop_versions(self.client, run_id)
@@ -212,10 +227,17 @@ class Tracker:
             self.client.set_terminated(run_id, status)
         except MlflowException as exc:
             if status == "FINISHED":
-                raise TrackingError(f"cannot end run {run_id} in {redact(self.uri)}: {first_line(exc)}") from None
+                raise TrackingError(
+                    f"cannot end run {run_id} in {redact(self.uri)}: {first_line(exc)}"
+                ) from None
             # Already failing: keep the first error. The run stays RUNNING until the next
             # bench start on this host closes it (see close_stale_runs).
             log.warning("could not mark run %s %s: %s", run_id, status, first_line(exc))
+
+    def save_view(self, view_id: str, value: str) -> None:
+        """A saved view of the experiment's Runs page (:mod:`bench.store.views`), which
+        :func:`bench.store.uri.ui_url` opens."""
+        self.client.set_experiment_tag(self.experiment_id, views.tag_key(view_id), value)
 
     def run_exists(self, run_id: str) -> bool:
         try:
@@ -238,67 +260,3 @@ class Tracker:
     def close_stale_children(self, parent_run_id: str, keep: set[str | None]) -> list[str]:
         """Fail child runs still RUNNING under ``parent_run_id`` (left by killed processes)."""
         return _stale.close_stale_children(self, parent_run_id, keep)
-
-    # -- logging primitives (values are redacted: a URL with a password never lands in the store)
-
-    def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
-        items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(run_id, params=items[i : i + _BATCH])
-
-    def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:schema.MAX_TAG_VALUE]) for k, v in tags.items()])
-
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float | None], step: int = 0, *,
-                    dataset: SplitData | None = None, model_id: str | None = None) -> None:
-        """Finite values only (NaN and missing scores are left out, not logged as NaN);
-        measured on ``dataset`` (its name and digest) by the logged model ``model_id``."""
-        now = int(time.time() * 1000)
-        linked = {"model_id": model_id, "run_id": run_id}
-        if dataset is not None:
-            linked.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
-        items = [
-            Metric(k, float(v), now, step, **linked)
-            for k, v in metrics.items()
-            if v is not None and math.isfinite(float(v))
-        ]
-        if items:
-            self.client.log_batch(run_id, metrics=items)
-
-    def log_datasets(self, run_id: str, splits: Sequence[SplitData]) -> None:
-        """The data the run used, one MLflow dataset per split with its context."""
-        self.client.log_inputs(run_id, datasets=[split.as_input() for split in splits])
-
-    def epoch_hook(self, run_id: str) -> Callable[[int, Mapping[str, float]], None]:
-        """Per-epoch metrics straight into the store, so a crash loses nothing logged so far."""
-
-        def hook(epoch: int, metrics: Mapping[str, float]) -> None:
-            self.log_metrics(run_id, metrics, step=epoch)
-
-        return hook
-
-    def log_figure(self, run_id: str, fig, path: str) -> None:
-        """Log a matplotlib figure as a PNG and close it."""
-        import matplotlib.pyplot as plt
-
-        try:
-            self.client.log_figure(run_id, fig, path)
-        finally:
-            plt.close(fig)
-
-    def log_text(self, run_id: str, text: str, path: str) -> None:
-        self.client.log_text(run_id, text, path)
-
-    def log_table(self, run_id: str, frame, path: str) -> None:
-        """A DataFrame as MLflow's table artifact ``path`` (``mlflow.log_table``, ``.json``);
-        MLflow appends to one the run has: a resumed run's is written whole again instead."""
-        if any(f.path == path for f in self.client.list_artifacts(run_id, path.rpartition("/")[0] or None)):
-            return self.client.log_text(run_id, frame.to_json(orient="split", index=False, date_format="iso"), path)
-        self.client.log_table(run_id, frame, path)
-
-    def save_view(self, view_id: str, value: str) -> None:
-        """A saved view of the Runs page (:mod:`bench.store.views`; :func:`bench.store.uri.ui_url` opens it)."""
-        self.client.set_experiment_tag(self.experiment_id, views.tag_key(view_id), value)
-
-    def log_artifacts(self, run_id: str, folder: str, path: str) -> None:
-        self.client.log_artifacts(run_id, folder, path)

@@ -119,14 +119,19 @@ def check_writable_folder(folder: Path, what: str) -> None:
 
 
 #: What a path that is not a regular file is, by its file type.
-_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 #: The files SQLite keeps beside a database (its rollback journal, write-ahead log, shared memory).
 SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 
-def check_regular_file(path: Path, what: str, *, sidecars: tuple[str, ...] = (),
-                       error: type[Exception] = TrackingError) -> None:
+def check_regular_file(
+    path: Path, what: str, *, sidecars: tuple[str, ...] = (), error: type[Exception] = TrackingError
+) -> None:
     """An existing store or journal file (and each of its ``sidecars``) must be a regular
     file, symbolic links followed. A FIFO would block the open() (in SQLite's C code, where
     no signal handler runs: Ctrl-C and SIGTERM would go unheard), a device such as
@@ -190,7 +195,13 @@ CHART_VIEW = "compareRunsMode=CHART"
 SAVED_VIEW = "viewStateShareKey"
 
 
-def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = None, *, view: str | None = None) -> str:
+def ui_url(
+    base: str,
+    experiment_id: str | None = None,
+    run_id: str | None = None,
+    *,
+    view: str | None = None,
+) -> str:
     """The MLflow UI page of an experiment (or one of its runs) in the model-training view;
     ``view``: the experiment's Runs tab with its saved view of that id, in the chart view.
     (The tab's own path: ``#/experiments/<id>`` forwards there, dropping the query;
@@ -205,23 +216,34 @@ def ui_url(base: str, experiment_id: str | None = None, run_id: str | None = Non
     return f"{page}?{query}"
 
 
-def browse_hint(uri: str, experiment_id: str | None = None, run_id: str | None = None, *,
-                view: str | None = None) -> str:
-    """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local
-    store and the page to open once it runs; both in the model-training view (``view``: that
-    saved view of the experiment, in the chart view)."""
-    page = ui_url(ui_base(uri), experiment_id, run_id, view=view)
-    return page if is_server(uri) else f"{ui_command(uri)}   then open {page}"
-
-
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def ui_base(uri: str) -> str:
-    """Where the UI of the runs in ``uri`` is: the tracking server's own (password masked),
-    or where :func:`ui_command` serves a local store's."""
-    return redact(uri) if is_server(uri) else LOCAL_UI
+def browse_url(
+    uri: str,
+    experiment_id: str | None = None,
+    run_id: str | None = None,
+    *,
+    view: str | None = None,
+) -> str:
+    """The UI page of the runs: the server's, or that of ``mlflow ui`` on a local store
+    (:func:`ui_command`); ``view``: a saved view of the experiment (:func:`ui_url`)."""
+    base = redact(uri) if is_server(uri) else LOCAL_UI
+    return ui_url(base, experiment_id, run_id, view=view)
+
+
+def browse_hint(
+    uri: str,
+    experiment_id: str | None = None,
+    run_id: str | None = None,
+    *,
+    view: str | None = None,
+) -> str:
+    """How to look at the runs: a server's page, or the ``mlflow ui`` command for a local
+    store and the page to open once it runs; both in the model-training view."""
+    page = browse_url(uri, experiment_id, run_id, view=view)
+    return page if is_server(uri) else f"{ui_command(uri)}   then open {page}"
 
 
 def ui_command(uri: str) -> str:

@@ -81,16 +81,46 @@ def runs_view(
         "orderByAsc": False,
         # UI state
         "selectedColumns": ["attributes.`Dataset`", *(f"metrics.`{key}`" for key in columns)],
-        "groupBy": {
-            "aggregateFunction": "average",
-            "groupByKeys": [{"mode": mode, "groupByData": key} for mode, key in group_by],
-        } if group_by else None,
+        "groupBy": _group_by(group_by),
         "groupsExpanded": {},
         "useGroupedValuesInCharts": True,
         "runsHiddenMode": "SHOW_ALL",
         "hideEmptyCharts": True,
         "viewMaximized": False,
         "runListHidden": False,
+        **_charts(curves),
+    }
+    created = int(time.time() * 1000) if created_ms is None else created_ms
+    value = json.dumps(
+        {
+            "name": name,
+            "createdAt": created,
+            "updatedAt": created,
+            "state": json.dumps(state, separators=(",", ":")),
+        },
+        separators=(",", ":"),
+    )
+    if len(value) > MAX_VALUE:
+        raise ValueError(
+            f"saved view {name!r} is {len(value)} characters; MLflow keeps {MAX_VALUE}"
+        )
+    return value
+
+
+def _group_by(keys: Sequence[tuple[str, str]]) -> dict[str, object] | None:
+    """Runs grouped by ``keys`` ((mode, key) pairs), each group's values their mean (its
+    curves drawn with their runs' min and max around it); None: not grouped."""
+    if not keys:
+        return None
+    return {
+        "aggregateFunction": "average",
+        "groupByKeys": [{"mode": mode, "groupByData": key} for mode, key in keys],
+    }
+
+
+def _charts(curves: Sequence[str]) -> dict[str, object]:
+    """The chart view: a first section of ``curves``, one line chart each, in one row."""
+    return {
         "isAccordionReordered": True,
         "compareRunSections": [
             _section(_CURVES, "Learning curves", expanded=True, columns=len(curves)),
@@ -98,31 +128,51 @@ def runs_view(
             _section(_SYSTEM, "System metrics", expanded=False),
         ],
         "compareRunCharts": [_line_chart(key, _CURVES) for key in curves],
-        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
+        "globalLineChartConfig": {
+            "xAxisKey": "step",
+            "lineSmoothness": 0,
+            "selectedXAxisMetricKey": "",
+        },
     }
-    created = int(time.time() * 1000) if created_ms is None else created_ms
-    value = json.dumps({"name": name, "createdAt": created, "updatedAt": created,
-                        "state": json.dumps(state, separators=(",", ":"))}, separators=(",", ":"))
-    if len(value) > MAX_VALUE:
-        raise ValueError(f"saved view {name!r} is {len(value)} characters; MLflow keeps {MAX_VALUE}")
-    return value
 
 
-def _section(uuid: str, name: str, *, expanded: bool, columns: int | None = None) -> dict[str, object]:
+def _section(
+    uuid: str, name: str, *, expanded: bool, columns: int | None = None
+) -> dict[str, object]:
     """A chart section (``display``: expanded; ``columns``: charts per row, MLflow's default
     3). MLflow puts each new metric's chart in the section named for its prefix: "Model
     metrics" for ours, "System metrics" for system/."""
-    section = {"uuid": uuid, "name": name, "display": expanded, "isReordered": True, "deleted": False,
-               "isGenerated": False}
+    section = {
+        "uuid": uuid,
+        "name": name,
+        "display": expanded,
+        "isReordered": True,
+        "deleted": False,
+        "isGenerated": False,
+    }
     return section | ({"columns": columns} if columns else {})
 
 
 def _line_chart(metric: str, section: str) -> dict[str, object]:
     """A per-step line chart of one metric (MLflow's RunsChartsLineCardConfig, its defaults)."""
     return {
-        "uuid": f"bench-{metric}", "type": "LINE", "metricSectionId": section, "deleted": False,
-        "isGenerated": False, "runsCountToCompare": 10, "metricKey": metric, "selectedMetricKeys": [metric],
-        "lineSmoothness": 0, "xAxisScaleType": "linear", "scaleType": "linear", "range": {}, "xAxisKey": "step",
-        "selectedXAxisMetricKey": "", "yAxisKey": "metric", "yAxisExpressions": [], "ignoreOutliers": False,
-        "useGlobalXaxisKey": True, "useGlobalLineSmoothing": True,
+        "uuid": f"bench-{metric}",
+        "type": "LINE",
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        "runsCountToCompare": 10,
+        "metricKey": metric,
+        "selectedMetricKeys": [metric],
+        "lineSmoothness": 0,
+        "xAxisScaleType": "linear",
+        "scaleType": "linear",
+        "range": {},
+        "xAxisKey": "step",
+        "selectedXAxisMetricKey": "",
+        "yAxisKey": "metric",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "useGlobalXaxisKey": True,
+        "useGlobalLineSmoothing": True,
     }

@@ -42,6 +42,8 @@ from bench.training.fit import (  # noqa: F401  (re-exported)
 )
 from bench.training.slots import ENGINES, Separate, Slots, engine_for, population_of_one
 
+LAYER = 6  # import layer (docs/development.md#layers): imports only lower layers' units
+
 __all__ = [
     "ENGINES",
     "EpochHook",

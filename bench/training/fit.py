@@ -40,9 +40,10 @@ def use_xla(variant: Variant, hparams: HParams) -> bool:
     """Whether to compile the train step with XLA.
 
     Keras' ``jit_compile="auto"`` never uses XLA on a CPU-only machine, yet XLA makes the
-    dense and batch-norm variants 1.5-2.5x faster per epoch here (benchmarks/train_speed.py).
-    The exception is dropout: XLA's CPU random-number generator made dropout variants about
-    4x *slower*, so on CPU those keep TensorFlow's graph mode. On a GPU, XLA is used always.
+    dense and batch-norm variants faster per epoch here. The exception is dropout: XLA's CPU
+    random-number generator makes dropout variants *slower*, so on CPU those keep
+    TensorFlow's graph mode (measured: docs/speed.md, "Bench's Keras engine"). On a GPU, XLA
+    is used always.
     ``$BENCH_XLA`` (on, off) overrides the choice (:mod:`bench.xla`).
     """
     import tensorflow as tf

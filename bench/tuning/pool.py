@@ -1,9 +1,10 @@
 """Where a worker's trials train, and the worker process's entry point.
 
 A variant that stacks, under a search space that keeps batch size and optimizer fixed (a
-population shares both: the hyperparameters declared not per member), trains its trials as one compiled population of K slots: a trial
-enters a free slot at an epoch boundary with fresh weights and optimizer state, and the next
-trial takes its slot without a recompilation. Elsewhere (a convolutional variant, batch size
+population shares both: the hyperparameters declared not per member), trains its trials as
+one compiled population of K slots: a trial enters a free slot at an epoch boundary with
+fresh weights and optimizer state, and the next trial takes its slot without a
+recompilation. Elsewhere (a convolutional variant, batch size
 or optimizer searched, ``--population 1``) each trial trains alone, in a population of one
 made for its hyperparameters. The worker's loop (:class:`bench.tuning.worker.Worker`) is
 the same for both.
@@ -35,21 +36,36 @@ def trial_slots(s: Target, splits: Splits) -> training.Slots:
     from bench.population.sizing import size_population
 
     variant = get_variant(s.variant)
-    shared = [name for name in s.study.search_space.entries() if name in SHARED]  # batch size, optimizer
+    shared = [
+        name for name in s.study.search_space.entries() if name in SHARED
+    ]  # batch size, optimizer
     stackable = supports(variant) and not shared
     if s.population == 1 or not stackable:
         if s.population not in (None, 1):
-            log.warning("--population %d ignored: %s trains one trial at a time (%s)", s.population, s.variant,
-                        f"its search space varies {' and '.join(shared)}" if supports(variant)
-                        else "a convolutional variant")
+            log.warning(
+                "--population %d ignored: %s trains one trial at a time (%s)",
+                s.population,
+                s.variant,
+                f"its search space varies {' and '.join(shared)}"
+                if supports(variant)
+                else "a convolutional variant",
+            )
         return training.Separate(variant, splits)
     gpu = training.device_description().startswith("GPU")
     sizing = size_population(variant, s.base.batch_size, s.population, gpu=gpu, limit=s.trials)
-    return Population(variant, sizing.size, splits, batch_size=s.base.batch_size, optimizer=s.base.optimizer,
-                      device=training.device_description())
+    return Population(
+        variant,
+        sizing.size,
+        splits,
+        batch_size=s.base.batch_size,
+        optimizer=s.base.optimizer,
+        device=training.device_description(),
+    )
 
 
-def make_worker(s: Target, splits: Splits, tracker: Tracker, store: StudyStore, parent_run_id: str) -> Worker:
+def make_worker(
+    s: Target, splits: Splits, tracker: Tracker, store: StudyStore, parent_run_id: str
+) -> Worker:
     return Worker(s, splits, tracker, store, parent_run_id, trial_slots(s, splits))
 
 
@@ -71,7 +87,13 @@ def worker_main(s: Target, parent_run_id: str, index: int, optuna_verbosity: int
     stopping.install(escape=False)
     try:
         splits = load_splits(s)
-        make_worker(s, splits, Tracker(s.tracking_uri, s.experiment), load_study(s, create=False), parent_run_id).loop()
+        make_worker(
+            s,
+            splits,
+            Tracker(s.tracking_uri, s.experiment),
+            load_study(s, create=False),
+            parent_run_id,
+        ).loop()
         stopping.check()  # a stop that came after the last boundary still ends the worker non-zero
     except KeyboardInterrupt:
         log.info("interrupted: the trials in flight failed, their runs ended KILLED")

@@ -73,7 +73,9 @@ def make_pruner(name: str, epochs: int, min_epochs: int = 1) -> optuna.pruners.B
     if name == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min_epochs, max_resource=epochs, reduction_factor=3
+        )
     if name == "none":
         return optuna.pruners.NopPruner()
     raise BenchError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")

@@ -55,24 +55,35 @@ class Candidate:
 
 def _key(params: dict[str, object]) -> str:
     """Two trials are the same setting when every value agrees to 6 significant digits."""
-    return json.dumps({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in sorted(params.items())})
+    return json.dumps(
+        {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in sorted(params.items())}
+    )
 
 
 def candidates(studies: Sequence[optuna.Study], top: int) -> list[Candidate]:
     """The ``top`` best distinct complete trials over ``studies``, then the default setting
     (repeat 0's enqueued trial 0) if it is not among them."""
-    done = [(s, t) for s in studies for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done = [
+        (s, t) for s in studies for t in s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ]
     done.sort(key=lambda st: st[1].value, reverse=True)
     out: dict[str, Candidate] = {}
     for study, t in done:
         key = _key(t.params)
         if key not in out and len(out) < top:
-            out[key] = Candidate(dict(t.params), f"{study.study_name}#{t.number}", float(t.value),
-                                 bool(t.user_attrs.get(schema.TRIAL_DEFAULT)))
+            out[key] = Candidate(
+                dict(t.params),
+                f"{study.study_name}#{t.number}",
+                float(t.value),
+                bool(t.user_attrs.get(schema.TRIAL_DEFAULT)),
+            )
     for study, t in done:
         if t.user_attrs.get(schema.TRIAL_DEFAULT) and study is studies[0]:
             key = _key(t.params)
-            out.setdefault(key, Candidate(dict(t.params), f"{study.study_name}#{t.number}", float(t.value), True))
+            out.setdefault(
+                key,
+                Candidate(dict(t.params), f"{study.study_name}#{t.number}", float(t.value), True),
+            )
             if not out[key].default:
                 out[key] = dataclasses.replace(out[key], default=True)
     return list(out.values())
@@ -84,7 +95,9 @@ def seeds(n: int) -> list[int]:
 
 def record_key(cands: Sequence[Candidate], s: Target) -> str:
     """What makes a selection the same: its candidates, its seeds and what each trains."""
-    text = json.dumps([[_key(c.params) for c in cands], seeds(s.select_seeds), s.base.as_params()], sort_keys=True)
+    text = json.dumps(
+        [[_key(c.params) for c in cands], seeds(s.select_seeds), s.base.as_params()], sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -96,13 +109,18 @@ def evaluate(
     service (members train as populations where the variant stacks)."""
     jobs = [(i, seed) for i in range(len(cands)) for seed in seeds(s.select_seeds)]
     units = tuple(
-        runs.Unit(dataclasses.replace(s.base, seed=seed, **cands[i].params), f"select-{i}-s{seed - SELECT_SEED_BASE}",
-                  params={schema.CANDIDATE: cands[i].source, schema.OPTUNA_STUDY: s.study_name},
-                  tags={schema.OPTUNA_STUDY: s.study_name})
+        runs.Unit(
+            dataclasses.replace(s.base, seed=seed, **cands[i].params),
+            f"select-{i}-s{seed - SELECT_SEED_BASE}",
+            params={schema.CANDIDATE: cands[i].source, schema.OPTUNA_STUDY: s.study_name},
+            tags={schema.OPTUNA_STUDY: s.study_name},
+        )
         for i, seed in jobs
     )
     batch = runs.Batch(get_variant(s.variant), schema.KIND_SELECTION, units)
-    results = runs.validate(runs.Recording(tracker, splits, parent_run_id=parent_run_id), batch, _score)
+    results = runs.validate(
+        runs.Recording(tracker, splits, parent_run_id=parent_run_id), batch, _score
+    )
     scores: list[list[float]] = [[] for _ in cands]
     for (i, _), result in zip(jobs, results, strict=True):
         scores[i].append(_score(result))
@@ -119,7 +137,10 @@ def _score(result: TrainResult) -> float:
 def winner(cands: Sequence[Candidate], scores: Sequence[Sequence[float]]) -> int:
     """The highest mean validation score; a tie goes to the default, then the better trial."""
     means = [sum(v) / len(v) for v in scores]
-    return max(range(len(cands)), key=lambda i: (round(means[i], 10), cands[i].default, cands[i].tuning_value))
+    return max(
+        range(len(cands)),
+        key=lambda i: (round(means[i], 10), cands[i].default, cands[i].tuning_value),
+    )
 
 
 def repeat_summary(study: optuna.Study) -> dict[str, object]:
@@ -140,7 +161,10 @@ def repeat_summary(study: optuna.Study) -> dict[str, object]:
 
 
 def make_record(
-    s: Target, cands: Sequence[Candidate], scores: Sequence[Sequence[float]], repeats: Sequence[optuna.Study],
+    s: Target,
+    cands: Sequence[Candidate],
+    scores: Sequence[Sequence[float]],
+    repeats: Sequence[optuna.Study],
     cpu_seconds: float,
 ) -> dict[str, object]:
     chosen = winner(cands, scores)
@@ -150,8 +174,14 @@ def make_record(
         "chosen": chosen,
         "params": cands[chosen].params,
         "candidates": [
-            {"source": c.source, "params": c.params, "tuning_value": c.tuning_value, "default": c.default,
-             "values": list(v), "mean": sum(v) / len(v)}
+            {
+                "source": c.source,
+                "params": c.params,
+                "tuning_value": c.tuning_value,
+                "default": c.default,
+                "values": list(v),
+                "mean": sum(v) / len(v),
+            }
             for c, v in zip(cands, scores, strict=True)
         ],
         "repeats": [repeat_summary(r) for r in repeats],
@@ -173,11 +203,18 @@ def summary(record: dict[str, object]) -> dict[str, object]:
         "trials_complete": sum(r["complete"] for r in reps),
         "trials_pruned": sum(r["pruned"] for r in reps),
         "epochs": sum(r["epochs"] for r in reps) + record.get("epochs", 0),
-        "cpu_seconds": round(sum(r["cpu_seconds"] for r in reps) + record.get("cpu_seconds", 0.0), 1),
+        "cpu_seconds": round(
+            sum(r["cpu_seconds"] for r in reps) + record.get("cpu_seconds", 0.0), 1
+        ),
         "repeat_winners": "; ".join(
-            f"{r['best_value']:.4f} ({_shown(r['best_params'])})" for r in reps if r["best_value"] is not None),
+            f"{r['best_value']:.4f} ({_shown(r['best_params'])})"
+            for r in reps
+            if r["best_value"] is not None
+        ),
         "repeat_winner_spread": None if spread is None else round(spread, 6),
-        "distinct_winners": len({_key(r["best_params"]) for r in reps if r["best_value"] is not None}),
+        "distinct_winners": len(
+            {_key(r["best_params"]) for r in reps if r["best_value"] is not None}
+        ),
         "selected": chosen["source"] + (" (default)" if chosen["default"] else ""),
         "selected_val_mean": round(chosen["mean"], 6),
         "select_seeds": len(record["seeds"]),
@@ -187,4 +224,6 @@ def summary(record: dict[str, object]) -> dict[str, object]:
 
 
 def _shown(params: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 import optuna
 
 from bench.errors import NoStudyError, StorageError
+from bench.store import schema
 from bench.store.uri import (
     check_regular_file,
     redact,
@@ -99,7 +100,9 @@ class AdvisoryLock:
 
     def __init__(self, engine, name: str) -> None:
         self.engine = engine
-        self.key = int.from_bytes(hashlib.sha256(f"bench:{name}".encode()).digest()[:8], "big", signed=True)
+        self.key = int.from_bytes(
+            hashlib.sha256(f"bench:{name}".encode()).digest()[:8], "big", signed=True
+        )
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -157,7 +160,8 @@ def check_storage(url: str) -> None:
 
 
 def connect(url: str) -> OpenedStorage:
-    """Journal files (``journal:///path`` or ``*.journal``), RDB URLs (sqlite, postgresql, mysql), Redis."""
+    """Journal files (``journal:///path`` or ``*.journal``), RDB URLs (sqlite, postgresql,
+    mysql), Redis."""
     path = journal_path(url)
     try:
         if path is not None:
@@ -208,9 +212,9 @@ def _check_journal(path: Path) -> None:
             whole = False
         if not whole:
             raise StorageError(
-                f"Optuna journal {path} is damaged at line {number} of {len(lines) - (not lines[-1])} (a write cut "
-                f"off, or edited by hand); back it up, then keep its first {number - 1} lines: "
-                f"head -n {number - 1} FILE > FIXED"
+                f"Optuna journal {path} is damaged at line {number} of "
+                f"{len(lines) - (not lines[-1])} (a write cut off, or edited by hand); back it up, "
+                f"then keep its first {number - 1} lines: head -n {number - 1} FILE > FIXED"
             )
 
 
@@ -252,8 +256,10 @@ def _check_database(url: str) -> None:
         raise StorageError(str(exc)) from None
     if contents.kind not in ("empty", "optuna"):
         what = "the MLflow store" if contents.kind == "mlflow" else contents.describe()
-        raise StorageError(f"Optuna storage {redact(url)} is {what}, not an Optuna database; "
-                           "give Optuna its own (the default is a journal file beside the MLflow store)")
+        raise StorageError(
+            f"Optuna storage {redact(url)} is {what}, not an Optuna database; "
+            "give Optuna its own (the default is a journal file beside the MLflow store)"
+        )
 
 
 def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -261,11 +267,18 @@ def _rdb_storage(url: str, scheme: str, attempts: int = 5) -> optuna.storages.RD
     Optuna's tables (a unique-constraint error for all but one); the losers retry."""
     import sqlalchemy.exc
 
-    kwargs = {"pool_pre_ping": True, **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {})}
+    kwargs = {
+        "pool_pre_ping": True,
+        **({"connect_args": {"timeout": 60}} if scheme == "sqlite" else {}),
+    }
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.InternalError):
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.ProgrammingError,
+            sqlalchemy.exc.InternalError,
+        ):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 + random.random())
@@ -301,7 +314,11 @@ class StudyStore:
 
 
 def open_study(
-    url: str, study_name: str, *, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
+    url: str,
+    study_name: str,
+    *,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
     create: bool,
 ) -> StudyStore:
     """Create (``create``) or load the study ``study_name`` in the storage at ``url``."""
@@ -309,11 +326,21 @@ def open_study(
     try:
         if create:
             study = optuna.create_study(
-                study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner,
-                direction="maximize", load_if_exists=True,
+                study_name=study_name,
+                storage=opened.storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize",
+                load_if_exists=True,
             )
+            if (
+                study.metric_names is None
+            ):  # the objective by name in Optuna's figures and dashboard
+                study.set_metric_names([schema.VAL_ACCURACY])
         else:
-            study = optuna.load_study(study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner)
+            study = optuna.load_study(
+                study_name=study_name, storage=opened.storage, sampler=sampler, pruner=pruner
+            )
     except KeyError:
         raise NoStudyError(f"no Optuna study {study_name!r} in {redact(url)}") from None
     return StudyStore(study, opened, opened.storage.get_study_id_from_name(study_name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from bench import data
@@ -87,7 +88,17 @@ class Target:
         name = self.plan.value("study_name")
         if name:
             return name if len(self.plan.variants) == 1 else f"{name}-{self.variant}"
-        return f"{self.study.name}-{self.task}-{self.variant}"
+        return self._default_first_study
+
+    @functools.cached_property
+    def _default_first_study(self) -> str:
+        """``<study>-<variant>``, with the task between them only where it is not the study's
+        own (as the experiment is named). A study an earlier bench named
+        ``<study>-<task>-<variant>`` keeps that name, so it resumes and ``--tuned`` finds it."""
+        suffix = "" if self.task == self.study.task else f"-{self.task}"
+        name = f"{self.study.name}{suffix}-{self.variant}"
+        legacy = f"{self.study.name}-{self.task}-{self.variant}"
+        return legacy if legacy != name and _holds_study(self.storage, legacy) else name
 
     @property
     def study_name(self) -> str:
@@ -143,6 +154,17 @@ class Target:
 #: Repeat r's sampler seed is ``seed + r * REPEAT_STRIDE``: far enough apart that no two
 #: repeats' trials (each seeded ``seed + trial number``) share a seed.
 REPEAT_STRIDE = 1_000_003
+
+
+def _holds_study(url: str, name: str) -> bool:
+    """Whether the storage at ``url`` exists and holds a study ``name`` (nothing is created)."""
+    if not storage_exists(url):
+        return False
+    try:
+        open_storage(url).get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
 
 
 def repeat_name(study_name: str, repeat: int) -> str:

@@ -2,8 +2,9 @@
 slots, tell Optuna how each ended, repeat.
 
 The slots are one compiled population of K trials, or one trial at a time in a population
-of its own (:mod:`bench.tuning.pool` chooses); the loop is the same. Workers in one process, in several processes (``--workers``) or on several machines
-(PostgreSQL) run this same loop. A trial whose worker died is failed by the next worker
+of its own (:mod:`bench.tuning.pool` chooses); the loop is the same. Workers in one
+process, in several processes (``--workers``) or on several machines (PostgreSQL) run this
+same loop. A trial whose worker died is failed by the next worker
 that notices: at once when the worker ran on this host (its process is gone), otherwise
 when its heartbeat is older than the grace period. Optuna's own heartbeat exists only for
 its RDB storage, while the default local storage is a journal file, hence this small
@@ -43,7 +44,11 @@ progress = logging.getLogger("bench.progress")
 def load_study(s: Target, *, create: bool) -> StudyStore:
     """The settings' Optuna study with the storage and lock bench opened for it."""
     return open_study(
-        s.storage, s.study_name, sampler=make_sampler(s.seed, 0), pruner=make_pruner(s.pruner, s.epochs, s.min_epochs), create=create
+        s.storage,
+        s.study_name,
+        sampler=make_sampler(s.seed, 0),
+        pruner=make_pruner(s.pruner, s.epochs, s.min_epochs),
+        create=create,
     )
 
 
@@ -69,7 +74,11 @@ def fail_stale_trials(store: StudyStore, tracker: Tracker | None, grace: float) 
     now = time.time()
     for t in store.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.system_attrs.get(schema.TRIAL_WORKER, "")
-        beat = float(t.system_attrs.get(schema.TRIAL_HEARTBEAT, t.datetime_start.timestamp() if t.datetime_start else now))
+        beat = float(
+            t.system_attrs.get(
+                schema.TRIAL_HEARTBEAT, t.datetime_start.timestamp() if t.datetime_start else now
+            )
+        )
         if not (owner.is_dead(worker) or now - beat > grace):
             continue
         try:
@@ -89,7 +98,9 @@ class Heartbeat:
     """Refresh the heartbeat of the trials in flight from a background thread while they train
     (``numbers()``: their trial numbers now)."""
 
-    def __init__(self, store: StudyStore, numbers: Callable[[], Iterable[int]], every: float) -> None:
+    def __init__(
+        self, store: StudyStore, numbers: Callable[[], Iterable[int]], every: float
+    ) -> None:
         self._store, self._numbers, self._every = store, numbers, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -145,7 +156,9 @@ class Worker:
     store: StudyStore
     parent_run_id: str
     slots: Slots
-    eta: Eta | None = field(default=None, init=False, repr=False)  # the trials still wanted when this worker began
+    eta: Eta | None = field(
+        default=None, init=False, repr=False
+    )  # the trials still wanted when this worker began
     flights: dict[int, _Flight] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,7 +170,9 @@ class Worker:
         An interrupt or a FatalError stops the loop: every trial in flight fails."""
         s = self.s
         deadline = None if s.timeout is None else time.monotonic() + s.timeout
-        with Heartbeat(self.store, lambda: [f.trial.number for f in list(self.flights.values())], s.heartbeat):
+        with Heartbeat(
+            self.store, lambda: [f.trial.number for f in list(self.flights.values())], s.heartbeat
+        ):
             try:
                 while self._fill(deadline) or self.flights:
                     if not self.flights:  # the remaining trials run elsewhere: wait for them
@@ -180,10 +195,14 @@ class Worker:
                 return False
             for k in self.slots.free:
                 stopping.check()  # the trials entered so far are in flight: _abandon fails them
-                if (deadline is not None and time.monotonic() >= deadline) or finished + c["running"] >= self.s.trials:
+                if (deadline is not None and time.monotonic() >= deadline) or finished + c[
+                    "running"
+                ] >= self.s.trials:
                     break
                 trial = self._ask(c)
-                self.flights[k] = _Flight(trial, f"trial-{trial.number}")  # from here on, _abandon fails it
+                self.flights[k] = _Flight(
+                    trial, f"trial-{trial.number}"
+                )  # from here on, _abandon fails it
                 self._settle(k, self._enter)
                 c["running"] += k in self.flights  # entered, not failed
                 # An enqueued trial (the default, trial 0) was already counted: the next new
@@ -219,7 +238,10 @@ class Worker:
         stops the worker; anything else fails this trial alone."""
         stored = None
         if flight.run_id is not None:
-            stored, flight.ended = self.tracker.end_run_on_error(flight.run_id, flight.name, error), True
+            stored, flight.ended = (
+                self.tracker.end_run_on_error(flight.run_id, flight.name, error),
+                True,
+            )
         if isinstance(error, FatalError | FailedTrialError):
             return error
         if stored is not None:
@@ -229,21 +251,38 @@ class Worker:
         return FailedTrialError(f"{type(error).__name__}: {error}")
 
     def _enter(self, k: int, flight: _Flight) -> None:
-        """The trial's hyperparameters, its run (params and datasets) and its member in slot ``k``."""
+        """The trial's hyperparameters, its run (params and datasets) and its member in slot
+        ``k``."""
+        from bench.models.build import logged_params
+
         s, splits, trial = self.s, self.splits, flight.trial
         variant = get_variant(s.variant)
-        hp = suggest(trial, s.study.search_space, s.base.replace(seed=trial_seed(s.seed, trial.number)), variant)
+        hp = suggest(
+            trial,
+            s.study.search_space,
+            s.base.replace(seed=trial_seed(s.seed, trial.number)),
+            variant,
+        )
         params = {
-            **variant.structure_params(), **hp.as_params(), schema.TASK: s.task, schema.TRIAL_NUMBER: trial.number,
-            schema.OPTUNA_STUDY: s.study_name, **schema.split_params(splits.sizes),
+            **variant.structure_params(),
+            **logged_params(hp, variant),
+            schema.TASK: s.task,
+            schema.TRIAL_NUMBER: trial.number,
+            schema.OPTUNA_STUDY: s.study_name,
+            **schema.split_params(splits.sizes),
         }
         stopping.check()  # no trial run starts once a stop is requested (the trial fails)
         flight.run_id = self.tracker.start_run(
-            flight.name, kind=schema.KIND_TRIAL, params=params, parent_run_id=self.parent_run_id,
+            flight.name,
+            kind=schema.KIND_TRIAL,
+            params=params,
+            parent_run_id=self.parent_run_id,
             tags={schema.OPTUNA_STUDY: s.study_name, schema.VARIANT_TAG: s.variant},
         )
         trial.set_user_attr(schema.TRIAL_RUN_ID, flight.run_id)
-        self.tracker.log_datasets(flight.run_id, split_datasets(splits)[:2])  # trials never see the test split
+        self.tracker.log_datasets(
+            flight.run_id, split_datasets(splits)[:2]
+        )  # trials never see the test split
         self.slots.start(k, hp, [self.tracker.epoch_hook(flight.run_id), reporter(trial)])
 
     def _leave(self, k: int, flight: _Flight) -> Outcome:
@@ -264,7 +303,9 @@ class Worker:
                 with contextlib.suppress(Exception):
                     self.tracker.end_run_on_error(flight.run_id, flight.name, exc)
             with contextlib.suppress(Exception):
-                self._tell(flight.trial, Outcome(reason=first_line(exc) or "interrupted"), flight.run_id)
+                self._tell(
+                    flight.trial, Outcome(reason=first_line(exc) or "interrupted"), flight.run_id
+                )
             with contextlib.suppress(Exception):  # its slot, if it had entered one
                 self.slots.finish(k)
         self.flights.clear()
@@ -288,7 +329,9 @@ class Worker:
             self.store.study.tell(trial, outcome.value)
         else:
             self.store.study.tell(trial, state=outcome.state)
-        if interrupted_run is not None:  # its run ended KILLED or FAILED; say what Optuna made of it
+        if (
+            interrupted_run is not None
+        ):  # its run ended KILLED or FAILED; say what Optuna made of it
             with contextlib.suppress(Exception):
                 self.tracker.set_tags(interrupted_run, {schema.OPTUNA_STATE: "FAIL"})
 
@@ -297,15 +340,24 @@ class Worker:
         best = best_trial(self.store.study)
         finished = c["complete"] + c["pruned"]
         self.eta.advance()
-        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        shown = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+        )
         if outcome.value is not None:
             detail = f" val_acc {outcome.value:.4f}"
         else:
             detail = f": {outcome.reason}" if outcome.reason else ""
         progress.info(
             "[%s] trial #%d %s%s (%s) | finished %d/%d, best %s | %s",
-            self.s.variant, trial.number, outcome.state.name, detail, shown, finished, self.s.trials,
-            "-" if best is None else f"{best.value:.4f} (#{best.number})", self.eta.text(),
+            self.s.variant,
+            trial.number,
+            outcome.state.name,
+            detail,
+            shown,
+            finished,
+            self.s.trials,
+            "-" if best is None else f"{best.value:.4f} (#{best.number})",
+            self.eta.text(),
         )
 
     def _ask(self, c: Mapping[str, int]) -> optuna.Trial:
@@ -330,7 +382,9 @@ def reporter(trial: optuna.Trial) -> training.EpochHook:
             # halving's first rung (min_resource=1) judges after one epoch, not two.
             trial.report(value, epoch + 1)
             if not default and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (val_accuracy {value:.4f})")
+                raise optuna.TrialPruned(
+                    f"pruned after epoch {epoch + 1} (val_accuracy {value:.4f})"
+                )
 
     return report
 
