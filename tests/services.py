@@ -104,7 +104,10 @@ def postgres(folder: Path, databases: tuple[str, ...] = ("optuna", "mlflow")) ->
     )
     port = free_port()
     log = folder / "postgres.log"
-    options = f"-h {HOST} -p {port} -k {folder}"
+    # MLflow 3.17's server starts job consumers that each hold connections to its backend
+    # store; with two workers' Optuna pools beside them PostgreSQL's default 100 ran out
+    # ("sorry, too many clients already") on a loaded machine.
+    options = f"-h {HOST} -p {port} -k {folder} -c max_connections=300"
     subprocess.run(
         _as_postgres_user(
             [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
