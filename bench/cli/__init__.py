@@ -67,7 +67,7 @@ def _plan(command: str, values: dict[str, object]) -> Plan:
 def _quieted(plan: Plan) -> Plan:
     """``--quiet``: no progress lines (warnings and errors still show)."""
     if plan.value("quiet"):
-        logging.getLogger("bench.progress").setLevel(logging.WARNING)
+        logging.getLogger("bench").setLevel(logging.WARNING)  # setup_logging sets it per command
     return plan
 
 

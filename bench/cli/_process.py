@@ -84,7 +84,6 @@ def setup_logging(verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     logging.getLogger("bench").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("bench.progress").setLevel(logging.NOTSET)  # --quiet raises it per command
     for noisy in ("mlflow", "alembic", "absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     if verbose <= 1:

@@ -70,7 +70,6 @@ def log_study(
     tuned_acc: float | None,
 ) -> None:
     """Counts, best trial, Optuna's own figures and a CSV of all trials on the parent run."""
-    import warnings
 
     import optuna.visualization.matplotlib as ovm
 
@@ -88,20 +87,17 @@ def log_study(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
     )
     tracker.log_text(run_id, frame.to_csv(index=False), "trials.csv")
+    importances = _importances(study)  # fANOVA takes seconds: once for both figures
     for name in schema.OPTUNA_FIGURES:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                ax = getattr(ovm, f"plot_{name}")(study)
-            except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
-                log.info("figure %s skipped: %s", name, exc)
-                continue
-            first = ax.flat[0] if hasattr(ax, "flat") else ax
-            fig = first.figure
-            fig.set_size_inches(9, 5.5)
-            fig.tight_layout()
+        ax = _plot(ovm, name, study, importances)
+        if ax is None:
+            continue
+        first = ax.flat[0] if hasattr(ax, "flat") else ax
+        fig = first.figure
+        fig.set_size_inches(9, 5.5)
+        fig.tight_layout()
         tracker.log_figure(run_id, fig, schema.optuna_figure(name))
-    tracker.log_text(run_id, interactive_figures(study), schema.OPTUNA_HTML)
+    tracker.log_text(run_id, interactive_figures(study, importances), schema.OPTUNA_HTML)
 
 
 class _Computed(optuna.importance.BaseImportanceEvaluator):
@@ -123,27 +119,33 @@ def _importances(study: optuna.Study) -> _Computed | None:
         return None
 
 
-def interactive_figures(study: optuna.Study) -> str:
+def _plot(module, name: str, study: optuna.Study, importances: _Computed | None):
+    """Optuna's figure ``name`` from ``module`` (matplotlib or plotly); None where Optuna cannot
+    draw it (too few complete trials, one parameter to rank)."""
+    import warnings
+
+    if name == "param_importances" and importances is None:
+        return None
+    kwargs = {"evaluator": importances} if name == "param_importances" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return getattr(module, f"plot_{name}")(study, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
+            log.info("figure %s skipped: %s", name, exc)
+            return None
+
+
+def interactive_figures(study: optuna.Study, importances: _Computed | None) -> str:
     """Optuna's interactive (plotly) figures of ``study`` as one self-contained HTML page:
     history, importances, parallel coordinate, contour, slice, EDF, intermediate values.
     MLflow's artifact viewer shows it (in a sandboxed frame: plotly.js is inlined, once)."""
-    import warnings
-
     import optuna.visualization as ov
 
     parts: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        importances = _importances(study)
-        for name in schema.OPTUNA_HTML_FIGURES:
-            if name == "param_importances" and importances is None:
-                continue
-            kwargs = {"evaluator": importances} if name == "param_importances" else {}
-            try:
-                fig = getattr(ov, f"plot_{name}")(study, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials
-                log.info("interactive figure %s skipped: %s", name, exc)
-                continue
+    for name in schema.OPTUNA_HTML_FIGURES:
+        fig = _plot(ov, name, study, importances)
+        if fig is not None:
             parts.append(fig.to_html(include_plotlyjs=not parts, full_html=False))
     title = f"Optuna study {study.study_name}"
     body = "".join(parts) or "<p>no finished trials to plot</p>"
